@@ -1,0 +1,60 @@
+# Backbone: the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: run test test-sqlite test-postgres bench lint format typecheck migrate demo clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Backbone needs Python 3.11 or newer")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## make run: install, migrate the embedded SQLite database, seed the demo initiative, serve on 127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/backbone migrate
+	$(BIN)/backbone seed-demo
+	$(BIN)/backbone serve --host $(HOST) --port $(PORT)
+
+## make test: the whole suite on SQLite, then on PostgreSQL (skipped with a notice if none is running,
+## required when BACKBONE_TEST_REQUIRE_POSTGRES=1, as in CI)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+	BACKBONE_TEST_DATABASE=postgres BACKBONE_TEST_POSTGRES_URL='$(PG_URL)' \
+		$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+
+test-sqlite: $(STAMP)
+	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+
+test-postgres: $(STAMP)
+	BACKBONE_TEST_DATABASE=postgres BACKBONE_TEST_POSTGRES_URL='$(PG_URL)' \
+		$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(STAMP)
+	$(BIN)/backbone migrate
+
+demo: $(STAMP)
+	$(BIN)/backbone demo
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Indicators and their releases: tables with margins, disclosure control, read formats."""

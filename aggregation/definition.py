@@ -1,0 +1,81 @@
+"""Indicator definitions: what is counted, over which population, along which dimensions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+FieldName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Measure(_Strict):
+    dataset: Slug
+    filter: str | None = Field(default=None, max_length=2000)
+
+
+class Cohort(_Strict):
+    """Restrict the population to people who also appear in another dataset (via linkage)."""
+
+    dataset: Slug
+    filter: str | None = Field(default=None, max_length=2000)
+
+
+class Reference(_Strict):
+    period: str
+    value: float
+
+
+class IndicatorDefinition(_Strict):
+    id: Slug
+    title: str = Field(min_length=1, max_length=300)
+    description: str = ""
+    unit: Literal["percent", "rate_per_1000", "count", "mean"]
+    direction: Literal["increase", "decrease"] = "increase"
+    purpose: str
+    recipients: list[Slug] = Field(min_length=1)
+    numerator: Measure
+    denominator: Measure | None = None
+    value_field: FieldName | None = Field(default=None, description="averaged field, unit mean")
+    cohort: Cohort | None = None
+    dimensions: list[FieldName] = Field(default_factory=list, max_length=4)
+    period_dimension: FieldName | None = None
+    method: Literal["suppression", "differential_privacy"] = "suppression"
+    baseline: Reference | None = None
+    target: Reference | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> IndicatorDefinition:
+        if self.unit in ("percent", "rate_per_1000") and self.denominator is None:
+            raise ValueError(f"unit {self.unit} needs a denominator")
+        if self.unit == "count" and self.denominator is not None:
+            raise ValueError("unit count takes no denominator")
+        if self.unit == "mean" and self.value_field is None:
+            raise ValueError("unit mean needs value_field")
+        if self.denominator is not None and self.denominator.dataset != self.numerator.dataset:
+            raise ValueError("numerator and denominator must count the same dataset")
+        if len(set(self.dimensions)) != len(self.dimensions):
+            raise ValueError("a dimension is listed twice")
+        if self.period_dimension is not None and self.period_dimension not in self.dimensions:
+            raise ValueError("period_dimension must be one of the dimensions")
+        return self
+
+    @property
+    def dataset(self) -> str:
+        return self.numerator.dataset
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return (self.dataset, self.cohort.dataset) if self.cohort else (self.dataset,)
+
+    def content_hash(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(raw).hexdigest()

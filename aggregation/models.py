@@ -1,0 +1,70 @@
+"""Tables of indicator definitions and their immutable releases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, JSONType, UTCDateTime
+
+
+class Indicator(Base):
+    __tablename__ = "indicators"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IndicatorVersion(Base):
+    __tablename__ = "indicator_versions"
+
+    indicator_id: Mapped[str] = mapped_column(ForeignKey("indicators.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    content_hash: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by_client: Mapped[str] = mapped_column(String(64))
+
+
+class Release(Base):
+    """An immutable release: the published cells and everything needed to explain them."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    indicator_id: Mapped[str] = mapped_column(String(64))
+    indicator_version: Mapped[int] = mapped_column(Integer)
+    request_key: Mapped[str] = mapped_column(String(80))
+    method: Mapped[str] = mapped_column(String(32))
+    dimensions: Mapped[list[str]] = mapped_column(JSONType)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    recipients: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+    audit_index: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["indicator_id", "indicator_version"],
+            ["indicator_versions.indicator_id", "indicator_versions.version"],
+            name="fk_releases_indicator_version",
+        ),
+        UniqueConstraint("indicator_id", "request_key"),
+        Index("ix_releases_indicator_created", "indicator_id", "created_at"),
+    )

@@ -1,0 +1,104 @@
+"""Compile an agreement document into the policy engine's frozen terms."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec, Term
+from policy.model import (
+    AgreementTerms,
+    Constraint,
+    ConstraintValue,
+    DatasetTerms,
+    Disclosure,
+    FieldTerms,
+    Rule,
+)
+
+
+def _right(spec: ConstraintSpec) -> ConstraintValue:
+    value = spec.right_operand
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    if spec.left_operand == "dateTime" and isinstance(value, str):
+        return Term.as_datetime(datetime.fromisoformat(value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value
+
+
+def _rule(spec: RuleSpec, kind: str) -> Rule:
+    return Rule(
+        id=spec.id,
+        kind=kind,  # type: ignore[arg-type]
+        action=spec.action,
+        targets=frozenset(spec.targets()),
+        assignees=frozenset(spec.assignees()),
+        constraints=tuple(
+            Constraint(c.left_operand, c.operator, _right(c)) for c in spec.constraint
+        ),
+    )
+
+
+def compile_terms(
+    document: AgreementDocument, *, version: int, status: str, content_hash: str | None = None
+) -> AgreementTerms:
+    """Build :class:`policy.model.AgreementTerms` for one version of an agreement."""
+    datasets = tuple(
+        DatasetTerms(
+            name=d.name,
+            provider=d.provider,
+            submitters=frozenset(d.submitters or [d.provider]),
+            fields=tuple(
+                FieldTerms(
+                    name=f.name,
+                    type=f.type,
+                    role=f.role,
+                    required=f.constraints.required,
+                    enum=tuple(f.constraints.enum) if f.constraints.enum is not None else None,
+                    minimum=f.constraints.minimum,
+                    maximum=f.constraints.maximum,
+                    pattern=f.constraints.pattern,
+                    min_length=f.constraints.min_length,
+                    max_length=f.constraints.max_length,
+                    geography=f.geography,
+                )
+                for f in d.fields
+            ),
+            key=tuple(d.primary_key),
+            period_field=d.period_field,
+        )
+        for d in document.datasets
+    )
+    rules = (
+        *(_rule(r, "permission") for r in document.rules.permission),
+        *(_rule(r, "prohibition") for r in document.rules.prohibition),
+        *(_rule(r, "obligation") for r in document.rules.obligation),
+    )
+    disc = document.disclosure
+    privacy = disc.privacy
+    return AgreementTerms(
+        id=document.uid,
+        version=version,
+        content_hash=content_hash or document.content_hash(),
+        status=status,
+        effective=Term.as_datetime(document.term.effective),
+        expires=Term.as_datetime(document.term.expires),
+        parties=tuple((p.org, p.role) for p in document.parties),
+        datasets=datasets,
+        rules=rules,
+        disclosure=Disclosure(
+            methods=tuple(disc.methods),
+            min_cell_size=disc.min_cell_size,
+            rounding=disc.rounding,
+            top_code_percent=disc.top_code_percent,
+            bottom_code_percent=disc.bottom_code_percent,
+            epsilon_per_release=privacy.epsilon_per_release if privacy else None,
+            epsilon_per_period=privacy.epsilon_per_period if privacy else None,
+            budget_period=privacy.period if privacy else None,
+            max_contributions=privacy.max_contributions if privacy else 1,
+        ),
+        linkage_allowed=document.linkage.allowed,
+        linkable_datasets=frozenset(document.linkage.datasets),
+        grace_period_days=document.retention.grace_period_days,
+    )

@@ -1,0 +1,277 @@
+"""The agreement lifecycle: draft, proposed, active, suspended, terminated, superseded.
+
+An agreement version becomes active only when every party has approved its exact content hash.
+An active version is immutable; an amendment is a new version, which supersedes the old one when
+it becomes active. Services flush and never commit; the request's unit of work commits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from agreements import repository as repo
+from agreements.compile import compile_terms
+from agreements.document import AgreementDocument, Term
+from agreements.errors import AgreementStateConflict
+from agreements.models import (
+    Agreement,
+    AgreementApproval,
+    AgreementDataset,
+    AgreementParty,
+    AgreementStatusChange,
+    AgreementVersion,
+)
+from audit.service import AuditRecord, record
+from core.context import RequestContext
+from core.errors import Forbidden, NotFound
+from policy.engine import PolicySet
+from policy.model import AgreementTerms
+
+LIVE_STATUSES = ("active", "suspended")
+
+
+def _principal(ctx: RequestContext) -> tuple[str, str, str]:
+    if ctx.principal is None:
+        raise Forbidden("An authenticated client is required.")
+    p = ctx.principal
+    return p.organization_id, p.client_id, p.organization_kind
+
+
+def _status(
+    session: Session,
+    ctx: RequestContext,
+    row: AgreementVersion,
+    status: str,
+    reason: str | None = None,
+) -> None:
+    row.status = status
+    session.add(
+        AgreementStatusChange(
+            agreement_id=row.agreement_id,
+            version=row.version,
+            status=status,
+            at=ctx.now,
+            by_organization_id=ctx.organization_id,
+            reason=reason,
+        )
+    )
+
+
+def create(session: Session, ctx: RequestContext, document: AgreementDocument) -> AgreementVersion:
+    """Store ``document`` as a new draft version (version 1, or the next amendment)."""
+    org, _client, kind = _principal(ctx)
+    if org not in document.party_ids and kind != "backbone":
+        raise Forbidden("Only a party to the agreement or the backbone may draft it.")
+    agreement = repo.get(session, document.uid)
+    if agreement is None:
+        agreement = Agreement(
+            id=document.uid,
+            title=document.title,
+            created_by=org,
+            created_at=ctx.now,
+            latest_version=0,
+        )
+        session.add(agreement)
+    else:
+        previous = repo.get_version(session, agreement.id, agreement.latest_version)
+        if previous is not None and org not in previous.document_parties() and kind != "backbone":
+            raise Forbidden("Only a party to the agreement or the backbone may amend it.")
+        agreement.title = document.title
+    agreement.latest_version += 1
+    version = AgreementVersion(
+        agreement_id=agreement.id,
+        version=agreement.latest_version,
+        document=document.model_dump(mode="json", by_alias=True, exclude_none=True),
+        content_hash=document.content_hash(),
+        status="draft",
+        effective_at=Term.as_datetime(document.term.effective),
+        expires_at=Term.as_datetime(document.term.expires),
+        created_at=ctx.now,
+    )
+    session.add(version)
+    session.flush()
+    for party in document.parties:
+        session.add(
+            AgreementParty(
+                agreement_id=agreement.id,
+                version=version.version,
+                organization_id=party.org,
+                role=party.role,
+            )
+        )
+    for ds in document.datasets:
+        session.add(
+            AgreementDataset(
+                agreement_id=agreement.id,
+                version=version.version,
+                dataset=ds.name,
+                provider_id=ds.provider,
+            )
+        )
+    _status(session, ctx, version, "draft")
+    session.flush()
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="agreement.create",
+            resource_type="agreement",
+            resource_id=f"{agreement.id}/v{version.version}",
+            agreements=[(agreement.id, version.version)],
+        ),
+    )
+    return version
+
+
+def _version(session: Session, agreement_id: str, version: int | None = None) -> AgreementVersion:
+    agreement = repo.get(session, agreement_id)
+    if agreement is None:
+        raise NotFound("No such agreement.")
+    row = repo.get_version(session, agreement_id, version or agreement.latest_version)
+    if row is None:
+        raise NotFound("No such agreement version.")
+    return row
+
+
+def approve(
+    session: Session, ctx: RequestContext, agreement_id: str, version: int, content_hash: str
+) -> AgreementVersion:
+    """Record the caller's organization's approval of the exact version ``content_hash`` names."""
+    org, client, _kind = _principal(ctx)
+    row = _version(session, agreement_id, version)
+    if org not in row.document_parties():
+        raise Forbidden("Only a party to the agreement may approve it.")
+    if row.status not in ("draft", "proposed"):
+        raise AgreementStateConflict(f"Version {version} is {row.status} and cannot be approved.")
+    if content_hash != row.content_hash:
+        raise AgreementStateConflict(
+            "The content hash does not match this version; fetch it again and approve what you read."
+        )
+    if any(a.organization_id == org for a in repo.approvals(session, agreement_id, version)):
+        raise AgreementStateConflict("Your organization has already approved this version.")
+    session.add(
+        AgreementApproval(
+            agreement_id=agreement_id,
+            version=version,
+            organization_id=org,
+            client_id=client,
+            content_hash=content_hash,
+            approved_at=ctx.now,
+        )
+    )
+    session.flush()
+    approved = {a.organization_id for a in repo.approvals(session, agreement_id, version)}
+    if approved >= row.document_parties():
+        for other in repo.versions(session, agreement_id):
+            if other.version != version and other.status in LIVE_STATUSES:
+                other.ended_at = ctx.now
+                other.end_reason = f"superseded by version {version}"
+                _status(session, ctx, other, "superseded")
+        row.activated_at = ctx.now
+        _status(session, ctx, row, "active")
+    elif row.status == "draft":
+        _status(session, ctx, row, "proposed")
+    session.flush()
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="agreement.approve",
+            resource_type="agreement",
+            resource_id=f"{agreement_id}/v{version}",
+            agreements=[(agreement_id, version)],
+            detail=f"status {row.status}",
+        ),
+    )
+    return row
+
+
+def _live_version(session: Session, agreement_id: str) -> AgreementVersion:
+    for row in reversed(repo.versions(session, agreement_id)):
+        if row.status in LIVE_STATUSES:
+            return row
+    if repo.get(session, agreement_id) is None:
+        raise NotFound("No such agreement.")
+    raise AgreementStateConflict("The agreement has no active or suspended version.")
+
+
+def change_status(
+    session: Session, ctx: RequestContext, agreement_id: str, action: str, reason: str | None
+) -> AgreementVersion:
+    """Suspend, resume or terminate the live version; effective from the next request."""
+    org, _client, kind = _principal(ctx)
+    row = _live_version(session, agreement_id)
+    if org not in row.document_parties() and kind != "backbone":
+        raise Forbidden("Only a party to the agreement or the backbone may change its status.")
+    transitions = {
+        "suspend": ("active", "suspended"),
+        "resume": ("suspended", "active"),
+        "terminate": (None, "terminated"),
+    }
+    if action not in transitions:
+        raise NotFound("No such agreement action.")
+    before, after = transitions[action]
+    if before is not None and row.status != before:
+        raise AgreementStateConflict(f"The agreement is {row.status}; it cannot be {action}d.")
+    if after == "terminated":
+        row.ended_at = ctx.now
+        row.end_reason = reason or "terminated"
+    _status(session, ctx, row, after, reason)
+    session.flush()
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=f"agreement.{action}",
+            resource_type="agreement",
+            resource_id=f"{agreement_id}/v{row.version}",
+            agreements=[(agreement_id, row.version)],
+            detail=reason[:200] if reason else None,
+        ),
+    )
+    return row
+
+
+def terms_of(row: AgreementVersion) -> AgreementTerms:
+    document = AgreementDocument.model_validate(row.document)
+    return compile_terms(
+        document, version=row.version, status=row.status, content_hash=row.content_hash
+    )
+
+
+@dataclass
+class _Cached:
+    generation: int
+    policy: PolicySet
+
+
+class PolicyCache:
+    """Compiled terms of every agreement version, rebuilt only when some status changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: _Cached | None = None
+
+    def get(self, session: Session) -> PolicySet:
+        generation = repo.policy_generation(session)
+        cached = self._cached
+        if cached is not None and cached.generation == generation:
+            return cached.policy
+        with self._lock:
+            cached = self._cached
+            if cached is not None and cached.generation == generation:
+                return cached.policy
+            policy = PolicySet(terms_of(row) for row in repo.all_versions(session))
+            self._cached = _Cached(generation, policy)
+            return policy
+
+
+def versions(session: Session, agreement_id: str) -> Sequence[AgreementVersion]:
+    rows = repo.versions(session, agreement_id)
+    if not rows:
+        raise NotFound("No such agreement.")
+    return rows

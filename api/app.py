@@ -1,0 +1,84 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import errors
+from api.logging import configure as configure_logging
+from api.middleware import RequestMiddleware
+from api.routers import admin, agreements, audit, health, indicators, oauth, problems, submissions
+from api.state import AppState
+from core.clock import utcnow
+from core.db import make_engine, make_session_factory
+from core.keys import MasterKey, load_master_key
+from core.settings import Settings, get_settings
+from identity.signing_keys import ensure_signing_key
+
+VERSION = "0.1.0"
+DESCRIPTION = """\
+Backbone is the shared measurement system of a Collective Impact initiative. Partner systems push
+record-level data under machine-readable sharing agreements; only small-cell-suppressed
+community-level indicators ever leave. Authenticate with OAuth 2.0 client credentials at
+`/oauth/token`; errors are RFC 9457 problem documents documented under `/problems`.
+"""
+
+
+def _ensure_signing_key(state: AppState) -> None:
+    with state.sessions() as session:
+        ensure_signing_key(session, state.master, state.clock())
+        session.commit()
+    state.keys.invalidate()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    sessions: sessionmaker[Session] | None = None,
+    master: MasterKey | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    configure_logs: bool = True,
+) -> FastAPI:
+    settings = settings or get_settings()
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_json)
+    master = master or load_master_key(settings)
+    engine = engine or make_engine(settings.database_url)
+    sessions = sessions or make_session_factory(engine)
+    backbone = AppState.build(settings, engine, sessions, master, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_ensure_signing_key, backbone)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Backbone",
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.backbone = backbone
+    errors.install(app)
+    for module in (health, problems, oauth, admin, agreements, submissions, indicators, audit):
+        app.include_router(module.router)
+    app.add_middleware(
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_submission_bytes,
+        upload_path=re.compile(submissions.UPLOAD_PATH.pattern),
+    )
+    return app

@@ -1,0 +1,139 @@
+"""Request dependencies: the unit of work, authentication with all-of scopes, request context.
+
+The unit of work commits once after the route returns and before the response is sent
+(``scope="function"``), so an acknowledged request is durable. When a domain error escapes, the
+work is rolled back and, for audited routes, the refusal itself is recorded in a fresh transaction:
+denials leave an audit event too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from api.state import AppState
+from audit.service import AuditRecord, record
+from core.context import RequestContext
+from core.errors import DomainError, PolicyDenied
+from identity.errors import AuthenticationFailed
+from policy.engine import PolicySet
+from policy.model import Principal
+
+log = logging.getLogger("backbone.api")
+
+
+def state(request: Request) -> AppState:
+    s: AppState = request.app.state.backbone
+    return s
+
+
+@dataclass(frozen=True)
+class AuditAction:
+    action: str
+    resource_type: str | None = None
+    resource_param: str | None = None
+
+
+def audited(
+    action: str, resource_type: str | None = None, resource_param: str | None = None
+) -> Callable[[Request], None]:
+    """Declare what an endpoint does, so that a refusal is audited under that action."""
+    spec = AuditAction(action, resource_type, resource_param)
+
+    def dependency(request: Request) -> None:
+        request.state.audit_action = spec
+
+    return dependency
+
+
+def _record_refusal(session: Session, request: Request, exc: DomainError) -> None:
+    spec: AuditAction | None = getattr(request.state, "audit_action", None)
+    if spec is None or isinstance(exc, AuthenticationFailed):
+        return
+    st = state(request)
+    principal: Principal | None = getattr(request.state, "principal", None)
+    ctx = RequestContext(request.state.request_id, st.clock(), principal)
+    resource_id = request.path_params.get(spec.resource_param) if spec.resource_param else None
+    decision = exc.decision if isinstance(exc, PolicyDenied) else None
+    outcome = (
+        "denied"
+        if exc.kind in ("policy-denied", "forbidden", "object-access-denied", "insufficient-scope")
+        else "rejected"
+    )
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=spec.action,
+            outcome=outcome,
+            resource_type=spec.resource_type,
+            resource_id=str(resource_id)[:128] if resource_id else None,
+            decision=decision,
+            detail=exc.kind,
+        ),
+    )
+    session.commit()
+
+
+def unit_of_work(request: Request) -> Iterator[Session]:
+    session = state(request).sessions()
+    try:
+        yield session
+        session.commit()
+    except DomainError as exc:
+        session.rollback()
+        try:
+            _record_refusal(session, request, exc)
+        except Exception:  # the refusal stands even if auditing it failed; log and move on
+            session.rollback()
+            log.exception("could not audit a refused request")
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+UnitOfWork = Annotated[Session, Depends(unit_of_work, scope="function")]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise AuthenticationFailed("An access token is required.", error="")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed(
+            "Use the Bearer scheme with an access token.", error="invalid_request"
+        )
+    return token.strip()
+
+
+def require(*scopes: str) -> Callable[..., RequestContext]:
+    """A dependency that authenticates the caller and checks it holds *all* of ``scopes``."""
+    required = frozenset(scopes)
+
+    def dependency(request: Request, session: UnitOfWork) -> RequestContext:
+        st = state(request)
+        principal = st.verifier.principal(session, _bearer(request), required)
+        request.state.principal = principal
+        return RequestContext(request.state.request_id, st.clock(), principal)
+
+    return dependency
+
+
+def anonymous_context(request: Request) -> RequestContext:
+    return RequestContext(request.state.request_id, state(request).clock(), None)
+
+
+def policy(request: Request, session: UnitOfWork) -> PolicySet:
+    return state(request).policies.get(session)
+
+
+Policy = Annotated[PolicySet, Depends(policy)]

@@ -1,0 +1,135 @@
+"""The one place where errors become RFC 9457 problem documents."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.problems import PROBLEMS, problem_type
+from core.errors import DomainError
+from identity.errors import AuthenticationFailed, InsufficientScope
+
+log = logging.getLogger("backbone.api")
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    kind: str,
+    *,
+    detail: str | None = None,
+    request_id: str | None = None,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    spec = PROBLEMS.get(kind, PROBLEMS["domain-error"])
+    body: dict[str, Any] = {
+        "type": problem_type(kind),
+        "title": spec.title,
+        "status": status or spec.status,
+    }
+    if detail:
+        body["detail"] = detail
+    if request_id:
+        body["instance"] = f"urn:backbone:request:{request_id}"
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    return JSONResponse(
+        body, status_code=status or spec.status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+def _rid(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _www_authenticate(exc: DomainError) -> str:
+    if isinstance(exc, AuthenticationFailed):
+        if not exc.error:
+            return 'Bearer realm="backbone"'
+        desc = exc.detail.replace('"', "'")
+        return f'Bearer realm="backbone", error="{exc.error}", error_description="{desc}"'
+    assert isinstance(exc, InsufficientScope)
+    scope = " ".join(sorted(exc.required))
+    return f'Bearer realm="backbone", error="insufficient_scope", scope="{scope}"'
+
+
+def domain_error_response(request: Request, exc: DomainError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationFailed | InsufficientScope):
+        headers["WWW-Authenticate"] = _www_authenticate(exc)
+    retry_after = exc.extra.get("retry_after")
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
+    extra = {k: v for k, v in exc.extra.items() if k != "retry_after"}
+    return problem(
+        exc.kind, detail=exc.detail, request_id=_rid(request), headers=headers or None, extra=extra
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors()[:50]:
+        # Never echo the input: a body field may hold a record value.
+        out.append(
+            {
+                "location": [str(p) for p in err.get("loc", ())],
+                "message": err.get("msg", ""),
+                "code": err.get("type", ""),
+            }
+        )
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return domain_error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        if any(e["code"] == "json_invalid" for e in errors):
+            return problem(
+                "malformed-json",
+                detail="The request body is not well-formed JSON.",
+                request_id=_rid(request),
+            )
+        return problem(
+            "validation-error",
+            detail=f"{len(errors)} problem(s) with the request.",
+            request_id=_rid(request),
+            extra={"errors": errors},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI wraps errors raised while reading the body (our size limit among them).
+        if isinstance(exc.__cause__, DomainError):
+            return domain_error_response(request, exc.__cause__)
+        kinds = {
+            400: "malformed-body",
+            404: "not-found",
+            405: "method-not-allowed",
+            413: "payload-too-large",
+            415: "unsupported-media-type",
+            406: "not-acceptable",
+        }
+        kind = kinds.get(exc.status_code, "domain-error")
+        detail = {
+            404: "No resource exists at this path.",
+            405: "This method is not allowed here.",
+        }.get(exc.status_code, str(exc.detail) if exc.detail else None)
+        return problem(
+            kind,
+            detail=detail,
+            request_id=_rid(request),
+            status=exc.status_code,
+            headers=dict(exc.headers or {}) or None,
+        )

@@ -1,0 +1,135 @@
+"""Pure ASGI middleware: request ids, JSON access logs, body size limits, the last-resort 500.
+
+It wraps the whole application, so every response (a 500 included) carries ``X-Request-ID`` and
+is a problem document when it is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from api.logging import request_id_var
+from api.problems import PROBLEMS, problem_type
+from core.errors import PayloadTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+access_log = logging.getLogger("backbone.access")
+error_log = logging.getLogger("backbone.error")
+
+
+class BodyTooLarge(PayloadTooLarge):
+    pass
+
+
+def _problem_bytes(kind: str, detail: str, request_id: str) -> tuple[int, bytes]:
+    spec = PROBLEMS[kind]
+    body = {
+        "type": problem_type(kind),
+        "title": spec.title,
+        "status": spec.status,
+        "detail": detail,
+        "instance": f"urn:backbone:request:{request_id}",
+        "request_id": request_id,
+    }
+    return spec.status, json.dumps(body).encode()
+
+
+class RequestMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        upload_path: re.Pattern[str],
+    ) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.max_upload = max_upload_bytes
+        self.upload_path = upload_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        incoming = headers.get("x-request-id", "")
+        rid = incoming if _RID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status_holder = {"status": 0, "started": False}
+        limit = self.max_upload if self.upload_path.match(scope.get("path", "")) else self.max_body
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        async def reject(kind: str, detail: str) -> None:
+            status, body = _problem_bytes(kind, detail, rid)
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_wrapper({"type": "http.response.body", "body": body})
+
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                await reject(
+                    "payload-too-large", f"The request body exceeds the limit of {limit} bytes."
+                )
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise BodyTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+                return message
+
+            await self.app(scope, limited_receive, send_wrapper)
+        except Exception:
+            error_log.exception("unhandled error", extra={"fields": {"path": scope.get("path")}})
+            if not status_holder["started"]:
+                await reject("internal-error", "An unexpected error occurred.")
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status_holder["status"],
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    }
+                },
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,134 @@
+"""The catalogue of problem types. ``type`` is ``/problems/<kind>``; each kind is documented at
+that path by the service itself, and never changes meaning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    status: int
+    title: str
+    description: str
+
+
+PROBLEMS: dict[str, ProblemType] = {
+    "not-found": ProblemType(
+        404, "Resource not found", "No resource exists at this path, or it is not visible to you."
+    ),
+    "method-not-allowed": ProblemType(
+        405,
+        "Method not allowed",
+        "The resource exists but does not support this HTTP method; see the Allow header.",
+    ),
+    "malformed-json": ProblemType(
+        400, "Malformed JSON", "The request body is not well-formed JSON."
+    ),
+    "validation-error": ProblemType(
+        422,
+        "Request validation failed",
+        "Parameters or body fields are missing or of the wrong type; see errors.",
+    ),
+    "invalid-input": ProblemType(
+        422,
+        "The request content is invalid",
+        "The request is well-formed but its content cannot be accepted.",
+    ),
+    "payload-too-large": ProblemType(
+        413,
+        "Request body too large",
+        "The body, or its decompressed form, exceeds the configured limit.",
+    ),
+    "unsupported-media-type": ProblemType(
+        415, "Unsupported media type", "The Content-Type is not accepted by this endpoint."
+    ),
+    "unsupported-encoding": ProblemType(
+        415,
+        "Unsupported character or content encoding",
+        "Bodies must be UTF-8, optionally gzip-compressed.",
+    ),
+    "not-acceptable": ProblemType(
+        406, "Not acceptable", "None of the media types in Accept can be produced."
+    ),
+    "malformed-body": ProblemType(
+        400,
+        "The body could not be parsed",
+        "The body is empty, truncated or not well-formed for its Content-Type.",
+    ),
+    "submission-rejected": ProblemType(
+        422,
+        "The submission does not satisfy the dataset's schema",
+        "See report: rows, fields and error codes, never values. Nothing was stored.",
+    ),
+    "invalid-token": ProblemType(
+        401,
+        "Authentication required",
+        "The access token is missing, malformed, expired, revoked, or its client is disabled.",
+    ),
+    "insufficient-scope": ProblemType(
+        403, "The access token lacks a required scope", "Every scope in required_scopes is needed."
+    ),
+    "forbidden": ProblemType(403, "Not allowed", "Your organization may not do this."),
+    "object-access-denied": ProblemType(
+        403, "Not allowed on this object", "The object belongs to another organization."
+    ),
+    "policy-denied": ProblemType(
+        403,
+        "Denied by the governing data-sharing agreements",
+        "See decision: the rules, agreement versions and failed constraints that decided.",
+    ),
+    "conflict": ProblemType(
+        409,
+        "Conflict with the current state of the resource",
+        "The resource is not in a state that allows this request.",
+    ),
+    "agreement-state-conflict": ProblemType(
+        409,
+        "The agreement is not in a state that allows this",
+        "Check the version's status and content hash.",
+    ),
+    "invalid-agreement": ProblemType(
+        422,
+        "The agreement document is invalid",
+        "See findings: each has a code, a path and a message.",
+    ),
+    "invalid-indicator": ProblemType(
+        422,
+        "The indicator definition is invalid",
+        "The definition refers to unknown datasets or fields, or is inconsistent.",
+    ),
+    "invalid-expression": ProblemType(
+        422, "The filter expression is invalid", "See the filter grammar in the README."
+    ),
+    "idempotency-key-reused": ProblemType(
+        422,
+        "The Idempotency-Key was used with a different body",
+        "Use a new key for a different submission.",
+    ),
+    "idempotency-in-flight": ProblemType(
+        409,
+        "A request with this Idempotency-Key is still being processed",
+        "Retry after the first request has completed.",
+    ),
+    "data-destroyed": ProblemType(
+        410,
+        "The data has been destroyed",
+        "The data was crypto-shredded after its agreement ended or it was withdrawn.",
+    ),
+    "rate-limited": ProblemType(
+        429, "Too many requests", "Retry after the number of seconds in Retry-After."
+    ),
+    "domain-error": ProblemType(
+        400, "Request could not be completed", "The request could not be completed."
+    ),
+    "internal-error": ProblemType(
+        500,
+        "Internal server error",
+        "An unexpected error occurred; quote the request id when reporting it.",
+    ),
+}
+
+
+def problem_type(kind: str) -> str:
+    return f"/problems/{kind}"

@@ -1,0 +1,180 @@
+"""Agreements: drafting, approval, lifecycle, and the published schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from agreements import repository as repo
+from agreements import service
+from agreements.document import AgreementDocument, vocabulary_summary
+from agreements.models import AgreementVersion
+from agreements.parse import parse_document
+from api.deps import Policy, UnitOfWork, audited, require
+from api.schemas import ApprovalIn, StatusChangeIn
+from core.context import RequestContext
+from core.errors import NotFound, PolicyDenied, UnsupportedMediaType
+from policy.engine import decide
+from policy.model import Context, Resource
+
+router = APIRouter(prefix="/v1", tags=["agreements"])
+Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
+Writer = Annotated[RequestContext, Depends(require("agreements:write"))]
+Approver = Annotated[RequestContext, Depends(require("agreements:approve"))]
+
+
+def _version_out(row: AgreementVersion, approvals: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "agreement": row.agreement_id,
+        "version": row.version,
+        "status": row.status,
+        "content_hash": row.content_hash,
+        "effective": row.effective_at.isoformat(),
+        "expires": row.expires_at.isoformat(),
+        "created_at": row.created_at.isoformat(),
+        "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+    }
+    if approvals is not None:
+        out["approved_by"] = approvals
+        out["awaiting"] = sorted(row.document_parties() - set(approvals))
+    return out
+
+
+def _check_read(ctx: RequestContext, policy: Any, agreement_id: str) -> None:
+    assert ctx.principal is not None
+    decision = decide(
+        ctx.principal,
+        "read_agreement",
+        Resource(agreement_id=agreement_id),
+        Context(),
+        policy,
+        ctx.now,
+    )
+    if not decision.permitted:
+        raise PolicyDenied(decision.explanation, decision=decision)
+
+
+@router.get(
+    "/agreements/schema", summary="JSON Schema of the agreement document, and its vocabulary"
+)
+def agreement_schema() -> dict[str, Any]:
+    schema = AgreementDocument.model_json_schema(by_alias=True)
+    schema["$id"] = "/v1/agreements/schema"
+    schema["x-vocabulary"] = vocabulary_summary()
+    return schema
+
+
+@router.post(
+    "/agreements",
+    status_code=201,
+    summary="Draft an agreement or an amendment (YAML or JSON)",
+    dependencies=[Depends(audited("agreement.create", "agreement"))],
+)
+async def create_agreement(request: Request, session: UnitOfWork, ctx: Writer) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/json",):
+        fmt = "json"
+    elif content_type in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
+        fmt = "yaml"
+    else:
+        raise UnsupportedMediaType("Send the agreement as application/yaml or application/json.")
+    raw = await request.body()
+
+    def run() -> dict[str, Any]:
+        document = parse_document(raw, fmt)
+        row = service.create(session, ctx, document)
+        return _version_out(row, [])
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/agreements", summary="Agreements your organization is party to")
+def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
+    assert ctx.principal is not None
+    steward = ctx.principal.organization_kind in ("backbone", "auditor")
+    out = []
+    for agreement in repo.visible_to(session, None if steward else ctx.principal.organization_id):
+        versions = repo.versions(session, agreement.id)
+        out.append(
+            {
+                "id": agreement.id,
+                "title": agreement.title,
+                "latest_version": agreement.latest_version,
+                "versions": [{"version": v.version, "status": v.status} for v in versions],
+            }
+        )
+    return out
+
+
+@router.get("/agreements/{agreement_id}", summary="An agreement with all its versions")
+def get_agreement(
+    agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy
+) -> dict[str, Any]:
+    agreement = repo.get(session, agreement_id)
+    if agreement is None:
+        raise NotFound("No such agreement.")
+    _check_read(ctx, policy, agreement_id)
+    versions = []
+    for row in repo.versions(session, agreement_id):
+        approvals = [a.organization_id for a in repo.approvals(session, agreement_id, row.version)]
+        versions.append(_version_out(row, sorted(approvals)))
+    history = [
+        {
+            "version": h.version,
+            "status": h.status,
+            "at": h.at.isoformat(),
+            "by": h.by_organization_id,
+        }
+        for h in repo.status_history(session, agreement_id)
+    ]
+    return {"id": agreement.id, "title": agreement.title, "versions": versions, "history": history}
+
+
+@router.get("/agreements/{agreement_id}/versions/{version}", summary="One version's document")
+def get_version(
+    agreement_id: str, version: int, session: UnitOfWork, ctx: Reader, policy: Policy
+) -> dict[str, Any]:
+    row = repo.get_version(session, agreement_id, version)
+    if row is None:
+        raise NotFound("No such agreement version.")
+    _check_read(ctx, policy, agreement_id)
+    approvals = [a.organization_id for a in repo.approvals(session, agreement_id, version)]
+    return {**_version_out(row, sorted(approvals)), "document": row.document}
+
+
+@router.post(
+    "/agreements/{agreement_id}/approve",
+    summary="Approve a version for your organization",
+    dependencies=[Depends(audited("agreement.approve", "agreement", "agreement_id"))],
+)
+def approve(
+    agreement_id: str, body: ApprovalIn, session: UnitOfWork, ctx: Approver
+) -> dict[str, Any]:
+    row = service.approve(session, ctx, agreement_id, body.version, body.content_hash)
+    approvals = [a.organization_id for a in repo.approvals(session, agreement_id, row.version)]
+    return _version_out(row, sorted(approvals))
+
+
+def _status_route(action: str):  # type: ignore[no-untyped-def]
+    def route(
+        agreement_id: str, session: UnitOfWork, ctx: Approver, body: StatusChangeIn | None = None
+    ) -> dict[str, Any]:
+        row = service.change_status(
+            session, ctx, agreement_id, action, body.reason if body else None
+        )
+        return _version_out(row)
+
+    return route
+
+
+for _action in ("suspend", "resume", "terminate"):
+    router.add_api_route(
+        f"/agreements/{{agreement_id}}/{_action}",
+        _status_route(_action),
+        methods=["POST"],
+        summary=f"{_action.capitalize()} the agreement (takes effect on the next request)",
+        dependencies=[Depends(audited(f"agreement.{_action}", "agreement", "agreement_id"))],
+    )

@@ -1,0 +1,78 @@
+"""OAuth 2.0 endpoints: the Starlette side of the framework-free server in ``identity``.
+
+Authlib's server is synchronous, so each route reads the form in the event loop and runs the
+server in the threadpool. OAuth endpoints answer with RFC 6749 error objects, which OAuth
+client libraries expect, rather than problem documents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.deps import UnitOfWork, anonymous_context, state
+from identity import service
+from identity.oauth_server import HttpRequest, metadata
+from identity.signing_keys import published_jwks
+
+router = APIRouter(tags=["oauth"])
+
+
+async def _http_request(request: Request) -> HttpRequest:
+    form: dict[str, list[str]] = {}
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        parsed = await request.form()
+        for key, value in parsed.multi_items():
+            if isinstance(value, str):
+                form.setdefault(key, []).append(value)
+    return HttpRequest(
+        method=request.method, url=str(request.url), headers=dict(request.headers), form=form
+    )
+
+
+async def _endpoint(request: Request, session: UnitOfWork, endpoint: str) -> JSONResponse:
+    st = state(request)
+    http = await _http_request(request)
+    ctx = anonymous_context(request)
+
+    def run() -> Any:
+        return service.oauth_endpoint(
+            session, ctx, st.master, st.oauth, st.keys(None), endpoint, http
+        )
+
+    response = await run_in_threadpool(run)
+    headers = {k: v for k, v in response.headers if k.lower() != "content-type"}
+    headers.setdefault("Cache-Control", "no-store")
+    headers.setdefault("Pragma", "no-cache")
+    return JSONResponse(response.body, status_code=response.status, headers=headers)
+
+
+@router.post("/oauth/token", summary="Issue an access token (client credentials)")
+async def token(request: Request, session: UnitOfWork) -> JSONResponse:
+    return await _endpoint(request, session, "token")
+
+
+@router.post("/oauth/revoke", summary="Revoke an access token (RFC 7009)")
+async def revoke(request: Request, session: UnitOfWork) -> JSONResponse:
+    return await _endpoint(request, session, "revocation")
+
+
+@router.post("/oauth/introspect", summary="Introspect an access token (RFC 7662)")
+async def introspect(request: Request, session: UnitOfWork) -> JSONResponse:
+    return await _endpoint(request, session, "introspection")
+
+
+@router.get("/.well-known/oauth-authorization-server", summary="Server metadata (RFC 8414)")
+def server_metadata(request: Request) -> dict[str, Any]:
+    return metadata(state(request).oauth)
+
+
+@router.get("/oauth/jwks.json", summary="Public keys that verify access tokens")
+def jwks(request: Request, session: UnitOfWork) -> JSONResponse:
+    st = state(request)
+    body = published_jwks(session, st.clock())
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})

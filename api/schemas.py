@@ -1,0 +1,66 @@
+"""Request and response bodies of the public API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrganizationIn(_In):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["partner", "backbone", "auditor"]
+
+
+class OrganizationOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+
+
+class ClientIn(_In):
+    organization: str
+    name: str = Field(min_length=1, max_length=200)
+    role: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+    token_endpoint_auth_method: Literal[
+        "client_secret_basic", "client_secret_post", "private_key_jwt"
+    ] = "client_secret_basic"  # noqa: S105 - a method name, not a secret
+    jwks: dict[str, Any] | None = None
+    client_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    organization: str
+    name: str
+    role: str
+    scopes: list[str]
+    token_endpoint_auth_method: str
+    disabled: bool
+    client_secret: str | None = Field(
+        default=None, description="shown once, at creation or rotation"
+    )
+
+
+class JwksIn(_In):
+    keys: list[dict[str, Any]]
+
+
+class ApprovalIn(_In):
+    version: int = Field(ge=1)
+    content_hash: str
+
+
+class StatusChangeIn(_In):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ReleaseIn(_In):
+    dimensions: list[str] | None = None
+    method: Literal["suppression", "differential_privacy"] | None = None

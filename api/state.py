@@ -1,0 +1,65 @@
+"""Everything a request handler needs from the running service, built once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from agreements.service import PolicyCache
+from core.keys import MasterKey
+from core.settings import Settings
+from identity.oauth_server import ServerConfig
+from identity.tokens import KeyCache, TokenVerifier
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    master: MasterKey
+    oauth: ServerConfig
+    keys: KeyCache
+    verifier: TokenVerifier
+    policies: PolicyCache
+    clock: Callable[[], datetime]
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        engine: Engine,
+        sessions: sessionmaker[Session],
+        master: MasterKey,
+        clock: Callable[[], datetime],
+    ) -> AppState:
+        from identity.signing_keys import published_jwks
+
+        def load_jwks() -> dict[str, object]:
+            with sessions() as session:
+                return published_jwks(session, clock())
+
+        keys = KeyCache(load_jwks)
+        oauth = ServerConfig(
+            issuer=settings.issuer,
+            audience=settings.audience,
+            token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+            assertion_max_lifetime=timedelta(
+                seconds=settings.client_assertion_max_lifetime_seconds
+            ),
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            master=master,
+            oauth=oauth,
+            keys=keys,
+            verifier=TokenVerifier(settings.issuer, settings.audience, keys),
+            policies=PolicyCache(),
+            clock=clock,
+        )

@@ -1,0 +1,59 @@
+"""Tables of the access log. Database triggers refuse UPDATE and DELETE on events and checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, JSONType, UTCDateTime
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    organization_id: Mapped[str | None] = mapped_column(String(64))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str | None] = mapped_column(String(32))
+    resource_id: Mapped[str | None] = mapped_column(String(128))
+    agreements: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    purpose: Mapped[str | None] = mapped_column(String(80))
+    decision: Mapped[str | None] = mapped_column(String(8))
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        Index("ix_audit_events_organization_id", "organization_id", "idx"),
+        Index("ix_audit_events_action", "action", "idx"),
+    )
+
+
+class AuditHead(Base):
+    """One row: the size of the log and the Merkle frontier (roots of its perfect subtrees)."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)

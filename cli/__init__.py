@@ -1,0 +1,1 @@
+"""The ``backbone`` command line: serve, migrate, seed the demo, administer, verify."""

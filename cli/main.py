@@ -1,0 +1,262 @@
+"""``backbone``: the operator's and data manager's command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.orm import Session
+
+app = typer.Typer(
+    help="Backbone: federated data sharing for Collective Impact initiatives.", no_args_is_help=True
+)
+org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+client_app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(client_app, name="client")
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Any:
+    from core.settings import get_settings
+
+    return get_settings()
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """One unit of work for a command: commit on success, roll back on error."""
+    from core.db import make_engine, make_session_factory
+
+    engine = make_engine(_settings().database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    finally:
+        engine.dispose()
+
+
+def _ctx() -> Any:
+    from core.clock import utcnow
+    from core.context import RequestContext
+    from core.ids import new_id
+
+    return RequestContext(new_id("cli"), utcnow(), None)
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    proxy_headers: Annotated[
+        bool, typer.Option(help="Trust X-Forwarded-* from BACKBONE_FORWARDED_ALLOW_IPS")
+    ] = False,
+) -> None:
+    """Serve the API with uvicorn."""
+    import uvicorn
+
+    from core.keys import MasterKeyError, load_master_key
+
+    settings = _settings()
+    try:
+        load_master_key(settings)
+    except MasterKeyError as exc:
+        _fail(f"refusing to start: {exc}")
+    typer.echo(f"Backbone listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "api.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        access_log=False,
+        log_config=None,
+    )
+
+
+@app.command()
+def migrate(revision: str = "head") -> None:
+    """Upgrade the database schema (Alembic) to REVISION."""
+    from core.migrate import upgrade
+
+    upgrade(_settings().database_url, revision)
+    typer.echo(f"database migrated to {revision}")
+
+
+@app.command()
+def downgrade(revision: str) -> None:
+    """Downgrade the database schema to REVISION (``base`` drops everything)."""
+    from core.migrate import downgrade as run
+
+    run(_settings().database_url, revision)
+    typer.echo(f"database downgraded to {revision}")
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Seed the demo initiative (once) and write var/demo-credentials.json."""
+    from core.keys import load_master_key
+    from demo.seed import is_seeded, seed
+
+    settings = _settings()
+    path = settings.data_dir / "demo-credentials.json"
+    with _session() as session:
+        if is_seeded(session):
+            typer.echo(f"demo initiative already seeded; credentials are in {path}")
+            return
+        typer.echo(
+            "seeding the demo initiative (organizations, agreements, synthetic records, indicators)..."
+        )
+        result = seed(session, load_master_key(settings), path)
+    typer.echo(
+        f"seeded {sum(result['records'].values())} records; demo client credentials written to {path}"
+    )
+
+
+@app.command()
+def demo(url: str = "http://127.0.0.1:8000", credentials: Path | None = None) -> None:
+    """Walk through the whole flow against a running service and print what each user sees."""
+    from demo.walkthrough import run
+
+    path = credentials or _settings().data_dir / "demo-credentials.json"
+    if not path.exists():
+        _fail(f"{path} not found: start the service with `make run` first")
+    sys.exit(run(url, json.loads(path.read_text())))
+
+
+@org_app.command("create")
+def org_create(
+    org_id: str, name: str, kind: Annotated[str, typer.Option(help="partner, backbone or auditor")]
+) -> None:
+    """Create an organization."""
+    from identity import service
+
+    with _session() as session:
+        service.create_organization(session, _ctx(), org_id, name, kind)
+    typer.echo(f"organization {org_id} created")
+
+
+@org_app.command("list")
+def org_list() -> None:
+    from identity import service
+
+    with _session() as session:
+        for org in service.list_organizations(session):
+            typer.echo(f"{org.id}\t{org.kind}\t{org.name}")
+
+
+@client_app.command("create")
+def client_create(
+    organization: str,
+    name: str,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="partner-system, data-manager, backbone-manager, dashboard, auditor, admin"
+        ),
+    ] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="an explicit scope; repeat for more")
+    ] = None,
+    auth_method: str = "client_secret_basic",
+    jwks: Annotated[
+        Path | None, typer.Option(help="public JWK set file, for private_key_jwt")
+    ] = None,
+    client_id: str | None = None,
+) -> None:
+    """Create a client; its secret is printed once."""
+    from identity import service
+
+    with _session() as session:
+        issued = service.create_client(
+            session,
+            _ctx(),
+            organization_id=organization,
+            name=name,
+            role=role,
+            scopes=frozenset(scope or []) or None,
+            auth_method=auth_method,
+            jwks=json.loads(jwks.read_text()) if jwks else None,
+            client_id=client_id,
+        )
+    typer.echo(
+        json.dumps(
+            {
+                "client_id": issued.client.id,
+                "client_secret": issued.secret,
+                "scopes": sorted(issued.client.scope_set),
+            },
+            indent=2,
+        )
+    )
+
+
+@client_app.command("rotate-secret")
+def client_rotate(client_id: str) -> None:
+    """Issue a new secret (printed once); the old one stops working."""
+    from identity import service
+
+    with _session() as session:
+        issued = service.rotate_secret(session, _ctx(), client_id)
+    typer.echo(json.dumps({"client_id": client_id, "client_secret": issued.secret}, indent=2))
+
+
+@client_app.command("register-keys")
+def client_keys(client_id: str, jwks: Path) -> None:
+    """Register the client's public JWK set (for private_key_jwt)."""
+    from identity import service
+
+    with _session() as session:
+        service.register_keys(session, _ctx(), client_id, json.loads(jwks.read_text()))
+    typer.echo(f"keys registered for {client_id}")
+
+
+@client_app.command("disable")
+def client_disable(client_id: str) -> None:
+    """Disable a client; its live tokens stop working at once."""
+    from identity import service
+
+    with _session() as session:
+        service.disable_client(session, _ctx(), client_id)
+    typer.echo(f"client {client_id} disabled")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Rotate the access-token signing key (the old one stays published until its tokens expire)."""
+    from datetime import timedelta
+
+    from core.keys import load_master_key
+    from identity import service
+
+    settings = _settings()
+    with _session() as session:
+        kid = service.rotate_signing_key(
+            session,
+            _ctx(),
+            load_master_key(settings),
+            timedelta(seconds=settings.access_token_ttl_seconds),
+        )
+    typer.echo(f"new signing key {kid}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

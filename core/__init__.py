@@ -1,0 +1,1 @@
+"""Shared foundations: settings, database engine and sessions, keys, ids, domain errors."""

@@ -1,0 +1,63 @@
+"""Service configuration, read from ``BACKBONE_*`` environment variables.
+
+Everything has a development default that works on a laptop with no setup: an SQLite file and a
+generated master key under ``./var/``. ``BACKBONE_ENV=production`` removes the generated-key
+fallback so that a misconfigured production deployment refuses to start instead of quietly
+encrypting data under a key nobody backed up.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BACKBONE_", extra="ignore")
+
+    env: Environment = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    master_key: SecretStr | None = Field(
+        default=None, description="base64url-encoded 32-byte master key"
+    )
+    master_key_file: Path | None = None
+
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "backbone-api"
+    access_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    client_assertion_max_lifetime_seconds: int = Field(default=300, ge=30, le=300)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_submission_bytes: int = Field(default=512 * 1_048_576, ge=1024)
+    max_decompression_ratio: int = Field(default=100, ge=2)
+
+    k_floor: int = Field(
+        default=5, ge=2, description="smallest minimum cell size an agreement may set"
+    )
+    log_level: str = "INFO"
+    log_json: bool = True
+    forwarded_allow_ips: str = ""
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'backbone.db'}"
+        if self.master_key_file is None and self.env != "production":
+            self.master_key_file = self.data_dir / "master.key"
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

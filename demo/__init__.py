@@ -1,0 +1,1 @@
+"""The demo initiative: a synthetic but realistic Collective Impact initiative (fixed seed)."""

@@ -1,0 +1,178 @@
+"""Seed the demo initiative into an empty database, through the same services the API uses.
+
+Idempotent: if the backbone organization exists, nothing is done. Client credentials are written
+to ``var/demo-credentials.json`` (mode 0600) so that a new user can call the API at once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+from sqlalchemy.orm import Session
+
+from aggregation import service as indicators
+from aggregation.definition import IndicatorDefinition
+from agreements import service as agreements
+from agreements.parse import parse_document
+from agreements.service import PolicyCache
+from core.clock import utcnow
+from core.context import RequestContext
+from core.ids import new_id
+from core.keys import MasterKey
+from demo.generator import DemoData, generate
+from demo.initiative import CLIENTS, ORGANIZATIONS
+from identity import service as identity
+from identity.models import Client, Organization
+from policy.model import Principal
+from records import service as records
+from records.intake import IntakeLimits
+
+AGREEMENT_FILES = ("district.yaml", "health.yaml", "early-learning.yaml")
+SUBMITTERS = {
+    "kindergarten_readiness": "district-sis",
+    "attendance": "district-sis",
+    "births": "health-vitals",
+    "prek_enrollment": "elnet-enrollment",
+}
+
+
+def agreement_texts() -> dict[str, str]:
+    base = resources.files("demo") / "agreements"
+    return {name: (base / name).read_text() for name in AGREEMENT_FILES}
+
+
+def indicator_definitions() -> list[IndicatorDefinition]:
+    text = (resources.files("demo") / "indicators" / "indicators.yaml").read_text()
+    return [IndicatorDefinition.model_validate(item) for item in yaml.safe_load(text)]
+
+
+def _ctx(session: Session, client_id: str | None) -> RequestContext:
+    if client_id is None:
+        return RequestContext(new_id("seed"), utcnow(), None)
+    client = session.get(Client, client_id)
+    assert client is not None
+    org = session.get(Organization, client.organization_id)
+    assert org is not None
+    principal = Principal(client.id, org.id, org.kind, client.scope_set)
+    return RequestContext(new_id("seed"), utcnow(), principal)
+
+
+def is_seeded(session: Session) -> bool:
+    return session.get(Organization, "backbone") is not None
+
+
+def _submit_frame(
+    session: Session,
+    master: MasterKey,
+    policies: PolicyCache,
+    dataset: str,
+    frame: pl.DataFrame,
+    period: str | None,
+) -> records.Receipt:
+    client = SUBMITTERS[dataset]
+    buf = io.BytesIO()
+    frame.write_csv(buf)
+    with tempfile.TemporaryDirectory() as scratch:
+        body = Path(scratch) / "body.csv"
+        body.write_bytes(buf.getvalue())
+        req = records.SubmissionRequest(
+            dataset=dataset,
+            body=body,
+            content_type="text/csv",
+            content_encoding=None,
+            body_sha256=records.sha256_file(body),
+            limits=IntakeLimits(max_bytes=1 << 30),
+            scratch=Path(scratch) / "decoded",
+            period=period,
+        )
+        receipt, _ = records.submit(
+            session, _ctx(session, client), master, policies.get(session), req
+        )
+    return receipt
+
+
+def seed(
+    session: Session, master: MasterKey, credentials_path: Path, data: DemoData | None = None
+) -> dict[str, Any]:
+    """Create the demo initiative. Flushes only; the caller commits."""
+    if is_seeded(session):
+        return {"seeded": False}
+    admin = _ctx(session, None)
+    for org_id, name, kind in ORGANIZATIONS:
+        identity.create_organization(session, admin, org_id, name, kind)
+    credentials = []
+    for client_id, org_id, role, description in CLIENTS:
+        issued = identity.create_client(
+            session, admin, organization_id=org_id, name=description, role=role, client_id=client_id
+        )
+        credentials.append(
+            {
+                "organization": org_id,
+                "role": role,
+                "description": description,
+                "client_id": client_id,
+                "client_secret": issued.secret,
+                "scopes": sorted(issued.client.scope_set),
+            }
+        )
+    # Each agreement is drafted by the backbone and approved by every party's data manager.
+    approvers = {
+        "district": "district-data-manager",
+        "health": "health-data-manager",
+        "early-learning": "elnet-data-manager",
+        "backbone": "backbone-manager",
+    }
+    for text in agreement_texts().values():
+        document = parse_document(text)
+        version = agreements.create(session, _ctx(session, "backbone-manager"), document)
+        for party in document.parties:
+            agreements.approve(
+                session,
+                _ctx(session, approvers[party.org]),
+                document.uid,
+                version.version,
+                version.content_hash,
+            )
+    policies = PolicyCache()
+    data = data or generate()
+    counts = {}
+    for dataset, frame in (
+        ("kindergarten_readiness", data.kindergarten_readiness),
+        ("attendance", data.attendance),
+        ("births", data.births),
+        ("prek_enrollment", data.prek_enrollment),
+    ):
+        period_col = "birth_year" if dataset == "births" else "school_year"
+        for period in sorted(frame.get_column(period_col).unique().to_list()):
+            part = frame.filter(pl.col(period_col) == period)
+            _submit_frame(session, master, policies, dataset, part, period)
+        counts[dataset] = frame.height
+    manager = _ctx(session, "backbone-manager")
+    for definition in indicator_definitions():
+        indicators.define(session, manager, policies.get(session), definition)
+        indicators.create_release(
+            session,
+            manager,
+            master,
+            policies.get(session),
+            definition.id,
+            indicators.ReleaseRequest(),
+        )
+    write_credentials(credentials_path, credentials)
+    return {"seeded": True, "records": counts, "credentials": str(credentials_path)}
+
+
+def write_credentials(path: Path, credentials: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"clients": credentials}, fh, indent=2)
+        fh.write("\n")

@@ -1,0 +1,109 @@
+"""``backbone demo``: the whole flow over HTTP, printing what each kind of user sees."""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import httpx
+
+from demo.initiative import NEIGHBORHOODS, RACE_ETHNICITY
+
+
+def _creds(credentials: dict[str, Any], client_id: str) -> tuple[str, str]:
+    for c in credentials["clients"]:
+        if c["client_id"] == client_id:
+            return c["client_id"], c["client_secret"]
+    raise KeyError(client_id)
+
+
+def token(
+    http: httpx.Client, credentials: dict[str, Any], client_id: str, scope: str | None = None
+) -> str:
+    cid, secret = _creds(credentials, client_id)
+    data = {"grant_type": "client_credentials"}
+    if scope:
+        data["scope"] = scope
+    r = http.post("/oauth/token", data=data, auth=(cid, secret))
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+def late_batch(count: int = 25, seed: int = 7) -> bytes:
+    """A small CSV batch of kindergartners who enrolled late in 2025-26."""
+    rng = random.Random(seed)
+    out = io.StringIO()
+    out.write("student_id,school_year,neighborhood,race_ethnicity,ready,assessment_score\n")
+    for i in range(count):
+        ready = rng.random() < 0.5
+        out.write(
+            f"RV9{rng.randrange(10**7):07d},2025-26,{rng.choice(NEIGHBORHOODS[:5])},"
+            f"{rng.choice(RACE_ETHNICITY)},{str(ready).lower()},{rng.randint(40, 95)}\n"
+        )
+        del i
+    return out.getvalue().encode()
+
+
+def _show_table(release: dict[str, Any], limit: int = 12) -> None:
+    names = [h["name"] for h in release["headers"]]
+    print("    " + " | ".join(names))
+    for row in release["rows"][:limit]:
+        print("    " + " | ".join("—" if v is None else str(v) for v in row))
+    statuses: dict[str, int] = {}
+    for row in release["rows"]:
+        statuses[row[-1]] = statuses.get(row[-1], 0) + 1
+    print(f"    ... {len(release['rows'])} cells; by status: {statuses}")
+
+
+def run(url: str, credentials: dict[str, Any]) -> int:
+    with httpx.Client(base_url=url, timeout=120) as http:
+        print("1. The district's student information system gets a token and submits a CSV batch.")
+        partner = token(http, credentials, "district-sis")
+        r = http.post(
+            "/v1/datasets/kindergarten_readiness/submissions?period=2025-26",
+            content=late_batch(),
+            headers={"Authorization": f"Bearer {partner}", "Content-Type": "text/csv"},
+        )
+        r.raise_for_status()
+        receipt = r.json()
+        print(
+            f"   receipt: {receipt['id']}, {receipt['row_count']} rows under agreement "
+            f"{receipt['agreement']['id']} v{receipt['agreement']['version']}, audit index {receipt['audit_index']}"
+        )
+
+        print(
+            "2. The backbone publishes kindergartners assessed by neighborhood (cells under k suppressed)."
+        )
+        manager = token(http, credentials, "backbone-manager")
+        r = http.post(
+            "/v1/indicators/kindergarten-enrollment/releases",
+            json={"dimensions": ["neighborhood"]},
+            headers={"Authorization": f"Bearer {manager}"},
+        )
+        r.raise_for_status()
+        release = r.json()
+        print(f"   release {release['id']} (k = {release['parameters']['min_cell_size']})")
+
+        print("3. The initiative's dashboard reads it.")
+        dashboard = token(http, credentials, "backbone-dashboard")
+        r = http.get(
+            f"/v1/releases/{release['id']}", headers={"Authorization": f"Bearer {dashboard}"}
+        )
+        r.raise_for_status()
+        _show_table(r.json())
+
+        print("4. The county auditor lists the audit events of all of the above.")
+        auditor = token(http, credentials, "county-auditor")
+        r = http.get(
+            "/v1/audit/events",
+            params={"after": max(0, receipt["audit_index"] - 1) - 1, "limit": 20},
+            headers={"Authorization": f"Bearer {auditor}"},
+        )
+        r.raise_for_status()
+        for event in r.json()["items"]:
+            print(
+                f"    #{event['index']} {event['at'][:19]} {event['organization'] or '-':>15} "
+                f"{event['action']:<20} {event['outcome']:<9} {event['resource_id'] or ''}"
+            )
+    return 0

@@ -1,0 +1,35 @@
+"""Authentication and authorization failures on the resource side (RFC 6750)."""
+
+from __future__ import annotations
+
+from core.errors import DomainError, Forbidden
+
+
+class AuthenticationFailed(DomainError):
+    """No usable access token: missing, malformed, expired, revoked, or of a disabled client."""
+
+    kind = "invalid-token"
+    title = "Authentication required"
+
+    def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
+        super().__init__(detail)
+        self.error = error  # RFC 6750 error code; empty when no token was sent at all
+
+
+class InsufficientScope(Forbidden):
+    kind = "insufficient-scope"
+    title = "The access token lacks a required scope"
+
+    def __init__(self, required: frozenset[str]) -> None:
+        super().__init__(
+            "This request requires the scopes: " + " ".join(sorted(required)),
+            extra={"required_scopes": sorted(required)},
+        )
+        self.required = required
+
+
+class ObjectAccessDenied(Forbidden):
+    """The caller is authenticated and scoped, but the object is not theirs to see."""
+
+    kind = "object-access-denied"
+    title = "Not allowed on this object"

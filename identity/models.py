@@ -1,0 +1,80 @@
+"""Tables of organizations, clients, token signing keys, revoked tokens and used assertions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, JSONType, UTCDateTime
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # partner | backbone | auditor
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    clients: Mapped[list[Client]] = relationship(back_populates="organization")
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated, as in OAuth
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    secret_hash: Mapped[str | None] = mapped_column(String(255))
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    organization: Mapped[Organization] = relationship(back_populates="clients")
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class SigningKey(Base):
+    """An ES256 key that signs access tokens. The private half is sealed under the master key."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    private_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # After retirement the key signs nothing but stays published until tokens it signed expire.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    publish_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RevokedToken(Base):
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UsedClientAssertion(Base):
+    """``jti`` values of RFC 7523 client assertions already seen, kept until they expire."""
+
+    __tablename__ = "used_client_assertions"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_used_client_assertions_expires_at", "expires_at"),)

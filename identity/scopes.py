@@ -1,0 +1,73 @@
+"""The scopes of the public contract, and which kinds of organization may hold which."""
+
+from __future__ import annotations
+
+SCOPES: dict[str, str] = {
+    "records:write": "push record-level submissions for datasets the organization provides",
+    "submissions:read": "read the organization's own submission receipts",
+    "agreements:read": "read agreements the organization is party to",
+    "agreements:write": "draft and amend agreements",
+    "agreements:approve": "approve, suspend or terminate agreements for the organization",
+    "indicators:write": "define indicators and request releases",
+    "indicators:read": "read published indicator releases and series",
+    "audit:read": "read and verify the access log",
+    "admin": "manage organizations, clients and keys",
+}
+
+# What each kind of organization may be granted; a client's scopes are a subset of these.
+ALLOWED_BY_KIND: dict[str, frozenset[str]] = {
+    "partner": frozenset(
+        {
+            "records:write",
+            "submissions:read",
+            "agreements:read",
+            "agreements:write",
+            "agreements:approve",
+            "indicators:read",
+        }
+    ),
+    "backbone": frozenset(
+        {
+            "agreements:read",
+            "agreements:write",
+            "agreements:approve",
+            "indicators:write",
+            "indicators:read",
+            "submissions:read",
+            "admin",
+        }
+    ),
+    "auditor": frozenset({"audit:read", "agreements:read", "indicators:read"}),
+}
+
+# Named bundles for the roles of the design; a client may also be given explicit scopes.
+ROLES: dict[str, tuple[str, frozenset[str]]] = {
+    "partner-system": ("partner", frozenset({"records:write", "submissions:read"})),
+    "data-manager": (
+        "partner",
+        frozenset(
+            {"agreements:read", "agreements:write", "agreements:approve", "submissions:read"}
+        ),
+    ),
+    "backbone-manager": (
+        "backbone",
+        frozenset(
+            {
+                "agreements:read",
+                "agreements:write",
+                "agreements:approve",
+                "indicators:write",
+                "indicators:read",
+            }
+        ),
+    ),
+    "dashboard": ("*", frozenset({"indicators:read"})),
+    "auditor": ("auditor", frozenset({"audit:read", "agreements:read"})),
+    "admin": ("backbone", frozenset({"admin"})),
+}
+
+ORGANIZATION_KINDS = frozenset(ALLOWED_BY_KIND)
+
+
+def parse_scope(text: str | None) -> frozenset[str]:
+    return frozenset((text or "").split())

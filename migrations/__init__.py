@@ -1,0 +1,1 @@
+"""Alembic migrations: the only way Backbone's schema is created or changed."""

@@ -1,0 +1,1 @@
+"""Record ingest, pseudonymization, the encrypted record vault, and retention."""

@@ -1,0 +1,41 @@
+"""Errors of record ingest. Their messages name rows, fields and codes, never values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import DomainError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+
+class SubmissionRejected(InvalidInput):
+    """The body was read but its records do not satisfy the agreement; carries the error report."""
+
+    kind = "submission-rejected"
+    title = "The submission does not satisfy the dataset's schema"
+
+    def __init__(self, detail: str, report: dict[str, Any]) -> None:
+        super().__init__(detail, extra={"report": report})
+
+
+class MalformedBody(InvalidInput):
+    kind = "malformed-body"
+    title = "The body could not be parsed"
+
+
+class UnsupportedEncoding(UnsupportedMediaType):
+    kind = "unsupported-encoding"
+    title = "Unsupported character or content encoding"
+
+
+class BodyTooLarge(PayloadTooLarge):
+    kind = "payload-too-large"
+
+
+class IdempotencyConflict(DomainError):
+    kind = "idempotency-key-reused"
+    title = "The Idempotency-Key was used with a different body"
+
+
+class IdempotencyInFlight(DomainError):
+    kind = "idempotency-in-flight"
+    title = "A request with this Idempotency-Key is still being processed"

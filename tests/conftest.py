@@ -1,0 +1,221 @@
+"""Test fixtures.
+
+The suite runs against a database made by the real Alembic migrations: SQLite by default,
+PostgreSQL when ``BACKBONE_TEST_DATABASE=postgres`` (each xdist worker gets its own database,
+created and dropped around the run). The demo initiative, at a smaller size, is seeded and
+committed once; every test then runs inside a transaction that is rolled back, and the app under
+test joins that transaction through savepoints.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from core.db import make_engine
+from core.keys import MasterKey
+from core.migrate import upgrade
+from core.settings import Settings
+
+BACKEND = os.environ.get("BACKBONE_TEST_DATABASE", "sqlite")
+PG_ADMIN_URL = os.environ.get(
+    "BACKBONE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("BACKBONE_TEST_REQUIRE_POSTGRES") == "1"
+MASTER = MasterKey(bytes(range(32)))
+BASE_URL = "http://127.0.0.1"
+SMALL_BIRTHS = 260
+
+
+def postgres_available() -> bool:
+    try:
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if BACKEND == "postgres":
+        if not postgres_available():
+            if REQUIRE_PG:
+                raise pytest.UsageError(f"PostgreSQL is required but not reachable at {PG_ADMIN_URL}")
+            skip = pytest.mark.skip(reason="PostgreSQL is not reachable; set BACKBONE_TEST_POSTGRES_URL")
+            for item in items:
+                item.add_marker(skip)
+    else:
+        skip = pytest.mark.skip(reason="needs PostgreSQL (run with BACKBONE_TEST_DATABASE=postgres)")
+        for item in items:
+            if "postgres_only" in item.keywords:
+                item.add_marker(skip)
+
+
+class FreshDatabase:
+    """Makes empty databases on the backend under test, and drops them afterwards."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.created: list[str] = []
+
+    def url(self) -> str:
+        name = f"bb_{uuid.uuid4().hex[:12]}"
+        if BACKEND == "postgres":
+            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            self.created.append(name)
+            return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        return f"sqlite:///{self.tmp / (name + '.db')}"
+
+    def drop_all(self) -> None:
+        if not self.created:
+            return
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in self.created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def fresh_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshDatabase]:
+    maker = FreshDatabase(tmp_path_factory.mktemp("db"))
+    yield maker
+    maker.drop_all()
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now = self.now + timedelta(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_databases: FreshDatabase) -> str:
+    url = fresh_databases.url()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
+    data_dir = tmp_path_factory.mktemp("var")
+    return Settings(env="test", data_dir=data_dir, database_url=database_url, log_json=False)
+
+
+@pytest.fixture(scope="session")
+def demo_credentials(engine: Engine, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Seed the demo initiative (small) once, committed; return credentials by client id."""
+    from demo.generator import generate
+    from demo.seed import seed
+
+    path = settings.data_dir / "demo-credentials.json"
+    with sessionmaker(bind=engine)() as session:
+        seed(session, MASTER, path, generate(births_per_year=SMALL_BIRTHS))
+        session.commit()
+    import json
+
+    return {c["client_id"]: c for c in json.loads(path.read_text())["clients"]}
+
+
+@pytest.fixture
+def connection(engine: Engine, demo_credentials: dict[str, Any]) -> Iterator[Connection]:
+    conn = engine.connect()
+    trans = conn.begin()
+    try:
+        yield conn
+    finally:
+        trans.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def sessions(connection: Connection) -> sessionmaker[Session]:
+    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+
+@pytest.fixture
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as s:
+        yield s
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime.now(UTC))
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine, sessions: sessionmaker[Session], clock: Clock) -> Any:
+    return create_app(settings, engine=engine, sessions=sessions, master=MASTER, clock=clock, configure_logs=False)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        yield c
+
+
+class Api:
+    """A thin helper over the test client: tokens by client id, authorized requests."""
+
+    def __init__(self, client: TestClient, credentials: dict[str, dict[str, Any]]) -> None:
+        self.client = client
+        self.credentials = credentials
+        self._tokens: dict[tuple[str, str | None], str] = {}
+
+    def token(self, client_id: str, scope: str | None = None) -> str:
+        key = (client_id, scope)
+        if key not in self._tokens:
+            cred = self.credentials[client_id]
+            data = {"grant_type": "client_credentials"}
+            if scope:
+                data["scope"] = scope
+            r = self.client.post("/oauth/token", data=data, auth=(cred["client_id"], cred["client_secret"]))
+            assert r.status_code == 200, r.text
+            self._tokens[key] = r.json()["access_token"]
+        return self._tokens[key]
+
+    def headers(self, client_id: str, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(client_id)}", **extra}
+
+    def get(self, path: str, as_: str, **kw: Any) -> Any:
+        return self.client.get(path, headers=self.headers(as_, **kw.pop("headers", {})), **kw)
+
+    def post(self, path: str, as_: str, **kw: Any) -> Any:
+        return self.client.post(path, headers=self.headers(as_, **kw.pop("headers", {})), **kw)
+
+    def delete(self, path: str, as_: str, **kw: Any) -> Any:
+        return self.client.delete(path, headers=self.headers(as_, **kw.pop("headers", {})), **kw)
+
+
+@pytest.fixture
+def api(client: TestClient, demo_credentials: dict[str, dict[str, Any]]) -> Api:
+    return Api(client, demo_credentials)
