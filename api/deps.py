@@ -115,14 +115,19 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require(*scopes: str) -> Callable[..., RequestContext]:
-    """A dependency that authenticates the caller and checks it holds *all* of ``scopes``."""
+def require(*scopes: str, write: bool = False) -> Callable[..., RequestContext]:
+    """A dependency that authenticates the caller and checks it holds *all* of ``scopes``.
+
+    ``write=True`` also counts the request against the client's write rate limit.
+    """
     required = frozenset(scopes)
 
     def dependency(request: Request, session: UnitOfWork) -> RequestContext:
         st = state(request)
         principal = st.verifier.principal(session, _bearer(request), required)
         request.state.principal = principal
+        if write:
+            st.limiter.hit(st.limiter.write_limit, "write", principal.client_id)
         return RequestContext(request.state.request_id, st.clock(), principal)
 
     return dependency

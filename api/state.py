@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agreements.service import PolicyCache
+from api.ratelimit import RateLimiter
 from core.keys import MasterKey
 from core.settings import Settings
 from identity.oauth_server import ServerConfig
@@ -26,6 +27,7 @@ class AppState:
     keys: KeyCache
     verifier: TokenVerifier
     policies: PolicyCache
+    limiter: RateLimiter
     clock: Callable[[], datetime]
 
     @classmethod
@@ -61,5 +63,8 @@ class AppState:
             keys=keys,
             verifier=TokenVerifier(settings.issuer, settings.audience, keys),
             policies=PolicyCache(),
+            limiter=RateLimiter(
+                settings.rate_limit_storage, settings.token_rate_limit, settings.write_rate_limit
+            ),
             clock=clock,
         )

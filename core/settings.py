@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     log_json: bool = True
     forwarded_allow_ips: str = ""
 
+    rate_limit_storage: str = "memory://"
+    token_rate_limit: str = "60/minute"
+    write_rate_limit: str = "600/minute"
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if not self.database_url:

@@ -245,7 +245,9 @@ def oauth_endpoint(
     """Run the token, revocation or introspection endpoint and audit the outcome."""
     key_row = signing_keys.ensure_signing_key(session, master, ctx.now)
     active = signing_keys.load_private_key(key_row, master)
-    server = BackboneAuthorizationServer(session, config, active.key, public_keys, ctx.now)
+    server = BackboneAuthorizationServer(
+        session, config, active.key, public_keys, ctx.now, request.url
+    )
     if endpoint == "token":
         response: OAuthResponse = server.create_token_response(request)
     else:

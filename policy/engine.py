@@ -195,6 +195,17 @@ def _implied_failures(
     return out
 
 
+def _unique(failures: Sequence[FailedConstraint]) -> list[FailedConstraint]:
+    seen: set[str] = set()
+    out = []
+    for f in failures:
+        key = repr(f)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
 def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
     k: int | None = None
     rounding: str | None = None
@@ -500,7 +511,7 @@ def decide(
                         dataset,
                     )
                 )
-            failures.extend(dict.fromkeys(dataset_failures))
+            failures.extend(_unique(dataset_failures))
             return _decision(
                 Effect.DENY,
                 Basis.NOT_PERMITTED,

@@ -85,7 +85,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _deny(session: Session, ctx: RequestContext, decision: Decision, dataset: str) -> PolicyDenied:
+def _deny(decision: Decision) -> PolicyDenied:
     return PolicyDenied(decision.explanation, decision=decision)
 
 

@@ -21,8 +21,8 @@ from policy.model import Context, Resource
 
 router = APIRouter(prefix="/v1", tags=["agreements"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
-Writer = Annotated[RequestContext, Depends(require("agreements:write"))]
-Approver = Annotated[RequestContext, Depends(require("agreements:approve"))]
+Writer = Annotated[RequestContext, Depends(require("agreements:write", write=True))]
+Approver = Annotated[RequestContext, Depends(require("agreements:approve", write=True))]
 
 
 def _version_out(row: AgreementVersion, approvals: list[str] | None = None) -> dict[str, Any]:

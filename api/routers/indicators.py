@@ -16,7 +16,7 @@ from api.schemas import ReleaseIn
 from core.context import RequestContext
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
-Writer = Annotated[RequestContext, Depends(require("indicators:write"))]
+Writer = Annotated[RequestContext, Depends(require("indicators:write", write=True))]
 Reader = Annotated[RequestContext, Depends(require("indicators:read"))]
 
 
