@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+
 from fastapi import Request
 from limits import RateLimitItem, parse, storage, strategies
 

@@ -30,7 +30,7 @@ class ClientIn(_In):
     scopes: list[str] = Field(default_factory=list)
     token_endpoint_auth_method: Literal[
         "client_secret_basic", "client_secret_post", "private_key_jwt"
-    ] = "client_secret_basic"  # noqa: S105 - a method name, not a secret
+    ] = "client_secret_basic"
     jwks: dict[str, Any] | None = None
     client_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
 

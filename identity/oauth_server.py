@@ -37,6 +37,7 @@ from joserfc.jwk import ECKey, KeySet
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from identity.auth_state import record_change
 from identity.models import Client, RevokedToken, UsedClientAssertion
 from identity.scopes import SCOPES, parse_scope
 from identity.secret_hash import verify_secret
@@ -290,6 +291,9 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
                     expires_at=datetime.fromtimestamp(float(exp), UTC),
                     revoked_at=self._backbone.now,
                 )
+            )
+            record_change(
+                session, "revoke", jti, self._backbone.now, datetime.fromtimestamp(float(exp), UTC)
             )
             session.flush()
 

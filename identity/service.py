@@ -19,6 +19,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import new_id
 from core.keys import MasterKey
 from identity import signing_keys
+from identity.auth_state import record_change
 from identity.models import Client, Organization, RevokedToken, UsedClientAssertion
 from identity.oauth_server import (
     AUTH_METHODS,
@@ -167,7 +168,7 @@ def _client(session: Session, client_id: str) -> Client:
 
 def rotate_secret(session: Session, ctx: RequestContext, client_id: str) -> IssuedClient:
     client = _client(session, client_id)
-    if client.token_endpoint_auth_method == "private_key_jwt":  # noqa: S105
+    if client.token_endpoint_auth_method == "private_key_jwt":
         raise Conflict("This client authenticates with private_key_jwt and has no secret.")
     secret = generate_secret()
     client.secret_hash = hash_secret(secret)
@@ -200,6 +201,7 @@ def disable_client(session: Session, ctx: RequestContext, client_id: str) -> Cli
     client = _client(session, client_id)
     if client.disabled_at is None:
         client.disabled_at = ctx.now
+        record_change(session, "disable", client_id, ctx.now)
     session.flush()
     record(
         session,

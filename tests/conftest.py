@@ -133,7 +133,14 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
     data_dir = tmp_path_factory.mktemp("var")
-    return Settings(env="test", data_dir=data_dir, database_url=database_url, log_json=False)
+    # No background follower in tests: it would share the test's connection across threads.
+    return Settings(
+        env="test",
+        data_dir=data_dir,
+        database_url=database_url,
+        log_json=False,
+        auth_sync_seconds=0,
+    )
 
 
 @pytest.fixture(scope="session")
