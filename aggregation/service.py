@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -29,7 +30,7 @@ from core.errors import InvalidInput, NotFound, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
 from policy.engine import PolicySet, decide
-from policy.model import Context, DatasetTerms, Decision, Resource
+from policy.model import Context, DatasetTerms, Decision, Principal, Resource
 from policy.vocabulary import GEOGRAPHY_RANK
 from records.service import in_scope, load_frame
 
@@ -80,6 +81,41 @@ def _finest_geography(ds: DatasetTerms, dims: Sequence[str]) -> str | None:
     return min(levels, key=lambda g: GEOGRAPHY_RANK.get(g, -1)) if levels else None
 
 
+def publish_decision(
+    principal: Principal,
+    policy: PolicySet,
+    definition: IndicatorDefinition,
+    dims: Sequence[str],
+    method: str,
+    now: datetime,
+) -> Decision:
+    """The policy decision on publishing ``definition`` along ``dims`` with ``method``."""
+    ds = next(
+        (
+            t.dataset(definition.dataset)
+            for t in policy.covering(definition.dataset)
+            if t.in_force(now)
+        ),
+        None,
+    )
+    cohort = frozenset({definition.cohort.dataset}) if definition.cohort else frozenset()
+    return decide(
+        principal,
+        "publish",
+        Resource(
+            datasets=definition.datasets,
+            dimensions=frozenset(dims),
+            geography=_finest_geography(ds, dims) if ds is not None else None,
+            method=method,
+            linked_datasets=frozenset(definition.datasets) if definition.cohort else frozenset(),
+            cohort_datasets=cohort,
+        ),
+        Context(purpose=definition.purpose, recipients=frozenset(definition.recipients)),
+        policy,
+        now,
+    )
+
+
 def _publish_decision(
     ctx: RequestContext,
     policy: PolicySet,
@@ -88,25 +124,7 @@ def _publish_decision(
     method: str,
 ) -> Decision:
     assert ctx.principal is not None
-    ds = _dataset_terms(policy, definition.dataset, ctx.now)
-    linked = frozenset(definition.datasets) if definition.cohort else frozenset()
-    return decide(
-        ctx.principal,
-        "publish",
-        Resource(
-            datasets=definition.datasets,
-            dimensions=frozenset(dims),
-            geography=_finest_geography(ds, dims),
-            method=method,
-            linked_datasets=linked,
-            cohort_datasets=frozenset({definition.cohort.dataset})
-            if definition.cohort
-            else frozenset(),
-        ),
-        Context(purpose=definition.purpose, recipients=frozenset(definition.recipients)),
-        policy,
-        ctx.now,
-    )
+    return publish_decision(ctx.principal, policy, definition, dims, method, ctx.now)
 
 
 def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: Any) -> None:

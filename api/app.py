@@ -23,6 +23,7 @@ from api.routers import (
     indicators,
     me,
     oauth,
+    policy,
     problems,
     submissions,
 )
@@ -86,7 +87,18 @@ def create_app(
     )
     app.state.backbone = backbone
     errors.install(app)
-    for module in (health, problems, oauth, me, admin, agreements, submissions, indicators, audit):
+    for module in (
+        health,
+        problems,
+        oauth,
+        me,
+        admin,
+        agreements,
+        policy,
+        submissions,
+        indicators,
+        audit,
+    ):
         app.include_router(module.router)
     app.add_middleware(
         RequestMiddleware,

@@ -30,7 +30,9 @@ from policy.model import (
     Rule,
     RuleRef,
 )
+from policy.vocabulary import GEOGRAPHY_LEVELS
 
+_READER_OPERANDS = frozenset({"recipient", "dateTime"})
 _ROUNDING_STRICTNESS = {"none": 0, "base5": 1, "midpoint6": 2}
 _DATA_ACTIONS = frozenset(
     {"submit", "compute", "publish", "link", "read", "export_records", "redisclose"}
@@ -77,6 +79,9 @@ def _actual(
     if left == "field":
         return resource.fields
     if left == "spatialGranularity":
+        if resource.geography is None and resource.dimensions is not None:
+            # A table with no geographic dimension covers the whole area: the coarsest level.
+            return GEOGRAPHY_LEVELS[-1]
         return resource.geography
     if left == "disclosureMethod":
         return resource.method
@@ -399,15 +404,25 @@ def decide(
             resource=resource,
         )
 
-    # A release is read by its recipients; only the recipient constraint of the publishing
-    # permission concerns them, and the reader is the recipient.
+    # A release is read by its recipients: a publishing permission lets every recipient its
+    # recipient constraint names read (only that constraint and dateTime concern the reader);
+    # an explicit "read" permission lets its assignees read. Only "read" prohibitions apply.
     reading = action == "read"
-    rule_action = "publish" if reading else action
     if reading:
         context = Context(
             purpose=context.purpose, recipients=frozenset({principal.organization_id})
         )
-    only = frozenset({"recipient", "dateTime"}) if reading else None
+
+    def permission_action(rule: Rule) -> bool:
+        return rule.action in ("publish", "read") if reading else rule.action == action
+
+    def assignee_ok(rule: Rule) -> bool:
+        if reading and rule.action == "publish":
+            return True
+        return "*" in rule.assignees or principal.organization_id in rule.assignees
+
+    def only(rule: Rule) -> frozenset[str] | None:
+        return _READER_OPERANDS if reading and rule.action == "publish" else None
 
     deciding: list[RuleRef] = []
     contributing: list[tuple[AgreementTerms, str]] = []
@@ -437,17 +452,11 @@ def decide(
             )
         for terms in in_force:
             for rule in terms.rules:
-                if rule.kind != "prohibition" or rule.action != rule_action:
+                if rule.kind != "prohibition" or rule.action != action:
                     continue
-                if not ("*" in rule.targets or dataset in rule.targets):
+                if not ("*" in rule.targets or dataset in rule.targets) or not assignee_ok(rule):
                     continue
-                if not reading and not (
-                    "*" in rule.assignees or principal.organization_id in rule.assignees
-                ):
-                    continue
-                if not _rule_failures(
-                    rule, terms, dataset, principal, resource, context, now, only
-                ):
+                if not _rule_failures(rule, terms, dataset, principal, resource, context, now):
                     ref = RuleRef(terms.id, terms.version, rule.id)
                     return _decision(
                         Effect.DENY,
@@ -465,13 +474,11 @@ def decide(
                 [] if reading else _implied_failures(action, terms, dataset, principal, resource)
             )
             for rule in terms.rules:
-                if rule.kind != "permission" or rule.action != rule_action:
+                if rule.kind != "permission" or not permission_action(rule):
                     continue
                 if not ("*" in rule.targets or dataset in rule.targets):
                     continue
-                if not reading and not (
-                    "*" in rule.assignees or principal.organization_id in rule.assignees
-                ):
+                if not assignee_ok(rule):
                     dataset_failures.append(
                         FailedConstraint(
                             terms.id,
@@ -486,7 +493,7 @@ def decide(
                     )
                     continue
                 rule_failures = _rule_failures(
-                    rule, terms, dataset, principal, resource, context, now, only
+                    rule, terms, dataset, principal, resource, context, now, only(rule)
                 )
                 if not rule_failures and not implied:
                     permitted_by = RuleRef(terms.id, terms.version, rule.id)
@@ -506,7 +513,7 @@ def decide(
                         "system:no-permission",
                         "action",
                         "eq",
-                        f"a permission for '{rule_action}'",
+                        f"a permission for '{action}'",
                         "no such rule",
                         dataset,
                     )
