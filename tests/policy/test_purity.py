@@ -9,7 +9,7 @@ import policy
 
 ALLOWED = {
     "__future__", "collections", "collections.abc", "dataclasses", "datetime", "enum",
-    "functools", "itertools", "math", "re", "typing",
+    "functools", "itertools", "math", "operator", "re", "typing",
 }  # fmt: skip
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 
