@@ -243,8 +243,14 @@ class _Linter:
         seen: dict[str, str] = {}
         for kind in ("permission", "prohibition", "obligation"):
             for i, rule in enumerate(getattr(rules, kind)):
-                key = kind + repr((rule.action, sorted(rule.targets()), sorted(rule.assignees()),
-                                   sorted(repr(c) for c in rule.constraint)))  # fmt: skip
+                key = kind + repr(
+                    (
+                        rule.action,
+                        sorted(rule.targets()),
+                        sorted(rule.assignees()),
+                        sorted(repr(c) for c in rule.constraint),
+                    )
+                )
                 if key in seen:
                     self.add(
                         "duplicate-rule",

@@ -102,11 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         conn.request(
             "POST",
             "/v1/clients",
-            body=json.dumps({"organization": "district", "name": "bench", "role": "partner-system",
-                             "token_endpoint_auth_method": "private_key_jwt",
-                             "jwks": {"keys": [key.as_dict(private=False)]}}),
+            body=json.dumps(
+                {
+                    "organization": "district",
+                    "name": "bench",
+                    "role": "partner-system",
+                    "token_endpoint_auth_method": "private_key_jwt",
+                    "jwks": {"keys": [key.as_dict(private=False)]},
+                }
+            ),
             headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         created = json.loads(conn.getresponse().read())
         jwt_rate = _assertion_rate(srv.port, created["client_id"], key, seconds)
 

@@ -45,7 +45,7 @@ def agreement(i: int, rng: random.Random) -> dict[str, Any]:
                 "constraints": {"enum": ["x", "y"]},
             }
             for d in DIMS
-        ),  # fmt: skip
+        ),
         {"name": "value", "type": "integer", "role": "measure"},
     ]
     for f in fields:
@@ -54,9 +54,16 @@ def agreement(i: int, rng: random.Random) -> dict[str, Any]:
     permissions: list[dict[str, Any]] = [
         {"id": "submit", "action": "submit", "target": datasets, "assignee": provider},
         {"id": "compute", "action": "compute", "target": datasets, "assignee": "backbone"},
-        {"id": "link", "action": "link", "target": datasets, "assignee": "backbone",
-         "constraint": [{"leftOperand": "linkedDataset", "operator": "isPartOf", "rightOperand": datasets}]},
-    ]  # fmt: skip
+        {
+            "id": "link",
+            "action": "link",
+            "target": datasets,
+            "assignee": "backbone",
+            "constraint": [
+                {"leftOperand": "linkedDataset", "operator": "isPartOf", "rightOperand": datasets}
+            ],
+        },
+    ]
     for j in range(4):
         permissions.append(
             {
@@ -73,7 +80,7 @@ def agreement(i: int, rng: random.Random) -> dict[str, Any]:
                     {
                         "leftOperand": "recipient",
                         "operator": "isPartOf",
-                        "rightOperand": rng.sample(ORGS, 8) + ["backbone"],
+                        "rightOperand": [*rng.sample(ORGS, 8), "backbone"],
                     },
                     {
                         "leftOperand": "dimension",
@@ -96,10 +103,20 @@ def agreement(i: int, rng: random.Random) -> dict[str, Any]:
     prohibitions = [
         {"id": "no-export", "action": "export_records", "target": "*"},
         {"id": "no-redisclosure", "action": "redisclose", "target": "*"},
-        {"id": "no-research", "action": "publish", "target": datasets,
-         "constraint": [{"leftOperand": "purpose", "operator": "eq", "rightOperand": "dpv:ResearchAndDevelopment"},
-                        {"leftOperand": "recipient", "operator": "isAnyOf", "rightOperand": ["org0"]}]},
-    ]  # fmt: skip
+        {
+            "id": "no-research",
+            "action": "publish",
+            "target": datasets,
+            "constraint": [
+                {
+                    "leftOperand": "purpose",
+                    "operator": "eq",
+                    "rightOperand": "dpv:ResearchAndDevelopment",
+                },
+                {"leftOperand": "recipient", "operator": "isAnyOf", "rightOperand": ["org0"]},
+            ],
+        },
+    ]
     return {
         "uid": f"agreement-{i}",
         "title": f"Agreement {i}",
@@ -121,13 +138,31 @@ def requests(rng: random.Random, n: int) -> list[tuple[Principal, str, Resource,
         ds = f"ds{i}{rng.choice('ab')}"
         kind = rng.random()
         if kind < 0.3:
-            out.append((Principal("sis", f"partner{i}", "partner"), "submit",
-                        Resource(datasets=(ds,), fields=frozenset({"pid", "year", "hood", "value"})), Context()))  # fmt: skip
+            out.append(
+                (
+                    Principal("sis", f"partner{i}", "partner"),
+                    "submit",
+                    Resource(datasets=(ds,), fields=frozenset({"pid", "year", "hood", "value"})),
+                    Context(),
+                )
+            )
         elif kind < 0.8:
             dims = frozenset(rng.sample(DIMS, rng.randint(1, 3)))
-            out.append((backbone, "publish",
-                        Resource(datasets=(ds,), dimensions=dims, geography="neighborhood" if "hood" in dims else None, method="suppression"),
-                        Context(purpose=rng.choice(PURPOSES), recipients=frozenset(rng.sample(ORGS, 2)))))  # fmt: skip
+            out.append(
+                (
+                    backbone,
+                    "publish",
+                    Resource(
+                        datasets=(ds,),
+                        dimensions=dims,
+                        geography="neighborhood" if "hood" in dims else None,
+                        method="suppression",
+                    ),
+                    Context(
+                        purpose=rng.choice(PURPOSES), recipients=frozenset(rng.sample(ORGS, 2))
+                    ),
+                )
+            )
         elif kind < 0.9:
             out.append(
                 (
@@ -140,10 +175,20 @@ def requests(rng: random.Random, n: int) -> list[tuple[Principal, str, Resource,
         else:
             j = rng.randrange(N_AGREEMENTS)
             other = f"ds{j}a"
-            out.append((backbone, "publish",
-                        Resource(datasets=(ds, other), dimensions=frozenset({"year"}), method="suppression",
-                                 linked_datasets=frozenset({ds, other}), cohort_datasets=frozenset({other})),
-                        Context(purpose="dpv:PublicBenefit", recipients=frozenset({"backbone"}))))  # fmt: skip
+            out.append(
+                (
+                    backbone,
+                    "publish",
+                    Resource(
+                        datasets=(ds, other),
+                        dimensions=frozenset({"year"}),
+                        method="suppression",
+                        linked_datasets=frozenset({ds, other}),
+                        cohort_datasets=frozenset({other}),
+                    ),
+                    Context(purpose="dpv:PublicBenefit", recipients=frozenset({"backbone"})),
+                )
+            )
     return out
 
 
@@ -186,7 +231,7 @@ def _cedar(policyset_docs: list[dict[str, Any]], reqs: list[Any], now: datetime)
                 "recipients": sorted(r[3].recipients or ()),
                 "dimensions": sorted(r[2].dimensions or ()),
                 "method": r[2].method,
-            },  # fmt: skip
+            },
         }
         for r in publish[:2000]
     ]
@@ -244,8 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             f"cedarpy on the equivalent publish policies, same run: {cedar:.1f} us per call; Backbone p99 is {cedar / pct(0.99):.1f}x faster"
         )
     else:
-        print("comparison: Cedar's Python bindings ~186 us per call on this kind of machine (published figure; "
-              f"install cedarpy to measure it in this run); Backbone p99 is {186 / pct(0.99):.1f}x lower")  # fmt: skip
+        print(
+            "comparison: Cedar's Python bindings ~186 us per call on this kind of machine (published figure; "
+            f"install cedarpy to measure it in this run); Backbone p99 is {186 / pct(0.99):.1f}x lower"
+        )
     return 0 if pct(0.99) < 50 else 1
 
 

@@ -136,8 +136,15 @@ def _load_worker(args: tuple[int, str, str, dict[str, str], float, Any]) -> None
     queue.put((count, errors))
 
 
-def throughput(port: int, path: str, *, headers: dict[str, str] | None = None, seconds: float = 5.0,
-               connections: int = 4, method: str = "GET") -> float:  # fmt: skip
+def throughput(
+    port: int,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    seconds: float = 5.0,
+    connections: int = 4,
+    method: str = "GET",
+) -> float:
     """Requests per second over ``seconds`` with ``connections`` keep-alive client processes."""
     ctx = mp.get_context("fork")
     queue = ctx.Queue()

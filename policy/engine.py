@@ -410,11 +410,23 @@ def decide(
         in_force = [t for t in ps.covering(dataset) if t.in_force(now)]
         if not in_force:
             failure = FailedConstraint(
-                None, None, "system:agreement-in-force", "agreement", "eq",
-                "an active agreement covering the dataset", "none in force", dataset,
-            )  # fmt: skip
-            return _decision(Effect.DENY, Basis.NOT_PERMITTED, action, failures=[failure],
-                             principal=principal, resource=resource)  # fmt: skip
+                None,
+                None,
+                "system:agreement-in-force",
+                "agreement",
+                "eq",
+                "an active agreement covering the dataset",
+                "none in force",
+                dataset,
+            )
+            return _decision(
+                Effect.DENY,
+                Basis.NOT_PERMITTED,
+                action,
+                failures=[failure],
+                principal=principal,
+                resource=resource,
+            )
         values = cohort_actuals if dataset in resource.cohort_datasets else actuals
         for terms in in_force:
             for rule in ps.rules(terms, "prohibition", action):
@@ -424,9 +436,14 @@ def decide(
                     continue
                 if not _rule_failures(rule, terms, dataset, values):
                     return _decision(
-                        Effect.DENY, Basis.FORBIDDEN, action, [RuleRef(terms.id, terms.version, rule.id)],
-                        agreements=[(terms.id, terms.version)], principal=principal, resource=resource,
-                    )  # fmt: skip
+                        Effect.DENY,
+                        Basis.FORBIDDEN,
+                        action,
+                        [RuleRef(terms.id, terms.version, rule.id)],
+                        agreements=[(terms.id, terms.version)],
+                        principal=principal,
+                        resource=resource,
+                    )
         permitted_by: RuleRef | None = None
         dataset_failures: list[FailedConstraint] = []
         for terms in in_force:
@@ -481,9 +498,14 @@ def decide(
                     )
                 )
             return _decision(
-                Effect.DENY, Basis.NOT_PERMITTED, action, failures=_unique(dataset_failures),
-                agreements=[(t.id, t.version) for t in in_force], principal=principal, resource=resource,
-            )  # fmt: skip
+                Effect.DENY,
+                Basis.NOT_PERMITTED,
+                action,
+                failures=_unique(dataset_failures),
+                agreements=[(t.id, t.version) for t in in_force],
+                principal=principal,
+                resource=resource,
+            )
         deciding.append(permitted_by)
     return _decision(
         Effect.PERMIT,

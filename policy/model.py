@@ -121,8 +121,13 @@ def _predicate(left: str, op: str, right: Any, rights: frozenset[Any]) -> Callab
     import operator as _op
 
     compare = {
-        "eq": _op.eq, "neq": _op.ne, "lt": _op.lt, "lteq": _op.le, "gt": _op.gt, "gteq": _op.ge,
-    }.get(op)  # fmt: skip
+        "eq": _op.eq,
+        "neq": _op.ne,
+        "lt": _op.lt,
+        "lteq": _op.le,
+        "gt": _op.gt,
+        "gteq": _op.ge,
+    }.get(op)
     if compare is None:
         return lambda a: False
 

@@ -53,8 +53,12 @@ def test_partner_submits_backbone_publishes_dashboard_reads_auditor_sees_it_all(
 
     # Cells under k are suppressed; every published count is the true distinct count.
     data = generate(births_per_year=SMALL_BIRTHS).kindergarten_readiness
-    extra = pl.DataFrame({"student_id": ["ZZ00000001", "ZZ00000002", "ZZ00000003"],
-                          "neighborhood": ["Ashland", "Ashland", "Central"]})  # fmt: off
+    extra = pl.DataFrame(
+        {
+            "student_id": ["ZZ00000001", "ZZ00000002", "ZZ00000003"],
+            "neighborhood": ["Ashland", "Ashland", "Central"],
+        }
+    )
     truth = (
         pl.concat([data.select("student_id", "neighborhood"), extra])
         .group_by("neighborhood")

@@ -78,8 +78,12 @@ TRACT_AGREEMENT: dict[str, Any] = {
 
 
 def _create(api, document: dict[str, Any], as_: str = "backbone-manager"):
-    return api.post("/v1/agreements", as_=as_, content=yaml.safe_dump(document).encode(),
-                    headers={"Content-Type": "application/yaml"})  # fmt: skip
+    return api.post(
+        "/v1/agreements",
+        as_=as_,
+        content=yaml.safe_dump(document).encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
 
 
 def _approve(api, agreement: str, version: int, as_: str):
@@ -130,8 +134,12 @@ def test_lint_findings_are_a_422_and_nothing_is_stored(api):
     assert body["type"] == "/problems/invalid-agreement"
     assert {f["code"] for f in body["findings"]} == {"k-below-floor", "unknown-term"}
     assert api.get("/v1/agreements/tract-pilot", as_="backbone-manager").status_code == 404
-    r = api.post("/v1/agreements/lint", as_="backbone-manager", content=yaml.safe_dump(bad).encode(),
-                 headers={"Content-Type": "application/yaml"})  # fmt: skip
+    r = api.post(
+        "/v1/agreements/lint",
+        as_="backbone-manager",
+        content=yaml.safe_dump(bad).encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
     assert r.status_code == 200 and len(r.json()["findings"]) == 2
 
 
@@ -157,8 +165,11 @@ def test_malformed_and_mistyped_documents(api):
 def test_activation_needs_every_party_to_approve_the_exact_version(api):
     r = _create(api, TRACT_AGREEMENT)
     assert r.status_code == 201 and r.json()["status"] == "draft"
-    stale = api.post("/v1/agreements/tract-pilot/approve", as_="district-data-manager",
-                     json={"version": 1, "content_hash": "sha256:" + "0" * 64})  # fmt: skip
+    stale = api.post(
+        "/v1/agreements/tract-pilot/approve",
+        as_="district-data-manager",
+        json={"version": 1, "content_hash": "sha256:" + "0" * 64},
+    )
     assert stale.status_code == 409
     assert _approve(api, "tract-pilot", 1, "district-data-manager").json()["status"] == "proposed"
     again = _approve(api, "tract-pilot", 1, "district-data-manager")
@@ -179,8 +190,12 @@ def test_an_amendment_supersedes_and_history_answers_which_version_governed(api,
     assert body["version"] == 2
     versions = api.get("/v1/agreements/tract-pilot", as_="district-data-manager").json()["versions"]
     assert [v["status"] for v in versions] == ["superseded", "active"]
-    at = lambda t: api.get("/v1/agreements/tract-pilot/governing", as_="district-data-manager",  # noqa: E731
-                           params={"at": t.isoformat()}).json()["version"]  # fmt: skip
+    def at(t):
+        return api.get(
+            "/v1/agreements/tract-pilot/governing",
+            as_="district-data-manager",
+            params={"at": t.isoformat()},
+        ).json()["version"]
     assert at(first_active + timedelta(hours=1))["version"] == 1
     assert at(clock.now)["version"] == 2
     assert at(first_active - timedelta(days=1)) is None
@@ -200,9 +215,16 @@ def test_a_geography_finer_than_permitted_is_refused_with_reasons(api):
     r = api.post("/v1/indicators", as_="backbone-manager", json=definition)
     assert r.status_code == 403, r.text
     failed = r.json()["decision"]["failed_constraints"]
-    assert {"agreement": "tract-pilot", "version": 1, "rule": "publish", "dataset": "tract_readiness",
-            "left_operand": "spatialGranularity", "operator": "gteq", "expected": "neighborhood",
-            "actual": "tract"} in failed  # fmt: skip
+    assert {
+        "agreement": "tract-pilot",
+        "version": 1,
+        "rule": "publish",
+        "dataset": "tract_readiness",
+        "left_operand": "spatialGranularity",
+        "operator": "gteq",
+        "expected": "neighborhood",
+        "actual": "tract",
+    } in failed
     assert "neighborhood" in r.json()["detail"]
     r = api.post(
         "/v1/indicators",
@@ -226,8 +248,12 @@ def test_a_partner_cannot_submit_a_field_its_agreement_does_not_list(api):
 
 
 def _submit(api):
-    return api.post("/v1/datasets/kindergarten_readiness/submissions", as_="district-sis", content=CSV,
-                    headers={"Content-Type": "text/csv"})  # fmt: skip
+    return api.post(
+        "/v1/datasets/kindergarten_readiness/submissions",
+        as_="district-sis",
+        content=CSV,
+        headers={"Content-Type": "text/csv"},
+    )
 
 
 def test_suspension_and_termination_take_effect_on_the_next_request(api):
@@ -291,9 +317,12 @@ def test_what_if_decisions_and_draft_impact(api):
     r = api.post(
         "/v1/policy/decide",
         as_="district-data-manager",
-        json={"client_id": "district-sis", "action": "submit",
-              "resource": {"datasets": ["kindergarten_readiness"], "fields": ["student_id", "ssn"]}},
-    )  # fmt: skip
+        json={
+            "client_id": "district-sis",
+            "action": "submit",
+            "resource": {"datasets": ["kindergarten_readiness"], "fields": ["student_id", "ssn"]},
+        },
+    )
     assert r.status_code == 200
     assert r.json()["decision"]["effect"] == "deny"
     r = api.post(
@@ -308,10 +337,17 @@ def test_what_if_decisions_and_draft_impact(api):
     r = api.post(
         "/v1/policy/decide",
         as_="backbone-manager",
-        json={"action": "publish", "draft": draft,
-              "resource": {"datasets": ["kindergarten_readiness"], "dimensions": ["school_year"], "method": "suppression"},
-              "context": {"purpose": "dpv:PublicBenefit", "recipients": ["district"]}},
-    )  # fmt: skip
+        json={
+            "action": "publish",
+            "draft": draft,
+            "resource": {
+                "datasets": ["kindergarten_readiness"],
+                "dimensions": ["school_year"],
+                "method": "suppression",
+            },
+            "context": {"purpose": "dpv:PublicBenefit", "recipients": ["district"]},
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["decision"]["effect"] == "permit"

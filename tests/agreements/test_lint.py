@@ -44,10 +44,17 @@ def test_unknown_vocabulary_terms():
         {"id": "x", "action": "sell", "target": "attendance", "assignee": "backbone"}
     )
     data["rules"]["permission"].append(
-        {"id": "y", "action": "publish", "target": "attendance", "assignee": "backbone",
-         "constraint": [{"leftOperand": "colour", "operator": "eq", "rightOperand": "red"},
-                        {"leftOperand": "purpose", "operator": "resembles", "rightOperand": "x"}]}
-    )  # fmt: skip
+        {
+            "id": "y",
+            "action": "publish",
+            "target": "attendance",
+            "assignee": "backbone",
+            "constraint": [
+                {"leftOperand": "colour", "operator": "eq", "rightOperand": "red"},
+                {"leftOperand": "purpose", "operator": "resembles", "rightOperand": "x"},
+            ],
+        }
+    )
     codes = {c for c, _ in _codes(data)}
     found = [p for c, p in _codes(data) if c == "unknown-term"]
     assert "unknown-term" in codes

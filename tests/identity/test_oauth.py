@@ -269,8 +269,11 @@ def test_narrower_scope_is_granted_and_enforced_all_of(api, client, demo_credent
 
 def test_unsupported_grant_type(client, demo_credentials):
     cred = demo_credentials["district-sis"]
-    r = client.post("/oauth/token", data={"grant_type": "password", "username": "a", "password": "b"},
-                    auth=(cred["client_id"], cred["client_secret"]))  # fmt: skip
+    r = client.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": "a", "password": "b"},
+        auth=(cred["client_id"], cred["client_secret"]),
+    )
     assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
 
 
@@ -279,9 +282,14 @@ def _key_client(api) -> tuple[str, ECKey]:
     r = api.post(
         "/v1/clients",
         as_="backbone-admin",
-        json={"organization": "health", "name": "vitals, key-based", "role": "partner-system",
-              "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.as_dict(private=False)]}},
-    )  # fmt: skip
+        json={
+            "organization": "health",
+            "name": "vitals, key-based",
+            "role": "partner-system",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [key.as_dict(private=False)]},
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["client_id"], key
 

@@ -8,9 +8,19 @@ from pathlib import Path
 import policy
 
 ALLOWED = {
-    "__future__", "collections", "collections.abc", "dataclasses", "datetime", "enum",
-    "functools", "itertools", "math", "operator", "re", "typing",
-}  # fmt: skip
+    "__future__",
+    "collections",
+    "collections.abc",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "functools",
+    "itertools",
+    "math",
+    "operator",
+    "re",
+    "typing",
+}
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 
 
