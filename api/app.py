@@ -19,6 +19,7 @@ from api.routers import (
     admin,
     agreements,
     audit,
+    budgets,
     health,
     indicators,
     me,

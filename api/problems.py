@@ -111,6 +111,11 @@ PROBLEMS: dict[str, ProblemType] = {
         "A request with this Idempotency-Key is still being processed",
         "Retry after the first request has completed.",
     ),
+    "privacy-budget-exhausted": ProblemType(
+        403,
+        "The privacy budget does not allow this release",
+        "See budget: the limit, what is spent and what the release would need.",
+    ),
     "data-destroyed": ProblemType(
         410,
         "The data has been destroyed",

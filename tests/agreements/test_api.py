@@ -190,12 +190,14 @@ def test_an_amendment_supersedes_and_history_answers_which_version_governed(api,
     assert body["version"] == 2
     versions = api.get("/v1/agreements/tract-pilot", as_="district-data-manager").json()["versions"]
     assert [v["status"] for v in versions] == ["superseded", "active"]
+
     def at(t):
         return api.get(
             "/v1/agreements/tract-pilot/governing",
             as_="district-data-manager",
             params={"at": t.isoformat()},
         ).json()["version"]
+
     assert at(first_active + timedelta(hours=1))["version"] == 1
     assert at(clock.now)["version"] == 2
     assert at(first_active - timedelta(days=1)) is None
