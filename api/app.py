@@ -98,6 +98,7 @@ def create_app(
         policy,
         submissions,
         indicators,
+        budgets,
         audit,
     ):
         app.include_router(module.router)

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from agreements import repository as agreements
 from aggregation.ledger import budgets
+from agreements import repository as agreements
 from api.deps import UnitOfWork, require
 from core.context import RequestContext
 
