@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import (
@@ -76,7 +76,7 @@ class ServerConfig:
         return self.issuer.rstrip("/") + "/oauth/token"
 
 
-class _Payload(OAuth2Payload):
+class _Payload(OAuth2Payload):  # type: ignore[misc]
     def __init__(self, form: Mapping[str, list[str]]) -> None:
         self._form = form
 
@@ -101,11 +101,11 @@ class _Headers(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
-class _Request(OAuth2Request):
+class _Request(OAuth2Request):  # type: ignore[misc]
     def __init__(self, http: HttpRequest) -> None:
         super().__init__(method=http.method, uri=http.url, headers=_Headers(http.headers))
         self.payload = _Payload(http.form)
@@ -207,7 +207,7 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
         if not client.row.jwks:
             raise InvalidClientError(description="The client has no registered public keys.")
-        return KeySet.import_key_set(client.row.jwks)
+        return KeySet.import_key_set(cast(Any, client.row.jwks))
 
     def verify_claims(self, claims: Any) -> None:
         max_life = self._config.assertion_max_lifetime.total_seconds()

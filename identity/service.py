@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -84,7 +84,7 @@ def _check_jwks(jwks: dict[str, Any] | None) -> dict[str, Any] | None:
     if jwks is None:
         return None
     try:
-        keys = KeySet.import_key_set(jwks)
+        keys = KeySet.import_key_set(cast(Any, jwks))
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise InvalidInput("The JWK set could not be read.") from exc
     public = {"keys": [k.as_dict(private=False) for k in keys.keys]}
@@ -223,14 +223,15 @@ def rotate_signing_key(
     return row.kid
 
 
+def _deleted(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def purge_expired(session: Session, ctx: RequestContext) -> int:
     """Forget revocations and assertion ids whose tokens have expired anyway."""
-    n = session.execute(delete(RevokedToken).where(RevokedToken.expires_at < ctx.now)).rowcount or 0
-    n += (
-        session.execute(
-            delete(UsedClientAssertion).where(UsedClientAssertion.expires_at < ctx.now)
-        ).rowcount
-        or 0
+    n = _deleted(session.execute(delete(RevokedToken).where(RevokedToken.expires_at < ctx.now)))
+    n += _deleted(
+        session.execute(delete(UsedClientAssertion).where(UsedClientAssertion.expires_at < ctx.now))
     )
     return int(n)
 
@@ -255,7 +256,8 @@ def oauth_endpoint(
     else:
         response = server.create_endpoint_response(endpoint, request)
     client = server.authenticated_client
-    claimed = (request.form.get("client_id") or [None])[0]
+    claimed_ids = request.form.get("client_id") or []
+    claimed = claimed_ids[0] if claimed_ids else None
     outcome = "succeeded" if response.status == 200 else "denied"
     who = ctx
     if client is not None:

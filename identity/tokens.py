@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
@@ -77,7 +77,9 @@ class KeyCache:
         if stale or unknown:
             with self._lock:
                 jwks = self._load()
-                self._keys = KeySet.import_key_set(jwks) if jwks.get("keys") else KeySet([])
+                self._keys = (
+                    KeySet.import_key_set(cast(Any, jwks)) if jwks.get("keys") else KeySet([])
+                )
                 self._kids = frozenset(str(k.get("kid")) for k in jwks.get("keys", []))
                 self._loaded_at = now
                 keys = self._keys

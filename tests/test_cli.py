@@ -32,14 +32,44 @@ def test_lint_clean_and_dirty(tmp_path: Path):
 def test_data_manager_commands_against_a_running_service(live_server, settings, tmp_path: Path):
     creds = str(settings.data_dir / "demo-credentials.json")
     common = ["--url", live_server.url, "--credentials", creds]
-    r = runner.invoke(app, ["agreement", "show", "health-birth-outcomes", *common, "--as", "health-data-manager"])
+    r = runner.invoke(
+        app, ["agreement", "show", "health-birth-outcomes", *common, "--as", "health-data-manager"]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["versions"][0]["status"] == "active"
-    r = runner.invoke(app, ["agreement", "show", "health-birth-outcomes", *common, "--as", "district-data-manager"])
+    r = runner.invoke(
+        app,
+        ["agreement", "show", "health-birth-outcomes", *common, "--as", "district-data-manager"],
+    )
     assert r.exit_code == 1 and "policy-denied" in r.output
 
-    r = runner.invoke(app, ["indicator", "release", "kindergarten-enrollment", "--dimension", "school_year", *common, "--as", "backbone-manager"])
+    r = runner.invoke(
+        app,
+        [
+            "indicator",
+            "release",
+            "kindergarten-enrollment",
+            "--dimension",
+            "school_year",
+            *common,
+            "--as",
+            "backbone-manager",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "cells by status" in r.output
-    r = runner.invoke(app, ["agreement", "status", "health-birth-outcomes", "suspend", "--reason", "review", *common, "--as", "health-data-manager"])
+    r = runner.invoke(
+        app,
+        [
+            "agreement",
+            "status",
+            "health-birth-outcomes",
+            "suspend",
+            "--reason",
+            "review",
+            *common,
+            "--as",
+            "health-data-manager",
+        ],
+    )
     assert r.exit_code == 0 and json.loads(r.output)["status"] == "suspended"

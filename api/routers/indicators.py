@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from aggregation import formats, service
@@ -205,7 +205,7 @@ async def create_release(
     ctx: Writer,
     policy: Policy,
     body: ReleaseIn | None = None,
-) -> JSONResponse:
+) -> Response:
     st = state(request)
     req = service.ReleaseRequest(
         dimensions=tuple(body.dimensions) if body and body.dimensions is not None else None,

@@ -38,7 +38,8 @@ async def _http_request(request: Request) -> HttpRequest:
 async def _endpoint(request: Request, session: UnitOfWork, endpoint: str) -> JSONResponse:
     st = state(request)
     http = await _http_request(request)
-    claimed = (http.form.get("client_id") or [None])[0]
+    claimed_ids = http.form.get("client_id") or []
+    claimed = claimed_ids[0] if claimed_ids else None
     st.limiter.hit(st.limiter.token_limit, endpoint, token_key(request, claimed))
     ctx = anonymous_context(request)
 
