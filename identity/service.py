@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
+from authlib.oauth2.rfc6749 import OAuth2Error
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import delete, select
@@ -251,10 +252,14 @@ def oauth_endpoint(
     server = BackboneAuthorizationServer(
         session, config, active.key, public_keys, ctx.now, request.url
     )
-    if endpoint == "token":
-        response: OAuthResponse = server.create_token_response(request)
-    else:
-        response = server.create_endpoint_response(endpoint, request)
+    try:
+        if endpoint == "token":
+            response: OAuthResponse = server.create_token_response(request)
+        else:
+            response = server.create_endpoint_response(endpoint, request)
+    except OAuth2Error as error:
+        # Raised before Authlib's own handling, e.g. plain http outside the loopback interface.
+        response = server.handle_error_response(request, error)
     client = server.authenticated_client
     claimed_ids = request.form.get("client_id") or []
     claimed = claimed_ids[0] if claimed_ids else None

@@ -424,3 +424,25 @@ def test_write_endpoints_are_rate_limited_per_client(app, api):
     )
     r = api.post("/v1/organizations", as_="backbone-admin", json={**body, "id": "org-c"})
     assert r.status_code == 429 and "retry-after" in r.headers
+
+
+def test_behind_a_tls_proxy_forwarded_headers_make_oauth_see_https(app, demo_credentials):
+    from fastapi.testclient import TestClient
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    cred = demo_credentials["district-sis"]
+    proxied = ProxyHeadersMiddleware(app, trusted_hosts="*")
+    with TestClient(proxied, base_url="http://backbone.example.org") as c:
+        plain = c.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(cred["client_id"], cred["client_secret"]),
+        )
+        assert plain.status_code == 400 and plain.json()["error"] == "insecure_transport"
+        tls = c.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(cred["client_id"], cred["client_secret"]),
+            headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
+        )
+        assert tls.status_code == 200, tls.text
