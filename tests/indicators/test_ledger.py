@@ -1,0 +1,116 @@
+"""The privacy ledger never lets concurrent releases spend past a budget."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+from aggregation.ledger import BudgetExhausted, Charge, budgets, charge, period_of
+from aggregation.models import PrivacyBudget, PrivacyCharge
+from core.context import RequestContext
+from core.db import make_engine
+from core.migrate import upgrade
+
+
+@pytest.fixture
+def committed(fresh_databases):
+    url = fresh_databases.url()
+    upgrade(url)
+    engine = make_engine(
+        url, **({} if url.startswith("sqlite") else {"pool_size": 60, "max_overflow": 0})
+    )
+    yield sessionmaker(bind=engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def _ctx(i: int) -> RequestContext:
+    return RequestContext(f"req-{i}", datetime(2026, 3, 1, tzinfo=UTC))
+
+
+def test_fifty_concurrent_releases_never_overspend(committed):
+    limit, epsilon = 4.0, 0.5
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(50)
+
+    def release(i: int) -> None:
+        start.wait()
+        with committed() as session:
+            try:
+                charge(
+                    session,
+                    _ctx(i),
+                    [
+                        Charge("agr", "ds", "2026", epsilon, limit),
+                        Charge("agr2", "ds2", "2026", epsilon, 10.0),
+                    ],
+                    f"rel-{i}",
+                )
+                session.commit()
+                result = "charged"
+            except BudgetExhausted:
+                session.rollback()
+                result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=release, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("charged") == int(limit / epsilon) == 8
+    with committed() as session:
+        spent = session.get(PrivacyBudget, ("agr", "ds", "2026")).epsilon_spent
+        assert spent == pytest.approx(limit)
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(PrivacyCharge)
+                .where(PrivacyCharge.agreement_id == "agr")
+            )
+            == 8
+        )
+        # All or nothing: the second budget was charged exactly as often as the first.
+        assert session.get(PrivacyBudget, ("agr2", "ds2", "2026")).epsilon_spent == pytest.approx(
+            8 * epsilon
+        )
+
+
+def test_a_refusal_explains_itself_and_a_rollback_refunds(committed):
+    with committed() as session:
+        charge(session, _ctx(1), [Charge("a", "d", "2026", 3.0, 4.0)], "r1")
+        session.commit()
+    with committed() as session:
+        with pytest.raises(BudgetExhausted) as refused:
+            charge(session, _ctx(2), [Charge("a", "d", "2026", 1.5, 4.0)], "r2")
+        assert refused.value.extra["budget"] == {
+            "agreement": "a",
+            "dataset": "d",
+            "period": "2026",
+            "epsilon_limit": 4.0,
+            "epsilon_spent": 3.0,
+            "epsilon_requested": 1.5,
+        }
+        assert "1 of 4 left" in refused.value.detail
+        session.rollback()
+    with committed() as session:
+        charge(session, _ctx(3), [Charge("a", "d", "2026", 1.0, 4.0)], "r3")
+        session.rollback()  # the computation failed: the charge is refunded with the transaction
+    with committed() as session:
+        [row] = budgets(session, ["a"])
+        assert row["epsilon_spent"] == 3.0 and row["epsilon_remaining"] == 1.0
+
+
+def test_periods():
+    march, september = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 9, 1, tzinfo=UTC)
+    assert period_of("calendar_year", march) == "2026"
+    assert (
+        period_of("school_year", march) == "2025-26"
+        and period_of("school_year", september) == "2026-27"
+    )
+    assert period_of("agreement_term", march) == "term"
