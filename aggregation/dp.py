@@ -62,6 +62,7 @@ from typing import Any, Literal
 import numpy as np
 import opendp.prelude as dp
 import polars as pl
+from opendp.extras.polars import dp_len
 
 from aggregation.cube import TOTAL, Cube
 from aggregation.dp_accuracy import half_width
@@ -240,7 +241,7 @@ def plan(
             domain=domain,
         )
         query = context.query().truncate_per_group(max_contributions, keep="first")
-        count = dp.len(signed=True).alias(_COUNT)
+        count = dp_len(signed=True).alias(_COUNT)
         if by:
             query = query.group_by(*by).agg(count).with_keys(_keys(cats, dims, rate))
         else:
@@ -314,10 +315,9 @@ def _prepare(
     for d, cats in zip(p.dimensions, p.categories, strict=True):
         lazy = lazy.filter(pl.col(d).is_in(list(cats)))
     cell = [_PERSON, *p.dimensions]
-    if p.kind == "rate":
-        lazy = lazy.group_by(cell).agg(pl.col(_FLAG).any())
-    else:
-        lazy = lazy.unique(cell)
+    # One row per person and cell; for a rate the person is in the numerator if any record is.
+    rate = p.kind == "rate"
+    lazy = lazy.group_by(cell).agg(pl.col(_FLAG).any()) if rate else lazy.unique(cell)
     try:
         prepared = lazy.collect()
     except pl.exceptions.PolarsError:
@@ -365,8 +365,10 @@ def _with_margins(values: np.ndarray, axes: int) -> np.ndarray:
 
 
 def _half_widths(m: np.ndarray, scale: float, alpha: float) -> np.ndarray:
-    table = {int(v): half_width(int(v), scale, alpha) for v in np.unique(m)}
-    return np.vectorize(table.__getitem__, otypes=[np.int64])(m)
+    out = np.zeros(m.shape, dtype=np.int64)
+    for v in np.unique(m):
+        out[m == v] = half_width(int(v), scale, alpha)
+    return out
 
 
 def _round_down(x: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import opendp.prelude as dp
 import polars as pl
+from opendp.extras.polars import dp_len
 
 from aggregation import dp as dprel
 from aggregation.dp_accuracy import half_width
@@ -104,7 +105,7 @@ def _query(context: Any) -> Any:
         context.query()
         .truncate_per_group(MAX_CONTRIBUTIONS, keep="first")
         .group_by(*DIMS, "flag")
-        .agg(dp.len(signed=True))
+        .agg(dp_len(signed=True))
         .with_keys(keys)
     )
 
@@ -235,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(a) OpenDP alone, Context query and release:     {a:7.3f} s")
     print(f"    OpenDP alone, executing a built measurement: {e:7.3f} s")
     print(f"(b) Backbone plan + release (cells, intervals):  {b:7.3f} s")
-    print(f"ratio (b)/(a): {b / a:.2f}  (target <= 1.5); against the built measurement: {b / e:.2f}")
+    print(
+        f"ratio (b)/(a): {b / a:.2f}  (target <= 1.5); against the built measurement: {b / e:.2f}"
+    )
     if args.strategies:
         compare_strategies()
     return 0 if b / a <= 1.5 else 1
