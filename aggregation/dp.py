@@ -405,7 +405,6 @@ def _cells(p: DpPlan, noisy: np.ndarray) -> tuple[list[dict[str, Any]], Cube]:
         n_lo, n_hi = np.maximum(n_raw - t, 0), np.maximum(n_raw + t, 0)
         c_lo, c_hi = np.maximum(c_raw - t, 0), np.maximum(c_raw + t, 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(den > 0, num / den, np.nan)
             lo = np.where(n_lo + c_hi > 0, n_lo / (n_lo + c_hi), 0.0)
             hi = np.where(n_hi + c_lo > 0, n_hi / (n_hi + c_lo), 1.0)
         defined = den > 0
@@ -415,7 +414,13 @@ def _cells(p: DpPlan, noisy: np.ndarray) -> tuple[list[dict[str, Any]], Cube]:
             | (hi - lo > rel.max_rate_interval_width)
         )
         factor = UNIT_FACTOR[p.unit]
-        value = np.round(share * factor, 1)
+        # Same arithmetic and rounding as the suppression path, so equal counts give equal values.
+        value = np.array(
+            [
+                round(factor * float(n) / float(d), 1) if d else np.nan
+                for n, d in zip(num.ravel(), den.ravel(), strict=True)
+            ]
+        ).reshape(num.shape)
         lower = np.clip(_round_down(lo * factor), 0.0, factor)
         upper = np.clip(_round_up(hi * factor), 0.0, factor)
     cube = Cube(p.dimensions, p.categories, num, den)
