@@ -57,6 +57,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any, Literal
 
 import numpy as np
@@ -79,6 +80,7 @@ UNIT_FACTOR = {"count": 1.0, "percent": 100.0, "rate_per_1000": 1000.0}
 _PERSON = "__bb_person"
 _FLAG = "__bb_in_numerator"
 _COUNT = "__bb_count"
+_OPENDP_VERSION = version("opendp")
 
 
 class DpInvalid(InvalidInput):
@@ -144,7 +146,7 @@ class DpPlan:
                 "max_relative_half_width": self.reliability.max_relative_half_width,
                 "max_rate_interval_width": self.reliability.max_rate_interval_width,
             },
-            "opendp": dp.__version__,
+            "opendp": _OPENDP_VERSION,
         }
 
 

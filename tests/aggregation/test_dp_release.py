@@ -318,6 +318,7 @@ def test_parameters_describe_the_method() -> None:
     assert (params["epsilon"], params["delta"], params["max_contributions"]) == (p.epsilon, 0.0, 2)
     assert params["noise_scale"] == p.scale == pytest.approx(4.0)
     assert params["confidence"] == 0.95
+    assert params["opendp"].split(".")[0].isdigit()
 
 
 def test_empty_frame_and_no_dimensions() -> None:
