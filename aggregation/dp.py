@@ -14,8 +14,9 @@ Two steps, so that the budget ledger can charge a release before anything is com
 Privacy semantics
     Privacy unit: one person, i.e. every record carrying one linkage token. Pure differential
     privacy (epsilon, delta = 0) with discrete Laplace noise, because the agreements budget in
-    epsilon: pure-DP losses add up exactly on the ledger, with no delta to invent, and for the
-    single counting query below Laplace noise is smaller than Gaussian noise at the same epsilon.
+    epsilon: pure-DP losses add up exactly on the ledger, with no delta to invent; and for one
+    counting query with up to about 20 cells per person, Laplace noise is smaller than Gaussian
+    noise converted to the same epsilon (at delta = 1e-9).
     Each person contributes at most ``max_contributions`` cells (OpenDP truncates to that many
     records per identifier, after the person's records are reduced to one row per cell), so the
     L1 sensitivity of the table is ``max_contributions`` and the noise scale is
@@ -259,7 +260,9 @@ def plan(
                 global_scale=scale,
             )
 
-        # The loss at scale 1 is the sensitivity OpenDP derives from the truncation.
+        # The loss at scale 1 is the sensitivity OpenDP derives from the truncation; dividing by
+        # epsilon gives the scale directly, where LazyFrameQuery.resolve would binary-search it
+        # (seconds per release, same answer). OpenDP's map then checks the result.
         sensitivity = float(measure(1.0).map(1))
         scale = sensitivity / float(epsilon_per_release)
         measurement = measure(scale)
