@@ -1,0 +1,474 @@
+"""Differentially private tables through OpenDP's polars ``Context``.
+
+Two steps, so that the budget ledger can charge a release before anything is computed:
+
+* :func:`plan` is pure (no data, no database, no clock): from the dimensions, their public
+  categories, the unit, ``epsilon_per_release`` and ``max_contributions`` it builds the OpenDP
+  measurement and states the exact privacy loss it spends (``DpPlan.epsilon``, what OpenDP's privacy
+  map reports for one person; ``delta`` is always 0). The same inputs give the same plan.
+* :func:`release` runs that measurement once on the frame it is given, through an OpenDP
+  ``Context`` whose budget is exactly ``plan.epsilon``, and post-processes the noisy counts into
+  published cells. It never retries and never draws fresh noise twice: any failure raises a
+  :class:`DpFailed` (or :class:`DpInvalid` before noise) and nothing is released.
+
+Privacy semantics
+    Privacy unit: one person, i.e. every record carrying one linkage token. Pure differential
+    privacy (epsilon, delta = 0) with discrete Laplace noise, because the agreements budget in
+    epsilon: pure-DP losses add up exactly on the ledger, with no delta to invent; and for one
+    counting query with up to about 20 cells per person, Laplace noise is smaller than Gaussian
+    noise converted to the same epsilon (at delta = 1e-9).
+    Each person contributes at most ``max_contributions`` cells (OpenDP truncates to that many
+    records per identifier, after the person's records are reduced to one row per cell), so the
+    L1 sensitivity of the table is ``max_contributions`` and the noise scale is
+    ``max_contributions / epsilon``. Group keys are the cross product of the public categories
+    declared in the agreement (``with_keys``); a category absent from the data still gets a noisy
+    count, a value outside the categories is dropped before counting and never appears.
+
+What is counted
+    As in the suppression path, a cell counts distinct people. For a rate, the noisy counts are
+    "people in the numerator" and "people in the denominator but not the numerator" per cell (one
+    query grouped by the dimensions and that flag): a person sits in exactly one of the two, so
+    both are measured at the same noise scale, the denominator is their sum (so numerator <=
+    denominator by construction) and the rate lies in [0, 1].
+
+Margins
+    Only the finest cells are measured, with the whole budget; every margin is the sum of the
+    noisy finest cells below it (post-processing, no extra privacy loss). Measuring every grouping
+    separately instead would split the budget over 2^d queries and multiply the noise scale of
+    every cell, including the small finest cells where it matters most, by 2^d; margins are large
+    counts whose relative error stays small even as sums (``bench/bench_dp.py --strategies``
+    measures both on a realistic table). With ``max_contributions`` > 1, a person present in
+    several cells below a margin counts once per cell there.
+
+Intervals and reliability
+    Each cell carries a 95% interval for its published value: for counts the exact interval of the
+    sum of m discrete Laplace draws (:mod:`aggregation.dp_accuracy`; m = 1 is OpenDP's accuracy);
+    for rates, 97.5% intervals for the numerator and the complement combined by monotonicity
+    (Bonferroni), so the rate interval covers with probability at least 95%. Intervals describe
+    the privacy noise only (the records are a census, not a sample). A cell is "low_reliability"
+    when the half-width of its count's interval exceeds ``max_relative_half_width`` (50%) of the
+    published count; for a rate, when that holds for its denominator, or when the rate's interval
+    is wider than ``max_rate_interval_width`` (30 percentage points, after the NCHS data
+    presentation standards for proportions), or when the noisy denominator is zero.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any, Literal
+
+import numpy as np
+import opendp.prelude as dp
+import polars as pl
+from opendp.extras.polars import dp_len
+
+from aggregation.cube import TOTAL, Cube
+from aggregation.dp_accuracy import half_width
+from core.errors import DomainError, InvalidInput
+
+dp.enable_features("contrib")
+
+DP, LOW_RELIABILITY = "dp", "low_reliability"
+MECHANISM = "discrete_laplace"
+CONFIDENCE = 0.95
+UNIT_FACTOR = {"count": 1.0, "percent": 100.0, "rate_per_1000": 1000.0}
+
+# Internal column names: field names start with a letter, so these never clash with a dimension.
+_PERSON = "__bb_person"
+_FLAG = "__bb_in_numerator"
+_COUNT = "__bb_count"
+_OPENDP_VERSION = version("opendp")
+
+
+class DpInvalid(InvalidInput):
+    kind = "invalid-dp-release"
+    title = "The differentially private release cannot be planned or computed as asked"
+
+
+class DpFailed(DomainError):
+    """Computing a planned release failed; nothing was released (the ledger charge is refunded)."""
+
+    kind = "dp-release-failed"
+    title = "The differentially private release could not be computed"
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """When a published cell is flagged ``low_reliability`` (see the module docstring)."""
+
+    max_relative_half_width: float = 0.5
+    max_rate_interval_width: float = 0.30  # on the proportion scale, 0.30 = 30 percentage points
+
+
+@dataclass(frozen=True)
+class DpPlan:
+    """Everything a release will do, fixed before any data is read. ``epsilon`` is the exact
+    privacy loss (per person) that :func:`release` spends; charge it to the ledger first."""
+
+    dimensions: tuple[str, ...]
+    categories: tuple[tuple[str, ...], ...]
+    unit: str
+    kind: Literal["count", "rate"]
+    epsilon: float
+    delta: float
+    epsilon_per_release: float
+    max_contributions: int
+    scale: float
+    reliability: Reliability
+    measurement: Any = field(repr=False, compare=False)
+    domain: Any = field(repr=False, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(c) + 1 for c in self.categories)
+
+    def parameters(self) -> dict[str, Any]:
+        """JSON-ready description of the release method, for its stored parameters."""
+        return {
+            "mechanism": MECHANISM,
+            "privacy_unit": "person (linkage token)",
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "epsilon_per_release": self.epsilon_per_release,
+            "max_contributions": self.max_contributions,
+            "noise_scale": self.scale,
+            "margins": "sums of the noisy finest cells",
+            "confidence": CONFIDENCE,
+            "interval": (
+                "exact, sum of discrete Laplace draws"
+                if self.kind == "count"
+                else "numerator and complement at 97.5% each, combined (Bonferroni)"
+            ),
+            "low_reliability": {
+                "max_relative_half_width": self.reliability.max_relative_half_width,
+                "max_rate_interval_width": self.reliability.max_rate_interval_width,
+            },
+            "opendp": _OPENDP_VERSION,
+        }
+
+
+@dataclass(frozen=True)
+class DpResult:
+    """Published cells (in :meth:`Cube.coordinates` order) and the published counts as a cube."""
+
+    cells: list[dict[str, Any]]
+    cube: Cube
+    parameters: dict[str, Any]
+
+
+def _check_inputs(
+    dimensions: Sequence[str],
+    categories: Sequence[Sequence[str]],
+    unit: str,
+    epsilon_per_release: float,
+    max_contributions: int,
+    reliability: Reliability,
+) -> None:
+    if len(set(dimensions)) != len(dimensions):
+        raise DpInvalid("A dimension is listed twice.")
+    if len(categories) != len(dimensions):
+        raise DpInvalid("Every dimension needs its list of public categories.")
+    for dim, cats in zip(dimensions, categories, strict=True):
+        if dim.startswith("__bb_") or not dim:
+            raise DpInvalid("A dimension name is reserved or empty.")
+        if not cats:
+            raise DpInvalid(f"Dimension {dim} has no public categories.")
+        if len(set(cats)) != len(cats):
+            raise DpInvalid(f"Dimension {dim} lists a category twice.")
+        if TOTAL in cats:
+            raise DpInvalid(f"Dimension {dim} uses the reserved total label as a category.")
+    if unit not in UNIT_FACTOR:
+        raise DpInvalid(
+            "Differential privacy supports counts and rates (percent, rate_per_1000) only."
+        )
+    if isinstance(epsilon_per_release, bool) or not isinstance(epsilon_per_release, int | float):
+        raise DpInvalid("epsilon_per_release must be a number.")
+    if not (math.isfinite(epsilon_per_release) and epsilon_per_release > 0):
+        raise DpInvalid("epsilon_per_release must be a positive finite number.")
+    if (
+        isinstance(max_contributions, bool)
+        or not isinstance(max_contributions, int)
+        or max_contributions < 1
+    ):
+        raise DpInvalid("max_contributions must be a positive integer.")
+    if not (
+        reliability.max_relative_half_width > 0 and 0 < reliability.max_rate_interval_width <= 1
+    ):
+        raise DpInvalid("The low-reliability thresholds are out of range.")
+
+
+def _keys(categories: tuple[tuple[str, ...], ...], dims: tuple[str, ...], rate: bool) -> Any:
+    columns = list(dims) + ([_FLAG] if rate else [])
+    values: list[Sequence[Any]] = [*categories] + ([[False, True]] if rate else [])
+    rows = list(itertools.product(*values))
+    schema = {d: pl.String for d in dims} | ({_FLAG: pl.Boolean} if rate else {})
+    return pl.DataFrame(rows, schema=schema, orient="row").select(columns)
+
+
+def plan(
+    dimensions: Sequence[str],
+    categories: Sequence[Sequence[str]],
+    unit: str,
+    epsilon_per_release: float,
+    max_contributions: int,
+    reliability: Reliability = Reliability(),
+) -> DpPlan:
+    """Build the OpenDP measurement of a release and the exact privacy loss it will spend.
+
+    ``categories`` are the public values of each dimension declared in the agreement (never read
+    from data); ``unit`` is ``count`` (people counted) or ``percent``/``rate_per_1000`` (a rate
+    from a numerator and a denominator). The loss is at most ``epsilon_per_release``.
+    """
+    dims = tuple(dimensions)
+    cats = tuple(tuple(str(v) for v in c) for c in categories)
+    _check_inputs(dims, cats, unit, epsilon_per_release, max_contributions, reliability)
+    rate = unit != "count"
+    schema: dict[str, Any] = {_PERSON: pl.UInt64} | {d: pl.String for d in dims}
+    series = [dp.series_domain(_PERSON, dp.atom_domain(T="u64"))]
+    series += [dp.series_domain(d, dp.atom_domain(T="String")) for d in dims]
+    if rate:
+        schema[_FLAG] = pl.Boolean
+        series.append(dp.series_domain(_FLAG, dp.atom_domain(T="bool")))
+    domain = dp.lazyframe_domain(series)
+    by = list(dims) + ([_FLAG] if rate else [])
+    try:
+        context = dp.Context.compositor(
+            data=pl.LazyFrame(schema=schema),
+            privacy_unit=dp.unit_of(contributions=1, identifier=_PERSON),
+            privacy_loss=dp.loss_of(epsilon=float(epsilon_per_release)),
+            split_evenly_over=1,
+            domain=domain,
+        )
+        query = context.query().truncate_per_group(max_contributions, keep="first")
+        count = dp_len(signed=True).alias(_COUNT)
+        if by:
+            query = query.group_by(*by).agg(count).with_keys(_keys(cats, dims, rate))
+        else:
+            query = query.select(count)
+        lazy = object.__getattribute__(query, "polars_plan")
+
+        def measure(scale: float) -> Any:
+            return dp.m.make_private_lazyframe(
+                domain,
+                dp.symmetric_id_distance(_PERSON),
+                dp.max_divergence(),
+                lazy,
+                global_scale=scale,
+            )
+
+        # The loss at scale 1 is the sensitivity OpenDP derives from the truncation; dividing by
+        # epsilon gives the scale directly, where LazyFrameQuery.resolve would binary-search it
+        # (seconds per release, same answer). OpenDP's map then checks the result.
+        sensitivity = float(measure(1.0).map(1))
+        scale = sensitivity / float(epsilon_per_release)
+        measurement = measure(scale)
+        spent = float(measurement.map(1))
+        for _ in range(64):  # float rounding can leave the loss a few ulps above the target
+            if spent <= epsilon_per_release:
+                break
+            scale = math.nextafter(scale, math.inf)
+            measurement = measure(scale)
+            spent = float(measurement.map(1))
+    except dp.OpenDPException as exc:
+        raise DpInvalid("OpenDP cannot build this release.") from exc
+    if spent > epsilon_per_release:
+        raise DpInvalid("OpenDP cannot fit this release within its epsilon.")
+    return DpPlan(
+        dimensions=dims,
+        categories=cats,
+        unit=unit,
+        kind="rate" if rate else "count",
+        epsilon=spent,
+        delta=0.0,
+        epsilon_per_release=float(epsilon_per_release),
+        max_contributions=max_contributions,
+        scale=scale,
+        reliability=reliability,
+        measurement=measurement,
+        domain=domain,
+    )
+
+
+def _prepare(
+    frame: pl.DataFrame, p: DpPlan, person: str, numerator: pl.Expr | None
+) -> pl.DataFrame:
+    """Person-local preprocessing, so the privacy unit stays one person: every output row depends
+    only on one person's records. The token becomes a 64-bit identifier (OpenDP has no binary
+    type); a collision would merge two people into one truncated identifier, which can only lower
+    their contributions, never raise them. Records outside the public categories are dropped, each
+    person is reduced to one row per cell (a person is in a rate's numerator when any of their
+    records in that cell is), and rows are shuffled so that truncation keeps a random choice of
+    cells for a person above ``max_contributions``."""
+    needed = [person, *p.dimensions]
+    if any(c not in frame.columns for c in needed):
+        raise DpInvalid("The frame lacks the person column or a dimension column.")
+    if p.kind == "rate" and numerator is None:
+        raise DpInvalid("A rate needs the numerator filter.")
+    lazy = frame.lazy()
+    if p.kind == "count" and numerator is not None:
+        lazy = lazy.filter(numerator)
+    columns = [pl.col(person).hash().alias(_PERSON)]
+    columns += [pl.col(d).cast(pl.String) for d in p.dimensions]
+    if p.kind == "rate":
+        assert numerator is not None
+        columns.append(numerator.cast(pl.Boolean).fill_null(False).alias(_FLAG))
+    lazy = lazy.select(columns)
+    for d, cats in zip(p.dimensions, p.categories, strict=True):
+        lazy = lazy.filter(pl.col(d).is_in(list(cats)))
+    cell = [_PERSON, *p.dimensions]
+    # One row per person and cell; for a rate the person is in the numerator if any record is.
+    rate = p.kind == "rate"
+    lazy = lazy.group_by(cell).agg(pl.col(_FLAG).any()) if rate else lazy.unique(cell)
+    try:
+        prepared = lazy.collect()
+    except pl.exceptions.PolarsError:
+        # Polars messages may quote data; the caller gets a fixed message instead.
+        raise DpInvalid("The frame or the numerator filter cannot be evaluated.") from None
+    return prepared.sample(fraction=1.0, shuffle=True)
+
+
+def _noisy_cells(p: DpPlan, prepared: pl.DataFrame) -> np.ndarray:
+    """Run the planned measurement once through an OpenDP Context; finest noisy counts, with a
+    trailing axis [complement, numerator] for rates."""
+    context = dp.Context.compositor(
+        data=prepared.lazy(),
+        privacy_unit=dp.unit_of(contributions=1, identifier=_PERSON),
+        privacy_loss=dp.loss_of(epsilon=p.epsilon),
+        split_evenly_over=1,
+        domain=p.domain,
+    )
+    out = context(p.measurement).collect()
+    by = list(p.dimensions) + ([_FLAG] if p.kind == "rate" else [])
+    shape = tuple(len(c) for c in p.categories) + ((2,) if p.kind == "rate" else ())
+    if out.height != math.prod(shape) or out.get_column(_COUNT).null_count():
+        raise DpFailed("OpenDP returned an incomplete table.")
+    noisy = np.zeros(shape, dtype=np.int64)
+    index: list[np.ndarray] = []
+    for d, cats in zip(p.dimensions, p.categories, strict=True):
+        positions = out.get_column(d).replace_strict(
+            list(cats), list(range(len(cats))), return_dtype=pl.Int64
+        )
+        index.append(positions.to_numpy())
+    if p.kind == "rate":
+        index.append(out.get_column(_FLAG).cast(pl.Int64).to_numpy())
+    flat = np.ravel_multi_index(tuple(index), shape) if by else np.zeros(1, dtype=np.int64)
+    if len(np.unique(flat)) != out.height:
+        raise DpFailed("OpenDP returned a table with repeated cells.")
+    noisy.reshape(-1)[flat] = out.get_column(_COUNT).to_numpy()
+    return noisy
+
+
+def _with_margins(values: np.ndarray, axes: int) -> np.ndarray:
+    """Append the total along each of the first ``axes`` axes (the last index is the total)."""
+    for axis in range(axes):
+        values = np.concatenate([values, values.sum(axis=axis, keepdims=True)], axis=axis)
+    return values
+
+
+def _half_widths(m: np.ndarray, scale: float, alpha: float) -> np.ndarray:
+    out = np.zeros(m.shape, dtype=np.int64)
+    for v in np.unique(m):
+        out[m == v] = half_width(int(v), scale, alpha)
+    return out
+
+
+def _round_down(x: np.ndarray) -> np.ndarray:
+    return np.floor(x * 10.0) / 10.0
+
+
+def _round_up(x: np.ndarray) -> np.ndarray:
+    return np.ceil(x * 10.0) / 10.0
+
+
+def _cells(p: DpPlan, noisy: np.ndarray) -> tuple[list[dict[str, Any]], Cube]:
+    d = len(p.dimensions)
+    finest = tuple(len(c) for c in p.categories)
+    m = _with_margins(np.ones(finest, dtype=np.int64), d)
+    rel = p.reliability
+    if p.kind == "count":
+        raw = _with_margins(noisy, d)
+        t = _half_widths(m, p.scale, 1.0 - CONFIDENCE)
+        num = np.maximum(raw, 0)
+        den = None
+        value = num.astype(np.float64)
+        lower = np.maximum(raw - t, 0).astype(np.float64)
+        upper = np.maximum(raw + t, 0).astype(np.float64)
+        low = t > rel.max_relative_half_width * num
+        defined = np.ones(num.shape, dtype=bool)
+    else:
+        n_raw = _with_margins(noisy[..., 1], d)
+        c_raw = _with_margins(noisy[..., 0], d)
+        alpha = (1.0 - CONFIDENCE) / 2.0  # Bonferroni over numerator and complement
+        t = _half_widths(m, p.scale, alpha)
+        t_den = _half_widths(2 * m, p.scale, 1.0 - CONFIDENCE)
+        num = np.maximum(n_raw, 0)
+        den = num + np.maximum(c_raw, 0)
+        n_lo, n_hi = np.maximum(n_raw - t, 0), np.maximum(n_raw + t, 0)
+        c_lo, c_hi = np.maximum(c_raw - t, 0), np.maximum(c_raw + t, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo = np.where(n_lo + c_hi > 0, n_lo / (n_lo + c_hi), 0.0)
+            hi = np.where(n_hi + c_lo > 0, n_hi / (n_hi + c_lo), 1.0)
+        defined = den > 0
+        low = (
+            ~defined
+            | (t_den > rel.max_relative_half_width * den)
+            | (hi - lo > rel.max_rate_interval_width)
+        )
+        factor = UNIT_FACTOR[p.unit]
+        # Same arithmetic and rounding as the suppression path, so equal counts give equal values.
+        value = np.array(
+            [
+                round(factor * float(n) / float(d), 1) if d else np.nan
+                for n, d in zip(num.ravel(), den.ravel(), strict=True)
+            ]
+        ).reshape(num.shape)
+        lower = np.clip(_round_down(lo * factor), 0.0, factor)
+        upper = np.clip(_round_up(hi * factor), 0.0, factor)
+    cube = Cube(p.dimensions, p.categories, num, den)
+    cells: list[dict[str, Any]] = []
+    for index in cube.coordinates():
+        cell: dict[str, Any] = dict(zip(p.dimensions, cube.labels(index), strict=True))
+        ok = bool(defined[index])
+        cell.update(
+            {
+                "numerator": int(num[index]),
+                "denominator": int(den[index]) if den is not None else None,
+                "value": float(value[index]) if ok else None,
+                "status": LOW_RELIABILITY if bool(low[index]) else DP,
+                "lower": float(lower[index]) if ok else None,
+                "upper": float(upper[index]) if ok else None,
+            }
+        )
+        cells.append(cell)
+    return cells, cube
+
+
+def release(
+    frame: pl.DataFrame,
+    p: DpPlan,
+    *,
+    person: str,
+    numerator: pl.Expr | None = None,
+) -> DpResult:
+    """Compute the planned release on ``frame`` (person-level records, already restricted to the
+    population: denominator filter and any cohort applied). For a rate, ``numerator`` is the
+    boolean filter expression selecting numerator records within ``frame``; for a count it
+    optionally selects the records counted. Spends exactly ``p.epsilon``, once: it never retries.
+    """
+    prepared = _prepare(frame, p, person, numerator)
+    try:
+        noisy = _noisy_cells(p, prepared)
+        cells, cube = _cells(p, noisy)
+    except DpFailed:
+        raise
+    except Exception as exc:
+        # Past this point noise may have been drawn: fail closed, release nothing, never retry.
+        # The cause is not chained: library messages can quote data.
+        raise DpFailed(
+            f"Computing the differentially private release failed ({type(exc).__name__})."
+        ) from None
+    return DpResult(cells=cells, cube=cube, parameters=p.parameters())

@@ -1,0 +1,425 @@
+"""Differentially private releases: keys, contribution bounds, accounting, intervals, invariants."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from aggregation import dp as dprel
+from aggregation.cube import TOTAL, build_cube
+from aggregation.dp_accuracy import half_width
+from core.errors import DomainError, InvalidInput
+
+HOODS = ("Ashland", "Bayview", "Central")
+YEARS = ("2023-24", "2024-25")
+NO_NOISE = 1e9  # epsilon so large that the discrete Laplace noise is exactly zero
+
+
+def token(i: int) -> bytes:
+    return hashlib.sha256(f"person-{i}".encode()).digest()
+
+
+def frame(rows: Sequence[tuple[int, str | None, str | None, bool]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "tok": [token(r[0]) for r in rows],
+            "hood": [r[1] for r in rows],
+            "year": [r[2] for r in rows],
+            "ready": [r[3] for r in rows],
+        },
+        schema={"tok": pl.Binary, "hood": pl.String, "year": pl.String, "ready": pl.Boolean},
+    )
+
+
+def random_frame(n: int, seed: int = 3) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return frame(
+        [
+            (i, HOODS[rng.integers(0, 3)], YEARS[rng.integers(0, 2)], bool(rng.random() < 0.4))
+            for i in range(n)
+        ]
+    )
+
+
+def plan(unit: str = "percent", epsilon: float = NO_NOISE, k: int = 1, **kw: Any) -> dprel.DpPlan:
+    return dprel.plan(("hood", "year"), (HOODS, YEARS), unit, epsilon, k, **kw)
+
+
+def cell(cells: list[dict[str, Any]], hood: str, year: str) -> dict[str, Any]:
+    return next(c for c in cells if c["hood"] == hood and c["year"] == year)
+
+
+# --- group keys come from the agreement, never from the data ------------------------------------
+
+
+def test_keys_come_from_the_categories_not_the_data() -> None:
+    data = frame(
+        [
+            (1, "Ashland", "2023-24", True),
+            (2, "Ashland", "2023-24", False),
+            (3, "Bayview", "2024-25", True),
+            (4, "Nowhere", "2023-24", True),  # not a public category: dropped
+            (5, None, "2024-25", True),  # missing value: dropped
+            (6, "Ashland", "1999-00", True),  # unknown year: dropped
+        ]
+    )
+    for unit in ("count", "percent"):
+        result = dprel.release(data, plan(unit), person="tok", numerator=pl.col("ready"))
+        labels = {(c["hood"], c["year"]) for c in result.cells}
+        expected = set(itertools.product((*HOODS, TOTAL), (*YEARS, TOTAL)))
+        assert labels == expected  # Central never occurs in the data, yet has its cells
+        assert not any(
+            "Nowhere" in str(c.values()) or "1999-00" in str(c.values()) for c in result.cells
+        )
+        total = cell(result.cells, TOTAL, TOTAL)
+        if unit == "count":
+            assert total["numerator"] == 2  # persons 1 and 3 (ready, in the categories)
+        else:
+            assert (total["numerator"], total["denominator"]) == (2, 3)
+            assert cell(result.cells, "Ashland", "2023-24")["value"] == 50.0
+
+
+def test_absent_category_gets_a_noisy_value() -> None:
+    data = frame([(i, "Ashland", "2023-24", True) for i in range(50)])
+    p = plan("count", epsilon=0.5)
+    seen = {
+        cell(dprel.release(data, p, person="tok").cells, "Central", "2024-25")["upper"]
+        for _ in range(12)
+    }
+    # The raw noisy count behind "Central" varies (so does its interval); it is not a fixed zero.
+    assert len(seen) > 1
+
+
+# --- contribution bounding and the privacy loss --------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", ["count", "percent"])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_privacy_map_is_the_planned_loss_and_scales_with_contributions(unit: str, k: int) -> None:
+    p = plan(unit, epsilon=0.8, k=k)
+    # The loss for one person is what OpenDP's privacy map reports for the measurement...
+    assert p.measurement.map(1) == p.epsilon
+    assert p.epsilon <= 0.8
+    assert p.epsilon == pytest.approx(0.8, rel=1e-12)
+    # ...its sensitivity is the contribution bound: a person moves at most k cells by one...
+    assert p.epsilon * p.scale == pytest.approx(k, rel=1e-12)
+    # ...and two people cost twice as much (group privacy), so the unit really is one identifier.
+    assert p.measurement.map(2) == pytest.approx(2 * p.epsilon, rel=1e-12)
+    assert p.delta == 0.0
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 1 / 3, 0.7, 0.1, 2.5, 1e-3])
+def test_planned_loss_never_exceeds_the_release_budget(epsilon: float) -> None:
+    p = plan("percent", epsilon=epsilon, k=3)
+    assert p.measurement.map(1) == p.epsilon <= epsilon
+    assert p.epsilon == pytest.approx(epsilon, rel=1e-12)
+
+
+def test_plan_is_deterministic() -> None:
+    a, b = plan("percent", epsilon=0.37, k=2), plan("percent", epsilon=0.37, k=2)
+    assert (a.epsilon, a.scale, a.parameters()) == (b.epsilon, b.scale, b.parameters())
+    assert a == b  # the OpenDP objects are excluded from the comparison
+
+
+def test_a_person_with_many_records_moves_the_table_by_at_most_the_bound() -> None:
+    base = random_frame(300)
+    heavy = frame(
+        [(10_000, hood, year, True) for hood in HOODS for year in YEARS for _ in range(4)]
+    )
+    for k in (1, 2):
+        p = plan("count", k=k)
+        without = dprel.release(base, p, person="tok").cube.numerator
+        for _ in range(5):
+            with_ = dprel.release(pl.concat([base, heavy]), p, person="tok").cube.numerator
+            finest = (with_ - without)[: len(HOODS), : len(YEARS)]
+            assert finest.min() >= 0
+            assert finest.sum() == k  # k of the person's 6 cells, whichever truncation kept
+
+
+def test_people_are_counted_once_per_cell() -> None:
+    data = frame(
+        [
+            (1, "Ashland", "2023-24", False),
+            (1, "Ashland", "2023-24", True),  # same person, same cell: in the numerator once
+            (2, "Ashland", "2023-24", False),
+            (2, "Ashland", "2023-24", False),
+        ]
+    )
+    result = dprel.release(data, plan("percent"), person="tok", numerator=pl.col("ready"))
+    c = cell(result.cells, "Ashland", "2023-24")
+    assert (c["numerator"], c["denominator"], c["value"]) == (1, 2, 50.0)
+
+
+def test_matches_the_suppression_cube_without_noise() -> None:
+    data = random_frame(400)
+    result = dprel.release(data, plan("percent"), person="tok", numerator=pl.col("ready"))
+    cube = build_cube(data.filter(pl.col("ready")), data, "tok", ("hood", "year"), (HOODS, YEARS))
+    assert np.array_equal(result.cube.numerator, cube.numerator)
+    assert result.cube.denominator is not None and cube.denominator is not None
+    assert np.array_equal(result.cube.denominator, cube.denominator)
+    assert [(c["hood"], c["year"]) for c in result.cells] == [
+        cube.labels(i) for i in cube.coordinates()
+    ]
+
+
+def test_cohort_filtering_on_the_given_frame() -> None:
+    # A cross-partner indicator: the population is restricted, by linkage token, to people who
+    # appear in another partner's dataset; the release counts exactly that cohort.
+    population = random_frame(500, seed=8)
+    prek = pl.DataFrame({"child": [token(i) for i in range(0, 500, 3)]})
+    cohort = population.filter(pl.col("tok").is_in(prek.get_column("child").implode()))
+    result = dprel.release(cohort, plan("percent"), person="tok", numerator=pl.col("ready"))
+    expected = build_cube(
+        cohort.filter(pl.col("ready")), cohort, "tok", ("hood", "year"), (HOODS, YEARS)
+    )
+    assert np.array_equal(result.cube.numerator, expected.numerator)
+    assert cell(result.cells, TOTAL, TOTAL)["denominator"] == 167
+
+
+# --- intervals -------------------------------------------------------------------------------
+
+
+def test_count_intervals_cover_about_95_percent() -> None:
+    # 40 hoods x 5 years: 246 cells with margins, 25 releases: 6,150 intervals. Exact coverage is
+    # between 95% and 97.5% here; the bounds below are more than six standard deviations away.
+    hoods = tuple(f"h{i}" for i in range(40))
+    years = tuple(f"y{i}" for i in range(5))
+    rng = np.random.default_rng(5)
+    n = 4000
+    data = pl.DataFrame(
+        {
+            "tok": [token(i) for i in range(n)],
+            "hood": rng.choice(hoods, n),
+            "year": rng.choice(years, n),
+        }
+    )
+    truth = build_cube(data, None, "tok", ("hood", "year"), (hoods, years)).numerator
+    p = dprel.plan(("hood", "year"), (hoods, years), "count", 1.0, 1)
+    hits = total = 0
+    for _ in range(25):
+        result = dprel.release(data, p, person="tok")
+        for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+            hits += c["lower"] <= truth[index] <= c["upper"]
+            total += 1
+    assert 0.93 <= hits / total <= 0.995
+
+
+def test_rate_intervals_cover_at_least_95_percent() -> None:
+    hoods = tuple(f"h{i}" for i in range(30))
+    rng = np.random.default_rng(6)
+    n = 3000
+    data = pl.DataFrame(
+        {
+            "tok": [token(i) for i in range(n)],
+            "hood": rng.choice(hoods, n),
+            "year": rng.choice(YEARS, n),
+            "ready": rng.random(n) < 0.3,
+        }
+    )
+    truth = build_cube(data.filter(pl.col("ready")), data, "tok", ("hood", "year"), (hoods, YEARS))
+    assert truth.denominator is not None
+    rate = 100 * truth.numerator / truth.denominator
+    p = dprel.plan(("hood", "year"), (hoods, YEARS), "percent", 1.0, 1)
+    hits = total = 0
+    for _ in range(20):
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+        for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+            if c["value"] is None:
+                continue
+            hits += c["lower"] <= rate[index] <= c["upper"]
+            total += 1
+    assert total > 1500
+    assert hits / total >= 0.93
+
+
+def test_interval_widths_follow_the_number_of_cells_summed() -> None:
+    p = plan("count", epsilon=1.0)
+    result = dprel.release(random_frame(2000), p, person="tok")
+    inner = cell(result.cells, "Ashland", "2023-24")
+    margin = cell(result.cells, TOTAL, TOTAL)
+    assert inner["upper"] - inner["lower"] == 2 * 3  # one discrete Laplace(1) draw: +-3
+    assert margin["upper"] - margin["lower"] > inner["upper"] - inner["lower"]
+
+
+# --- post-processing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", ["count", "percent", "rate_per_1000"])
+def test_published_values_are_consistent(unit: str) -> None:
+    data = random_frame(60, seed=4)  # small cells, strong noise: many raw counts are negative
+    p = plan(unit, epsilon=0.05, k=2)
+    top = dprel.UNIT_FACTOR[unit]
+    for _ in range(10):
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+        assert len(result.cells) == math.prod(p.shape)
+        for c in result.cells:
+            assert c["status"] in (dprel.DP, dprel.LOW_RELIABILITY)
+            assert isinstance(c["numerator"], int) and c["numerator"] >= 0
+            if unit == "count":
+                assert c["denominator"] is None
+                assert c["value"] == float(c["numerator"])
+            else:
+                assert isinstance(c["denominator"], int)
+                assert c["numerator"] <= c["denominator"]
+                if c["denominator"] == 0:
+                    assert c["value"] is None and c["status"] == dprel.LOW_RELIABILITY
+                    continue
+                assert 0.0 <= c["value"] <= top
+                assert c["value"] == round(top * c["numerator"] / c["denominator"], 1)
+            assert 0.0 <= c["lower"] <= c["value"] <= c["upper"]
+            if unit != "count":
+                assert c["upper"] <= top
+
+
+def test_low_reliability_rule() -> None:
+    data = frame(
+        [(i, "Ashland", "2023-24", i % 2 == 0) for i in range(400)]
+        + [(1000 + i, "Bayview", "2023-24", True) for i in range(3)]
+    )
+    p = plan("percent", epsilon=1.0)
+    for _ in range(5):
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+        assert cell(result.cells, "Ashland", "2023-24")["status"] == dprel.DP
+        assert cell(result.cells, "Bayview", "2023-24")["status"] == dprel.LOW_RELIABILITY
+    counts = dprel.release(data, plan("count", epsilon=1.0), person="tok")
+    assert cell(counts.cells, "Ashland", "2023-24")["status"] == dprel.DP
+    # The count rule, recomputed cell by cell: flagged exactly when the 95% half-width of the sum
+    # of m noisy cells exceeds half of the published count.
+    p = plan("count", epsilon=0.3)
+    statuses = set()
+    for _ in range(5):
+        result = dprel.release(random_frame(80, seed=9), p, person="tok")
+        for c in result.cells:
+            m = (len(HOODS) if c["hood"] == TOTAL else 1) * (
+                len(YEARS) if c["year"] == TOTAL else 1
+            )
+            t = half_width(m, p.scale, 0.05)
+            expected = dprel.LOW_RELIABILITY if t > 0.5 * c["numerator"] else dprel.DP
+            assert c["status"] == expected
+            statuses.add(c["status"])
+    assert statuses == {dprel.DP, dprel.LOW_RELIABILITY}
+    strict = dprel.Reliability(max_relative_half_width=0.001)
+    flagged = dprel.release(data, plan("count", epsilon=1.0, reliability=strict), person="tok")
+    assert all(c["status"] == dprel.LOW_RELIABILITY for c in flagged.cells)
+
+
+def test_parameters_describe_the_method() -> None:
+    p = plan("percent", epsilon=0.5, k=2)
+    result = dprel.release(random_frame(50), p, person="tok", numerator=pl.col("ready"))
+    params = result.parameters
+    assert params["mechanism"] == "discrete_laplace"
+    assert (params["epsilon"], params["delta"], params["max_contributions"]) == (p.epsilon, 0.0, 2)
+    assert params["noise_scale"] == p.scale == pytest.approx(4.0)
+    assert params["confidence"] == 0.95
+    assert params["opendp"].split(".")[0].isdigit()
+
+
+def test_empty_frame_and_no_dimensions() -> None:
+    empty = frame([])
+    result = dprel.release(
+        empty, plan("percent", epsilon=1.0), person="tok", numerator=pl.col("ready")
+    )
+    assert len(result.cells) == 12
+    p = dprel.plan((), (), "count", NO_NOISE, 1)
+    result = dprel.release(random_frame(77), p, person="tok")
+    assert result.cells == [
+        {
+            "numerator": 77,
+            "denominator": None,
+            "value": 77.0,
+            "status": "dp",
+            "lower": 77.0,
+            "upper": 77.0,
+        }
+    ]
+    p = dprel.plan((), (), "percent", NO_NOISE, 1)
+    result = dprel.release(
+        frame([(1, "a", "b", True), (2, "a", "b", False)]),
+        p,
+        person="tok",
+        numerator=pl.col("ready"),
+    )
+    assert result.cells[0]["value"] == 50.0
+
+
+# --- failures: clear errors, nothing released, never retried ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((("hood", "hood"), (HOODS, HOODS), "count", 1.0, 1), "twice"),
+        ((("hood",), (HOODS, YEARS), "count", 1.0, 1), "categories"),
+        ((("hood",), ((),), "count", 1.0, 1), "no public categories"),
+        ((("hood",), (("a", "a"),), "count", 1.0, 1), "category twice"),
+        ((("hood",), (("a", TOTAL),), "count", 1.0, 1), "reserved"),
+        ((("__bb_person",), (("a",),), "count", 1.0, 1), "reserved"),
+        ((("hood",), (HOODS,), "mean", 1.0, 1), "counts and rates"),
+        ((("hood",), (HOODS,), "count", 0.0, 1), "epsilon"),
+        ((("hood",), (HOODS,), "count", -1.0, 1), "epsilon"),
+        ((("hood",), (HOODS,), "count", math.nan, 1), "epsilon"),
+        ((("hood",), (HOODS,), "count", math.inf, 1), "epsilon"),
+        ((("hood",), (HOODS,), "count", True, 1), "epsilon"),
+        ((("hood",), (HOODS,), "count", "1", 1), "epsilon"),
+        ((("hood",), (HOODS,), "count", 1.0, 0), "max_contributions"),
+        ((("hood",), (HOODS,), "count", 1.0, 1.5), "max_contributions"),
+        ((("hood",), (HOODS,), "count", 1.0, True), "max_contributions"),
+    ],
+)
+def test_bad_plans_are_rejected(args: tuple[Any, ...], message: str) -> None:
+    with pytest.raises(dprel.DpInvalid, match=message) as caught:
+        dprel.plan(*args)
+    assert isinstance(caught.value, InvalidInput)
+    assert caught.value.kind == "invalid-dp-release"
+
+
+def test_bad_reliability_thresholds_are_rejected() -> None:
+    with pytest.raises(dprel.DpInvalid):
+        plan(reliability=dprel.Reliability(max_relative_half_width=0))
+    with pytest.raises(dprel.DpInvalid):
+        plan(reliability=dprel.Reliability(max_rate_interval_width=1.5))
+
+
+def test_bad_frames_fail_before_noise_without_echoing_data() -> None:
+    data = random_frame(20)
+    p = plan("percent", epsilon=1.0)
+    with pytest.raises(dprel.DpInvalid, match="person column"):
+        dprel.release(data, p, person="student_id", numerator=pl.col("ready"))
+    with pytest.raises(dprel.DpInvalid, match="numerator"):
+        dprel.release(data, p, person="tok")
+    with pytest.raises(dprel.DpInvalid, match="cannot be evaluated") as caught:
+        dprel.release(data, p, person="tok", numerator=pl.col("no_such_column") > 1)
+    assert "Ashland" not in str(caught.value) and caught.value.__cause__ is None
+    with pytest.raises(dprel.DpInvalid):
+        dprel.release(data.drop("year"), p, person="tok", numerator=pl.col("ready"))
+
+
+def test_failure_after_noise_releases_nothing_and_does_not_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+    real = dprel._noisy_cells
+
+    def counting(p: dprel.DpPlan, prepared: pl.DataFrame) -> np.ndarray:
+        calls.append(1)
+        return real(p, prepared)
+
+    def broken(*_: Any) -> Any:
+        raise ValueError("a value from the data: Ashland")
+
+    monkeypatch.setattr(dprel, "_noisy_cells", counting)
+    monkeypatch.setattr(dprel, "_cells", broken)
+    with pytest.raises(dprel.DpFailed) as caught:
+        dprel.release(
+            random_frame(30), plan("percent", epsilon=1.0), person="tok", numerator=pl.col("ready")
+        )
+    assert calls == [1]
+    assert isinstance(caught.value, DomainError) and caught.value.kind == "dp-release-failed"
+    assert "Ashland" not in str(caught.value) and caught.value.__cause__ is None
