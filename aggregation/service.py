@@ -21,10 +21,11 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aggregation import suppression
+from aggregation import dp, suppression
 from aggregation.cube import TOTAL, Cube, build_cube
 from aggregation.definition import IndicatorDefinition
 from aggregation.expressions import compile_filter
+from aggregation.ledger import Charge, charge, period_of
 from aggregation.models import Indicator, IndicatorVersion, Release
 from audit.service import AuditRecord, record
 from core.context import RequestContext
@@ -298,8 +299,6 @@ def create_release(
     if unknown:
         raise IndicatorInvalid("A requested dimension is not one of the indicator's dimensions.")
     method = request.method or definition.method
-    if method != "suppression":
-        raise IndicatorInvalid("This release method is not available yet; use suppression.")
     decision = _publish_decision(ctx, policy, definition, dims, method)
     if not decision.permitted:
         raise PolicyDenied(decision.explanation, decision=decision)
@@ -352,26 +351,49 @@ def create_release(
                 .to_list()
             )
         population = population.filter(pl.col(person).is_in(members))
-    numerator = population.filter(compile_filter(definition.numerator.filter, fields).expression)
+    numerator_expr = compile_filter(definition.numerator.filter, fields).expression
     categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
-    cube = build_cube(
-        numerator,
-        population if definition.denominator is not None else None,
-        person,
-        dims,
-        categories,
-    )
-    k = decision.obligations.min_cell_size or 11
-    status = suppression.statuses(cube, k)
-    cells = _cells(cube, status, definition.unit)
+    release_id = new_id("rel")
+    if method == "differential_privacy":
+        outcome = _dp_release(
+            session,
+            ctx,
+            policy,
+            decision,
+            definition,
+            dims,
+            categories,
+            population,
+            person,
+            numerator_expr,
+            release_id,
+            key,
+            indicator_id,
+        )
+        if isinstance(outcome, Release):
+            return outcome, False
+        cells, parameters = outcome
+    else:
+        numerator = population.filter(numerator_expr)
+        cube = build_cube(
+            numerator,
+            population if definition.denominator is not None else None,
+            person,
+            dims,
+            categories,
+        )
+        k = decision.obligations.min_cell_size or 11
+        status = suppression.statuses(cube, k)
+        cells = _cells(cube, status, definition.unit)
+        parameters = {"min_cell_size": k, "rounding": decision.obligations.rounding or "none"}
     release = Release(
-        id=new_id("rel"),
+        id=release_id,
         indicator_id=indicator_id,
         indicator_version=version.version,
         request_key=key,
         method=method,
         dimensions=list(dims),
-        parameters={"min_cell_size": k, "rounding": decision.obligations.rounding or "none"},
+        parameters=parameters,
         cells=cells,
         provenance={
             "definition": {
@@ -395,6 +417,7 @@ def create_release(
     suppressed = sum(
         1 for c in cells if c["status"] in (suppression.PRIMARY, suppression.SECONDARY)
     )
+    unreliable = sum(1 for c in cells if c["status"] == "low_reliability")
     event = record(
         session,
         ctx,
@@ -404,12 +427,96 @@ def create_release(
             resource_id=release.id,
             decision=decision,
             purpose=definition.purpose,
-            counts={"cells": len(cells), "suppressed": suppressed, "submissions": len(used)},
+            counts={
+                "cells": len(cells),
+                "suppressed": suppressed,
+                "low_reliability": unreliable,
+                "submissions": len(used),
+                **({"epsilon": parameters["epsilon"]} if method == "differential_privacy" else {}),
+            },
         ),
     )
     release.audit_index = event.idx
     session.flush()
     return release, True
+
+
+def _dp_charges(
+    policy: PolicySet,
+    decision: Decision,
+    definition: IndicatorDefinition,
+    epsilon: float,
+    now: datetime,
+) -> list[Charge]:
+    """One charge per (contributing agreement, dataset, period of data the release covers).
+
+    Budgets are per period of the data: a release covering five school years spends its loss
+    from each of their budgets; a new school year starts with a fresh one.
+    """
+    charges: list[Charge] = []
+    for agreement_id, version in decision.agreements:
+        terms = next((t for t in policy.versions(agreement_id) if t.version == version), None)
+        if terms is None:  # pragma: no cover - decisions only name versions in the policy set
+            continue
+        limit = terms.disclosure.epsilon_per_period
+        if limit is None:
+            raise IndicatorInvalid(f"Agreement {agreement_id} sets no privacy budget.")
+        for name in definition.datasets:
+            ds = terms.dataset(name)
+            if ds is None:
+                continue
+            kind = terms.disclosure.budget_period
+            period_field = ds.field(ds.period_field) if ds.period_field else None
+            if kind == "agreement_term":
+                periods = ["term"]
+            elif period_field is not None and period_field.enum:
+                periods = [str(v) for v in period_field.enum]
+            else:
+                periods = [period_of(kind, now)]
+            charges.extend(Charge(agreement_id, name, period, epsilon, limit) for period in periods)
+    return charges
+
+
+def _dp_release(
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    decision: Decision,
+    definition: IndicatorDefinition,
+    dims: tuple[str, ...],
+    categories: tuple[tuple[str, ...], ...],
+    population: pl.DataFrame,
+    person: str,
+    numerator_expr: pl.Expr,
+    release_id: str,
+    key: str,
+    indicator_id: str,
+) -> Release | tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Plan, charge the ledger, then compute. The charge is in this transaction: a failure rolls
+    it back (the refund), a stored release commits with it."""
+    epsilon = decision.obligations.epsilon_per_release
+    if epsilon is None:
+        raise IndicatorInvalid("The contributing agreements set no privacy loss per release.")
+    plan = dp.plan(
+        dims, categories, definition.unit, epsilon, decision.obligations.max_contributions or 1
+    )
+    with session.begin_nested() as charged:
+        charge(
+            session,
+            ctx,
+            _dp_charges(policy, decision, definition, plan.epsilon, ctx.now),
+            release_id,
+        )
+        # The budgets are now locked: a concurrent identical request that got here first has
+        # committed its release; return it and refund this charge.
+        existing = session.scalars(
+            select(Release).where(Release.indicator_id == indicator_id, Release.request_key == key)
+        ).first()
+        if existing is not None:
+            charged.rollback()
+            return existing
+    result = dp.release(population, plan, person=person, numerator=numerator_expr)
+    return result.cells, {**result.parameters, "epsilon": plan.epsilon}
 
 
 @dataclass(frozen=True)

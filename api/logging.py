@@ -45,5 +45,7 @@ def configure(level: str = "INFO", json_logs: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    # OpenDP logs a notice at every large-epsilon plan; it carries no data but floods the log.
+    logging.getLogger("opendp.context").setLevel(logging.ERROR)
     # The access log is ours (one JSON line per request, with the request id).
     logging.getLogger("uvicorn.access").disabled = True

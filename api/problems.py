@@ -116,6 +116,16 @@ PROBLEMS: dict[str, ProblemType] = {
         "The privacy budget does not allow this release",
         "See budget: the limit, what is spent and what the release would need.",
     ),
+    "invalid-dp-release": ProblemType(
+        422,
+        "The differentially private release cannot be planned or computed as asked",
+        "Check the unit, dimensions and the agreements' privacy parameters.",
+    ),
+    "dp-release-failed": ProblemType(
+        500,
+        "The differentially private release could not be computed",
+        "Nothing was released and the privacy budget was refunded.",
+    ),
     "data-destroyed": ProblemType(
         410,
         "The data has been destroyed",
