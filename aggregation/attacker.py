@@ -48,7 +48,7 @@ linear algebra and the solver are SciPy's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -439,7 +439,15 @@ class Witnesses:
         return np.vstack(self.points)
 
     def keep_feasible(self, knowledge: Knowledge) -> None:
-        self.points = [p for p in self.points if knowledge.feasible(p)]
+        """Drop every point that is not a point of ``knowledge``'s polytope (vectorized)."""
+        if not self.points:
+            return
+        w = np.vstack(self.points)
+        ok = np.all(w >= knowledge.lb - TOL, axis=1) & np.all(w <= knowledge.ub + TOL, axis=1)
+        values = (knowledge.rows @ w.T).T
+        ok &= np.all(values >= knowledge.row_lb - TOL, axis=1)
+        ok &= np.all(values <= knowledge.row_ub + TOL, axis=1)
+        self.points = [p for p, good in zip(self.points, ok, strict=True) if good]
 
 
 @dataclass
@@ -455,6 +463,12 @@ class Check:
     max_value: float = -np.inf
     min_exact: bool = False
     max_exact: bool = False
+    # Set when the protection interval could not be met even with the whole release
+    # suppressed (the statuses, or earlier releases, already reveal that much): the requirement
+    # then holds the attacker's interval over that fully suppressed release, and ``wanted``
+    # the protection interval it stands in for.
+    limited: bool = False
+    wanted: tuple[float, float] | None = None
 
     @property
     def lower_ok(self) -> bool:
@@ -482,56 +496,105 @@ def forms(geometry: Geometry, requirements: Sequence[Requirement]) -> sp.csr_mat
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(requirements), geometry.nvars))
 
 
+class Ledger:
+    """The audit in progress: per requirement, the lowest and highest value of its quantity
+    proven reachable so far (by verified witnesses or by optimal points of the programs)."""
+
+    def __init__(self, geometry: Geometry, requirements: Sequence[Requirement]) -> None:
+        self.requirements = list(requirements)
+        self.forms = forms(geometry, self.requirements)
+        count = len(self.requirements)
+        self.lows = np.full(count, np.inf)
+        self.highs = np.full(count, -np.inf)
+        self.min_exact = np.zeros(count, dtype=bool)
+        self.max_exact = np.zeros(count, dtype=bool)
+        self.lower = np.array([r.lower for r in self.requirements], dtype=float)
+        self.upper = np.array([r.upper for r in self.requirements], dtype=float)
+        self.limited = np.zeros(count, dtype=bool)
+        self.witnesses = 0
+
+    def limit(self, i: int, maximize: bool, value: float) -> None:
+        """Narrow one side of requirement ``i`` to ``value``, the most any suppression of the
+        release can leave the attacker (see :attr:`Check.limited`)."""
+        self.limited[i] = True
+        if maximize:
+            self.upper[i] = min(self.upper[i], value)
+        else:
+            self.lower[i] = max(self.lower[i], value)
+
+    def absorb(self, points: np.ndarray) -> None:
+        """Take verified points of the current model (rows) as witnesses."""
+        if points.shape[0] == 0 or not self.requirements:
+            return
+        self.witnesses += points.shape[0]
+        values = np.asarray(self.forms @ points.T)
+        np.minimum(self.lows, values.min(axis=1), out=self.lows)
+        np.maximum(self.highs, values.max(axis=1), out=self.highs)
+
+    def upper_ok(self) -> np.ndarray:
+        return self.highs >= self.upper - TOL
+
+    def lower_ok(self) -> np.ndarray:
+        return self.lows <= self.lower + TOL
+
+    def bad(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(~(self.upper_ok() & self.lower_ok()))]
+
+    def settle(self, model: Model, indices: Iterable[int], *, exact: bool = False) -> None:
+        """Solve the programs of these requirements that no witness settles (all if exact)."""
+        for i in indices:
+            row = self.forms.getrow(i)
+            form = {int(c): float(v) for c, v in zip(row.indices, row.data, strict=True)}
+            for maximize in (True, False):
+                settled = self.upper_ok()[i] if maximize else self.lower_ok()[i]
+                if settled and not exact:
+                    continue
+                opt = model.optimize(form, maximize)
+                if opt.status == "failed":
+                    continue  # unproven: left as a violation unless a witness settles it
+                if maximize:
+                    self.highs[i], self.max_exact[i] = opt.value, True
+                else:
+                    self.lows[i], self.min_exact[i] = opt.value, True
+                if opt.point is not None:
+                    self.absorb(opt.point[None, :])
+
+    def checks(self) -> list[Check]:
+        out = []
+        for i, r in enumerate(self.requirements):
+            wanted = None
+            if self.limited[i]:
+                wanted = (r.lower, r.upper)
+                r = replace(r, lower=float(self.lower[i]), upper=float(self.upper[i]))
+            out.append(
+                Check(
+                    r,
+                    float(self.lows[i]),
+                    float(self.highs[i]),
+                    bool(self.min_exact[i]),
+                    bool(self.max_exact[i]),
+                    bool(self.limited[i]),
+                    wanted,
+                )
+            )
+        return out
+
+
 def certify(
     model: Model,
     requirements: Sequence[Requirement],
-    witnesses: Witnesses,
+    witnesses: Witnesses | None = None,
     *,
     exact: bool = False,
-    only: Iterable[int] | None = None,
-    checks: list[Check] | None = None,
 ) -> list[Check]:
-    """Audit ``requirements`` against the model; returns one :class:`Check` per requirement.
+    """Audit ``requirements`` against the model: one :class:`Check` per requirement.
 
-    ``witnesses`` must already be verified for this model; optimal points found here are added.
-    ``only`` restricts the programs solved to those requirements (others keep their ``checks``).
+    ``witnesses`` are verified against the model first; only programs they do not settle are
+    solved (all of them with ``exact``).
     """
-    q = forms(model.knowledge.geometry, requirements)
-    if checks is None:
-        checks = [Check(r) for r in requirements]
-    w = witnesses.matrix()
-    if w.shape[0]:
-        values = q @ w.T
-        for i, check in enumerate(checks):
-            if not check.min_exact:
-                check.min_value = min(check.min_value, float(values[i].min()))
-            if not check.max_exact:
-                check.max_value = max(check.max_value, float(values[i].max()))
-
-    def absorb(point: np.ndarray) -> None:
-        witnesses.points.append(point)
-        values = q @ point
-        for j, other in enumerate(checks):
-            if not other.min_exact:
-                other.min_value = min(other.min_value, float(values[j]))
-            if not other.max_exact:
-                other.max_value = max(other.max_value, float(values[j]))
-
-    indices = range(len(requirements)) if only is None else only
-    for i in indices:
-        check = checks[i]
-        form = {int(c): float(v) for c, v in zip(q[i].indices, q[i].data, strict=True)}
-        for maximize in (True, False):
-            settled = check.upper_ok if maximize else check.lower_ok
-            if settled and not exact:
-                continue
-            opt = model.optimize(form, maximize)
-            if opt.status == "failed":
-                continue  # unproven: left as a violation unless a witness settles it
-            if maximize:
-                check.max_value, check.max_exact = opt.value, True
-            else:
-                check.min_value, check.min_exact = opt.value, True
-            if opt.point is not None:
-                absorb(opt.point)
-    return checks
+    ledger = Ledger(model.knowledge.geometry, requirements)
+    if witnesses is not None:
+        witnesses.keep_feasible(model.knowledge)
+        ledger.absorb(witnesses.matrix())
+    ledger.settle(model, range(len(requirements)), exact=exact)
+    return ledger.checks()

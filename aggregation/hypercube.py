@@ -151,8 +151,8 @@ class _Cubes:
             view[i] = a.size
             alts.append(a.reshape(view))
         self.grid = tuple(a.size for a in alts)
-        self.corners: list[np.ndarray] = []
-        self.parities: list[np.ndarray] = []
+        corners: list[np.ndarray] = []
+        parities: list[np.ndarray] = []
         for subset in itertools.product((False, True), repeat=d):
             flat = np.zeros(self.grid, dtype=np.int64)
             parity = np.ones(self.grid)
@@ -163,13 +163,16 @@ class _Cubes:
                     parity = parity * np.where((alts[i] == shape[i] - 1) != at_margin, 1.0, -1.0)
                 else:
                     flat = flat + strides[i] * int(coords[i])
-            self.corners.append(np.broadcast_to(flat, self.grid).ravel())
-            self.parities.append(np.broadcast_to(parity, self.grid).ravel())
+            corners.append(np.broadcast_to(flat, self.grid).ravel())
+            parities.append(np.broadcast_to(parity, self.grid).ravel())
+        # (2^d, cubes): one row per corner position, one column per hypercube.
+        self.corners = np.vstack(corners)
+        self.parities = np.vstack(parities)
         self.count = int(np.prod(self.grid, dtype=np.int64)) if d else 0
 
     def move(self, choice: int, delta: float, sign: float, vector: tuple[float, float]) -> Move:
-        corners = np.array([c[choice] for c in self.corners])
-        signs = np.array([sign * p[choice] for p in self.parities])
+        corners = self.corners[:, choice].copy()
+        signs = sign * self.parities[:, choice]
         return Move(corners, signs, delta, vector)
 
 
@@ -223,15 +226,12 @@ def _evaluate(
         if (vector, s) not in caps:
             caps[(vector, s)] = table.capacity(vector, s)
     plus, minus = caps[(vector, 1.0)], caps[(vector, -1.0)]
-    cost_per_cell = table.cost(vector)
-    toward_cap = np.full(cubes.count, _INF)
-    against_cap = np.full(cubes.count, _INF)
-    cost = np.zeros(cubes.count)
-    for corners, parity in zip(cubes.corners, cubes.parities, strict=True):
-        toward = parity * sign > 0
-        toward_cap = np.minimum(toward_cap, np.where(toward, plus[corners], minus[corners]))
-        against_cap = np.minimum(against_cap, np.where(toward, minus[corners], plus[corners]))
-        cost = cost + cost_per_cell[corners]
+    toward = cubes.parities * sign > 0
+    at_plus = plus[cubes.corners]
+    at_minus = minus[cubes.corners]
+    toward_cap = np.where(toward, at_plus, at_minus).min(axis=0)
+    against_cap = np.where(toward, at_minus, at_plus).min(axis=0)
+    cost = table.cost(vector)[cubes.corners].sum(axis=0)
     return toward_cap, against_cap, cost
 
 

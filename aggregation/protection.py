@@ -61,8 +61,9 @@ unknowns too, and every requirement of every release must hold in it.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -75,12 +76,11 @@ from aggregation.attacker import (
     Facts,
     Geometry,
     Knowledge,
+    Ledger,
     Model,
     ModelInconsistent,
     Requirement,
     Witnesses,
-    certify,
-    forms,
 )
 from aggregation.lp import OPTIMAL, Program
 from aggregation.cube import TOTAL, Cube
@@ -209,6 +209,7 @@ class Audit:
     hypercubes: int  # hypercube moves of the first pass
     perturbations: int  # perturbation programs that added suppressions
     linked_tables: int
+    seconds: Mapping[str, float] = field(default_factory=dict)  # primary, secondary, audit
 
     @property
     def ok(self) -> bool:
@@ -226,6 +227,8 @@ class Audit:
             "hypercubes": self.hypercubes,
             "perturbations": self.perturbations,
             "linked_tables": self.linked_tables,
+            "limited": sum(1 for c in self.checks if c.limited),
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
         }
 
 
@@ -710,6 +713,15 @@ def protect(
     :class:`ProtectionImpossible` when earlier releases already disclose a cell so that no
     suppression of this release can protect it.
     """
+    clock = time.perf_counter()
+    seconds = {"primary": 0.0, "secondary": 0.0, "audit": 0.0}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] += now - clock
+        clock = now
+
     k = check_k(k)
     rnd.check_scheme(rounding)
     p = k - 1 if protection_level is None else int(protection_level)
@@ -813,7 +825,9 @@ def protect(
         ),
         weight=weight,
     )
+    lap("primary")
     moves = hypercube_protect(hc_table, needs)
+    lap("secondary")
 
     # 3. Audit, with the hypercube moves as candidate witnesses (when the release's table is
     # the whole model; the model re-verifies every one of them).
@@ -829,78 +843,108 @@ def protect(
     knowledge = _knowledge(geometry, layers, truth, previous)
     witnesses.keep_feasible(knowledge)
     model = Model(knowledge)
-    checks = certify(model, requirements, witnesses, exact=exact_audit)
+    ledger = Ledger(geometry, requirements)
+    ledger.absorb(witnesses.matrix())
+    ledger.settle(model, range(len(requirements)))
     programs = model.solved
+    model.solved = 0
+    lap("audit")
 
-    # 4-5. Perturbation programs for whatever is still violated.
+    # 4-5. Perturbation programs for whatever is still violated, one side of one requirement
+    # at a time; after each new suppression the audit model is rebuilt before the next side is
+    # judged, since the new pattern often settles it without another perturbation. Witnesses
+    # and optimal points of earlier models stay valid: suppressing more only relaxes the model.
     perturbations = 0
     rounds = 0
     perturber: _Perturber | None = None
     numerator_hidden = coded != ""
-    geometry_forms = forms(geometry, requirements)
+    movable = ~immovable & ~empty
+    stale = False
+    pending: list[np.ndarray] = []
+    current = set(range(len(requirements)))  # requirements judged against the current model
     while True:
-        bad = [i for i, c in enumerate(checks) if not c.ok]
+        bad = ledger.bad()
         if not bad:
             break
         rounds += 1
-        if rounds > len(x) + 10:  # pragma: no cover - every round suppresses a new cell
+        if rounds > 4 * len(x) + 10:  # pragma: no cover - every round suppresses a new cell
             raise ProtectionImpossible("Secondary suppression did not converge.")
-        movable = ~immovable & ~empty
+        if stale:
+            knowledge = _knowledge(geometry, layers, truth, previous)
+            fresh = Witnesses(geometry.nvars, pending)
+            fresh.keep_feasible(knowledge)
+            ledger.absorb(fresh.matrix())
+            pending = []
+            model = Model(knowledge)
+            stale = False
+            current = set()
+            continue
+        i = bad[0]
+        if i not in current:
+            ledger.settle(model, [i])
+            programs += model.solved
+            model.solved = 0
+            current.add(i)
+            lap("audit")
+            continue
+        maximize = not bool(ledger.upper_ok()[i])
         candidates = ~release.hidden & movable
-        if perturber is None and np.any(candidates):
+        if not np.any(candidates):
+            raise ProtectionImpossible(
+                "Earlier releases already disclose a cell that this release would have to"
+                " protect; no suppression of this release can protect it."
+            )
+        if perturber is None:
             perturber = _Perturber(geometry, layers, truth, movable, weight)
-        fresh: list[np.ndarray] = []
-        stuck = False
-        for i in bad:
-            check = checks[i]
-            row = geometry_forms[i]
-            for maximize in (True, False):
-                if (check.upper_ok if maximize else check.lower_ok) or not np.any(candidates):
-                    continue
-                values = [float((row @ p)[0]) for p in fresh]
-                goal = check.requirement.upper if maximize else check.requirement.lower
-                if any(v >= goal - TOL if maximize else v <= goal + TOL for v in values):
-                    continue
-                assert perturber is not None
-                result = perturber.run(check.requirement, maximize, numerator_hidden)
-                programs += 1
-                if result is None:
-                    stuck = True
-                    break
-                if np.any(result[0]):
-                    release.hidden |= result[0]
-                    perturbations += 1
-                    candidates = ~release.hidden & movable
-                fresh.append(result[1])
-            if stuck:
-                break
-        if stuck or not fresh:
-            if not np.any(candidates):
-                raise ProtectionImpossible(
-                    "Earlier releases already disclose a cell that this release would have to"
-                    " protect; no suppression of this release can protect it."
-                )
-            # No perturbation found: fall back to suppressing every remaining cell.
+        goal = ledger.upper[i] if maximize else ledger.lower[i]
+        result = perturber.run(
+            replace(requirements[i], **{"upper" if maximize else "lower": float(goal)}),
+            maximize,
+            numerator_hidden,
+        )
+        programs += 1
+        if result is None and not ledger.limited[i]:
+            # Not even suppressing the whole release reaches it: the statuses (or earlier
+            # releases) already reveal this much. Require what full suppression leaves.
+            form = geometry.var(requirements[i].cell, requirements[i].quantity)
+            best = perturber.model.optimize(form, maximize)
+            programs += 1
+            if best.status in ("optimal", "unbounded"):
+                ledger.limit(i, maximize, best.value)
+                continue
+        if result is not None:
+            release.hidden |= result[0]
+            perturbations += int(np.any(result[0]))
+            pending.append(result[1])
+        else:
+            # No perturbation reaches it: suppress every remaining cell of the release.
             release.hidden |= candidates
-        witnesses.points.extend(fresh)
-        knowledge = _knowledge(geometry, layers, truth, previous)
-        witnesses.keep_feasible(knowledge)
-        model = Model(knowledge)
-        # Suppressing more only relaxes the model: settled requirements stay settled.
-        for j in bad:
-            checks[j] = Check(requirements[j])
-        checks = certify(model, requirements, witnesses, exact=exact_audit, only=bad, checks=checks)
+        stale = True
+        lap("secondary")
+
+    if exact_audit:
+        # Independent of every witness: both programs of every requirement on the final model.
+        limits = (ledger.lower, ledger.upper, ledger.limited)
+        ledger = Ledger(geometry, requirements)
+        ledger.lower, ledger.upper, ledger.limited = limits
+        ledger.settle(model, range(len(requirements)), exact=True)
         programs += model.solved
+        lap("audit")
+    checks = ledger.checks()
+    witness_count = ledger.witnesses
 
     audit = Audit(
         checks=tuple(checks),
         programs=programs,
-        witnesses=len(witnesses.points),
+        witnesses=witness_count,
         hypercubes=len(moves),
         perturbations=perturbations,
         linked_tables=len(previous),
+        seconds=seconds,
     )
-    return _publish(table, release, audit, unit, rounding, p, protection_level)
+    out = _publish(table, release, audit, unit, rounding, p, protection_level)
+    lap("primary")
+    return out
 
 
 def _knowledge(
