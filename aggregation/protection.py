@@ -889,29 +889,37 @@ def protect(
             continue
         maximize = not bool(ledger.upper_ok()[i])
         candidates = ~release.hidden & movable
-        if not np.any(candidates):
-            raise ProtectionImpossible(
-                "Earlier releases already disclose a cell that this release would have to"
-                " protect; no suppression of this release can protect it."
-            )
         if perturber is None:
             perturber = _Perturber(geometry, layers, truth, movable, weight)
-        goal = ledger.upper[i] if maximize else ledger.lower[i]
-        result = perturber.run(
-            replace(requirements[i], **{"upper" if maximize else "lower": float(goal)}),
-            maximize,
-            numerator_hidden,
-        )
-        programs += 1
-        if result is None and not ledger.limited[i]:
+        result = None
+        if np.any(candidates):
+            goal = ledger.upper[i] if maximize else ledger.lower[i]
+            result = perturber.run(
+                replace(requirements[i], **{"upper" if maximize else "lower": float(goal)}),
+                maximize,
+                numerator_hidden,
+            )
+            programs += 1
+        if result is None:
+            if ledger.limited[i] and not np.any(candidates):
+                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
+                    "The audit could not prove a requirement that full suppression meets."
+                )
             # Not even suppressing the whole release reaches it: the statuses (or earlier
             # releases) already reveal this much. Require what full suppression leaves.
             form = geometry.var(requirements[i].cell, requirements[i].quantity)
             best = perturber.model.optimize(form, maximize)
             programs += 1
-            if best.status in ("optimal", "unbounded"):
+            if best.status in ("optimal", "unbounded") and not ledger.limited[i]:
                 ledger.limit(i, maximize, best.value)
+                if best.point is not None and not np.any(candidates):
+                    pending.append(best.point)
+                    stale = True
                 continue
+            if not np.any(candidates):
+                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
+                    "The audit could not prove a requirement that full suppression meets."
+                )
         if result is not None:
             release.hidden |= result[0]
             perturbations += int(np.any(result[0]))
