@@ -399,10 +399,11 @@ class Model:
         for label in sorted(labels):
             comp = self._component(label)
             cost = np.zeros(comp.variables.size)
-            position = {int(v): i for i, v in enumerate(comp.variables)}
             for var, coef in rest.items():
-                if var in position:
-                    cost[position[var]] = -coef if maximize else coef
+                # comp.variables is sorted (it comes from flatnonzero)
+                at = int(np.searchsorted(comp.variables, var))
+                if at < comp.variables.size and comp.variables[at] == var:
+                    cost[at] = -coef if maximize else coef
             self.solved += 1
             sol = comp.program.minimize(cost)
             if sol.status == UNBOUNDED:
