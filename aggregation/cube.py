@@ -73,8 +73,7 @@ class Cube:
             raise ValueError("project() takes distinct dimensions of the cube")
         keep = [self.dimensions.index(d) for d in dims]
         slicer = tuple(
-            slice(None) if i in keep else len(cats)
-            for i, cats in enumerate(self.categories)
+            slice(None) if i in keep else len(cats) for i, cats in enumerate(self.categories)
         )
         # Integer indexing drops the other axes; the kept axes remain in the cube's order.
         kept_in_order = sorted(keep)

@@ -142,7 +142,9 @@ class _Cubes:
 
     def __init__(self, shape: tuple[int, ...], cell: int) -> None:
         coords = np.unravel_index(cell, shape)
-        strides = np.array([int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape))])
+        strides = np.array(
+            [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape))]
+        )
         d = len(shape)
         alts = []
         for i, size in enumerate(shape):
@@ -251,15 +253,6 @@ def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
         best: tuple[float, list[Move]] | None = None
         singles: dict[float, tuple[float, Move]] = {}
 
-        def single(direction: float, capacity: np.ndarray, cost: np.ndarray, move_sign: float,
-                   vector: tuple[float, float]) -> None:
-            amount = need.up if direction > 0 else need.down
-            ok = capacity >= amount - 1e-9
-            if amount > 0 and np.any(ok):
-                i = _cheapest(cost, ok, capacity)
-                if direction not in singles or cost[i] < singles[direction][0]:
-                    singles[direction] = (float(cost[i]), cubes.move(i, amount, move_sign, vector))
-
         for vector, sign in _moves(need.quantity, table.rate):
             up, down, cost = _evaluate(table, cubes, caps, vector, sign)
             both = (up >= need.up - 1e-9) & (down >= need.down - 1e-9)
@@ -270,13 +263,15 @@ def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
                     if need.down > 0:
                         chosen.append(cubes.move(i, need.down, -sign, vector))
                     best = (float(cost[i]), chosen)
-            single(1.0, up, cost, sign, vector)
-            single(-1.0, down, cost, -sign, vector)
+            _single(singles, need, cubes, 1.0, up, cost, sign, vector)
+            _single(singles, need, cubes, -1.0, down, cost, -sign, vector)
         for direction in (1.0, -1.0):
             vector_end = _endpoint(table, need, direction)
-            if vector_end is not None and vector_end not in [v for v, _ in _moves(need.quantity, True)]:
+            if vector_end is not None and vector_end not in [
+                v for v, _ in _moves(need.quantity, True)
+            ]:
                 toward, _, cost = _evaluate(table, cubes, caps, vector_end, 1.0)
-                single(direction, toward, cost, 1.0, vector_end)
+                _single(singles, need, cubes, direction, toward, cost, 1.0, vector_end)
         chosen_moves: list[Move]
         if best is not None and best[0] <= sum(c for c, _ in singles.values()):
             chosen_moves = best[1]
@@ -290,6 +285,25 @@ def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
                 table.hidden[move.corners] = True
             moves.append(move)
     return moves
+
+
+def _single(
+    singles: dict[float, tuple[float, Move]],
+    need: Need,
+    cubes: _Cubes,
+    direction: float,
+    capacity: np.ndarray,
+    cost: np.ndarray,
+    move_sign: float,
+    vector: tuple[float, float],
+) -> None:
+    """Keep the cheapest hypercube that covers one direction of a need on its own."""
+    amount = need.up if direction > 0 else need.down
+    ok = capacity >= amount - 1e-9
+    if amount > 0 and np.any(ok):
+        i = _cheapest(cost, ok, capacity)
+        if direction not in singles or cost[i] < singles[direction][0]:
+            singles[direction] = (float(cost[i]), cubes.move(i, amount, move_sign, vector))
 
 
 def _cheapest(cost: np.ndarray, ok: np.ndarray, capacity: np.ndarray) -> int:

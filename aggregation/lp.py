@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
+_highs_core: Any
 try:  # pragma: no cover - exercised on whichever branch is installed
     from highspy import _core as _highs_core
 
@@ -44,7 +45,8 @@ class Solution:
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(a, dtype=float), -_INF_HIGHS, _INF_HIGHS)
+    out: np.ndarray = np.clip(np.asarray(a, dtype=float), -_INF_HIGHS, _INF_HIGHS)
+    return out
 
 
 class Program:

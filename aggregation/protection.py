@@ -71,7 +71,6 @@ import scipy.sparse as sp
 
 from aggregation import rounding as rnd
 from aggregation.attacker import (
-    TOL,
     Check,
     Facts,
     Geometry,
@@ -82,10 +81,10 @@ from aggregation.attacker import (
     Requirement,
     Witnesses,
 )
-from aggregation.lp import OPTIMAL, Program
 from aggregation.cube import TOTAL, Cube
 from aggregation.hypercube import Need, Table
 from aggregation.hypercube import protect as hypercube_protect
+from aggregation.lp import OPTIMAL, Program
 from aggregation.suppression import (
     COMPLEMENT,
     DENOMINATOR,
@@ -280,9 +279,7 @@ class Protection:
         """This release as an earlier release for the next one (``previous=``)."""
 
         def numbers(a: np.ndarray) -> np.ndarray:
-            return np.array([np.nan if v is None else float(v) for v in a.ravel()]).reshape(
-                a.shape
-            )
+            return np.array([np.nan if v is None else float(v) for v in a.ravel()]).reshape(a.shape)
 
         return PublishedTable(
             dimensions=self.table.dimensions,
@@ -460,9 +457,7 @@ def _published_intervals(
     return r.published, r.lower, r.upper
 
 
-def _previous_layer(
-    index: int, table: PublishedTable, joint: Cube, rate: bool
-) -> _Layer:
+def _previous_layer(index: int, table: PublishedTable, joint: Cube, rate: bool) -> _Layer:
     if (table.denominator is not None) != rate:
         raise LinkedReleaseMismatch("An earlier release is not of the same kind of table.")
     embed = _embedding(joint, table.dimensions, table.categories)
@@ -522,6 +517,11 @@ def _previous_layer(
     )
 
 
+# (program, relaxed variables of the component, which of them may deviate (split into e+ and
+# e-), which stay plain columns, and the rows' shift from substituting the truth)
+_PerturbProgram = tuple[Program, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 class _Perturber:
     """Minimum-cost perturbation programs over the model with every movable cell relaxed.
 
@@ -554,9 +554,11 @@ class _Perturber:
             cell_of[geometry.size + cells] = np.flatnonzero(relax)
         self.cell_of = cell_of
         self.is_numerator = np.arange(geometry.nvars) < geometry.size
-        self._programs: dict[int, tuple[Program, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._programs: dict[
+            int, tuple[Program, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+        ] = {}
 
-    def _program(self, label: int) -> tuple[Program, np.ndarray, np.ndarray]:
+    def _program(self, label: int) -> _PerturbProgram:
         cached = self._programs.get(label)
         if cached is not None:
             return cached
@@ -577,15 +579,15 @@ class _Perturber:
             base.row_lb - shift,
             base.row_ub - shift,
             np.concatenate([base.col_lb[keep], np.zeros(2 * dev.size)]),
-            np.concatenate(
-                [base.col_ub[keep], base.col_ub[dev] - t, t - base.col_lb[dev]]
-            ),
+            np.concatenate([base.col_ub[keep], base.col_ub[dev] - t, t - base.col_lb[dev]]),
         )
         cached = (program, var_ids, dev, keep, shift)
         self._programs[label] = cached
         return cached
 
-    def _costs(self, var_ids: np.ndarray, dev: np.ndarray, numerator_hidden: np.ndarray) -> np.ndarray:
+    def _costs(
+        self, var_ids: np.ndarray, dev: np.ndarray, numerator_hidden: np.ndarray
+    ) -> np.ndarray:
         """Cost per unit of deviation: the cell's weight if that number is published now."""
         cells = self.cell_of[var_ids[dev]]
         shown = ~self.release.hidden[cells]
@@ -658,7 +660,15 @@ class _Perturber:
             ((var, coef),) = rest.items()
             local = int(np.flatnonzero(var_ids == var)[0])
             solution = self._with_target(
-                program, var_ids, dev, keep, self.truth[var_ids[dev]], local, coef, goal - const, maximize
+                program,
+                var_ids,
+                dev,
+                keep,
+                self.truth[var_ids[dev]],
+                local,
+                coef,
+                goal - const,
+                maximize,
             )
         else:
             assert requirement.quantity == COMPLEMENT
@@ -731,12 +741,16 @@ def protect(
     rate = cube.denominator is not None
     unit = unit or ("percent" if rate else "count")
     if unit not in rnd.UNIT_SCALE or (unit == "count") == rate:
-        raise ValueError("unit must be count for a count table, percent or rate_per_1000 for a rate")
+        raise ValueError(
+            "unit must be count for a count table, percent or rate_per_1000 for a rate"
+        )
     if (top_code_percent is not None or bottom_code_percent is not None) and not rate:
         top_code_percent = bottom_code_percent = None  # coding applies to rates only
     needed = linked_dimensions(dims, previous)
     if set(needed) != set(cube.dimensions):
-        raise ValueError("the cube must have exactly the release's and the earlier releases' dimensions")
+        raise ValueError(
+            "the cube must have exactly the release's and the earlier releases' dimensions"
+        )
     table = cube.project(dims) if dims != cube.dimensions else cube
     geometry = Geometry(cube.shape, rate)
     truth = (
@@ -779,9 +793,7 @@ def protect(
         n_hi=None if nr is None else nr.upper,
     )
     try:
-        layers = [release] + [
-            _previous_layer(i + 1, t, cube, rate) for i, t in enumerate(previous)
-        ]
+        layers = [release] + [_previous_layer(i + 1, t, cube, rate) for i, t in enumerate(previous)]
     except ModelInconsistent as exc:  # pragma: no cover - raised as LinkedReleaseMismatch below
         raise LinkedReleaseMismatch(str(exc)) from exc
 
@@ -821,7 +833,9 @@ def protect(
         numerator_hidden=coded != "",
         top=np.where(coded == TOP, top_code_percent if top_code_percent else np.nan, np.nan),
         bottom=np.where(
-            coded == BOTTOM, bottom_code_percent if bottom_code_percent is not None else np.nan, np.nan
+            coded == BOTTOM,
+            bottom_code_percent if bottom_code_percent is not None else np.nan,
+            np.nan,
         ),
         weight=weight,
     )
@@ -893,12 +907,12 @@ def protect(
             perturber = _Perturber(geometry, layers, truth, movable, weight)
         result = None
         if np.any(candidates):
-            goal = ledger.upper[i] if maximize else ledger.lower[i]
-            result = perturber.run(
-                replace(requirements[i], **{"upper" if maximize else "lower": float(goal)}),
-                maximize,
-                numerator_hidden,
+            target = (
+                replace(requirements[i], upper=float(ledger.upper[i]))
+                if maximize
+                else replace(requirements[i], lower=float(ledger.lower[i]))
             )
+            result = perturber.run(target, maximize, numerator_hidden)
             programs += 1
         if result is None:
             if ledger.limited[i] and not np.any(candidates):
@@ -1029,7 +1043,11 @@ def _publish(
         value[i] = rnd.ratio(float(xr.published[i]), float(nr.published[i]), scale)
         if rounding != rnd.NONE:
             lower[i], upper[i] = rnd.ratio_bounds(
-                float(xr.lower[i]), float(xr.upper[i]), float(nr.lower[i]), float(nr.upper[i]), scale
+                float(xr.lower[i]),
+                float(xr.upper[i]),
+                float(nr.lower[i]),
+                float(nr.upper[i]),
+                scale,
             )
     return Protection(
         table=table,

@@ -86,9 +86,7 @@ def interval_of(published: float, scheme: str) -> tuple[float, float]:
     return published, published
 
 
-def ratio(
-    numerator: float, denominator: float, scale: float, decimals: int = 1
-) -> float | None:
+def ratio(numerator: float, denominator: float, scale: float, decimals: int = 1) -> float | None:
     """``scale`` times numerator / denominator, rounded for publication (None if undefined)."""
     if denominator <= 0:
         return None

@@ -79,7 +79,9 @@ class Attacker:
         tables_truth = [(tx, 0)] + ([(tn, self.size)] if self.rate else [])
         for values, off in tables_truth:
             for axis in range(len(shape)):
-                for rest in itertools.product(*(range(s) for i, s in enumerate(shape) if i != axis)):
+                for rest in itertools.product(
+                    *(range(s) for i, s in enumerate(shape) if i != axis)
+                ):
                     cells = []
                     for j in range(shape[axis]):
                         idx = list(rest)

@@ -80,9 +80,7 @@ def test_second_release_protects_the_first(seed):
     previous = [first.published()]
     dims = linked_dimensions(("race", "year"), previous)
     assert dims == ("race", "year", "hood")
-    second = protect(
-        cube_of(frame, dims, rate), 5, dimensions=("race", "year"), previous=previous
-    )
+    second = protect(cube_of(frame, dims, rate), 5, dimensions=("race", "year"), previous=previous)
     assert second.audit.linked_tables == 1
     assert second.table.dimensions == ("race", "year")
     assert_all_protected(frame, [first, second], rate)
@@ -187,7 +185,6 @@ def test_earlier_leak_limits_but_never_blocks():
     # must not make it worse. Its requirement is reported as limited.
     rows = [{"person": f"p{i}", "hood": "h0" if i < 3 else "h1", "year": "y0"} for i in range(20)]
     frame = pl.DataFrame(rows)
-    cube = cube_of(frame, ("hood",))
     leaked = PublishedTable(
         dimensions=("hood",),
         categories=(CATS["hood"],),

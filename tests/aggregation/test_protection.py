@@ -32,9 +32,7 @@ def shown(pr: Protection) -> Shown:
 def fully_suppressed(pr: Protection) -> Shown:
     """The same release with every non-empty cell suppressed: what its statuses alone reveal."""
     view = shown(pr)
-    status = {
-        key: (s if s in (PRIMARY, EMPTY) else SECONDARY) for key, s in view.status.items()
-    }
+    status = {key: (s if s in (PRIMARY, EMPTY) else SECONDARY) for key, s in view.status.items()}
     return Shown(view.dimensions, status, {}, {}, view.k)
 
 
