@@ -111,7 +111,7 @@ class Program:
         self.solves += 1
         if _HIGHS is not None:
             return self._solve_highs()
-        return self._solve_linprog()  # pragma: no cover - without highspy
+        return self._solve_linprog()
 
     def _model(self) -> Any:
         h = _HIGHS()
@@ -156,7 +156,7 @@ class Program:
                 return Solution(INFEASIBLE, np.nan, None)
         return Solution(FAILED, np.nan, None)
 
-    def _solve_linprog(self) -> Solution:  # pragma: no cover - without highspy
+    def _solve_linprog(self) -> Solution:
         a = self.a.tocsr()
         eq = np.abs(self.row_ub - self.row_lb) <= 1e-12
         upper = ~eq & np.isfinite(self.row_ub)

@@ -176,3 +176,17 @@ def test_bad_inputs_are_refused():
         protect(cube, 5, dimensions=("nope",))
     with pytest.raises(ValueError):
         protect(table([3, 20], [4, 30]), 5, unit="count")
+
+
+def test_same_answers_without_highspy(monkeypatch):
+    """Without highspy the programs run through scipy's linprog (same HiGHS, no warm start)."""
+    from aggregation import lp
+
+    cube = random_table(np.random.default_rng(3), 3, rate=True)
+    with_warm_start = protect(cube, 5, exact_audit=True)
+    monkeypatch.setattr(lp, "_HIGHS", None)
+    without = protect(cube, 5, exact_audit=True)
+    assert (without.status == with_warm_start.status).all()
+    for a, b in zip(with_warm_start.audit.checks, without.audit.checks, strict=True):
+        assert a.min_value == pytest.approx(b.min_value, abs=1e-6)
+        assert a.max_value == pytest.approx(b.max_value, abs=1e-6)
