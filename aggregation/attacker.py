@@ -541,6 +541,94 @@ class Ledger:
     def bad(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(~(self.upper_ok() & self.lower_ok()))]
 
+    def sweep(self, model: Model, indices: Iterable[int], rounds: int = 40) -> None:
+        """Settle many requirements with few programs before solving them one by one.
+
+        Per component, one program reaches for all open sides at once: a variable
+        y <= min(q, upper) per open upper side (maximized) and y >= max(q, lower) per open
+        lower side (minimized). Its optimal point is an ordinary point of the model, checked
+        like any witness; the sides it settles leave the objective and the program is solved
+        again from its last basis, until a round settles nothing new.
+        """
+        sides: dict[int, list[tuple[int, bool]]] = {}
+        upper_ok, lower_ok = self.upper_ok(), self.lower_ok()
+        for i in indices:
+            row = self.forms.getrow(i)
+            unknown = [int(v) for v in row.indices if model.local[v] >= 0]
+            if not unknown:
+                continue
+            label = model.component_of(unknown[0])
+            if not upper_ok[i]:
+                sides.setdefault(label, []).append((i, True))
+            if not lower_ok[i]:
+                sides.setdefault(label, []).append((i, False))
+        for label, open_sides in sides.items():
+            if len(open_sides) < 4:
+                continue
+            comp = model._component(label)
+            base = comp.program
+            nz = comp.variables.size
+            m = len(open_sides)
+            rows_r: list[int] = []
+            rows_c: list[int] = []
+            rows_v: list[float] = []
+            y_lb = np.full(m, -np.inf)
+            y_ub = np.full(m, np.inf)
+            cost = np.zeros(nz + m)
+            for j, (i, maximize) in enumerate(open_sides):
+                row = self.forms.getrow(i)
+                for var, coef in zip(row.indices, row.data, strict=True):
+                    at = int(np.searchsorted(comp.variables, var))
+                    if at < nz and comp.variables[at] == var:
+                        rows_r.append(j)
+                        rows_c.append(at)
+                        rows_v.append(-float(coef))
+                rows_r.append(j)
+                rows_c.append(nz + j)
+                rows_v.append(1.0)
+                if maximize:  # y - q <= 0, y <= upper
+                    y_ub[j] = self.upper[i]
+                    cost[nz + j] = -1.0
+                else:  # y - q >= 0, y >= lower
+                    y_lb[j] = self.lower[i]
+                    cost[nz + j] = 1.0
+            link = sp.csr_matrix((rows_v, (rows_r, rows_c)), shape=(m, nz + m))
+            # The fixed part of each form shifts its link row.
+            shift = np.zeros(m)
+            for j, (i, _) in enumerate(open_sides):
+                row = self.forms.getrow(i)
+                for var, coef in zip(row.indices, row.data, strict=True):
+                    if model.local[var] < 0:
+                        shift[j] += float(coef) * model.base[var]
+            maxi = np.array([mx for _, mx in open_sides])
+            program = Program(
+                sp.vstack([sp.hstack([base.a, sp.csr_matrix((base.a.shape[0], m))]), link]),
+                np.concatenate([base.row_lb, np.where(maxi, -np.inf, shift)]),
+                np.concatenate([base.row_ub, np.where(maxi, shift, np.inf)]),
+                np.concatenate([base.col_lb, y_lb]),
+                np.concatenate([base.col_ub, y_ub]),
+                cost,
+            )
+            done = np.zeros(m, dtype=bool)
+            for _ in range(rounds):
+                sol = program.solve()
+                model.solved += 1
+                if sol.status != "optimal" or sol.x is None:
+                    break
+                point = model.base.copy()
+                point[comp.variables] = sol.x[:nz]
+                self.absorb(point[None, :])
+                upper_ok, lower_ok = self.upper_ok(), self.lower_ok()
+                now = np.array([upper_ok[i] if mx else lower_ok[i] for i, mx in open_sides])
+                newly = now & ~done
+                # Stop once a round settles little: the rest is cheaper one program at a time.
+                if newly.sum() < max(4, 0.05 * (m - done.sum())):
+                    break
+                done |= now
+                program.set_cost(nz + np.flatnonzero(newly), np.zeros(int(newly.sum())))
+                if done.all():
+                    break
+
     def settle(self, model: Model, indices: Iterable[int], *, exact: bool = False) -> None:
         """Solve the programs of these requirements that no witness settles (all if exact)."""
         for i in indices:

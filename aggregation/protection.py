@@ -859,6 +859,7 @@ def protect(
     model = Model(knowledge)
     ledger = Ledger(geometry, requirements)
     ledger.absorb(witnesses.matrix())
+    ledger.sweep(model, range(len(requirements)))
     ledger.settle(model, range(len(requirements)))
     programs = model.solved
     model.solved = 0
