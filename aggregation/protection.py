@@ -965,6 +965,8 @@ def protect(
         linked_tables=len(previous),
         seconds=seconds,
     )
+    if not audit.ok:  # pragma: no cover - only if the exact programs contradict a witness
+        raise ProtectionImpossible("The audit of this release did not pass.")
     out = _publish(table, release, audit, unit, rounding, p, protection_level)
     lap("primary")
     return out
