@@ -190,3 +190,21 @@ def test_same_answers_without_highspy(monkeypatch):
     for a, b in zip(with_warm_start.audit.checks, without.audit.checks, strict=True):
         assert a.min_value == pytest.approx(b.min_value, abs=1e-6)
         assert a.max_value == pytest.approx(b.max_value, abs=1e-6)
+
+
+def test_a_table_without_dimensions_is_its_grand_total():
+    from aggregation.cube import Cube
+
+    small = protect(Cube((), (), np.array(3), None), 5)
+    assert small.status[()] == PRIMARY and small.cells()[0]["numerator"] is None
+    large = protect(Cube((), (), np.array(40), np.array(90)), 5)
+    assert large.cells() == [
+        {
+            "numerator": 40,
+            "denominator": 90,
+            "value": 44.4,
+            "status": FREE,
+            "lower": None,
+            "upper": None,
+        }
+    ]
