@@ -25,6 +25,11 @@ complement (resp. numerator) over the whole coded range [k, floor(n * (100 - top
 (resp. [k, floor(n * bottom / 100)]): additivity must not give the exact rate back. Secondary
 cells are not sensitive and carry no interval, as in tau-ARGUS and sdcTable.
 
+When even suppressing the whole release cannot meet an interval, because the statuses (every
+secondary cell is at least k) or earlier releases already reveal more, the requirement becomes
+exactly what the fully suppressed release leaves the attacker: this release may not narrow it
+any further. Such checks are marked ``limited`` in the audit, with the interval they stand for.
+
 Method: iterative, and safe by construction at each step.
 
 1. Primary suppression (:mod:`aggregation.suppression`); coding of the remaining rates.
