@@ -1,72 +1,94 @@
-"""Small-cell suppression of a :class:`~aggregation.cube.Cube`: primary and secondary.
+"""Small-cell suppression: cell statuses and the primary rule.
 
-Primary: a cell is suppressed when its numerator or denominator counts fewer than k people, or
-when the denominator minus the numerator does (so "100% of 6 children" is never published).
-Secondary: along every line of the table (a cell row plus its margin) a lone suppressed cell
-could be recovered by subtraction, so another cell of that line is suppressed too, repeated
-until no line has exactly one suppressed cell.
+Statuses follow the SDMX confidentiality and observation-status code lists (``OBS_STATUS`` /
+``CONF_STATUS``): ``free`` (F), ``primary`` (A, primary confidentiality due to small counts),
+``secondary`` (D, secondary confidentiality), ``rounded`` (the value is published in a coarsened
+form: rounded, or top/bottom coded), ``dp`` (differentially private, with its interval),
+``low_reliability`` (U, published but unreliable) and ``empty`` (a rate whose population is
+empty: there is nothing to divide by).
+
+Primary rule (``primary_mask``), with k the strictest minimum cell size of the contributing
+agreements:
+
+* a count table: a cell is primary when its count is under k; zero counts are under k too;
+* a rate table: a cell with an empty population (denominator 0) is ``empty``; otherwise it is
+  primary when its numerator, its denominator, or its complement (denominator minus numerator)
+  is under k, so that neither "2 of 80 children" nor "100% of 6 children" is ever published.
+
+The quantities that are under k are the cell's *sensitive quantities*: they are what the
+secondary suppression (:mod:`aggregation.protection`) must keep an attacker from narrowing.
+Secondary suppression, rounding and coding live in :mod:`aggregation.protection`;
+:func:`statuses` is the short form for callers that need only the status of each cell.
 """
 
 from __future__ import annotations
 
-import itertools
+from typing import Final
 
 import numpy as np
 
 from aggregation.cube import Cube
 
-FREE, PRIMARY, SECONDARY, EMPTY = "free", "primary", "secondary", "empty"
+FREE: Final = "free"
+PRIMARY: Final = "primary"
+SECONDARY: Final = "secondary"
+ROUNDED: Final = "rounded"
+DP: Final = "dp"
+LOW_RELIABILITY: Final = "low_reliability"
+EMPTY: Final = "empty"
+STATUSES: Final = (FREE, PRIMARY, SECONDARY, ROUNDED, DP, LOW_RELIABILITY, EMPTY)
+SUPPRESSED: Final = frozenset({PRIMARY, SECONDARY})
+
+NUMERATOR: Final = "numerator"
+DENOMINATOR: Final = "denominator"
+COMPLEMENT: Final = "complement"
+QUANTITIES: Final = (NUMERATOR, DENOMINATOR, COMPLEMENT)
+
+
+def check_k(k: int) -> int:
+    """Validate a minimum cell size."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError("the minimum cell size k must be an integer of at least 1")
+    return int(k)
+
+
+def empty_mask(cube: Cube) -> np.ndarray:
+    """Cells of a rate table whose population is empty (never any in a count table)."""
+    if cube.denominator is None:
+        return np.zeros(cube.shape, dtype=bool)
+    return np.asarray(cube.denominator == 0)
+
+
+def sensitive(
+    numerator: np.ndarray, denominator: np.ndarray | None, k: int
+) -> dict[str, np.ndarray]:
+    """Per quantity, the mask of cells where that quantity is under k (empty cells excluded)."""
+    k = check_k(k)
+    if denominator is None:
+        return {NUMERATOR: numerator < k}
+    live = denominator > 0
+    return {
+        NUMERATOR: live & (numerator < k),
+        DENOMINATOR: live & (denominator < k),
+        COMPLEMENT: live & ((denominator - numerator) < k),
+    }
 
 
 def primary_mask(cube: Cube, k: int) -> np.ndarray:
-    num = cube.numerator
-    if cube.denominator is None:
-        return num < k
-    den = cube.denominator
-    return (den > 0) & ((num < k) | (den < k) | ((den - num) < k))
-
-
-def _lines(shape: tuple[int, ...]) -> list[tuple[int, tuple[int, ...]]]:
-    """Every line of the table: (axis, index with that axis free)."""
-    out: list[tuple[int, tuple[int, ...]]] = []
-    for axis in range(len(shape)):
-        others = [range(n) if i != axis else range(1) for i, n in enumerate(shape)]
-        for idx in itertools.product(*others):
-            out.append((axis, idx))
+    """Cells to suppress because a quantity of theirs counts fewer than k people."""
+    masks = sensitive(cube.numerator, cube.denominator, k)
+    out = np.zeros(cube.shape, dtype=bool)
+    for mask in masks.values():
+        out |= mask
     return out
-
-
-def secondary_mask(cube: Cube, primary: np.ndarray) -> np.ndarray:
-    suppressed = primary.copy()
-    shape = cube.shape
-    weight = cube.denominator if cube.denominator is not None else cube.numerator
-    lines = _lines(shape)
-    changed = True
-    while changed:
-        changed = False
-        for axis, base in lines:
-            cells = [(*base[:axis], i, *base[axis + 1 :]) for i in range(shape[axis])]
-            hidden = [c for c in cells if suppressed[c]]
-            if len(hidden) != 1:
-                continue
-            candidates = [c for c in cells if not suppressed[c] and weight[c] > 0]
-            if not candidates:
-                continue
-            # Prefer the interior cell with the smallest population: least information lost.
-            interior = [c for c in candidates if c[axis] != shape[axis] - 1] or candidates
-            pick = min(interior, key=lambda c: (int(weight[c]), c))
-            suppressed[pick] = True
-            changed = True
-    return suppressed & ~primary
 
 
 def statuses(cube: Cube, k: int) -> np.ndarray:
-    """An array of status strings, one per cell of the cube."""
-    primary = primary_mask(cube, k)
-    secondary = secondary_mask(cube, primary)
-    out = np.full(cube.shape, FREE, dtype=object)
-    out[secondary] = SECONDARY
-    out[primary] = PRIMARY
-    if cube.denominator is not None:
-        out[cube.denominator == 0] = EMPTY
-    return out
+    """The status of every cell under primary and secondary suppression without rounding.
+
+    Kept for callers that need only statuses; :func:`aggregation.protection.protect` returns
+    the statuses together with the published values and the audit.
+    """
+    from aggregation.protection import protect
+
+    return protect(cube, k).status

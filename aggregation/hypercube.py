@@ -1,0 +1,314 @@
+"""First pass of secondary suppression: one hypercube per sensitive quantity (after GHMITER).
+
+In a d-dimensional table with all margins, choosing for a target cell c one other index a_i
+along every axis i spans a hypercube of 2^d corners. Moving the corners by +delta and -delta
+in a checkerboard pattern keeps every line of the table balanced (two corners per line, with
+opposite signs between two interior cells, and the same sign between a cell and its margin),
+so if every corner is suppressed, the attacker cannot tell the true table from the moved one.
+A hypercube *protects* a requirement of c when the move reaches the end of c's protection
+interval without taking any corner outside what the attacker knows of it (counts >= 0,
+numerator <= denominator, every quantity of a non-primary cell >= k, the small quantities of a
+primary cell <= k - 1, a coded cell inside its code).
+
+For each requirement we enumerate every hypercube through c (vectorized: one gather per corner
+over all choices of the a_i), keep those whose capacity covers the requirement in both
+directions (else each direction on its own), and take the cheapest, where a corner already
+suppressed costs nothing and any other costs its population (so small interior cells are
+preferred and margins avoided). A rate table offers two ways of moving a quantity: the
+numerator alone or the numerator and denominator together (for the complement, the numerator
+down or the denominator up), so both are tried.
+
+Each chosen move is a candidate *witness*: a point of the attacker's polytope that reaches the
+end of the protection interval. The audit re-verifies every witness against the full model and
+solves linear programs for anything the hypercubes did not settle; requirements no hypercube can
+protect are left to the linear-programming pass in :mod:`aggregation.protection`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from aggregation.suppression import COMPLEMENT, DENOMINATOR, NUMERATOR
+
+_INF = np.inf
+
+# (ax, an): how the numerator and the denominator move with delta.
+_X = (1.0, 0.0)
+_N = (0.0, 1.0)
+_XN = (1.0, 1.0)
+
+
+def _moves(quantity: str, rate: bool) -> list[tuple[tuple[float, float], float]]:
+    """(vector, sign at the target) pairs that move ``quantity`` up by delta."""
+    if not rate:
+        return [(_X, 1.0)]
+    if quantity == NUMERATOR:
+        return [(_X, 1.0), (_XN, 1.0)]
+    if quantity == COMPLEMENT:
+        return [(_X, -1.0), (_N, 1.0)]
+    if quantity == DENOMINATOR:
+        return [(_N, 1.0), (_XN, 1.0)]
+    raise ValueError(quantity)
+
+
+@dataclass
+class Table:
+    """One table (the release), flattened, with what each cell's status lets it move."""
+
+    shape: tuple[int, ...]
+    x: np.ndarray
+    n: np.ndarray | None
+    k: int
+    primary: np.ndarray  # bool
+    small: dict[str, np.ndarray]  # per quantity, bool: under k (primary cells only)
+    immovable: np.ndarray  # bool: published elsewhere, or empty: no corner can sit there
+    hidden: np.ndarray  # bool: suppressed so far
+    numerator_hidden: np.ndarray  # bool: numerator withheld though the cell is published (coded)
+    top: np.ndarray  # float percent, nan where not top-coded
+    bottom: np.ndarray  # float percent, nan where not bottom-coded
+    weight: np.ndarray  # float, cost of suppressing the cell
+
+    @property
+    def rate(self) -> bool:
+        return self.n is not None
+
+    def capacity(self, vector: tuple[float, float], sign: float) -> np.ndarray:
+        """Per cell, the largest delta the cell can move by ``sign * delta * vector``."""
+        ax, an = vector
+        x = self.x.astype(float)
+        k = float(self.k)
+        lower_x = np.where(self.primary, 0.0, k)
+        upper_x = np.where(self.small.get(NUMERATOR, self.primary), k - 1, _INF)
+        constraints: list[tuple[np.ndarray, float]] = [
+            (x - lower_x, sign * ax),
+            (upper_x - x, -sign * ax),
+        ]
+        if self.n is not None:
+            n = self.n.astype(float)
+            c = n - x
+            lower_c = np.where(self.primary, 0.0, k)
+            upper_c = np.where(self.small[COMPLEMENT], k - 1, _INF)
+            upper_n = np.where(self.small[DENOMINATOR], k - 1, _INF)
+            constraints += [
+                (c - lower_c, sign * (an - ax)),
+                (upper_c - c, -sign * (an - ax)),
+                (upper_n - n, -sign * an),
+            ]
+            if an == 0.0:
+                # Only the numerator moves: a coded cell stays coded and must stay in its code.
+                top = np.nan_to_num(self.top, nan=0.0)
+                bottom = np.nan_to_num(self.bottom, nan=100.0)
+                constraints += [
+                    (np.where(np.isnan(self.top), _INF, 100 * x - top * n), sign * 100 * ax),
+                    (np.where(np.isnan(self.bottom), _INF, bottom * n - 100 * x), -sign * 100 * ax),
+                ]
+        out = np.full(x.shape, _INF)
+        for slack, slope in constraints:
+            if slope < 0:
+                out = np.minimum(out, np.maximum(slack, 0.0) / -slope)
+        out[self.immovable] = 0.0
+        return out
+
+    def cost(self, vector: tuple[float, float]) -> np.ndarray:
+        free = self.hidden | (self.numerator_hidden if vector[1] == 0.0 else False)
+        return np.where(free, 0.0, self.weight)
+
+
+@dataclass(frozen=True)
+class Move:
+    """A checkerboard move of a hypercube: corners (flat), their signs, delta and vector."""
+
+    corners: np.ndarray
+    signs: np.ndarray
+    delta: float
+    vector: tuple[float, float]
+
+    def apply(self, table: Table) -> tuple[np.ndarray, np.ndarray | None]:
+        x = table.x.astype(float).copy()
+        x[self.corners] += self.signs * self.delta * self.vector[0]
+        if table.n is None:
+            return x, None
+        n = table.n.astype(float).copy()
+        n[self.corners] += self.signs * self.delta * self.vector[1]
+        return x, n
+
+
+class _Cubes:
+    """Every hypercube through one cell: corner indices and checkerboard parities."""
+
+    def __init__(self, shape: tuple[int, ...], cell: int) -> None:
+        coords = np.unravel_index(cell, shape)
+        strides = np.array(
+            [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape))]
+        )
+        d = len(shape)
+        alts = []
+        for i, size in enumerate(shape):
+            a = np.array([j for j in range(size) if j != coords[i]], dtype=np.int64)
+            view = [1] * d
+            view[i] = a.size
+            alts.append(a.reshape(view))
+        self.grid = tuple(a.size for a in alts)
+        corners: list[np.ndarray] = []
+        parities: list[np.ndarray] = []
+        for subset in itertools.product((False, True), repeat=d):
+            flat = np.zeros(self.grid, dtype=np.int64)
+            parity = np.ones(self.grid)
+            for i, used in enumerate(subset):
+                if used:
+                    flat = flat + strides[i] * alts[i]
+                    at_margin = int(coords[i]) == shape[i] - 1
+                    parity = parity * np.where((alts[i] == shape[i] - 1) != at_margin, 1.0, -1.0)
+                else:
+                    flat = flat + strides[i] * int(coords[i])
+            corners.append(np.broadcast_to(flat, self.grid).ravel())
+            parities.append(np.broadcast_to(parity, self.grid).ravel())
+        # (2^d, cubes): one row per corner position, one column per hypercube.
+        self.corners = np.vstack(corners)
+        self.parities = np.vstack(parities)
+        self.count = int(np.prod(self.grid, dtype=np.int64)) if d else 0
+
+    def move(self, choice: int, delta: float, sign: float, vector: tuple[float, float]) -> Move:
+        corners = self.corners[:, choice].copy()
+        signs = sign * self.parities[:, choice]
+        return Move(corners, signs, delta, vector)
+
+
+@dataclass(frozen=True)
+class Need:
+    """Move ``quantity`` of ``cell`` (flat index in the table) up by ``up`` and down by ``down``."""
+
+    cell: int
+    quantity: str
+    up: float
+    down: float
+
+
+def _endpoint(table: Table, need: Need, direction: float) -> tuple[float, float] | None:
+    """The vector taking the target straight to the end of its interval when the quantity
+    cannot move alone: in a cell whose denominator is under k, reaching "k - 1 of k - 1"
+    moves the numerator and the denominator by different amounts."""
+    if table.n is None:
+        return None
+    i = need.cell
+    x, n = float(table.x[i]), float(table.n[i])
+    amount = need.up if direction > 0 else need.down
+    if amount <= 0:
+        return None
+    cap_x = table.k - 1.0 if table.small[NUMERATOR][i] else _INF
+    cap_n = table.k - 1.0 if table.small[DENOMINATOR][i] else _INF
+    if need.quantity == NUMERATOR:
+        x_end = x + direction * amount
+        n_end = max(n, x_end)
+    elif need.quantity == DENOMINATOR:
+        n_end = n + direction * amount
+        x_end = min(x, n_end)
+    else:
+        c_end = n - x + direction * amount
+        x_end = max(0.0, min(n - c_end, cap_x))
+        n_end = x_end + c_end
+    if x_end < 0 or n_end < x_end or x_end > cap_x or n_end > cap_n:
+        return None
+    return ((x_end - x) / amount, (n_end - n) / amount)
+
+
+def _evaluate(
+    table: Table,
+    cubes: _Cubes,
+    caps: dict[tuple[tuple[float, float], float], np.ndarray],
+    vector: tuple[float, float],
+    sign: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per hypercube: capacity toward ``sign``, capacity against it, and cost."""
+    for s in (1.0, -1.0):
+        if (vector, s) not in caps:
+            caps[(vector, s)] = table.capacity(vector, s)
+    plus, minus = caps[(vector, 1.0)], caps[(vector, -1.0)]
+    toward = cubes.parities * sign > 0
+    at_plus = plus[cubes.corners]
+    at_minus = minus[cubes.corners]
+    toward_cap = np.where(toward, at_plus, at_minus).min(axis=0)
+    against_cap = np.where(toward, at_minus, at_plus).min(axis=0)
+    cost = table.cost(vector)[cubes.corners].sum(axis=0)
+    return toward_cap, against_cap, cost
+
+
+def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
+    """Suppress hypercube corners (in ``table.hidden``) for each need; returns the moves."""
+    moves: list[Move] = []
+    if not table.shape:
+        return moves
+    caps: dict[tuple[tuple[float, float], float], np.ndarray] = {}
+    cubes_of: dict[int, _Cubes] = {}
+    for need in needs:
+        cubes = cubes_of.get(need.cell)
+        if cubes is None:
+            cubes = cubes_of[need.cell] = _Cubes(table.shape, need.cell)
+        if cubes.count == 0:
+            continue
+        best: tuple[float, list[Move]] | None = None
+        singles: dict[float, tuple[float, Move]] = {}
+
+        for vector, sign in _moves(need.quantity, table.rate):
+            up, down, cost = _evaluate(table, cubes, caps, vector, sign)
+            both = (up >= need.up - 1e-9) & (down >= need.down - 1e-9)
+            if np.any(both):
+                i = _cheapest(cost, both, np.minimum(up, down))
+                if best is None or cost[i] < best[0]:
+                    chosen = [cubes.move(i, need.up, sign, vector)] if need.up > 0 else []
+                    if need.down > 0:
+                        chosen.append(cubes.move(i, need.down, -sign, vector))
+                    best = (float(cost[i]), chosen)
+            _single(singles, need, cubes, 1.0, up, cost, sign, vector)
+            _single(singles, need, cubes, -1.0, down, cost, -sign, vector)
+        for direction in (1.0, -1.0):
+            vector_end = _endpoint(table, need, direction)
+            if vector_end is not None and vector_end not in [
+                v for v, _ in _moves(need.quantity, True)
+            ]:
+                toward, _, cost = _evaluate(table, cubes, caps, vector_end, 1.0)
+                _single(singles, need, cubes, direction, toward, cost, 1.0, vector_end)
+        chosen_moves: list[Move]
+        if best is not None and best[0] <= sum(c for c, _ in singles.values()):
+            chosen_moves = best[1]
+        else:
+            chosen_moves = [m for _, m in singles.values()]
+        for move in chosen_moves:
+            if move.vector[1] == 0.0 and table.rate:
+                # A numerator-only move leaves a coded corner coded (its numerator is withheld).
+                table.hidden[move.corners[~table.numerator_hidden[move.corners]]] = True
+            else:
+                table.hidden[move.corners] = True
+            moves.append(move)
+    return moves
+
+
+def _single(
+    singles: dict[float, tuple[float, Move]],
+    need: Need,
+    cubes: _Cubes,
+    direction: float,
+    capacity: np.ndarray,
+    cost: np.ndarray,
+    move_sign: float,
+    vector: tuple[float, float],
+) -> None:
+    """Keep the cheapest hypercube that covers one direction of a need on its own."""
+    amount = need.up if direction > 0 else need.down
+    ok = capacity >= amount - 1e-9
+    if amount > 0 and np.any(ok):
+        i = _cheapest(cost, ok, capacity)
+        if direction not in singles or cost[i] < singles[direction][0]:
+            singles[direction] = (float(cost[i]), cubes.move(i, amount, move_sign, vector))
+
+
+def _cheapest(cost: np.ndarray, ok: np.ndarray, capacity: np.ndarray) -> int:
+    """Index of the cheapest admissible cube, the roomiest among equally cheap ones."""
+    masked = np.where(ok, cost, _INF)
+    low = masked.min()
+    tied = np.flatnonzero(masked <= low + 1e-9)
+    return int(tied[np.argmax(capacity[tied])])
