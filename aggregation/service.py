@@ -27,6 +27,7 @@ from aggregation.definition import IndicatorDefinition
 from aggregation.expressions import compile_filter
 from aggregation.ledger import Charge, charge, period_of
 from aggregation.models import Indicator, IndicatorVersion, Release
+from aggregation.protection import PublishedTable, linked_dimensions, protect
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied
@@ -354,6 +355,7 @@ def create_release(
     numerator_expr = compile_filter(definition.numerator.filter, fields).expression
     categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
     release_id = new_id("rel")
+    audit: dict[str, Any] = {}
     if method == "differential_privacy":
         outcome = _dp_release(
             session,
@@ -374,18 +376,21 @@ def create_release(
             return outcome, False
         cells, parameters = outcome
     else:
-        numerator = population.filter(numerator_expr)
-        cube = build_cube(
-            numerator,
-            population if definition.denominator is not None else None,
-            person,
+        if definition.unit == "mean":
+            raise IndicatorInvalid("Means are released by differential privacy only.")
+        cells, parameters, audit = _suppressed_release(
+            session,
+            decision,
+            definition,
+            version.version,
             dims,
-            categories,
+            ds,
+            population,
+            person,
+            numerator_expr,
+            used,
+            indicator_id,
         )
-        k = decision.obligations.min_cell_size or 11
-        status = suppression.statuses(cube, k)
-        cells = _cells(cube, status, definition.unit)
-        parameters = {"min_cell_size": k, "rounding": decision.obligations.rounding or "none"}
     release = Release(
         id=release_id,
         indicator_id=indicator_id,
@@ -405,6 +410,7 @@ def create_release(
             "deciding_rules": [r.as_dict() for r in decision.deciding_rules],
             "submissions": used,
             "method": method,
+            **({"audit": audit} if method == "suppression" else {}),
             "code_version": CODE_VERSION,
             "computed_at": ctx.now.isoformat(),
         },
@@ -439,6 +445,65 @@ def create_release(
     release.audit_index = event.idx
     session.flush()
     return release, True
+
+
+def _categories(ds: DatasetTerms, dims: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
+
+
+def _suppressed_release(
+    session: Session,
+    decision: Decision,
+    definition: IndicatorDefinition,
+    version: int,
+    dims: tuple[str, ...],
+    ds: DatasetTerms,
+    population: pl.DataFrame,
+    person: str,
+    numerator_expr: pl.Expr,
+    used: Sequence[str],
+    indicator_id: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Suppression with every earlier suppressed release of the same indicator version over the
+    same submissions linked in, so that no shared margin can difference out a hidden cell."""
+    ob = decision.obligations
+    k = ob.min_cell_size or 11
+    rate = definition.denominator is not None
+    previous = [
+        PublishedTable.from_cells(
+            r.dimensions,
+            _categories(ds, r.dimensions),
+            r.cells,
+            k=int(r.parameters["min_cell_size"]),
+            rate=rate,
+            rounding=str(r.parameters.get("rounding", "none")),
+            top_code_percent=r.parameters.get("top_code_percent"),
+            bottom_code_percent=r.parameters.get("bottom_code_percent"),
+            protection_level=r.parameters.get("protection_level"),
+        )
+        for r in list_releases(session, indicator_id)
+        if r.method == "suppression"
+        and r.indicator_version == version
+        and sorted(r.provenance.get("submissions", [])) == sorted(used)
+        and tuple(r.dimensions) != dims
+    ]
+    joint = linked_dimensions(dims, previous)
+    numerator = population.filter(numerator_expr)
+    cube = build_cube(
+        numerator, population if rate else None, person, joint, _categories(ds, joint)
+    )
+    protection = protect(
+        cube,
+        k,
+        dimensions=dims,
+        unit=definition.unit,
+        rounding=ob.rounding or "none",
+        top_code_percent=ob.top_code_percent,
+        bottom_code_percent=ob.bottom_code_percent,
+        previous=previous,
+    )
+    audit = {**protection.audit.summary(), "linked_releases": len(previous)}
+    return protection.cells(), protection.parameters(), audit
 
 
 def _dp_charges(

@@ -126,6 +126,16 @@ PROBLEMS: dict[str, ProblemType] = {
         "The differentially private release could not be computed",
         "Nothing was released and the privacy budget was refunded.",
     ),
+    "linked-release-mismatch": ProblemType(
+        409,
+        "An earlier release does not match this data",
+        "Linked releases must be of the same indicator version over the same submissions.",
+    ),
+    "release-unprotectable": ProblemType(
+        409,
+        "The release could not be protected",
+        "The suppression solver failed; nothing was released. Try fewer dimensions.",
+    ),
     "data-destroyed": ProblemType(
         410,
         "The data has been destroyed",
