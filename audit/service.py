@@ -3,11 +3,13 @@
 The event's index is taken from the single ``audit_head`` row, whose update locks it until the
 transaction ends: indexes are gapless and in commit order on PostgreSQL and SQLite alike, and a
 rolled-back request leaves no index behind. The Merkle frontier is advanced in the same update,
-so the tree head is always current without rereading the log.
+so the tree head is always current without rereading the log, and the perfect subtrees the new
+leaf completes (from 2**STORED_LEVEL leaves up) are stored for fast proofs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from audit.canonical import canonical_bytes
 from audit.merkle import Frontier, leaf_hash
-from audit.models import AuditEvent, AuditHead
+from audit.models import STORED_LEVEL, AuditEvent, AuditHead, AuditNode
 from core.context import RequestContext
 from policy.model import Decision
 
@@ -41,6 +43,7 @@ class AuditRecord:
 
 
 def format_time(at: datetime) -> str:
+    """The one text form of an event time: RFC 3339, UTC, microseconds."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -66,13 +69,46 @@ def entry_of(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """A string both databases store and give back unchanged; empty means absent.
+
+    Refused requests are audited with values taken from the request (a path segment, say), so
+    NUL characters (PostgreSQL cannot store them) and lone surrogates (not UTF-8) are replaced
+    rather than allowed to make the audit write fail. An empty string becomes None so that the
+    CSV export, where both are an empty cell, stays lossless.
+    """
+    if value is None or value == "":
+        return None
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit is not None else value
+
+
+def _json(value: Any) -> Any:
+    """Apply :func:`_text`'s rules inside JSON values and refuse what JSON cannot hold."""
+    if isinstance(value, str):
+        return _text(value) or ""
+    if isinstance(value, Mapping):
+        return {(_text(str(k)) or ""): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [_json(v) for v in items]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("audit values must be finite numbers")
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _text(str(value)) or ""
+
+
 def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> AuditEvent:
     """Append one event to the log and return it (its ``idx`` is the Merkle leaf index)."""
     if rec.outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {rec.outcome}")
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one()
+    action = _text(rec.action, 64)
+    if action is None:
+        raise ValueError("an audit event needs an action")
     agreements: list[tuple[str, int]] = list(rec.agreements)
     rules: list[dict[str, Any]] = []
     reasons: list[dict[str, Any]] = []
@@ -82,30 +118,38 @@ def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> AuditEven
         agreements.extend(rec.decision.agreements)
         rules = [r.as_dict() for r in rec.decision.deciding_rules]
         reasons = [f.as_dict() for f in rec.decision.failed_constraints]
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one()
     event = AuditEvent(
         idx=head.size,
         at=ctx.now,
-        request_id=ctx.request_id,
-        organization_id=ctx.organization_id,
-        client_id=ctx.client_id,
-        action=rec.action,
-        resource_type=rec.resource_type,
-        resource_id=rec.resource_id,
-        agreements=[{"agreement": a, "version": v} for a, v in dict.fromkeys(agreements)],
-        purpose=rec.purpose,
+        request_id=_text(ctx.request_id, 64),
+        organization_id=_text(ctx.organization_id, 64),
+        client_id=_text(ctx.client_id, 64),
+        action=action,
+        resource_type=_text(rec.resource_type, 32),
+        resource_id=_text(rec.resource_id, 128),
+        agreements=_json([{"agreement": a, "version": v} for a, v in dict.fromkeys(agreements)]),
+        purpose=_text(rec.purpose, 80),
         decision=decision,
-        rules=rules,
-        reasons=reasons,
-        counts=dict(rec.counts),
+        rules=_json(rules),
+        reasons=_json(reasons),
+        counts=_json(dict(rec.counts)),
         outcome=rec.outcome,
-        detail=rec.detail,
+        detail=_text(rec.detail),
         leaf_hash=b"",
     )
     event.leaf_hash = leaf_hash(canonical_bytes(entry_of(event)))
     frontier = Frontier.from_bytes(head.size, head.frontier)
-    frontier.append(event.leaf_hash)
+    completed = frontier.append(event.leaf_hash)
     head.size = frontier.size
     head.frontier = frontier.to_bytes()
     session.add(event)
+    session.add_all(
+        AuditNode(level=level, idx=index, hash=h)
+        for level, index, h in completed
+        if level >= STORED_LEVEL
+    )
     session.flush()
     return event
