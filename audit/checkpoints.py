@@ -72,16 +72,6 @@ def create(session: Session, signer: LogSigner, now: datetime) -> AuditCheckpoin
     return row
 
 
-def covering(
-    session: Session, signer: LogSigner, now: datetime, size: int = 1
-) -> AuditCheckpoint | None:
-    """The latest checkpoint if it covers ``size`` events; otherwise a new one of the head."""
-    last = latest(session)
-    if last is not None and last.tree_size >= size:
-        return last
-    return create(session, signer, now)
-
-
 def as_json(row: AuditCheckpoint, origin: str) -> dict[str, Any]:
     return {
         "origin": origin,

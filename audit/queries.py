@@ -210,7 +210,7 @@ def _checkpoint_for(
 ) -> tuple[int, AuditCheckpoint | None]:
     """The tree size to prove against, and its checkpoint when it has one."""
     if size is None:
-        row = checkpoints.covering(session, signer, now, needed)
+        row = checkpoints.create(session, signer, now)
         if row is None or row.tree_size < needed:
             raise InvalidInput("The log does not have that many events yet.")
         return row.tree_size, row
@@ -231,7 +231,7 @@ def inclusion_proof(
 ) -> dict[str, Any]:
     """PATH(index, D[tree_size]) with the event's entry and, if any, the checkpoint of that size.
 
-    ``tree_size`` defaults to the latest checkpoint (made now if it does not cover the event).
+    ``tree_size`` defaults to the latest checkpoint, made now if the log has grown since.
     """
     assert ctx.principal is not None
     decision = _access(ctx)
@@ -274,7 +274,7 @@ def consistency_proof(
 ) -> dict[str, Any]:
     """PROOF(first, D[second]) and the checkpoints of both sizes when they have one.
 
-    ``second`` defaults to the latest checkpoint (made now if it is smaller than ``first``).
+    ``second`` defaults to the latest checkpoint, made now if the log has grown since.
     """
     decision = _access(ctx)
     if first < 1:

@@ -147,7 +147,7 @@ def test_checkpoints_are_signed_made_only_when_the_log_grew_and_consistent(sessi
     second = checkpoints.create(session, SIGNER, now + timedelta(hours=2))
     assert second.tree_size == first.tree_size + 5
     assert checkpoints.latest(session) is second
-    assert checkpoints.covering(session, SIGNER, now, first.tree_size) is second
+    assert checkpoints.at_size(session, first.tree_size) is first
     proof = StoredTree(session).consistency_proof(first.tree_size, second.tree_size)
     assert merkle.verify_consistency(
         first.tree_size, second.tree_size, first.root_hash, second.root_hash, proof
