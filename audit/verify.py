@@ -224,58 +224,77 @@ def _renumbering(entry: dict[str, Any], stated: bytes) -> int | None:
     return None
 
 
+def _content_finding(position: int, entry: dict[str, Any], stated: bytes) -> tuple[int, Finding]:
+    c = _renumbering(entry, stated)
+    if c is not None and c > 0:
+        message = (
+            f"entries from {position} on are the logged events {c} place(s) earlier, "
+            f"renumbered: {c} event(s) inserted at {position - c}"
+        )
+        return position - c, Finding(position - c, "inserted", message)
+    if c is not None and c < 0:
+        message = (
+            f"entries from {position} on are the logged events {-c} place(s) later, "
+            f"renumbered: event(s) {position}-{position - c - 1} deleted"
+        )
+        return position, Finding(position, "deleted", message)
+    message = "its content does not hash to the leaf hash logged for it (changed or moved)"
+    return position, Finding(position, "content-changed", message)
+
+
+def _index_findings(indexes: list[int | None]) -> list[tuple[int, Finding]]:
+    """Gaps and disorder in the sequence of indexes, as (first bad position, finding).
+
+    Gaps (deleted events) are reported each time and the count resumes after them; the first
+    reordering or duplicate is reported and ends the analysis, since what follows it is shifted.
+    """
+    out: list[tuple[int, Finding]] = []
+    later: dict[int, int] = {}  # index -> how many times it occurs
+    for index in indexes:
+        if index is not None:
+            later[index] = later.get(index, 0) + 1
+    seen: set[int] = set()
+    expected = 0
+    for position, index in enumerate(indexes):
+        if index is None:
+            out.append((position, Finding(position, "malformed", "not an audit export line")))
+            expected += 1
+            continue
+        if index == expected:
+            seen.add(index)
+            expected += 1
+            continue
+        if index > expected and not later.get(expected):
+            gap = f"event {expected}" if index == expected + 1 else f"events {expected}-{index - 1}"
+            message = f"{gap} missing: the next entry is event {index}"
+            out.append((expected, Finding(expected, "missing", message)))
+            seen.add(index)
+            expected = index + 1
+            continue
+        what = "again" if index in seen else "out of order"
+        message = f"expected event {expected}, found event {index} {what}"
+        out.append((position, Finding(position, "out-of-order", message)))
+        break
+    return out
+
+
 def _diagnose(
     path: Path, fmt: str, mismatched: set[int], malformed: set[int]
 ) -> list[tuple[int, Finding]]:
-    """Locate what is wrong, as (first bad position, finding) pairs in export order."""
-    out: list[tuple[int, Finding]] = []
-    expected = 0
+    """Locate what is wrong, as (first bad position, finding) pairs."""
+    indexes: list[int | None] = []
+    content: list[tuple[int, Finding]] = []
+    shifted = False  # once entries are found renumbered, the later mismatches are that shift
     for position, entry, index, stated in _entries(path, fmt):
-        if len(out) >= MAX_FINDINGS:
-            break
-        if position in malformed or index is None:
-            out.append((position, Finding(position, "malformed", "not an audit export line")))
-            expected = position + 1
-            continue
-        if index != expected:
-            if index > expected:
-                gap = (
-                    f"event {expected}"
-                    if index == expected + 1
-                    else f"events {expected}-{index - 1}"
-                )
-                finding = Finding(
-                    expected, "missing", f"{gap} missing: the next entry is event {index}"
-                )
-            else:
-                finding = Finding(
-                    position,
-                    "out-of-order",
-                    f"expected event {expected}, found event {index} again or out of order",
-                )
-            out.append((finding.position, finding))
-            expected = max(index, expected) + 1
-            continue
-        expected = index + 1
-        if position in mismatched and entry is not None:
-            c = _renumbering(entry, stated)
-            if c is not None and c > 0:
-                message = (
-                    f"entries from {position} on are the logged events {c} place(s) earlier, "
-                    f"renumbered: {c} event(s) inserted at {position - c}"
-                )
-                out.append((position - c, Finding(position - c, "inserted", message)))
-                break  # everything after is the same shift
-            if c is not None and c < 0:
-                message = (
-                    f"entries from {position} on are the logged events {-c} place(s) later, "
-                    f"renumbered: event(s) {position}-{position - c - 1} deleted"
-                )
-                out.append((position, Finding(position, "deleted", message)))
-                break
-            message = "its content does not hash to the leaf hash logged for it (changed or moved)"
-            out.append((position, Finding(position, "content-changed", message)))
-    return out
+        indexes.append(None if position in malformed else index)
+        if position in mismatched and entry is not None and not shifted:
+            found = _content_finding(position, entry, stated)
+            shifted = found[1].kind in ("inserted", "deleted")
+            if len(content) < MAX_FINDINGS:
+                content.append(found)
+    out = _index_findings(indexes) + content
+    out.sort(key=lambda pair: pair[0])
+    return out[:MAX_FINDINGS]
 
 
 def verify_export(
@@ -301,9 +320,6 @@ def verify_export(
     else:
         _pass_ndjson(path, tree, mismatched, malformed)
     n = report.entries = tree.n
-    located: list[tuple[int, Finding]] = []
-    if mismatched or malformed:
-        located = _diagnose(path, fmt, set(mismatched), set(malformed))
     matched_below: list[int] = []
     for cp in sorted(checkpoints, key=lambda c: c.size):
         stamp = cp.time.isoformat() if cp.time else None
@@ -316,9 +332,11 @@ def verify_export(
             matched_below.append(cp.size)
     largest = max(c.size for c in checkpoints)
     differs = [c.size for c in report.checkpoints if c.status == "differs"]
-    if differs and not located:
-        located = _diagnose(path, fmt, set(), set())
-    if differs and not located:
+    located: list[tuple[int, Finding]] = []
+    if mismatched or malformed or differs or n != largest:
+        located = _diagnose(path, fmt, set(mismatched), set(malformed))
+    # A difference from a signed root that no entry explains: the history was rewritten.
+    if differs and not any(position < differs[0] for position, _ in located):
         s = differs[0]
         a = max((m for m in matched_below if m < s), default=0)
         located.append(
