@@ -21,6 +21,7 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 ENTRY_FIELDS = (
@@ -149,7 +150,7 @@ def parse_csv_row(row: Sequence[str]) -> tuple[dict[str, Any] | None, int, bytes
     if len(row) != len(EXPORT_COLUMNS):
         raise ValueError(f"expected {len(EXPORT_COLUMNS)} columns, found {len(row)}")
     index_text = row[0]
-    if not index_text.isdigit():
+    if not index_text.isdigit() or (len(index_text) > 1 and index_text[0] == "0"):
         raise ValueError("the index is not a number")
     index = int(index_text)
     leaf = unb64(row[-1])
@@ -167,3 +168,44 @@ def parse_csv_row(row: Sequence[str]) -> tuple[dict[str, Any] | None, int, bytes
         else:
             entry[name] = _uncell(text) if text else None
     return entry, index, leaf
+
+
+_SORTED_FIELDS = tuple(sorted(ENTRY_FIELDS))
+_ENTRY_TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in _SORTED_FIELDS) + "}"
+# For each field in canonical (sorted) order: its CSV column, and whether it holds JSON text.
+_CSV_PLAN = tuple(
+    (ENTRY_FIELDS.index(name), name in JSON_FIELDS) for name in _SORTED_FIELDS if name != "index"
+)
+_INDEX_AT = _SORTED_FIELDS.index("index")
+_ACTION_COLUMN = ENTRY_FIELDS.index("action")
+
+
+def csv_canonical(row: Sequence[str]) -> tuple[bytes | None, bytes]:
+    """The canonical entry bytes of a CSV row without a JSON round trip (None if withheld), and
+    the stated leaf hash.
+
+    The list and object cells already hold canonical JSON text and strings only need quoting, so
+    the entry is assembled directly; a cell that is not in canonical form yields bytes that do not
+    hash to the log's leaf, exactly as a change would. :func:`parse_csv_row` is the full parse.
+    """
+    if len(row) != len(EXPORT_COLUMNS):
+        raise ValueError(f"expected {len(EXPORT_COLUMNS)} columns, found {len(row)}")
+    leaf = unb64(row[-1])
+    index = row[0]
+    if not index.isdigit() or (len(index) > 1 and index[0] == "0"):
+        raise ValueError("the index is not a number")
+    if row[_ACTION_COLUMN] == "":
+        return None, leaf
+    values: list[str] = []
+    for column, is_json in _CSV_PLAN:
+        text = row[column]
+        if text and text[0] == "'":
+            text = text[1:]
+        if is_json:
+            values.append(text)
+        elif text:
+            values.append(encode_basestring(text))
+        else:
+            values.append("null")
+    values.insert(_INDEX_AT, index)
+    return (_ENTRY_TEMPLATE % tuple(values)).encode(), leaf

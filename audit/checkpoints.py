@@ -42,25 +42,26 @@ def at_size(session: Session, size: int) -> AuditCheckpoint | None:
 def create(session: Session, signer: LogSigner, now: datetime) -> AuditCheckpoint | None:
     """Sign the current tree head if the log has grown; return the latest checkpoint (None if
     the log is empty). Raises :class:`AuditIntegrityError` rather than sign an altered log."""
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one()
+    # Columns, not the ORM entity: appends update the head with Core statements.
+    size, frontier = session.execute(
+        select(AuditHead.size, AuditHead.frontier).where(AuditHead.id == 1).with_for_update()
+    ).one()
     last = latest(session)
-    if head.size == 0 or (last is not None and last.tree_size >= head.size):
+    if size == 0 or (last is not None and last.tree_size >= size):
         return last
-    root = Frontier.from_bytes(head.size, head.frontier).root()
-    tree = StoredTree(session, head.size)
-    if tree.root(head.size) != root:
+    root = Frontier.from_bytes(size, frontier).root()
+    tree = StoredTree(session, size)
+    if tree.root(size) != root:
         raise AuditIntegrityError("The stored log does not hash to its tree head.")
     if last is not None:
-        proof = tree.consistency_proof(last.tree_size, head.size)
-        if not verify_consistency(last.tree_size, head.size, last.root_hash, root, proof):
+        proof = tree.consistency_proof(last.tree_size, size)
+        if not verify_consistency(last.tree_size, size, last.root_hash, root, proof):
             raise AuditIntegrityError(
                 f"The stored log no longer extends the checkpoint of size {last.tree_size}."
             )
-    note, signature = signer.sign(head.size, root, now)
+    note, signature = signer.sign(size, root, now)
     row = AuditCheckpoint(
-        tree_size=head.size,
+        tree_size=size,
         root_hash=root,
         created_at=now,
         key_id=signer.key_id.hex(),

@@ -107,7 +107,7 @@ class VerifierKey:
             return cls(
                 loaded.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
             )
-        parts = text.split("+")
+        parts = text.split("+", 2)  # the base64 key may itself contain '+'
         if len(parts) != 3:
             raise NoteError("the key is neither a vkey (name+id+key) nor a PEM public key")
         name, hex_id, encoded = parts

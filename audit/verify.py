@@ -41,6 +41,7 @@ from typing import Any
 from audit.canonical import (
     EXPORT_COLUMNS,
     canonical_bytes,
+    csv_canonical,
     parse_csv_row,
     split_ndjson_line,
     unb64,
@@ -173,8 +174,8 @@ def _csv_rows(path: Path) -> Iterator[list[str]]:
 def _pass_csv(path: Path, tree: _Tree, mismatched: list[int], malformed: list[int]) -> None:
     for position, row in enumerate(_csv_rows(path)):
         try:
-            entry, _, stated = parse_csv_row(row)
-            leaf = stated if entry is None else leaf_hash(canonical_bytes(entry))
+            entry, stated = csv_canonical(row)
+            leaf = stated if entry is None else _sha256(b"\x00" + entry).digest()
         except ValueError:
             malformed.append(position)
             leaf = _sha256(b"\x02" + "\x1f".join(row).encode()).digest()

@@ -138,7 +138,7 @@ def public_key(
         {
             "origin": key.name,
             "algorithm": "Ed25519",
-            "key_id": key.vkey().split("+")[1],
+            "key_id": key.vkey().split("+", 2)[1],
             "vkey": key.vkey(),
             "pem": key.pem(),
         }

@@ -38,11 +38,10 @@ def test_indexes_are_gapless_and_the_head_tracks_the_tree(session):
     before = session.scalar(select(AuditHead.size))
     events = add_events(session, 40)
     assert [e.idx for e in events] == list(range(before, before + 40))
-    session.expire_all()
     leaves = all_leaves(session)
-    head = session.get(AuditHead, 1)
-    assert head.size == len(leaves) == before + 40
-    assert merkle.Frontier.from_bytes(head.size, head.frontier).root() == merkle.root(leaves)
+    size, frontier = session.execute(select(AuditHead.size, AuditHead.frontier)).one()
+    assert size == len(leaves) == before + 40
+    assert merkle.Frontier.from_bytes(size, frontier).root() == merkle.root(leaves)
 
 
 def test_the_leaf_hash_is_the_hash_of_the_entry_as_stored(session):
@@ -138,7 +137,7 @@ def test_checkpoints_are_signed_made_only_when_the_log_grew_and_consistent(sessi
     add_events(session, 30)
     now = datetime(2026, 3, 3, tzinfo=UTC)
     first = checkpoints.create(session, SIGNER, now)
-    assert first is not None and first.tree_size == session.get(AuditHead, 1).size
+    assert first is not None and first.tree_size == session.scalar(select(AuditHead.size))
     cp = open_checkpoint(first.note, SIGNER.verifier)
     assert (cp.size, cp.root, cp.time) == (first.tree_size, first.root_hash, now)
     assert first.root_hash == merkle.root(all_leaves(session))
@@ -178,9 +177,8 @@ def test_triggers_refuse_update_and_delete_on_every_log_table(session):
     if session.get_bind().dialect.name == "postgresql":
         for table in ("audit_events", "audit_checkpoints", "audit_nodes"):
             _refused(session, f"TRUNCATE {table}")
-    assert (
-        session.scalar(select(func.count()).select_from(AuditEvent))
-        == session.get(AuditHead, 1).size
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == session.scalar(
+        select(AuditHead.size)
     )
     assert session.scalar(select(func.count()).select_from(AuditCheckpoint)) >= 1
 
@@ -295,3 +293,26 @@ def test_migration_0005_backfills_the_subtrees_of_an_existing_log(fresh_database
         cp = checkpoints.create(s, SIGNER, datetime(2026, 3, 7, tzinfo=UTC))
         assert cp.root_hash == merkle.root(leaves)
     engine.dispose()
+
+
+def test_the_checkpoint_timer_signs_when_the_log_grew_and_survives_errors(
+    sessions, session, caplog
+):
+    from audit.checkpoints import CheckpointTimer
+
+    clock_value = datetime(2026, 3, 8, tzinfo=UTC)
+    timer = CheckpointTimer(sessions, SIGNER, lambda: clock_value, interval=3600)
+    add_events(session, 2, seed=31)
+    session.commit()
+    made = timer.tick()
+    assert made is not None and made.tree_size == session.scalar(select(AuditHead.size))
+    assert timer.tick().tree_size == made.tree_size  # nothing new: the same checkpoint
+    broken = CheckpointTimer(
+        lambda: (_ for _ in ()).throw(RuntimeError("db down")), SIGNER, lambda: clock_value, 1
+    )
+    assert broken.tick() is None
+    assert "could not make an audit checkpoint" in caplog.text
+    timer.start()
+    timer.stop()
+    with pytest.raises(ValueError):
+        CheckpointTimer(sessions, SIGNER, lambda: clock_value, interval=0)
