@@ -27,7 +27,7 @@ from audit.note import LogSigner
 from audit.proofs import StoredTree, head_size
 from audit.service import AuditRecord, entry_of, record
 from core.context import RequestContext
-from core.errors import InvalidInput, NotFound, PolicyDenied
+from core.errors import Forbidden, InvalidInput, NotFound, PolicyDenied
 from identity.errors import ObjectAccessDenied
 from policy.engine import decide
 from policy.model import Context, Decision, Resource
@@ -155,7 +155,9 @@ def _access(ctx: RequestContext) -> Decision | None:
     assert ctx.principal is not None
     if AUDITOR_SCOPE in ctx.principal.scopes:
         return authorize_auditor(ctx)
-    return None
+    if PARTNER_SCOPE in ctx.principal.scopes:
+        return None
+    raise Forbidden("Reading the audit log needs audit:read, or submissions:read for receipts.")
 
 
 def _dialect(session: Session) -> str:

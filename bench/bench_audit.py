@@ -282,8 +282,8 @@ def bench_verify(tmp: Path, n: int) -> float:
         raise SystemExit(f"the generated CSV export did not verify: {report.as_dict()}")
     print(
         f"   CSV export of {csv_n:,} events: {csv_seconds:.2f} s = {csv_n / csv_seconds:,.0f} "
-        f"events/s ({(csv_n / csv_seconds) / (n / seconds):.2f}x the NDJSON rate: each row is "
-        "re-serialized to canonical JSON)"
+        f"events/s ({(csv_n / csv_seconds) / (n / seconds):.2f}x the NDJSON rate: its "
+        "canonical JSON is reassembled from the cells)"
     )
     csv_path.unlink()
     return seconds * 1_000_000 / n

@@ -22,6 +22,7 @@ from core.context import RequestContext
 from core.db import make_engine, make_session_factory
 from core.errors import InvalidInput
 from core.migrate import upgrade
+from policy.model import Principal
 from tests.audit.helpers import add_events, all_leaves, drop_append_only_triggers, principal
 from tests.conftest import MASTER
 
@@ -316,3 +317,22 @@ def test_the_checkpoint_timer_signs_when_the_log_grew_and_survives_errors(
     timer.stop()
     with pytest.raises(ValueError):
         CheckpointTimer(sessions, SIGNER, lambda: clock_value, interval=0)
+
+
+def test_reading_the_log_needs_an_auditor_or_a_partner_scope(session):
+    from audit.queries import EventFilter, latest_checkpoint, list_events
+    from core.errors import Forbidden, PolicyDenied
+
+    nobody = RequestContext(
+        "r", datetime(2026, 3, 9, tzinfo=UTC), principal("district", "district-dashboard")
+    )
+    with pytest.raises(Forbidden):
+        latest_checkpoint(session, nobody, SIGNER)
+    # audit:read held by a non-auditor organization is still denied by the policy engine.
+    partner = RequestContext(
+        "r",
+        datetime(2026, 3, 9, tzinfo=UTC),
+        Principal("x", "district", "partner", frozenset({"audit:read"})),
+    )
+    with pytest.raises(PolicyDenied):
+        list_events(session, partner, EventFilter(), after=None, limit=10)
