@@ -207,6 +207,26 @@ def latest_checkpoint(session: Session, ctx: RequestContext, signer: LogSigner) 
     return row
 
 
+def checkpoint_at(session: Session, ctx: RequestContext, size: int) -> AuditCheckpoint:
+    """The checkpoint of one tree size (an export's, say), if one was made."""
+    decision = _access(ctx)
+    row = checkpoints.at_size(session, size)
+    if row is None:
+        raise NotFound("No checkpoint was made at that tree size.")
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="audit.checkpoint.read",
+            resource_type="audit_checkpoint",
+            resource_id=str(size),
+            decision=decision,
+            counts={"tree_size": size},
+        ),
+    )
+    return row
+
+
 def _checkpoint_for(
     session: Session, signer: LogSigner, now: datetime, size: int | None, needed: int
 ) -> tuple[int, AuditCheckpoint | None]:

@@ -124,6 +124,21 @@ def latest_checkpoint(request: Request, session: UnitOfWork, ctx: Authenticated)
     return JSONResponse(as_json(row, signer.origin))
 
 
+@router.get(
+    "/checkpoints/{tree_size}",
+    summary="The checkpoint of one tree size, e.g. an export's (text/plain: the note)",
+    dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint", "tree_size"))],
+)
+def checkpoint_at(
+    request: Request, session: UnitOfWork, ctx: Authenticated, tree_size: int
+) -> Response:
+    signer = _signer(request)
+    row = queries.checkpoint_at(session, _auditor_or_partner(ctx), tree_size)
+    if _wants(request, "text/plain"):
+        return PlainTextResponse(row.note)
+    return JSONResponse(as_json(row, signer.origin))
+
+
 @router.get("/public-key", summary="The log's Ed25519 public key (JSON, or ?format=pem / vkey)")
 def public_key(
     request: Request,

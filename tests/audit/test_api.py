@@ -317,10 +317,15 @@ def test_export_ndjson_and_csv_verify_offline(api, client, tmp_path):
     ndjson = _save(tmp_path, "export.ndjson", r.content)
     cp_doc = api.get("/v1/audit/checkpoints/latest", as_="county-auditor").json()
     cp_file = _save(tmp_path, "checkpoint.json", json.dumps(cp_doc).encode())
-    # The export was made at a checkpoint of its own size; the latest one is larger.
-    exported_cp = api.get(
-        "/v1/audit/proofs/inclusion", as_="county-auditor", params={"index": 0, "tree_size": size}
-    ).json()["checkpoint"]
+    # The export was made at a checkpoint of its own size (fetched by size); the latest is larger.
+    r = api.get(
+        f"/v1/audit/checkpoints/{size}", as_="county-auditor", headers={"Accept": "text/plain"}
+    )
+    assert r.status_code == 200, r.text
+    exported_cp = {"note": r.text}
+    assert api.get("/v1/audit/checkpoints/999999999", as_="county-auditor").status_code == 404
+    assert api.get("/v1/audit/checkpoints/abc", as_="county-auditor").status_code == 422
+    assert api.get(f"/v1/audit/checkpoints/{size}", as_="district-sis").json()["tree_size"] == size
     cp = open_checkpoint(exported_cp["note"], key)
     report = verify_export(ndjson, [cp])
     assert report.ok, report.as_dict()
