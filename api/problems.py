@@ -144,6 +144,12 @@ PROBLEMS: dict[str, ProblemType] = {
     "rate-limited": ProblemType(
         429, "Too many requests", "Retry after the number of seconds in Retry-After."
     ),
+    "audit-log-inconsistent": ProblemType(
+        500,
+        "The audit log failed an integrity check",
+        "The stored log is missing events or no longer extends a checkpoint it signed; nothing "
+        "was signed or served. Operators: compare an export with your saved checkpoints.",
+    ),
     "domain-error": ProblemType(
         400, "Request could not be completed", "The request could not be completed."
     ),

@@ -1,12 +1,27 @@
-"""The byte form of an audit event that its Merkle leaf hashes: canonical JSON.
+"""The byte form of an audit event that its Merkle leaf hashes, and the export line formats.
 
-Keys sorted, no insignificant whitespace, UTF-8, times as RFC 3339 strings with microseconds.
-An exported event line carries exactly these fields, so anyone can recompute the leaf hash.
+An entry's canonical form is JSON with keys sorted, no insignificant whitespace, UTF-8 (not
+ASCII-escaped), no NaN or infinities, and times as RFC 3339 UTC strings with microseconds. An
+exported event carries exactly these fields, so anyone can recompute the leaf hash.
+
+Export formats (both carry the leaf hash the log recorded, base64 as in RFC 9162's JSON API):
+
+* NDJSON: one line per event, the canonical entry with ``"leaf_hash"`` appended as its last key,
+  so the canonical bytes are recovered by slicing, without re-serializing (this is what lets a
+  million-event export verify in a couple of seconds). An event left out by an export filter is a
+  line ``{"index":N,"leaf_hash":"..."}``: the tree still recomputes, the content is withheld.
+* CSV: a header of :data:`EXPORT_COLUMNS`; null is an empty cell (the service stores empty strings
+  as null, so this is lossless); list and object fields are canonical JSON text; a cell that a
+  spreadsheet would run as a formula (``= + - @``, tab, CR) or that starts with ``'`` gets a
+  ``'`` prefix, which readers strip. A left-out event has only ``index`` and ``leaf_hash``.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
+from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 ENTRY_FIELDS = (
@@ -27,8 +42,170 @@ ENTRY_FIELDS = (
     "outcome",
     "detail",
 )
+JSON_FIELDS = frozenset({"agreements", "rules", "reasons", "counts"})
+EXPORT_COLUMNS = (*ENTRY_FIELDS, "leaf_hash")
+
+_ENTRY_START = b'{"action":'  # "action" sorts first among ENTRY_FIELDS
+_REDACTED_START = b'{"index":'
+_SUFFIX_START = b',"leaf_hash":"'
+_SUFFIX_LEN = len(_SUFFIX_START) + 44 + 2  # base64 of 32 bytes, then '"}'
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
-def canonical_bytes(entry: dict[str, Any]) -> bytes:
+def canonical_bytes(entry: Mapping[str, Any]) -> bytes:
+    """The bytes a leaf hashes: the entry's fields (missing ones null) as canonical JSON."""
     data = {k: entry.get(k) for k in ENTRY_FIELDS}
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
+def unb64(text: str | bytes, length: int | None = 32) -> bytes:
+    """Strict standard base64 (RFC 4648 section 4); ``length`` bytes unless None."""
+    raw = text.encode() if isinstance(text, str) else text
+    try:
+        data = binascii.a2b_base64(raw, strict_mode=True)
+    except binascii.Error as exc:
+        raise ValueError("not base64") from exc
+    if length is not None and len(data) != length:
+        raise ValueError(f"expected {length} bytes")
+    return data
+
+
+# --- NDJSON -------------------------------------------------------------------------------------
+
+
+def ndjson_line(canonical: bytes, leaf: bytes) -> bytes:
+    """An export line: the canonical entry with its leaf hash appended as the last key."""
+    return canonical[:-1] + _SUFFIX_START + binascii.b2a_base64(leaf, newline=False) + b'"}\n'
+
+
+def ndjson_withheld(index: int, leaf: bytes) -> bytes:
+    """The line of an event an export filter left out: its index and leaf hash only."""
+    return b'{"index":%d,"leaf_hash":"%s"}\n' % (index, binascii.b2a_base64(leaf, newline=False))
+
+
+def split_ndjson_line(line: bytes) -> tuple[bytes | None, bytes]:
+    """Return (canonical entry bytes, or None for a withheld event; the stated leaf hash)."""
+    line = line.rstrip(b"\r\n")
+    cut = len(line) - _SUFFIX_LEN
+    if cut <= 0 or line[cut : cut + len(_SUFFIX_START)] != _SUFFIX_START or line[-2:] != b'"}':
+        raise ValueError("not an audit export line")
+    leaf = unb64(line[cut + len(_SUFFIX_START) : -2])
+    if line.startswith(_ENTRY_START):
+        return line[:cut] + b"}", leaf
+    if line.startswith(_REDACTED_START) and line[len(_REDACTED_START) : cut].isdigit():
+        return None, leaf
+    raise ValueError("not an audit export line")
+
+
+def withheld_index(line: bytes) -> int:
+    """The index of a withheld-event line (see :func:`ndjson_withheld`)."""
+    line = line.rstrip(b"\r\n")
+    return int(line[len(_REDACTED_START) : len(line) - _SUFFIX_LEN])
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def _uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") else text
+
+
+def csv_row(entry: Mapping[str, Any], leaf: bytes) -> list[str]:
+    """The CSV cells of an event, in :data:`EXPORT_COLUMNS` order."""
+    row: list[str] = []
+    for name in ENTRY_FIELDS:
+        value = entry.get(name)
+        if name in JSON_FIELDS:
+            row.append(_cell(_json_text(value)))
+        elif value is None:
+            row.append("")
+        else:
+            row.append(_cell(str(value)))
+    row.append(b64(leaf))
+    return row
+
+
+def csv_withheld_row(index: int, leaf: bytes) -> list[str]:
+    return [str(index), *([""] * (len(ENTRY_FIELDS) - 1)), b64(leaf)]
+
+
+def parse_csv_row(row: Sequence[str]) -> tuple[dict[str, Any] | None, int, bytes]:
+    """Return (the entry, or None for a withheld event; its index; the stated leaf hash)."""
+    if len(row) != len(EXPORT_COLUMNS):
+        raise ValueError(f"expected {len(EXPORT_COLUMNS)} columns, found {len(row)}")
+    index_text = row[0]
+    if not index_text.isdigit() or (len(index_text) > 1 and index_text[0] == "0"):
+        raise ValueError("the index is not a number")
+    index = int(index_text)
+    leaf = unb64(row[-1])
+    if row[ENTRY_FIELDS.index("action")] == "":
+        if any(row[1:-1]):
+            raise ValueError("a withheld event carries only its index and leaf hash")
+        return None, index, leaf
+    entry: dict[str, Any] = {"index": index}
+    for name, text in zip(ENTRY_FIELDS[1:], row[1:-1], strict=True):
+        if name in JSON_FIELDS:
+            try:
+                entry[name] = json.loads(_uncell(text))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{name} is not JSON") from exc
+        else:
+            entry[name] = _uncell(text) if text else None
+    return entry, index, leaf
+
+
+_SORTED_FIELDS = tuple(sorted(ENTRY_FIELDS))
+_ENTRY_TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in _SORTED_FIELDS) + "}"
+# For each field in canonical (sorted) order: its CSV column, and whether it holds JSON text.
+_CSV_PLAN = tuple(
+    (ENTRY_FIELDS.index(name), name in JSON_FIELDS) for name in _SORTED_FIELDS if name != "index"
+)
+_INDEX_AT = _SORTED_FIELDS.index("index")
+_ACTION_COLUMN = ENTRY_FIELDS.index("action")
+
+
+def csv_canonical(row: Sequence[str]) -> tuple[bytes | None, bytes]:
+    """The canonical entry bytes of a CSV row without a JSON round trip (None if withheld), and
+    the stated leaf hash.
+
+    The list and object cells already hold canonical JSON text and strings only need quoting, so
+    the entry is assembled directly; a cell that is not in canonical form yields bytes that do not
+    hash to the log's leaf, exactly as a change would. :func:`parse_csv_row` is the full parse.
+    """
+    if len(row) != len(EXPORT_COLUMNS):
+        raise ValueError(f"expected {len(EXPORT_COLUMNS)} columns, found {len(row)}")
+    leaf = unb64(row[-1])
+    index = row[0]
+    if not index.isdigit() or (len(index) > 1 and index[0] == "0"):
+        raise ValueError("the index is not a number")
+    if row[_ACTION_COLUMN] == "":
+        return None, leaf
+    values: list[str] = []
+    for column, is_json in _CSV_PLAN:
+        text = row[column]
+        if text and text[0] == "'":
+            text = text[1:]
+        if is_json:
+            values.append(text)
+        elif text:
+            values.append(encode_basestring(text))
+        else:
+            values.append("null")
+    values.insert(_INDEX_AT, index)
+    return (_ENTRY_TEMPLATE % tuple(values)).encode(), leaf

@@ -1,14 +1,24 @@
-"""Tables of the access log. Database triggers refuse UPDATE and DELETE on events and checkpoints."""
+"""Tables of the access log.
+
+Database triggers refuse UPDATE and DELETE on events, checkpoints and stored subtree hashes, on
+SQLite and PostgreSQL alike (migrations 0001 and 0005). Only ``audit_head`` changes in place: it is
+the counter and Merkle frontier that every append advances under a row lock.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, JSONType, UTCDateTime
+
+# Perfect subtrees of 2**STORED_LEVEL leaves and more are stored as they complete (about one row per
+# 128 events); smaller ones are recomputed from at most 2**STORED_LEVEL leaf hashes when a proof
+# needs them. Migration 0005 backfills with the same value: change both together.
+STORED_LEVEL = 8
 
 
 class AuditEvent(Base):
@@ -49,7 +59,19 @@ class AuditHead(Base):
     frontier: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class AuditNode(Base):
+    """The hash of the perfect subtree of leaves ``[idx * 2**level, (idx + 1) * 2**level)``."""
+
+    __tablename__ = "audit_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
 class AuditCheckpoint(Base):
+    """A signed tree head; ``note`` is the whole C2SP signed note, exactly as served."""
+
     __tablename__ = "audit_checkpoints"
 
     tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -57,3 +79,4 @@ class AuditCheckpoint(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text, server_default="")

@@ -1,18 +1,70 @@
-"""The auditor's API (scope ``audit:read``)."""
+"""The auditor's API (scope ``audit:read``), and what partners need to check their receipts.
+
+Partners (``submissions:read``) may read checkpoints, consistency proofs and the inclusion proof of
+their own organization's events; the public key is public. Everything else is for auditors.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from api.deps import UnitOfWork, audited, require
-from audit import queries
+from api.deps import UnitOfWork, audited, require, state
+from audit import export, queries
+from audit.checkpoints import as_json
+from audit.note import LogSigner, origin_for, signer_for
 from core.context import RequestContext
+from identity.errors import InsufficientScope
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Auditor = Annotated[RequestContext, Depends(require("audit:read"))]
+Authenticated = Annotated[RequestContext, Depends(require())]
+Format = Literal["ndjson", "csv"]
+
+
+def _auditor_or_partner(ctx: RequestContext) -> RequestContext:
+    assert ctx.principal is not None
+    if not ctx.principal.scopes & {queries.AUDITOR_SCOPE, queries.PARTNER_SCOPE}:
+        raise InsufficientScope(frozenset({queries.AUDITOR_SCOPE}))
+    return ctx
+
+
+def _signer(request: Request) -> LogSigner:
+    st = state(request)
+    return signer_for(st.master, origin_for(st.settings.issuer))
+
+
+def _wants(request: Request, media_type: str) -> bool:
+    accept = request.headers.get("accept", "")
+    return media_type in accept and "application/json" not in accept
+
+
+def _filters(
+    since: datetime | None = None,
+    until: datetime | None = None,
+    organization: Annotated[str | None, Query(max_length=64)] = None,
+    client: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=65)] = None,
+    decision: Literal["permit", "deny"] | None = None,
+    outcome: Literal["succeeded", "denied", "rejected", "failed"] | None = None,
+    agreement: Annotated[str | None, Query(max_length=64)] = None,
+) -> queries.EventFilter:
+    return queries.EventFilter(
+        since=since,
+        until=until,
+        organization=organization,
+        client=client,
+        action=action,
+        decision=decision,
+        outcome=outcome,
+        agreement=agreement,
+    )
+
+
+Filters = Annotated[queries.EventFilter, Depends(_filters)]
 
 
 @router.get(
@@ -23,24 +75,127 @@ Auditor = Annotated[RequestContext, Depends(require("audit:read"))]
 def list_events(
     session: UnitOfWork,
     ctx: Auditor,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    organization: str | None = None,
-    client: str | None = None,
-    action: str | None = None,
-    decision: str | None = None,
-    agreement: str | None = None,
-    after: Annotated[int | None, Query(ge=-1)] = None,
+    filters: Filters,
+    after: Annotated[int | None, Query(ge=-1, description="the last index already seen")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    filters = queries.EventFilter(
-        since=since,
-        until=until,
-        organization=organization,
-        client=client,
-        action=action,
-        decision=decision,
-        agreement=agreement,
-    )
     items = queries.list_events(session, ctx, filters, after=after, limit=limit)
     return {"items": items, "next": items[-1]["index"] if len(items) == limit else None}
+
+
+@router.get(
+    "/export",
+    summary="Export the log up to a checkpoint as NDJSON or CSV (verify it with `backbone audit verify`)",
+    dependencies=[Depends(audited("audit.export", "audit_log"))],
+    response_class=StreamingResponse,
+)
+def export_log(
+    request: Request,
+    session: UnitOfWork,
+    ctx: Auditor,
+    filters: Filters,
+    format: Format | None = None,
+    tree_size: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    fmt = format or ("csv" if _wants(request, "text/csv") else "ndjson")
+    plan = export.plan(
+        session, ctx, _signer(request), fmt=fmt, tree_size=tree_size, filters=filters
+    )
+    return StreamingResponse(
+        export.stream(state(request).sessions, plan),
+        media_type=plan.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{plan.filename}"',
+            "Audit-Tree-Size": str(plan.tree_size),
+        },
+    )
+
+
+@router.get(
+    "/checkpoints/latest",
+    summary="The latest signed checkpoint (made now if the log has grown); text/plain: the note",
+    dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint"))],
+)
+def latest_checkpoint(request: Request, session: UnitOfWork, ctx: Authenticated) -> Response:
+    signer = _signer(request)
+    row = queries.latest_checkpoint(session, _auditor_or_partner(ctx), signer)
+    if _wants(request, "text/plain"):
+        return PlainTextResponse(row.note)
+    return JSONResponse(as_json(row, signer.origin))
+
+
+@router.get(
+    "/checkpoints/{tree_size}",
+    summary="The checkpoint of one tree size, e.g. an export's (text/plain: the note)",
+    dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint", "tree_size"))],
+)
+def checkpoint_at(
+    request: Request, session: UnitOfWork, ctx: Authenticated, tree_size: int
+) -> Response:
+    signer = _signer(request)
+    row = queries.checkpoint_at(session, _auditor_or_partner(ctx), tree_size)
+    if _wants(request, "text/plain"):
+        return PlainTextResponse(row.note)
+    return JSONResponse(as_json(row, signer.origin))
+
+
+@router.get("/public-key", summary="The log's Ed25519 public key (JSON, or ?format=pem / vkey)")
+def public_key(
+    request: Request,
+    format: Literal["json", "pem", "vkey"] = "json",
+) -> Response:
+    key = _signer(request).verifier
+    if format == "pem":
+        return PlainTextResponse(key.pem(), media_type="application/x-pem-file")
+    if format == "vkey":
+        return PlainTextResponse(key.vkey() + "\n")
+    return JSONResponse(
+        {
+            "origin": key.name,
+            "algorithm": "Ed25519",
+            "key_id": key.vkey().split("+", 2)[1],
+            "vkey": key.vkey(),
+            "pem": key.pem(),
+        }
+    )
+
+
+@router.get(
+    "/proofs/inclusion",
+    summary="Inclusion proof of an event (RFC 9162 PATH) against a tree size, with its entry",
+    dependencies=[Depends(audited("audit.proof.inclusion", "audit_event"))],
+)
+def inclusion_proof(
+    request: Request,
+    session: UnitOfWork,
+    ctx: Authenticated,
+    index: Annotated[int, Query(ge=0)],
+    tree_size: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    signer = _signer(request)
+    return queries.inclusion_proof(
+        session,
+        _auditor_or_partner(ctx),
+        signer,
+        index=index,
+        tree_size=tree_size,
+        origin=signer.origin,
+    )
+
+
+@router.get(
+    "/proofs/consistency",
+    summary="Consistency proof between two tree sizes (RFC 9162 PROOF)",
+    dependencies=[Depends(audited("audit.proof.consistency", "audit_log"))],
+)
+def consistency_proof(
+    request: Request,
+    session: UnitOfWork,
+    ctx: Authenticated,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    signer = _signer(request)
+    return queries.consistency_proof(
+        session, _auditor_or_partner(ctx), signer, first=first, second=second, origin=signer.origin
+    )
