@@ -251,6 +251,20 @@ def change_status(
     return row
 
 
+def record_read(session: Session, ctx: RequestContext, agreement_id: str, what: str) -> None:
+    """Audit a read of an agreement (its versions, one version, or its ODRL form)."""
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="agreement.read",
+            resource_type="agreement",
+            resource_id=agreement_id,
+            detail=what,
+        ),
+    )
+
+
 def effective_status(row: AgreementVersion, now: datetime) -> str:
     """The stored status, except that an active or suspended version past its term is expired."""
     if row.status in LIVE_STATUSES and now >= row.expires_at:

@@ -29,6 +29,8 @@ from api.routers import (
     submissions,
 )
 from api.state import AppState
+from audit.checkpoints import CheckpointTimer
+from audit.note import origin_for, signer_for
 from core.clock import utcnow
 from core.db import make_engine, make_session_factory
 from core.keys import MasterKey, load_master_key
@@ -73,7 +75,16 @@ def create_app(
         await run_in_threadpool(_ensure_signing_key, backbone)
         await run_in_threadpool(backbone.auth.load)
         backbone.auth.start(settings.auth_sync_seconds)
+        timer = None
+        if settings.audit_checkpoint_interval_seconds > 0:
+            signer = signer_for(backbone.master, origin_for(settings.issuer))
+            timer = CheckpointTimer(
+                sessions, signer, clock, settings.audit_checkpoint_interval_seconds
+            )
+            timer.start()
         yield
+        if timer is not None:
+            timer.stop()
         backbone.auth.stop()
         engine.dispose()
 

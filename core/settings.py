@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     auth_sync_seconds: float = Field(
         default=0.1, ge=0, le=5, description="how often workers follow revocations; 0 = never"
     )
+    audit_checkpoint_interval_seconds: float = Field(
+        default=300, ge=0, description="sign a checkpoint this often when the log grew; 0 = off"
+    )
     rate_limit_storage: str = "memory://"
     token_rate_limit: str = "60/minute"
     write_rate_limit: str = "600/minute"

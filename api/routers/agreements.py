@@ -120,6 +120,7 @@ def get_odrl(
         status=service.effective_status(row, ctx.now),
         content_hash=row.content_hash,
     )
+    service.record_read(session, ctx, agreement_id, f"odrl of version {row.version}")
     return JSONResponse(body, media_type="application/ld+json")
 
 
@@ -171,7 +172,11 @@ def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/agreements/{agreement_id}", summary="An agreement with all its versions")
+@router.get(
+    "/agreements/{agreement_id}",
+    summary="An agreement with all its versions",
+    dependencies=[Depends(audited("agreement.read", "agreement", "agreement_id"))],
+)
 def get_agreement(
     agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy
 ) -> dict[str, Any]:
@@ -192,10 +197,15 @@ def get_agreement(
         }
         for h in repo.status_history(session, agreement_id)
     ]
+    service.record_read(session, ctx, agreement_id, "versions")
     return {"id": agreement.id, "title": agreement.title, "versions": versions, "history": history}
 
 
-@router.get("/agreements/{agreement_id}/versions/{version}", summary="One version's document")
+@router.get(
+    "/agreements/{agreement_id}/versions/{version}",
+    summary="One version's document",
+    dependencies=[Depends(audited("agreement.read", "agreement", "agreement_id"))],
+)
 def get_version(
     agreement_id: str, version: int, session: UnitOfWork, ctx: Reader, policy: Policy
 ) -> dict[str, Any]:
@@ -204,6 +214,7 @@ def get_version(
         raise NotFound("No such agreement version.")
     _check_read(ctx, policy, agreement_id)
     approvals = [a.organization_id for a in repo.approvals(session, agreement_id, version)]
+    service.record_read(session, ctx, agreement_id, f"version {version}")
     return {**_version_out(row, ctx.now, sorted(approvals)), "document": row.document}
 
 
