@@ -674,6 +674,13 @@ def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) ->
     return decision
 
 
+def read_record(view: ReleaseView, decision: Decision) -> AuditRecord:
+    """The audit event of a permitted read of ``view``."""
+    return AuditRecord(
+        action="release.read", resource_type="release", resource_id=view.id, decision=decision
+    )
+
+
 def read_release(
     session: Session, ctx: RequestContext, policy: PolicySet, release_id: str
 ) -> tuple[ReleaseView, Decision]:

@@ -75,6 +75,7 @@ def create_app(
         await run_in_threadpool(_ensure_signing_key, backbone)
         await run_in_threadpool(backbone.auth.load)
         backbone.auth.start(settings.auth_sync_seconds)
+        backbone.audit_batcher.start()
         timer = None
         if settings.audit_checkpoint_interval_seconds > 0:
             signer = signer_for(backbone.master, origin_for(settings.issuer))
@@ -85,6 +86,7 @@ def create_app(
         yield
         if timer is not None:
             timer.stop()
+        backbone.audit_batcher.stop()
         backbone.auth.stop()
         engine.dispose()
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agreements.service import PolicyCache
 from api.ratelimit import RateLimiter
+from audit.batcher import AuditBatcher
 from core.keys import MasterKey
 from core.settings import Settings
 from identity.auth_state import AuthState
@@ -30,6 +31,7 @@ class AppState:
     auth: AuthState
     policies: PolicyCache
     limiter: RateLimiter
+    audit_batcher: AuditBatcher
     clock: Callable[[], datetime]
 
     @classmethod
@@ -66,6 +68,7 @@ class AppState:
             verifier=TokenVerifier(settings.issuer, settings.audience, keys),
             auth=AuthState(sessions, clock),
             policies=PolicyCache(),
+            audit_batcher=AuditBatcher(sessions, settings.audit_read_batch_ms / 1000),
             limiter=RateLimiter(
                 settings.rate_limit_storage, settings.token_rate_limit, settings.write_rate_limit
             ),

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(
         default=300, ge=0, description="sign a checkpoint this often when the log grew; 0 = off"
     )
+    audit_read_batch_ms: float = Field(
+        default=4,
+        ge=0,
+        le=100,
+        description="group-commit window for audit events of reads; 0 = off",
+    )
     rate_limit_storage: str = "memory://"
     token_rate_limit: str = "60/minute"
     write_rate_limit: str = "600/minute"
