@@ -28,7 +28,7 @@ from records.vault import SegmentContext, SegmentWriter
 
 # Rows per sealed part: large enough for good compression and few inserts, small enough that
 # the last part (processed after the last byte arrives) adds little latency.
-PART_ROWS = 131_072
+PART_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
             if not validator.ok:
                 continue
             stored = spec.tokenizer.pseudonymize(part, spec.dataset)
-            validator.remember_keys(stored)
+            validator.remember_keys(stored, writer.row_count)
             writer.add(stored)
             if not schema:
                 schema = {name: str(dtype) for name, dtype in stored.schema.items()}

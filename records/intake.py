@@ -11,8 +11,9 @@ or record size (a JSON array, which may be one long line).
 
 Formats:
   CSV         UTF-8; a header row of unique, non-empty column names; every record has exactly
-              as many fields as the header; RFC 4180 quoting (quoted values may span lines).
-              Parsed by Arrow's streaming CSV reader, which refuses ragged rows.
+              as many fields as the header; RFC 4180 quoting (quoted values may span lines);
+              blank lines are skipped. The text is cut at record boundaries into blocks that
+              Arrow's CSV reader parses (it refuses ragged rows, which polars would pad).
   NDJSON      one JSON object per line; blank lines are skipped.
   JSON        one array of flat objects. It is split into objects by a vectorized scan (see
               :class:`JsonArraySplitter`: no streaming JSON-array parser ships with polars or
@@ -50,8 +51,7 @@ MEDIA_TYPES = {
     "application/json": "json",
 }
 CHUNK = 1 << 20
-# Records handed to validation at a time (CSV); NDJSON and JSON go by bytes of text.
-BATCH_ROWS = 65_536
+# Text parsed at a time: about 100,000 records of a typical CSV.
 TEXT_BLOCK = 8 << 20
 _UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -395,37 +395,40 @@ class CsvReader:
 
     def frames(self) -> Iterator[pl.DataFrame]:
         names = self.columns or self.header()
-        reader = self._open(names)
-        pending: list[pa.RecordBatch] = []
-        rows = 0
+        carry = b""
+        longest = max(TEXT_BLOCK, 2 * self.limits.max_line_bytes)
         while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise self._translate(exc) from None
-            if batch.num_rows == 0:
+            block = _read_block(self.stream, TEXT_BLOCK)
+            text = carry + block if carry else block
+            if not block:
+                if text.count(b'"') % 2:
+                    raise MalformedBody("A quoted CSV value is not closed.")
+                if text.strip():
+                    yield self._parse(text, names)
+                return
+            cut = _record_boundary(text)
+            if cut < 0:
+                carry = text
+                if len(carry) > longest:
+                    raise MalformedBody(
+                        f"A CSV record is longer than {self.limits.max_line_bytes} bytes "
+                        "(or a quote is not closed)."
+                    )
                 continue
-            pending.append(batch)
-            rows += batch.num_rows
-            if rows >= BATCH_ROWS:
-                yield pl.from_arrow(pa.Table.from_batches(pending))  # type: ignore[misc]
-                pending, rows = [], 0
-        if pending:
-            yield pl.from_arrow(pa.Table.from_batches(pending))  # type: ignore[misc]
+            carry = text[cut:]
+            frame = self._parse(text[:cut], names)
+            if frame.height:
+                yield frame
 
-    def _open(self, names: list[str]) -> pacsv.CSVStreamingReader:
+    def _parse(self, text: bytes, names: list[str]) -> pl.DataFrame:
         try:
-            return pacsv.open_csv(
-                self.stream,
-                read_options=pacsv.ReadOptions(
-                    column_names=names,
-                    block_size=max(4 << 20, 2 * self.limits.max_line_bytes),
-                    use_threads=True,
-                ),
+            table = pacsv.read_csv(
+                pa.py_buffer(text),
+                read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
                 parse_options=pacsv.ParseOptions(
-                    newlines_in_values=True, invalid_row_handler=self._on_invalid
+                    # Quoted line breaks are costly to allow: only where a quote occurs at all.
+                    newlines_in_values=b'"' in text,
+                    invalid_row_handler=self._on_invalid,
                 ),
                 convert_options=pacsv.ConvertOptions(
                     column_types={name: pa.string() for name in names},
@@ -434,15 +437,12 @@ class CsvReader:
                     check_utf8=True,
                 ),
             )
-        except StopIteration:
-            raise MalformedBody("The body holds no records.") from None
         except pa.ArrowInvalid as exc:
             raise self._translate(exc) from None
+        return pl.from_arrow(table)  # type: ignore[return-value]
 
     def _translate(self, exc: pa.ArrowInvalid) -> Exception:
         # Arrow's messages quote the offending row: never pass them on.
-        if self.stream.error is not None:
-            return self.stream.error
         message = str(exc)
         if "UTF8" in message or "UTF-8" in message:
             return UnsupportedEncoding(_NOT_UTF8)
@@ -452,12 +452,33 @@ class CsvReader:
                 f"A CSV record has {actual} field(s) where the header has {expected} "
                 "(an unbalanced quote can cause this too)."
             )
-        if "straddling" in message or "block size" in message:
-            return MalformedBody(f"A CSV record is longer than {self.limits.max_line_bytes} bytes.")
         return MalformedBody("The body is not well-formed CSV.")
 
 
+def _record_boundary(text: bytes) -> int:
+    """The offset just after the last line break that ends a record, or -1.
+
+    With RFC 4180 quoting a line break ends a record exactly when an even number of quote
+    characters precedes it (a doubled quote inside a quoted value counts twice).
+    """
+    nl = text.rfind(b"\n")
+    if nl < 0:
+        return -1
+    if b'"' not in text:
+        return nl + 1
+    quotes = text.count(b'"', 0, nl)
+    while quotes % 2:
+        prev = text.rfind(b"\n", 0, nl)
+        if prev < 0:
+            return -1
+        quotes -= text.count(b'"', prev, nl)
+        nl = prev
+    return nl + 1
+
+
 def _read_ndjson(text: bytes) -> pl.DataFrame:
+    if not text.strip():
+        return pl.DataFrame()
     try:
         frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:

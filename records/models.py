@@ -5,7 +5,7 @@ Key hierarchy (see :mod:`records.vault`)::
     master key --HKDF--> key-encryption key (KEK)
         wraps  data key            one per (agreement, dataset)          data_keys.wrapped
           wraps  segment key       one per submission                    segments.wrapped_key
-            seals  segment parts   Arrow IPC, AES-256-GCM               segment_parts.ciphertext
+            seals  segment parts   Parquet, AES-256-GCM                 segment_parts.ciphertext
 
 Destroying a data key shreds every submission of an (agreement, dataset); deleting a segment row
 (and with it the only copy of its wrapped segment key) shreds one withdrawn submission. The small
@@ -120,7 +120,7 @@ class Segment(Base):
 
 
 class SegmentPart(Base):
-    """A sealed part of a segment: Arrow IPC (zstd) of up to a few hundred thousand rows."""
+    """A sealed part of a segment: Parquet (zstd) of about a hundred thousand rows."""
 
     __tablename__ = "segment_parts"
 

@@ -33,6 +33,7 @@ _FALSE = ("false", "f", "no", "n", "0")
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 _FLOATS = (pl.Float32, pl.Float64)
 _ROW = "__row"
+_HASH = "__key_hash"
 
 MESSAGES = {
     "unknown-field": "This field is not listed for the dataset in the governing agreement.",
@@ -99,10 +100,21 @@ class ValidationReport:
         }
 
 
-def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str) -> pl.Expr:
-    """An expression converting ``col`` to the field type; null where conversion fails."""
+_BOOLEANS = {
+    **{v: True for t in _TRUE for v in (t, t.upper(), t.capitalize())},
+    **{v: False for f in _FALSE for v in (f, f.upper(), f.capitalize())},
+}
+
+
+def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str, exact: bool) -> pl.Expr:
+    """An expression converting ``col`` to the field type; null where conversion fails.
+
+    The exact form strips surrounding whitespace and lower-cases booleans first. The fast form
+    does neither (stripping allocates a copy of every string); it agrees with the exact form on
+    every value it converts, and a value it cannot convert sends the batch to the exact form.
+    """
     is_str = dtype == pl.String
-    s = col.str.strip_chars() if is_str else col
+    s = col.str.strip_chars() if is_str and exact else col
     if ftype == "string":
         return col if is_str else pl.lit(None, dtype=pl.String)
     if ftype == "integer":
@@ -125,6 +137,8 @@ def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str) -> pl.Expr:
     if ftype == "boolean":
         if dtype == pl.Boolean:
             return col
+        if is_str and not exact:
+            return col.replace_strict(_BOOLEANS, default=None, return_dtype=pl.Boolean)
         if is_str:
             low = s.str.to_lowercase()
             return (
@@ -150,10 +164,21 @@ def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str) -> pl.Expr:
     raise ValueError(f"unknown field type {ftype}")
 
 
-def _present(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.String:
+def _present(col: pl.Expr, dtype: pl.DataType, spec: FieldTerms, exact: bool) -> pl.Expr:
+    """Whether a value is there: not null and, for text, not blank (empty or whitespace).
+
+    The fast form counts only empty text as blank. It is used where a whitespace-only value
+    cannot pass anyway: a non-string field (it does not convert) or a string field with an
+    enum of non-blank values (it is not allowed); a failure sends the batch to the exact form.
+    """
+    if dtype != pl.String:
+        return col.is_not_null()
+    fast_enough = spec.type != "string" or (
+        spec.enum is not None and all(str(v).strip() for v in spec.enum)
+    )
+    if exact or not fast_enough:
         return col.is_not_null() & (col.str.strip_chars() != "")
-    return col.is_not_null()
+    return col.is_not_null() & (col.str.len_bytes() > 0)
 
 
 def _full_match(pattern: str) -> tuple[str, bool]:
@@ -190,7 +215,7 @@ class Validator:
         self.rows = 0
         self._known = {f.name: f for f in dataset.fields}
         self._keys: list[pl.DataFrame] = []
-        self._plans: dict[tuple[tuple[str, pl.DataType], ...], _Plan] = {}
+        self._plans: dict[tuple[tuple[tuple[str, pl.DataType], ...], bool], _Plan] = {}
 
     @property
     def ok(self) -> bool:
@@ -222,13 +247,14 @@ class Validator:
             for _ in unknown:
                 self.report.add("unknown-field", None, None)
             return None
-        plan = self._plan(frame.schema)
-        work = frame.with_columns(plan.typed)
-        flags = work.select(plan.checks)
-        counts = flags.sum().row(0, named=True)
-        bad = {label: n for label, n in counts.items() if n}
-        if not bad:
-            return work.select(plan.output)
+        for exact in (False, True):
+            plan = self._plan(frame.schema, exact)
+            work = frame.with_columns(plan.typed)
+            flags = work.select(plan.checks)
+            counts = flags.sum().row(0, named=True)
+            bad = {label: n for label, n in counts.items() if n}
+            if not bad:
+                return work.select(plan.output)
         for label, n in bad.items():
             self.report.count(plan.labels[label][1], int(n))
         room = self.report.room
@@ -243,12 +269,15 @@ class Validator:
                 self.report.add(code, name, row, self._known[name].type)
         return None
 
-    def remember_keys(self, stored: pl.DataFrame) -> None:
-        """Keep the key columns of a stored part (tokens for identifiers) for :meth:`finish`."""
+    def remember_keys(self, stored: pl.DataFrame, offset: int) -> None:
+        """Keep the key columns of a stored part (tokens for identifiers) for :meth:`finish`,
+        with a 64-bit hash of each key to find candidate duplicates cheaply."""
         if self.dataset.key:
-            offset = self.rows - stored.height
+            keys = stored.select(list(self.dataset.key))
             self._keys.append(
-                stored.select(list(self.dataset.key)).with_row_index(_ROW, offset=offset + 1)
+                keys.with_columns(
+                    pl.struct(list(self.dataset.key)).hash().alias(_HASH)
+                ).with_row_index(_ROW, offset=offset + 1)
             )
 
     def finish(self) -> None:
@@ -257,22 +286,26 @@ class Validator:
         if not (self.ok and keys):
             return
         frame = pl.concat(keys) if len(keys) > 1 else keys[0]
+        # Equal hashes first (one pass over 64-bit integers), then equal keys among those.
+        candidates = frame.filter(pl.col(_HASH).is_duplicated())
+        if not candidates.height:
+            return
         key = pl.struct(list(self.dataset.key))
-        later = frame.filter(key.is_duplicated() & ~key.is_first_distinct())
+        later = candidates.filter(key.is_duplicated() & ~key.is_first_distinct())
         if later.height:
             name = ",".join(self.dataset.key)
             self.report.count("duplicate-key", later.height)
             for row in later.get_column(_ROW).head(self.report.room).to_list():
                 self.report.add("duplicate-key", name, row)
 
-    def _plan(self, schema: pl.Schema) -> _Plan:
-        signature = tuple(schema.items())
+    def _plan(self, schema: pl.Schema, exact: bool) -> _Plan:
+        signature = (tuple(schema.items()), exact)
         plan = self._plans.get(signature)
         if plan is None:
-            plan = self._plans[signature] = self._build(schema)
+            plan = self._plans[signature] = self._build(schema, exact)
         return plan
 
-    def _build(self, schema: pl.Schema) -> _Plan:
+    def _build(self, schema: pl.Schema, exact: bool) -> _Plan:
         typed: list[pl.Expr] = []
         checks: list[pl.Expr] = []
         labels: dict[str, tuple[str, str]] = {}
@@ -282,8 +315,8 @@ class Validator:
             if spec.name in schema:
                 dtype = schema[spec.name]
                 raw = pl.col(spec.name)
-                present = _present(raw, dtype)
-                conv = _typed(raw, dtype, spec.type)
+                present = _present(raw, dtype, spec, exact)
+                conv = _typed(raw, dtype, spec.type, exact)
                 if spec.type == "string":
                     conv = pl.when(present).then(conv).otherwise(None)
                 typed.append(conv.alias(tname))
