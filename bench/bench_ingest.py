@@ -344,10 +344,13 @@ def copy(pg_url: str, path: Path, typed: bool) -> float:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} ({columns})")
         started = time.perf_counter()
-        with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(f"COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
-                for chunk in _chunks(path):
-                    cp.write(chunk)
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(f"COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)") as cp,
+        ):
+            for chunk in _chunks(path):
+                cp.write(chunk)
         elapsed = time.perf_counter() - started
         conn.execute(f"DROP TABLE {table}")
     return elapsed

@@ -84,7 +84,7 @@ def test_pseudonymize_replaces_only_identifiers():
 
 text = st.text(
     alphabet=st.one_of(
-        st.sampled_from(list("ABCxyz019 \t\n\u00a0\u2003ßİıΣςéE\u0301ﬁ\uff21")),
+        st.sampled_from(list("ABCxyz019 \t\n\u00a0\u2003ßİ\u0131ΣςéE\u0301\ufb01\uff21")),
         st.characters(blacklist_categories=("Cs",)),
     ),
     max_size=12,

@@ -117,7 +117,7 @@ def test_duplicate_keys_across_parts_report_every_later_record():
 
 
 def test_period_must_match_the_declared_period():
-    typed, report = run([GOOD, {**GOOD, "pid": "AB999", "year": "2024-25"}], period="2025-26")
+    _, report = run([GOOD, {**GOOD, "pid": "AB999", "year": "2024-25"}], period="2025-26")
     assert report["counts"] == {"period": 1}
     assert report["errors"][0]["row"] == 2
 
@@ -132,7 +132,7 @@ def test_report_keeps_the_first_errors_by_row_and_counts_all(monkeypatch):
         }
         for i in range(300)
     ]
-    typed, report = run(rows, chunks=7)
+    _, report = run(rows, chunks=7)
     assert report["counts"] == {"type": 150 + 100}
     assert report["error_count"] == 250
     assert report["truncated"] is True
