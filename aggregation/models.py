@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -68,3 +70,40 @@ class Release(Base):
         UniqueConstraint("indicator_id", "request_key"),
         Index("ix_releases_indicator_created", "indicator_id", "created_at"),
     )
+
+
+class PrivacyBudget(Base):
+    """The privacy-loss budget of one (agreement, dataset, period); never spent past its limit."""
+
+    __tablename__ = "privacy_budgets"
+
+    agreement_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epsilon_limit: Mapped[float] = mapped_column(Float)
+    epsilon_spent: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint(
+            "epsilon_spent >= 0 AND epsilon_spent <= epsilon_limit + 0.000000001",
+            name="within_limit",
+        ),
+    )
+
+
+class PrivacyCharge(Base):
+    """One entry of the ledger: a release's privacy loss charged to one budget."""
+
+    __tablename__ = "privacy_charges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agreement_id: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(32))
+    epsilon: Mapped[float] = mapped_column(Float)
+    release_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_privacy_charges_budget", "agreement_id", "dataset", "period"),)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -19,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregation import suppression
-from aggregation.cube import Cube, build_cube
+from aggregation.cube import TOTAL, Cube, build_cube
 from aggregation.definition import IndicatorDefinition
 from aggregation.expressions import compile_filter
 from aggregation.models import Indicator, IndicatorVersion, Release
@@ -29,7 +32,7 @@ from core.errors import InvalidInput, NotFound, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
 from policy.engine import PolicySet, decide
-from policy.model import Context, DatasetTerms, Decision, Resource
+from policy.model import Context, DatasetTerms, Decision, Principal, Resource
 from policy.vocabulary import GEOGRAPHY_RANK
 from records.service import in_scope, load_frame
 
@@ -80,6 +83,41 @@ def _finest_geography(ds: DatasetTerms, dims: Sequence[str]) -> str | None:
     return min(levels, key=lambda g: GEOGRAPHY_RANK.get(g, -1)) if levels else None
 
 
+def publish_decision(
+    principal: Principal,
+    policy: PolicySet,
+    definition: IndicatorDefinition,
+    dims: Sequence[str],
+    method: str,
+    now: datetime,
+) -> Decision:
+    """The policy decision on publishing ``definition`` along ``dims`` with ``method``."""
+    ds = next(
+        (
+            t.dataset(definition.dataset)
+            for t in policy.covering(definition.dataset)
+            if t.in_force(now)
+        ),
+        None,
+    )
+    cohort = frozenset({definition.cohort.dataset}) if definition.cohort else frozenset()
+    return decide(
+        principal,
+        "publish",
+        Resource(
+            datasets=definition.datasets,
+            dimensions=frozenset(dims),
+            geography=_finest_geography(ds, dims) if ds is not None else None,
+            method=method,
+            linked_datasets=frozenset(definition.datasets) if definition.cohort else frozenset(),
+            cohort_datasets=cohort,
+        ),
+        Context(purpose=definition.purpose, recipients=frozenset(definition.recipients)),
+        policy,
+        now,
+    )
+
+
 def _publish_decision(
     ctx: RequestContext,
     policy: PolicySet,
@@ -88,25 +126,7 @@ def _publish_decision(
     method: str,
 ) -> Decision:
     assert ctx.principal is not None
-    ds = _dataset_terms(policy, definition.dataset, ctx.now)
-    linked = frozenset(definition.datasets) if definition.cohort else frozenset()
-    return decide(
-        ctx.principal,
-        "publish",
-        Resource(
-            datasets=definition.datasets,
-            dimensions=frozenset(dims),
-            geography=_finest_geography(ds, dims),
-            method=method,
-            linked_datasets=linked,
-            cohort_datasets=frozenset({definition.cohort.dataset})
-            if definition.cohort
-            else frozenset(),
-        ),
-        Context(purpose=definition.purpose, recipients=frozenset(definition.recipients)),
-        policy,
-        ctx.now,
-    )
+    return publish_decision(ctx.principal, policy, definition, dims, method, ctx.now)
 
 
 def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: Any) -> None:
@@ -392,39 +412,110 @@ def create_release(
     return release, True
 
 
-def read_release(
-    session: Session, ctx: RequestContext, policy: PolicySet, release_id: str
-) -> tuple[Release, Decision]:
-    """Return a stored release if the caller's organization is a recipient under every
-    contributing agreement in force."""
-    assert ctx.principal is not None
+@dataclass(frozen=True)
+class ReleaseView:
+    """A stored release with the definition it was computed from. Releases never change, so
+    views are cached by id (the authorization check and the audit event are not)."""
+
+    id: str
+    indicator_id: str
+    indicator_version: int
+    unit: str
+    purpose: str
+    datasets: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    method: str
+    parameters: dict[str, Any]
+    cells: tuple[dict[str, Any], ...]
+    provenance: dict[str, Any]
+    recipients: frozenset[str]
+    created_at: datetime
+    audit_index: int | None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "indicator": self.indicator_id,
+            "indicator_version": self.indicator_version,
+            "unit": self.unit,
+            "method": self.method,
+            "dimensions": list(self.dimensions),
+            "parameters": self.parameters,
+            "created_at": self.created_at.isoformat(),
+            "audit_index": self.audit_index,
+        }
+
+
+_views: OrderedDict[str, ReleaseView] = OrderedDict()
+_views_lock = threading.Lock()
+_VIEWS_MAX = 256
+
+
+def release_view(session: Session, release_id: str) -> ReleaseView:
+    with _views_lock:
+        view = _views.get(release_id)
+        if view is not None:
+            _views.move_to_end(release_id)
+            return view
     release = session.get(Release, release_id)
     if release is None:
         raise NotFound("No such release.")
-    _version, definition = get_definition(session, release.indicator_id)
-    decision = decide(
-        ctx.principal,
-        "read",
-        Resource(datasets=definition.datasets),
-        Context(),
-        policy,
-        ctx.now,
+    row = session.get(IndicatorVersion, (release.indicator_id, release.indicator_version))
+    assert row is not None
+    definition = IndicatorDefinition.model_validate(row.definition)
+    view = ReleaseView(
+        id=release.id,
+        indicator_id=release.indicator_id,
+        indicator_version=release.indicator_version,
+        unit=definition.unit,
+        purpose=definition.purpose,
+        datasets=definition.datasets,
+        dimensions=tuple(release.dimensions),
+        method=release.method,
+        parameters=dict(release.parameters),
+        cells=tuple(release.cells),
+        provenance=dict(release.provenance),
+        recipients=frozenset(release.recipients),
+        created_at=release.created_at,
+        audit_index=release.audit_index,
     )
-    if ctx.principal.organization_id not in release.recipients or not decision.permitted:
-        if decision.permitted:
-            raise PolicyDenied("Denied: your organization is not a recipient of this indicator.")
+    with _views_lock:
+        _views[release_id] = view
+        while len(_views) > _VIEWS_MAX:
+            _views.popitem(last=False)
+    return view
+
+
+def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) -> Decision:
+    """The caller's organization must be a recipient of the release and, under every
+    contributing agreement in force, a permitted reader."""
+    assert ctx.principal is not None
+    decision = decide(
+        ctx.principal, "read", Resource(datasets=view.datasets), Context(), policy, ctx.now
+    )
+    if not decision.permitted:
         raise PolicyDenied(decision.explanation, decision=decision)
+    if ctx.principal.organization_id not in view.recipients:
+        raise PolicyDenied(
+            "Denied: your organization is not among the recipients this indicator was published to."
+        )
+    return decision
+
+
+def read_release(
+    session: Session, ctx: RequestContext, policy: PolicySet, release_id: str
+) -> tuple[ReleaseView, Decision]:
+    """Return a stored release to a permitted reader, and audit the read."""
+    view = release_view(session, release_id)
+    decision = authorize_read(ctx, policy, view)
     record(
         session,
         ctx,
         AuditRecord(
-            action="release.read",
-            resource_type="release",
-            resource_id=release.id,
-            decision=decision,
+            action="release.read", resource_type="release", resource_id=view.id, decision=decision
         ),
     )
-    return release, decision
+    return view, decision
 
 
 def list_releases(session: Session, indicator_id: str) -> Sequence[Release]:
@@ -433,3 +524,77 @@ def list_releases(session: Session, indicator_id: str) -> Sequence[Release]:
         .where(Release.indicator_id == indicator_id)
         .order_by(Release.created_at.desc())
     ).all()
+
+
+def series(
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    indicator_id: str,
+    filters: dict[str, frozenset[str]],
+) -> dict[str, Any]:
+    """The indicator over time: for each period, the value of the most recent release that
+    has it, at the totals of every dimension not filtered on; with baseline and target."""
+    version, definition = get_definition(session, indicator_id)
+    period = definition.period_dimension
+    if period is None:
+        raise IndicatorInvalid("This indicator has no period dimension, so it has no time series.")
+    unknown = set(filters) - set(definition.dimensions)
+    if unknown or period in filters:
+        raise IndicatorInvalid("Filter on the indicator's non-period dimensions only.")
+    if any(len(v) != 1 for v in filters.values()):
+        raise IndicatorInvalid("A series takes one value per filtered dimension.")
+    points: dict[str, dict[str, Any]] = {}
+    used: list[str] = []
+    decision: Decision | None = None
+    for release in list_releases(session, indicator_id):
+        if period not in release.dimensions or not set(filters) <= set(release.dimensions):
+            continue
+        view = release_view(session, release.id)
+        decision = authorize_read(ctx, policy, view)
+        contributed = False
+        for cell in view.cells:
+            label = cell.get(period)
+            if label == TOTAL or label in points:
+                continue
+            if all(
+                (str(cell.get(d)) in filters[d]) if d in filters else cell.get(d) == TOTAL
+                for d in view.dimensions
+                if d != period
+            ):
+                points[str(label)] = {
+                    "period": label,
+                    **{d: cell.get(d) for d in filters},
+                    **{
+                        k: cell.get(k)
+                        for k in ("value", "lower", "upper", "status", "numerator", "denominator")
+                    },
+                    "release": view.id,
+                }
+                contributed = True
+        if contributed:
+            used.append(view.id)
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="release.read",
+            resource_type="indicator_series",
+            resource_id=indicator_id,
+            decision=decision,
+            counts={"releases": len(used), "points": len(points)},
+        ),
+    )
+    return {
+        "indicator": indicator_id,
+        "version": version.version,
+        "title": definition.title,
+        "unit": definition.unit,
+        "direction": definition.direction,
+        "period_dimension": period,
+        "filters": {d: sorted(v) for d, v in filters.items()},
+        "baseline": definition.baseline.model_dump() if definition.baseline else None,
+        "target": definition.target.model_dump() if definition.target else None,
+        "points": [points[p] for p in sorted(points)],
+        "releases": used,
+    }

@@ -145,9 +145,13 @@ class PrivacySpec(_Strict):
     max_contributions: int = Field(default=1, ge=1, le=100)
 
 
+def _default_methods() -> list[Literal["suppression", "differential_privacy"]]:
+    return ["suppression"]
+
+
 class DisclosureSpec(_Strict):
     methods: list[Literal["suppression", "differential_privacy"]] = Field(
-        default_factory=lambda: ["suppression"], min_length=1
+        default_factory=_default_methods, min_length=1
     )
     min_cell_size: int = Field(default=11, ge=1, le=1000)
     rounding: Literal["none", "base5", "midpoint6"] = "none"

@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from agreements import repository as repo
 from agreements.compile import compile_terms
 from agreements.document import AgreementDocument, Term
-from agreements.errors import AgreementStateConflict
+from agreements.errors import AgreementStateConflict, InvalidAgreement
+from agreements.lint import lint
 from agreements.models import (
     Agreement,
     AgreementApproval,
@@ -61,9 +63,22 @@ def _status(
     )
 
 
-def create(session: Session, ctx: RequestContext, document: AgreementDocument) -> AgreementVersion:
-    """Store ``document`` as a new draft version (version 1, or the next amendment)."""
+def check(document: AgreementDocument, *, k_floor: int) -> None:
+    """Raise :class:`InvalidAgreement` with every lint finding, if there are any."""
+    findings = lint(document, k_floor=k_floor)
+    if findings:
+        raise InvalidAgreement(
+            f"The agreement has {len(findings)} problem(s); nothing was stored.",
+            [f.as_dict() for f in findings],
+        )
+
+
+def create(
+    session: Session, ctx: RequestContext, document: AgreementDocument, *, k_floor: int = 5
+) -> AgreementVersion:
+    """Lint ``document`` and store it as a new draft version (version 1, or the next amendment)."""
     org, _client, kind = _principal(ctx)
+    check(document, k_floor=k_floor)
     if org not in document.party_ids and kind != "backbone":
         raise Forbidden("Only a party to the agreement or the backbone may draft it.")
     agreement = repo.get(session, document.uid)
@@ -236,6 +251,27 @@ def change_status(
     return row
 
 
+def effective_status(row: AgreementVersion, now: datetime) -> str:
+    """The stored status, except that an active or suspended version past its term is expired."""
+    if row.status in LIVE_STATUSES and now >= row.expires_at:
+        return "expired"
+    return row.status
+
+
+def governing_version(session: Session, agreement_id: str, at: datetime) -> AgreementVersion | None:
+    """The version that governed ``at``: active at that moment and within its term."""
+    if repo.get(session, agreement_id) is None:
+        raise NotFound("No such agreement.")
+    status: dict[int, str] = {}
+    for change in repo.status_history(session, agreement_id):
+        if change.at <= at:
+            status[change.version] = change.status
+    for row in reversed(repo.versions(session, agreement_id)):
+        if status.get(row.version) == "active" and row.effective_at <= at < row.expires_at:
+            return row
+    return None
+
+
 def terms_of(row: AgreementVersion) -> AgreementTerms:
     document = AgreementDocument.model_validate(row.document)
     return compile_terms(
@@ -268,6 +304,15 @@ class PolicyCache:
             policy = PolicySet(terms_of(row) for row in repo.all_versions(session))
             self._cached = _Cached(generation, policy)
             return policy
+
+
+def with_draft(session: Session, policy: PolicySet, document: AgreementDocument) -> PolicySet:
+    """``policy`` as if ``document`` were the active version of its agreement."""
+    agreement = repo.get(session, document.uid)
+    version = (agreement.latest_version if agreement else 0) + 1
+    draft = compile_terms(document, version=version, status="active")
+    others = [t for t in policy.agreements if t.id != document.uid]
+    return PolicySet([*others, draft])
 
 
 def versions(session: Session, agreement_id: str) -> Sequence[AgreementVersion]:

@@ -15,7 +15,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import errors
 from api.logging import configure as configure_logging
 from api.middleware import RequestMiddleware
-from api.routers import admin, agreements, audit, health, indicators, oauth, problems, submissions
+from api.routers import (
+    admin,
+    agreements,
+    audit,
+    budgets,
+    health,
+    indicators,
+    me,
+    oauth,
+    policy,
+    problems,
+    submissions,
+)
 from api.state import AppState
 from core.clock import utcnow
 from core.db import make_engine, make_session_factory
@@ -59,7 +71,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_ensure_signing_key, backbone)
+        await run_in_threadpool(backbone.auth.load)
+        backbone.auth.start(settings.auth_sync_seconds)
         yield
+        backbone.auth.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -73,7 +88,19 @@ def create_app(
     )
     app.state.backbone = backbone
     errors.install(app)
-    for module in (health, problems, oauth, admin, agreements, submissions, indicators, audit):
+    for module in (
+        health,
+        problems,
+        oauth,
+        me,
+        admin,
+        agreements,
+        policy,
+        submissions,
+        indicators,
+        budgets,
+        audit,
+    ):
         app.include_router(module.router)
     app.add_middleware(
         RequestMiddleware,

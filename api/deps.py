@@ -9,22 +9,25 @@ denials leave an audit event too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.state import AppState
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import DomainError, PolicyDenied
+from core.errors import DomainError, Forbidden, PolicyDenied
 from identity.errors import AuthenticationFailed
+from identity.tokens import require_scopes
 from policy.engine import PolicySet
 from policy.model import Principal
 
 log = logging.getLogger("backbone.api")
+T = TypeVar("T")
 
 
 def state(request: Request) -> AppState:
@@ -51,33 +54,37 @@ def audited(
     return dependency
 
 
-def _record_refusal(session: Session, request: Request, exc: DomainError) -> None:
+def record_refusal(request: Request, exc: DomainError) -> None:
+    """Audit a refused request of an audited route, once, in a transaction of its own (the
+    refused work itself has been rolled back). Unauthenticated requests are not audited: they
+    identify no one, and logging them would let anyone grow the log at will."""
     spec: AuditAction | None = getattr(request.state, "audit_action", None)
-    if spec is None or isinstance(exc, AuthenticationFailed):
+    if spec is None or isinstance(exc, AuthenticationFailed) or getattr(exc, "audited", False):
         return
+    exc.audited = True  # type: ignore[attr-defined]
     st = state(request)
     principal: Principal | None = getattr(request.state, "principal", None)
     ctx = RequestContext(request.state.request_id, st.clock(), principal)
     resource_id = request.path_params.get(spec.resource_param) if spec.resource_param else None
     decision = exc.decision if isinstance(exc, PolicyDenied) else None
-    outcome = (
-        "denied"
-        if exc.kind in ("policy-denied", "forbidden", "object-access-denied", "insufficient-scope")
-        else "rejected"
-    )
-    record(
-        session,
-        ctx,
-        AuditRecord(
-            action=spec.action,
-            outcome=outcome,
-            resource_type=spec.resource_type,
-            resource_id=str(resource_id)[:128] if resource_id else None,
-            decision=decision,
-            detail=exc.kind,
-        ),
-    )
-    session.commit()
+    outcome = "denied" if isinstance(exc, Forbidden) else "rejected"
+    try:
+        with st.sessions() as session:
+            record(
+                session,
+                ctx,
+                AuditRecord(
+                    action=spec.action,
+                    outcome=outcome,
+                    resource_type=spec.resource_type,
+                    resource_id=str(resource_id)[:128] if resource_id else None,
+                    decision=decision,
+                    detail=exc.kind,
+                ),
+            )
+            session.commit()
+    except Exception:  # the refusal stands even if auditing it failed
+        log.exception("could not audit a refused request")
 
 
 def unit_of_work(request: Request) -> Iterator[Session]:
@@ -85,13 +92,36 @@ def unit_of_work(request: Request) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+        if session.info.get("auth_changed"):
+            # A revocation or a disabled client takes effect in this worker before we answer.
+            state(request).auth.sync()
     except DomainError as exc:
         session.rollback()
-        try:
-            _record_refusal(session, request, exc)
-        except Exception:  # the refusal stands even if auditing it failed; log and move on
-            session.rollback()
-            log.exception("could not audit a refused request")
+        session.close()
+        record_refusal(request, exc)
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def run_unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
+    """The unit of work of :func:`unit_of_work`, for a hot route that does all its blocking work
+    in one threadpool call (each dependency hop costs about as much as the work itself)."""
+    st = state(request)
+    session = st.sessions()
+    try:
+        result = work(session)
+        session.commit()
+        if session.info.get("auth_changed"):
+            st.auth.sync()
+        return result
+    except DomainError as exc:
+        session.rollback()
+        session.close()
+        record_refusal(request, exc)
         raise
     except BaseException:
         session.rollback()
@@ -115,14 +145,33 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require(*scopes: str) -> Callable[..., RequestContext]:
-    """A dependency that authenticates the caller and checks it holds *all* of ``scopes``."""
+def require(*scopes: str, write: bool = False) -> Callable[..., Awaitable[RequestContext]]:
+    """A dependency that authenticates the caller and checks it holds *all* of ``scopes``.
+
+    ``write=True`` also counts the request against the client's write rate limit.
+    """
     required = frozenset(scopes)
 
-    def dependency(request: Request, session: UnitOfWork) -> RequestContext:
+    async def dependency(request: Request) -> RequestContext:
         st = state(request)
-        principal = st.verifier.principal(session, _bearer(request), required)
+        token = _bearer(request)
+        # The hot path touches neither the database nor a thread: verified claims are cached
+        # and revocations are followed in memory (see identity.auth_state).
+        claims = st.verifier.cached(token)
+        if claims is None:
+            claims = await run_in_threadpool(st.verifier.claims, token)
+        client_id = claims.get("client_id")
+        if isinstance(client_id, str) and not st.auth.knows(client_id):
+            await run_in_threadpool(st.auth.lookup_client, client_id)
+        principal = st.auth.principal(claims)
         request.state.principal = principal
+        try:
+            require_scopes(principal, required)
+        except DomainError as exc:
+            await run_in_threadpool(record_refusal, request, exc)
+            raise
+        if write:
+            st.limiter.hit(st.limiter.write_limit, "write", principal.client_id)
         return RequestContext(request.state.request_id, st.clock(), principal)
 
     return dependency

@@ -117,6 +117,11 @@ PROBLEMS: dict[str, ProblemType] = {
         "A replacement must name an accepted submission of your organization, for the same "
         "dataset and period.",
     ),
+    "privacy-budget-exhausted": ProblemType(
+        403,
+        "The privacy budget does not allow this release",
+        "See budget: the limit, what is spent and what the release would need.",
+    ),
     "data-destroyed": ProblemType(
         410,
         "The data has been destroyed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +31,7 @@ class ClientIn(_In):
     scopes: list[str] = Field(default_factory=list)
     token_endpoint_auth_method: Literal[
         "client_secret_basic", "client_secret_post", "private_key_jwt"
-    ] = "client_secret_basic"  # noqa: S105 - a method name, not a secret
+    ] = "client_secret_basic"
     jwks: dict[str, Any] | None = None
     client_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -64,3 +65,32 @@ class StatusChangeIn(_In):
 class ReleaseIn(_In):
     dimensions: list[str] | None = None
     method: Literal["suppression", "differential_privacy"] | None = None
+
+
+class ResourceIn(_In):
+    datasets: list[str] = Field(default_factory=list, max_length=20)
+    agreement: str | None = None
+    fields: list[str] | None = Field(default=None, max_length=500)
+    dimensions: list[str] | None = Field(default=None, max_length=20)
+    geography: str | None = None
+    method: str | None = None
+    linked_datasets: list[str] = Field(default_factory=list, max_length=20)
+    cohort_datasets: list[str] = Field(default_factory=list, max_length=20)
+
+
+class ContextIn(_In):
+    purpose: str | None = None
+    recipients: list[str] | None = Field(default=None, max_length=100)
+
+
+class DecideIn(_In):
+    """What would happen if ``client_id`` (by default, the caller) did ``action``."""
+
+    client_id: str | None = None
+    action: str
+    resource: ResourceIn = Field(default_factory=ResourceIn)
+    context: ContextIn = Field(default_factory=ContextIn)
+    at: datetime | None = None
+    draft: dict[str, Any] | None = Field(
+        default=None, description="an agreement document to evaluate as if it were active"
+    )

@@ -10,8 +10,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agreements.service import PolicyCache
+from api.ratelimit import RateLimiter
 from core.keys import MasterKey
 from core.settings import Settings
+from identity.auth_state import AuthState
 from identity.oauth_server import ServerConfig
 from identity.tokens import KeyCache, TokenVerifier
 
@@ -25,7 +27,9 @@ class AppState:
     oauth: ServerConfig
     keys: KeyCache
     verifier: TokenVerifier
+    auth: AuthState
     policies: PolicyCache
+    limiter: RateLimiter
     clock: Callable[[], datetime]
 
     @classmethod
@@ -60,6 +64,10 @@ class AppState:
             oauth=oauth,
             keys=keys,
             verifier=TokenVerifier(settings.issuer, settings.audience, keys),
+            auth=AuthState(sessions, clock),
             policies=PolicyCache(),
+            limiter=RateLimiter(
+                settings.rate_limit_storage, settings.token_rate_limit, settings.write_rate_limit
+            ),
             clock=clock,
         )

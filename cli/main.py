@@ -23,6 +23,16 @@ app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 
 
+def _register_remote() -> None:
+    from cli.remote import agreement_app, indicator_app
+
+    app.add_typer(agreement_app, name="agreement")
+    app.add_typer(indicator_app, name="indicator")
+
+
+_register_remote()
+
+
 def _settings() -> Any:
     from core.settings import get_settings
 

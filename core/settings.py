@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     log_json: bool = True
     forwarded_allow_ips: str = ""
 
+    auth_sync_seconds: float = Field(
+        default=0.1, ge=0, le=5, description="how often workers follow revocations; 0 = never"
+    )
+    rate_limit_storage: str = "memory://"
+    token_rate_limit: str = "60/minute"
+    write_rate_limit: str = "600/minute"
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if not self.database_url:

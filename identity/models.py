@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, JSONType, UTCDateTime
@@ -66,6 +66,22 @@ class RevokedToken(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuthChange(Base):
+    """A feed of changes that invalidate live tokens (a revocation, a disabled client).
+
+    Every API worker keeps an in-memory view of revoked token ids and client status and follows
+    this feed, so that checking a token needs no database round trip.
+    """
+
+    __tablename__ = "auth_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # revoke | disable
+    subject: Mapped[str] = mapped_column(String(128))  # a token id or a client id
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class UsedClientAssertion(Base):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import (
@@ -37,12 +37,14 @@ from joserfc.jwk import ECKey, KeySet
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from identity.auth_state import record_change
 from identity.models import Client, RevokedToken, UsedClientAssertion
 from identity.scopes import SCOPES, parse_scope
 from identity.secret_hash import verify_secret
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 GRANT_TYPES = ("client_credentials",)
+_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class ServerConfig:
         return self.issuer.rstrip("/") + "/oauth/token"
 
 
-class _Payload(OAuth2Payload):
+class _Payload(OAuth2Payload):  # type: ignore[misc]
     def __init__(self, form: Mapping[str, list[str]]) -> None:
         self._form = form
 
@@ -99,11 +101,11 @@ class _Headers(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
-class _Request(OAuth2Request):
+class _Request(OAuth2Request):  # type: ignore[misc]
     def __init__(self, http: HttpRequest) -> None:
         super().__init__(method=http.method, uri=http.url, headers=_Headers(http.headers))
         self.payload = _Payload(http.form)
@@ -150,7 +152,12 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == self.row.token_endpoint_auth_method
+        registered = self.row.token_endpoint_auth_method
+        # A secret may be presented in the Authorization header or in the form; a client
+        # registered for private_key_jwt has no secret and must sign an assertion.
+        if registered in _SECRET_METHODS:
+            return method in _SECRET_METHODS
+        return method == registered
 
     def check_response_type(self, response_type: str) -> bool:
         return False
@@ -168,8 +175,9 @@ class _TokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         self._key = key
         self._audience = config.audience
 
-    def get_jwks(self) -> ECKey:
-        return self._key
+    def get_jwks(self) -> KeySet:
+        # A key set (of one) makes joserfc put the key's ``kid`` in the JWT header.
+        return KeySet([self._key])
 
     def get_audiences(self, client: OAuthClient, user: Any, scope: str) -> str:
         return self._audience
@@ -185,18 +193,21 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
-    def __init__(self, session: Session, config: ServerConfig) -> None:
+    def __init__(self, session: Session, config: ServerConfig, request_url: str) -> None:
         super().__init__(validate_jti=True, leeway=30)
         self._session = session
         self._config = config
+        # The token endpoint as this request reached it (behind a TLS proxy, with forwarded
+        # headers honoured, this is the public URL) is an audience too (RFC 7523 section 3).
+        self._request_url = request_url.split("?", 1)[0]
 
     def get_audiences(self) -> list[str]:
-        return [self._config.token_endpoint, self._config.issuer]
+        return [self._config.token_endpoint, self._config.issuer, self._request_url]
 
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
         if not client.row.jwks:
             raise InvalidClientError(description="The client has no registered public keys.")
-        return KeySet.import_key_set(client.row.jwks)
+        return KeySet.import_key_set(cast(Any, client.row.jwks))
 
     def verify_claims(self, claims: Any) -> None:
         max_life = self._config.assertion_max_lifetime.total_seconds()
@@ -228,12 +239,20 @@ class _TokenRecord:
     """A decoded access token, as revocation and introspection see it."""
 
     claims: dict[str, Any]
+    expired: bool = False
+    revoked: bool = False
 
     def check_client(self, client: OAuthClient) -> bool:
         return bool(self.claims.get("client_id") == client.get_client_id())
 
     def get_scope(self) -> str:
         return str(self.claims.get("scope", ""))
+
+    def is_expired(self) -> bool:
+        return self.expired
+
+    def is_revoked(self) -> bool:
+        return self.revoked
 
 
 def _decode_own_token(token: str, keys: KeySet, issuer: str) -> _TokenRecord | None:
@@ -273,6 +292,9 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
                     revoked_at=self._backbone.now,
                 )
             )
+            record_change(
+                session, "revoke", jti, self._backbone.now, datetime.fromtimestamp(float(exp), UTC)
+            )
             session.flush()
 
 
@@ -285,33 +307,31 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         self._backbone = server
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> _TokenRecord | None:
-        return _decode_own_token(
+        token = _decode_own_token(
             token_string, self._backbone.public_keys, self._backbone.config.issuer
         )
+        if token is None:
+            return None
+        claims, session = token.claims, self._backbone.session
+        token.expired = float(claims.get("exp", 0)) <= self._backbone.now.timestamp()
+        client = session.get(Client, str(claims.get("client_id")))
+        token.revoked = (
+            session.get(RevokedToken, str(claims.get("jti"))) is not None
+            or client is None
+            or client.disabled_at is not None
+        )
+        return token
 
     def check_permission(self, token: _TokenRecord, client: OAuthClient, request: Any) -> bool:
         # A client may introspect its own tokens; administrators may introspect any.
         return token.check_client(client) or "admin" in client.row.scope_set
 
     def introspect_token(self, token: _TokenRecord) -> dict[str, Any]:
-        claims = token.claims
-        active = (
-            float(claims.get("exp", 0)) > self._backbone.now.timestamp()
-            and self._backbone.session.get(RevokedToken, str(claims.get("jti"))) is None
-        )
-        client = self._backbone.session.get(Client, str(claims.get("client_id")))
-        if client is None or client.disabled_at is not None:
-            active = False
-        if not active:
-            return {"active": False}
+        fields = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "org")
         return {
             "active": True,
             "token_type": "Bearer",
-            **{
-                k: claims[k]
-                for k in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "org")
-                if k in claims
-            },
+            **{k: token.claims[k] for k in fields if k in token.claims},
         }
 
 
@@ -329,6 +349,7 @@ class BackboneAuthorizationServer(_AuthorizationServer):  # type: ignore[misc]
         signing_key: ECKey,
         public_keys: KeySet,
         now: datetime,
+        request_url: str,
     ) -> None:
         super().__init__(scopes_supported=list(SCOPES))
         self.session = session
@@ -336,7 +357,9 @@ class BackboneAuthorizationServer(_AuthorizationServer):  # type: ignore[misc]
         self.public_keys = public_keys
         self.now = now
         self.register_token_generator("default", _TokenGenerator(config, signing_key))
-        self.register_client_auth_method("private_key_jwt", _PrivateKeyJWT(session, config))
+        self.register_client_auth_method(
+            "private_key_jwt", _PrivateKeyJWT(session, config, request_url)
+        )
         self.register_grant(_ClientCredentials)
         self.register_endpoint(_Revocation(self))
         self.register_endpoint(_Introspection(self))

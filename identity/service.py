@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -19,6 +19,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import new_id
 from core.keys import MasterKey
 from identity import signing_keys
+from identity.auth_state import record_change
 from identity.models import Client, Organization, RevokedToken, UsedClientAssertion
 from identity.oauth_server import (
     AUTH_METHODS,
@@ -83,7 +84,7 @@ def _check_jwks(jwks: dict[str, Any] | None) -> dict[str, Any] | None:
     if jwks is None:
         return None
     try:
-        keys = KeySet.import_key_set(jwks)
+        keys = KeySet.import_key_set(cast(Any, jwks))
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise InvalidInput("The JWK set could not be read.") from exc
     public = {"keys": [k.as_dict(private=False) for k in keys.keys]}
@@ -167,7 +168,7 @@ def _client(session: Session, client_id: str) -> Client:
 
 def rotate_secret(session: Session, ctx: RequestContext, client_id: str) -> IssuedClient:
     client = _client(session, client_id)
-    if client.token_endpoint_auth_method == "private_key_jwt":  # noqa: S105
+    if client.token_endpoint_auth_method == "private_key_jwt":
         raise Conflict("This client authenticates with private_key_jwt and has no secret.")
     secret = generate_secret()
     client.secret_hash = hash_secret(secret)
@@ -200,6 +201,7 @@ def disable_client(session: Session, ctx: RequestContext, client_id: str) -> Cli
     client = _client(session, client_id)
     if client.disabled_at is None:
         client.disabled_at = ctx.now
+        record_change(session, "disable", client_id, ctx.now)
     session.flush()
     record(
         session,
@@ -221,14 +223,15 @@ def rotate_signing_key(
     return row.kid
 
 
+def _deleted(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def purge_expired(session: Session, ctx: RequestContext) -> int:
     """Forget revocations and assertion ids whose tokens have expired anyway."""
-    n = session.execute(delete(RevokedToken).where(RevokedToken.expires_at < ctx.now)).rowcount or 0
-    n += (
-        session.execute(
-            delete(UsedClientAssertion).where(UsedClientAssertion.expires_at < ctx.now)
-        ).rowcount
-        or 0
+    n = _deleted(session.execute(delete(RevokedToken).where(RevokedToken.expires_at < ctx.now)))
+    n += _deleted(
+        session.execute(delete(UsedClientAssertion).where(UsedClientAssertion.expires_at < ctx.now))
     )
     return int(n)
 
@@ -245,13 +248,16 @@ def oauth_endpoint(
     """Run the token, revocation or introspection endpoint and audit the outcome."""
     key_row = signing_keys.ensure_signing_key(session, master, ctx.now)
     active = signing_keys.load_private_key(key_row, master)
-    server = BackboneAuthorizationServer(session, config, active.key, public_keys, ctx.now)
+    server = BackboneAuthorizationServer(
+        session, config, active.key, public_keys, ctx.now, request.url
+    )
     if endpoint == "token":
         response: OAuthResponse = server.create_token_response(request)
     else:
         response = server.create_endpoint_response(endpoint, request)
     client = server.authenticated_client
-    claimed = (request.form.get("client_id") or [None])[0]
+    claimed_ids = request.form.get("client_id") or []
+    claimed = claimed_ids[0] if claimed_ids else None
     outcome = "succeeded" if response.status == 200 else "denied"
     who = ctx
     if client is not None:

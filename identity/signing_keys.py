@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from joserfc.jwk import ECKey, KeySet
 from sqlalchemy import or_, select
@@ -86,4 +86,4 @@ def published_jwks(session: Session, now: datetime) -> dict[str, Any]:
 
 
 def public_keyset(jwks: dict[str, Any]) -> KeySet:
-    return KeySet.import_key_set(jwks)
+    return KeySet.import_key_set(cast(Any, jwks))

@@ -4,27 +4,25 @@ Tokens are checked with Authlib's RFC 9068 validator, with two things pinned tha
 validator leaves open: the algorithm must be ES256 (no ``none``, no HS256 signed with a public key)
 and ``typ`` must be ``at+jwt``. Scopes are all-of: Authlib treats a list of scopes as any-of, so
 the required set is passed as one space-separated string, which it checks as a superset.
-Revocation and client disablement are read from the database on every request so that they take
-effect at once, across all workers.
+Revocation and client disablement are checked on every request against the in-memory
+:mod:`identity.auth_state`, which follows a change feed in the database.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from identity.errors import AuthenticationFailed, InsufficientScope
-from identity.models import Client, Organization, RevokedToken
 from policy.model import Principal
 
 _ALG = "ES256"
@@ -63,6 +61,10 @@ class KeyCache:
         self._kids: frozenset[str] = frozenset()
         self._loaded_at = 0.0
 
+    @property
+    def kids(self) -> frozenset[str]:
+        return self._kids
+
     def invalidate(self) -> None:
         with self._lock:
             self._keys = None
@@ -75,7 +77,9 @@ class KeyCache:
         if stale or unknown:
             with self._lock:
                 jwks = self._load()
-                self._keys = KeySet.import_key_set(jwks) if jwks.get("keys") else KeySet([])
+                self._keys = (
+                    KeySet.import_key_set(cast(Any, jwks)) if jwks.get("keys") else KeySet([])
+                )
                 self._kids = frozenset(str(k.get("kid")) for k in jwks.get("keys", []))
                 self._loaded_at = now
                 keys = self._keys
@@ -84,13 +88,51 @@ class KeyCache:
 
 
 class TokenVerifier:
-    def __init__(self, issuer: str, audience: str, keys: KeyCache) -> None:
+    """Verifies access tokens. Verified claims are cached by the exact token string until the
+    token expires: a client reuses its token for minutes and the ES256 check need not be
+    repeated. Revocation and client status are checked separately, on every request, against
+    :class:`identity.auth_state.AuthState`."""
+
+    def __init__(
+        self, issuer: str, audience: str, keys: KeyCache, cache_size: int = 10_000
+    ) -> None:
         self._issuer = issuer
         self._audience = audience
         self._keys = keys
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_keys: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
 
     def claims(self, token: str) -> dict[str, Any]:
         """Verify signature, algorithm, type, issuer, audience and lifetime; return the claims."""
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
+        claims = self._verify(token)
+        with self._lock:
+            self._cache[token] = claims
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return claims
+
+    def _cached(self, token: str) -> dict[str, Any] | None:
+        with self._lock:
+            if self._keys.kids != self._cache_keys:
+                # The published key set changed (rotation or withdrawal of a key): start over.
+                self._cache.clear()
+                self._cache_keys = self._keys.kids
+                return None
+            claims = self._cache.get(token)
+            if claims is None:
+                return None
+            if float(claims.get("exp", 0)) <= time.time():
+                del self._cache[token]
+                return None
+            self._cache.move_to_end(token)
+            return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         validator = _Validator(self._issuer, self._audience, self._keys)
         try:
             claims = validator.authenticate_token(token)
@@ -101,42 +143,17 @@ class TokenVerifier:
             raise AuthenticationFailed("The access token is invalid or has expired.") from exc
         return dict(claims)
 
-    def principal(self, session: Session, token: str, required: frozenset[str]) -> Principal:
-        """Authenticate ``token`` and check that it carries *all* of ``required``."""
-        claims = self.claims(token)
-        client_id, jti = claims.get("client_id"), claims.get("jti")
-        if not isinstance(client_id, str) or not isinstance(jti, str):
-            raise AuthenticationFailed("The access token is invalid or has expired.")
-        row = session.execute(
-            select(
-                Client.disabled_at,
-                Client.organization_id,
-                Organization.kind,
-                select(RevokedToken.jti).where(RevokedToken.jti == jti).exists(),
-            )
-            .join(Organization, Organization.id == Client.organization_id)
-            .where(Client.id == client_id)
-        ).first()
-        if row is None or row[0] is not None:
-            raise AuthenticationFailed("The client of this access token is disabled.")
-        if row[3]:
-            raise AuthenticationFailed("The access token has been revoked.")
-        scopes = frozenset(str(claims.get("scope") or "").split())
-        # All-of, not Authlib's any-of: one string means "every one of these".
-        if validator_scope_insufficient(scopes, required):
-            raise InsufficientScope(required)
-        return Principal(
-            client_id=client_id,
-            organization_id=str(row[1]),
-            organization_kind=str(row[2]),
-            scopes=scopes,
-            token_id=jti,
-        )
+    def cached(self, token: str) -> dict[str, Any] | None:
+        """The verified claims of ``token`` if it was verified before and has not expired."""
+        return self._cached(token)
 
 
-def validator_scope_insufficient(scopes: frozenset[str], required: frozenset[str]) -> bool:
-    if not required:
-        return False
-    return bool(
-        _Validator.scope_insufficient(" ".join(sorted(scopes)), [" ".join(sorted(required))])
-    )
+def require_scopes(principal: Principal, required: frozenset[str]) -> None:
+    """Raise :class:`InsufficientScope` unless the token carries *all* of ``required``.
+
+    Authlib treats a list of scopes as any-of; one space-separated string is all-of.
+    """
+    if required and _Validator.scope_insufficient(
+        " ".join(sorted(principal.scopes)), [" ".join(sorted(required))]
+    ):
+        raise InsufficientScope(required)

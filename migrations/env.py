@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
-from core.db import make_engine, normalize_url
+from core.db import UTCDateTime, make_engine, normalize_url
 from core.models import metadata
 from core.settings import Settings
 
 config = context.config
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Render our column types as plain SQLAlchemy types, so revisions never import app code."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    if (
+        type_ == "type"
+        and getattr(obj, "_variant_mapping", None)
+        and "postgresql" in obj._variant_mapping
+    ):
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return 'sa.JSON().with_variant(postgresql.JSONB(), "postgresql")'
+    return False
 
 
 def _url() -> str:
@@ -28,14 +44,24 @@ def run_offline() -> None:
 def run_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=True,
+            render_item=render_item,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = make_engine(_url())
     try:
         with engine.connect() as conn:
-            context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
+            context.configure(
+                connection=conn,
+                target_metadata=metadata,
+                render_as_batch=True,
+                render_item=render_item,
+            )
             with context.begin_transaction():
                 context.run_migrations()
             conn.commit()

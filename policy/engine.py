@@ -15,8 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from policy.constraints import render_expected, satisfied, show
-from policy.explain import explain
+from policy.constraints import show
 from policy.model import (
     AgreementTerms,
     Basis,
@@ -30,26 +29,39 @@ from policy.model import (
     Rule,
     RuleRef,
 )
+from policy.vocabulary import GEOGRAPHY_LEVELS
 
+_NO_OBLIGATIONS = Obligations()
+_UNSHOWN = object()
+_READER_OPERANDS = frozenset({"recipient", "dateTime"})
 _ROUNDING_STRICTNESS = {"none": 0, "base5": 1, "midpoint6": 2}
 _DATA_ACTIONS = frozenset(
     {"submit", "compute", "publish", "link", "read", "export_records", "redisclose"}
 )
 
 
-class PolicySet:
-    """Compiled agreement terms indexed by dataset and by agreement id."""
+RuleIndex = dict[tuple[str, str], tuple[Rule, ...]]
 
-    __slots__ = ("_by_dataset", "_by_id", "agreements")
+
+class PolicySet:
+    """Compiled agreement terms indexed by dataset and by agreement id, with each agreement's
+    rules grouped by (kind, action) so that a decision looks only at rules that can apply."""
+
+    __slots__ = ("_by_dataset", "_by_id", "_rules", "agreements")
 
     def __init__(self, agreements: Iterable[AgreementTerms]) -> None:
         self.agreements: tuple[AgreementTerms, ...] = tuple(agreements)
         by_dataset: dict[str, list[AgreementTerms]] = {}
         by_id: dict[str, list[AgreementTerms]] = {}
+        self._rules: dict[tuple[str, int], RuleIndex] = {}
         for terms in self.agreements:
             by_id.setdefault(terms.id, []).append(terms)
             for ds in terms.datasets:
                 by_dataset.setdefault(ds.name, []).append(terms)
+            index: dict[tuple[str, str], list[Rule]] = {}
+            for rule in terms.rules:
+                index.setdefault((rule.kind, rule.action), []).append(rule)
+            self._rules[(terms.id, terms.version)] = {k: tuple(v) for k, v in index.items()}
         self._by_dataset = {k: tuple(v) for k, v in by_dataset.items()}
         self._by_id = {k: tuple(v) for k, v in by_id.items()}
 
@@ -59,60 +71,48 @@ class PolicySet:
     def versions(self, agreement_id: str) -> tuple[AgreementTerms, ...]:
         return self._by_id.get(agreement_id, ())
 
+    def rules(self, terms: AgreementTerms, kind: str, action: str) -> tuple[Rule, ...]:
+        return self._rules[(terms.id, terms.version)].get((kind, action), ())
 
-def _actual(
-    left: str,
-    dataset: str,
-    principal: Principal,
-    resource: Resource,
-    context: Context,
-    now: datetime,
-) -> Any:
-    if left == "purpose":
-        return context.purpose
-    if left == "recipient":
-        return context.recipients
-    if left == "dimension":
-        return frozenset() if dataset in resource.cohort_datasets else resource.dimensions
-    if left == "field":
-        return resource.fields
-    if left == "spatialGranularity":
-        return resource.geography
-    if left == "disclosureMethod":
-        return resource.method
-    if left == "dateTime":
-        return now
-    if left == "linkedDataset":
-        return resource.linked_datasets
-    return None
+
+def _actuals(resource: Resource, context: Context, now: datetime) -> dict[str, Any]:
+    """The request's value of every left operand, computed once per decision."""
+    geography = resource.geography
+    if geography is None and resource.dimensions is not None:
+        # A table with no geographic dimension covers the whole area: the coarsest level.
+        geography = GEOGRAPHY_LEVELS[-1]
+    return {
+        "purpose": context.purpose,
+        "recipient": context.recipients,
+        "dimension": resource.dimensions,
+        "field": resource.fields,
+        "spatialGranularity": geography,
+        "disclosureMethod": resource.method,
+        "dateTime": now,
+        "linkedDataset": resource.linked_datasets,
+    }
 
 
 def _rule_failures(
     rule: Rule,
     terms: AgreementTerms,
     dataset: str,
-    principal: Principal,
-    resource: Resource,
-    context: Context,
-    now: datetime,
+    actuals: dict[str, Any],
     only: frozenset[str] | None = None,
 ) -> list[FailedConstraint]:
     failures: list[FailedConstraint] = []
     for c in rule.constraints:
         if only is not None and c.left not in only:
             continue
-        actual = _actual(c.left, dataset, principal, resource, context, now)
-        if not satisfied(c, actual):
+        actual = actuals.get(c.left)
+        if not c.check(actual):
+            # Rendered once per operand and decision, however many rules it fails.
+            shown = actuals.get("shown:" + c.left, _UNSHOWN)
+            if shown is _UNSHOWN:
+                shown = actuals["shown:" + c.left] = show(actual)
             failures.append(
                 FailedConstraint(
-                    terms.id,
-                    terms.version,
-                    rule.id,
-                    c.left,
-                    c.operator,
-                    render_expected(c),
-                    show(actual),
-                    dataset,
+                    terms.id, terms.version, rule.id, c.left, c.operator, c.expected, shown, dataset
                 )
             )
     return failures
@@ -195,6 +195,17 @@ def _implied_failures(
     return out
 
 
+def _unique(failures: Sequence[FailedConstraint]) -> list[FailedConstraint]:
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for f in failures:
+        key = (f.agreement_id, f.version, f.rule_id, f.left_operand, f.operator, f.dataset)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
 def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
     k: int | None = None
     rounding: str | None = None
@@ -265,24 +276,16 @@ def _decision(
     principal: Principal | None = None,
     resource: Resource | None = None,
 ) -> Decision:
-    d = Decision(
+    return Decision(
         effect=effect,
         basis=basis,
         action=action,
         deciding_rules=tuple(rules),
         failed_constraints=tuple(failures),
-        obligations=obligations or Obligations(),
+        obligations=obligations or _NO_OBLIGATIONS,
         agreements=tuple(dict.fromkeys(agreements)),
-    )
-    return Decision(
-        d.effect,
-        d.basis,
-        d.action,
-        d.deciding_rules,
-        d.failed_constraints,
-        d.obligations,
-        d.agreements,
-        explain(d, principal, resource),
+        principal=principal,
+        resource=resource,
     )
 
 
@@ -388,61 +391,55 @@ def decide(
             resource=resource,
         )
 
-    # A release is read by its recipients; only the recipient constraint of the publishing
-    # permission concerns them, and the reader is the recipient.
+    # A release is read by its recipients: a publishing permission lets every recipient its
+    # recipient constraint names read (only that constraint and dateTime concern the reader);
+    # an explicit "read" permission lets its assignees read. Only "read" prohibitions apply.
     reading = action == "read"
-    rule_action = "publish" if reading else action
     if reading:
         context = Context(
             purpose=context.purpose, recipients=frozenset({principal.organization_id})
         )
-    only = frozenset({"recipient", "dateTime"}) if reading else None
+    permission_actions = ("publish", "read") if reading else (action,)
+    org = principal.organization_id
+    actuals = _actuals(resource, context, now)
+    cohort_actuals = {**actuals, "dimension": frozenset()} if resource.cohort_datasets else actuals
 
     deciding: list[RuleRef] = []
     contributing: list[tuple[AgreementTerms, str]] = []
-    failures: list[FailedConstraint] = []
     for dataset in resource.datasets:
         in_force = [t for t in ps.covering(dataset) if t.in_force(now)]
         if not in_force:
-            failures.append(
-                FailedConstraint(
-                    None,
-                    None,
-                    "system:agreement-in-force",
-                    "agreement",
-                    "eq",
-                    "an active agreement covering the dataset",
-                    "none in force",
-                    dataset,
-                )
+            failure = FailedConstraint(
+                None,
+                None,
+                "system:agreement-in-force",
+                "agreement",
+                "eq",
+                "an active agreement covering the dataset",
+                "none in force",
+                dataset,
             )
             return _decision(
                 Effect.DENY,
                 Basis.NOT_PERMITTED,
                 action,
-                failures=failures,
+                failures=[failure],
                 principal=principal,
                 resource=resource,
             )
+        values = cohort_actuals if dataset in resource.cohort_datasets else actuals
         for terms in in_force:
-            for rule in terms.rules:
-                if rule.kind != "prohibition" or rule.action != rule_action:
-                    continue
+            for rule in ps.rules(terms, "prohibition", action):
                 if not ("*" in rule.targets or dataset in rule.targets):
                     continue
-                if not reading and not (
-                    "*" in rule.assignees or principal.organization_id in rule.assignees
-                ):
+                if not ("*" in rule.assignees or org in rule.assignees):
                     continue
-                if not _rule_failures(
-                    rule, terms, dataset, principal, resource, context, now, only
-                ):
-                    ref = RuleRef(terms.id, terms.version, rule.id)
+                if not _rule_failures(rule, terms, dataset, values):
                     return _decision(
                         Effect.DENY,
                         Basis.FORBIDDEN,
                         action,
-                        [ref],
+                        [RuleRef(terms.id, terms.version, rule.id)],
                         agreements=[(terms.id, terms.version)],
                         principal=principal,
                         resource=resource,
@@ -453,39 +450,39 @@ def decide(
             implied = (
                 [] if reading else _implied_failures(action, terms, dataset, principal, resource)
             )
-            for rule in terms.rules:
-                if rule.kind != "permission" or rule.action != rule_action:
-                    continue
-                if not ("*" in rule.targets or dataset in rule.targets):
-                    continue
-                if not reading and not (
-                    "*" in rule.assignees or principal.organization_id in rule.assignees
-                ):
-                    dataset_failures.append(
-                        FailedConstraint(
-                            terms.id,
-                            terms.version,
-                            rule.id,
-                            "assignee",
-                            "isAnyOf",
-                            sorted(rule.assignees),
-                            principal.organization_id,
-                            dataset,
+            for rule_action in permission_actions:
+                reader_of_publish = reading and rule_action == "publish"
+                for rule in ps.rules(terms, "permission", rule_action):
+                    if not ("*" in rule.targets or dataset in rule.targets):
+                        continue
+                    if not reader_of_publish and not (
+                        "*" in rule.assignees or org in rule.assignees
+                    ):
+                        dataset_failures.append(
+                            FailedConstraint(
+                                terms.id,
+                                terms.version,
+                                rule.id,
+                                "assignee",
+                                "isAnyOf",
+                                sorted(rule.assignees),
+                                org,
+                                dataset,
+                            )
                         )
-                    )
-                    continue
-                rule_failures = _rule_failures(
-                    rule, terms, dataset, principal, resource, context, now, only
-                )
-                if not rule_failures and not implied:
-                    permitted_by = RuleRef(terms.id, terms.version, rule.id)
-                    contributing.append((terms, dataset))
+                        continue
+                    only = _READER_OPERANDS if reader_of_publish else None
+                    rule_failures = _rule_failures(rule, terms, dataset, values, only)
+                    if not rule_failures and not implied:
+                        permitted_by = RuleRef(terms.id, terms.version, rule.id)
+                        break
+                    dataset_failures.extend(rule_failures)
+                if permitted_by is not None:
                     break
-                dataset_failures.extend(rule_failures)
-            else:
-                dataset_failures.extend(implied)
-                continue
-            break
+            if permitted_by is not None:
+                contributing.append((terms, dataset))
+                break
+            dataset_failures.extend(implied)
         if permitted_by is None:
             if not dataset_failures:
                 dataset_failures.append(
@@ -495,17 +492,16 @@ def decide(
                         "system:no-permission",
                         "action",
                         "eq",
-                        f"a permission for '{rule_action}'",
+                        f"a permission for '{action}'",
                         "no such rule",
                         dataset,
                     )
                 )
-            failures.extend(dict.fromkeys(dataset_failures))
             return _decision(
                 Effect.DENY,
                 Basis.NOT_PERMITTED,
                 action,
-                failures=failures,
+                failures=_unique(dataset_failures),
                 agreements=[(t.id, t.version) for t in in_force],
                 principal=principal,
                 resource=resource,

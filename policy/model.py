@@ -3,6 +3,7 @@ agreement terms) and its output (a decision that carries its reasons)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -63,11 +64,107 @@ class Context:
     recipients: frozenset[str] | None = None
 
 
+def _predicate(left: str, op: str, right: Any, rights: frozenset[Any]) -> Callable[[Any], bool]:
+    """Compile one constraint into a predicate over the request's value of its left operand.
+
+    A missing value (None) never satisfies a constraint. Purposes match through their lineage
+    (a narrower purpose satisfies a broader one); geographic levels compare by coarseness.
+    """
+    from policy.vocabulary import GEOGRAPHY_RANK, PURPOSES
+
+    if left == "purpose":
+        lineages: dict[str, frozenset[str]] = {}
+
+        def lineage(purpose: str) -> frozenset[str]:
+            found = lineages.get(purpose)
+            if found is None:
+                seen = {purpose}
+                current: str | None = purpose
+                while (current := PURPOSES.get(current or "")) is not None and current not in seen:
+                    seen.add(current)
+                found = lineages[purpose] = frozenset(seen)
+            return found
+
+        if op in ("eq", "isAnyOf", "isPartOf"):
+            return lambda a: a is not None and not lineage(str(a)).isdisjoint(rights)
+        if op in ("neq", "isNoneOf"):
+            return lambda a: a is not None and lineage(str(a)).isdisjoint(rights)
+        return lambda a: False
+
+    def as_set(a: Any) -> frozenset[Any]:
+        if isinstance(a, frozenset):
+            return a
+        return frozenset(a) if isinstance(a, set | tuple | list) else frozenset((a,))
+
+    if op == "isAnyOf":
+        return lambda a: a is not None and not as_set(a).isdisjoint(rights)
+    if op == "isAllOf":
+        return lambda a: a is not None and rights <= as_set(a)
+    if op == "isNoneOf":
+        return lambda a: a is not None and as_set(a).isdisjoint(rights)
+    if op == "isPartOf":
+        return lambda a: a is not None and as_set(a) <= rights
+
+    if left == "spatialGranularity":
+        rank = GEOGRAPHY_RANK.get(str(right), -1)
+
+        def key(a: Any) -> Any:
+            return GEOGRAPHY_RANK.get(str(a), -1)
+
+        r: Any = rank
+    else:
+
+        def key(a: Any) -> Any:
+            return a
+
+        r = right
+    import operator as _op
+
+    compare = {
+        "eq": _op.eq,
+        "neq": _op.ne,
+        "lt": _op.lt,
+        "lteq": _op.le,
+        "gt": _op.gt,
+        "gteq": _op.ge,
+    }.get(op)
+    if compare is None:
+        return lambda a: False
+
+    def check(a: Any) -> bool:
+        if a is None:
+            return False
+        try:
+            return bool(compare(key(a), r))
+        except TypeError:
+            return False
+
+    return check
+
+
 @dataclass(frozen=True, slots=True)
 class Constraint:
     left: str
     operator: str
     right: ConstraintValue
+    # Derived once, at compile time: evaluating a constraint must not allocate.
+    right_set: frozenset[Any] = field(init=False, compare=False, repr=False)
+    expected: Any = field(init=False, compare=False, repr=False)
+    check: Callable[[Any], bool] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        right = self.right
+        if isinstance(right, tuple):
+            object.__setattr__(self, "right_set", frozenset(right))
+            object.__setattr__(self, "expected", sorted(str(v) for v in right))
+        else:
+            object.__setattr__(self, "right_set", frozenset({right}))
+            object.__setattr__(
+                self, "expected", right.isoformat() if isinstance(right, datetime) else right
+            )
+        object.__setattr__(
+            self, "check", _predicate(self.left, self.operator, right, self.right_set)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +207,14 @@ class DatasetTerms:
     fields: tuple[FieldTerms, ...]
     key: tuple[str, ...] = ()  # fields that identify a record; duplicates are refused
     period_field: str | None = None
+    field_names: frozenset[str] = field(init=False, compare=False, repr=False)
+    dimension_names: frozenset[str] = field(init=False, compare=False, repr=False)
 
-    @property
-    def field_names(self) -> frozenset[str]:
-        return frozenset(f.name for f in self.fields)
-
-    @property
-    def dimension_names(self) -> frozenset[str]:
-        return frozenset(f.name for f in self.fields if f.role == "dimension")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_names", frozenset(f.name for f in self.fields))
+        object.__setattr__(
+            self, "dimension_names", frozenset(f.name for f in self.fields if f.role == "dimension")
+        )
 
     def field(self, name: str) -> FieldTerms | None:
         for f in self.fields:
@@ -248,11 +345,20 @@ class Decision:
     failed_constraints: tuple[FailedConstraint, ...] = ()
     obligations: Obligations = field(default_factory=Obligations)
     agreements: tuple[tuple[str, int], ...] = ()  # (agreement id, version) that contributed
-    explanation: str = ""
+    principal: Principal | None = field(default=None, compare=False, repr=False)
+    resource: Resource | None = field(default=None, compare=False, repr=False)
 
     @property
     def permitted(self) -> bool:
         return self.effect is Effect.PERMIT
+
+    @property
+    def explanation(self) -> str:
+        """One paragraph a data manager can read (written on demand: most callers need only
+        the effect, and the prose costs more than the decision)."""
+        from policy.explain import explain
+
+        return explain(self, self.principal, self.resource)
 
     def as_dict(self) -> dict[str, Any]:
         return {

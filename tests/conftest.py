@@ -53,12 +53,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if BACKEND == "postgres":
         if not postgres_available():
             if REQUIRE_PG:
-                raise pytest.UsageError(f"PostgreSQL is required but not reachable at {PG_ADMIN_URL}")
-            skip = pytest.mark.skip(reason="PostgreSQL is not reachable; set BACKBONE_TEST_POSTGRES_URL")
+                raise pytest.UsageError(
+                    f"PostgreSQL is required but not reachable at {PG_ADMIN_URL}"
+                )
+            skip = pytest.mark.skip(
+                reason="PostgreSQL is not reachable; set BACKBONE_TEST_POSTGRES_URL"
+            )
             for item in items:
                 item.add_marker(skip)
     else:
-        skip = pytest.mark.skip(reason="needs PostgreSQL (run with BACKBONE_TEST_DATABASE=postgres)")
+        skip = pytest.mark.skip(
+            reason="needs PostgreSQL (run with BACKBONE_TEST_DATABASE=postgres)"
+        )
         for item in items:
             if "postgres_only" in item.keywords:
                 item.add_marker(skip)
@@ -127,7 +133,14 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
     data_dir = tmp_path_factory.mktemp("var")
-    return Settings(env="test", data_dir=data_dir, database_url=database_url, log_json=False)
+    # No background follower in tests: it would share the test's connection across threads.
+    return Settings(
+        env="test",
+        data_dir=data_dir,
+        database_url=database_url,
+        log_json=False,
+        auth_sync_seconds=0,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +171,9 @@ def connection(engine: Engine, demo_credentials: dict[str, Any]) -> Iterator[Con
 
 @pytest.fixture
 def sessions(connection: Connection) -> sessionmaker[Session]:
-    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
 
 
 @pytest.fixture
@@ -174,7 +189,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def app(settings: Settings, engine: Engine, sessions: sessionmaker[Session], clock: Clock) -> Any:
-    return create_app(settings, engine=engine, sessions=sessions, master=MASTER, clock=clock, configure_logs=False)
+    return create_app(
+        settings, engine=engine, sessions=sessions, master=MASTER, clock=clock, configure_logs=False
+    )
 
 
 @pytest.fixture
@@ -198,7 +215,9 @@ class Api:
             data = {"grant_type": "client_credentials"}
             if scope:
                 data["scope"] = scope
-            r = self.client.post("/oauth/token", data=data, auth=(cred["client_id"], cred["client_secret"]))
+            r = self.client.post(
+                "/oauth/token", data=data, auth=(cred["client_id"], cred["client_secret"])
+            )
             assert r.status_code == 200, r.text
             self._tokens[key] = r.json()["access_token"]
         return self._tokens[key]
@@ -219,3 +238,45 @@ class Api:
 @pytest.fixture
 def api(client: TestClient, demo_credentials: dict[str, dict[str, Any]]) -> Api:
     return Api(client, demo_credentials)
+
+
+class LiveServer:
+    """The app under test served by uvicorn on a free port, in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("live server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app: Any) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server

@@ -28,7 +28,10 @@ def test_healthz_and_readyz(client):
 
 def test_every_response_has_a_request_id_and_honours_a_sane_incoming_one(client):
     assert len(client.get("/healthz").headers["x-request-id"]) == 32
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     for bad in ("x" * 65, "a b", "<script>"):
         assert client.get("/healthz", headers={"X-Request-ID": bad}).headers["x-request-id"] != bad
 
@@ -55,8 +58,15 @@ def _count(session, model):
 
 def test_body_over_the_limit_is_413_and_writes_nothing(api, session, settings):
     orgs, events = _count(session, Organization), _count(session, AuditEvent)
-    big = b'{"id": "x", "name": "' + b"a" * (settings.max_body_bytes + 10) + b'", "kind": "partner"}'
-    r = api.post("/v1/organizations", as_="backbone-admin", content=big, headers={"Content-Type": "application/json"})
+    big = (
+        b'{"id": "x", "name": "' + b"a" * (settings.max_body_bytes + 10) + b'", "kind": "partner"}'
+    )
+    r = api.post(
+        "/v1/organizations",
+        as_="backbone-admin",
+        content=big,
+        headers={"Content-Type": "application/json"},
+    )
     _is_problem(r, 413, "payload-too-large")
     # Also when the client streams without a Content-Length.
     r = api.post(
@@ -72,13 +82,22 @@ def test_body_over_the_limit_is_413_and_writes_nothing(api, session, settings):
 
 def test_malformed_json_is_a_400_problem_and_writes_nothing(api, session):
     before = _count(session, Organization)
-    r = api.post("/v1/organizations", as_="backbone-admin", content=b'{"id": "x",', headers={"Content-Type": "application/json"})
+    r = api.post(
+        "/v1/organizations",
+        as_="backbone-admin",
+        content=b'{"id": "x",',
+        headers={"Content-Type": "application/json"},
+    )
     _is_problem(r, 400, "malformed-json")
     assert _count(session, Organization) == before
 
 
 def test_validation_error_lists_fields_without_echoing_values(api):
-    r = api.post("/v1/organizations", as_="backbone-admin", json={"id": "SECRET VALUE 123", "name": "n", "kind": "nope"})
+    r = api.post(
+        "/v1/organizations",
+        as_="backbone-admin",
+        json={"id": "SECRET VALUE 123", "name": "n", "kind": "nope"},
+    )
     body = _is_problem(r, 422, "validation-error")
     assert {tuple(e["location"]) for e in body["errors"]} == {("body", "id"), ("body", "kind")}
     assert "SECRET VALUE 123" not in r.text

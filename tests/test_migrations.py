@@ -37,7 +37,10 @@ def test_upgrade_matches_models_and_downgrade_round_trips(fresh_databases):
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+            assert (
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                == head_revision()
+            )
             assert conn.execute(text("SELECT size FROM audit_head WHERE id = 1")).scalar() == 0
     finally:
         engine.dispose()

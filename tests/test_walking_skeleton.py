@@ -43,7 +43,9 @@ def test_partner_submits_backbone_publishes_dashboard_reads_auditor_sees_it_all(
     # The backbone defines a count indicator by neighborhood and publishes it.
     r = api.post("/v1/indicators", as_="backbone-manager", json=COUNT_INDICATOR)
     assert r.status_code == 201, r.text
-    r = api.post(f"/v1/indicators/{COUNT_INDICATOR['id']}/releases", as_="backbone-manager", json={})
+    r = api.post(
+        f"/v1/indicators/{COUNT_INDICATOR['id']}/releases", as_="backbone-manager", json={}
+    )
     assert r.status_code == 201, r.text
     release = r.json()
     k = release["parameters"]["min_cell_size"]
@@ -51,8 +53,12 @@ def test_partner_submits_backbone_publishes_dashboard_reads_auditor_sees_it_all(
 
     # Cells under k are suppressed; every published count is the true distinct count.
     data = generate(births_per_year=SMALL_BIRTHS).kindergarten_readiness
-    extra = pl.DataFrame({"student_id": ["ZZ00000001", "ZZ00000002", "ZZ00000003"],
-                          "neighborhood": ["Ashland", "Ashland", "Central"]})  # fmt: off
+    extra = pl.DataFrame(
+        {
+            "student_id": ["ZZ00000001", "ZZ00000002", "ZZ00000003"],
+            "neighborhood": ["Ashland", "Ashland", "Central"],
+        }
+    )
     truth = (
         pl.concat([data.select("student_id", "neighborhood"), extra])
         .group_by("neighborhood")
@@ -69,7 +75,9 @@ def test_partner_submits_backbone_publishes_dashboard_reads_auditor_sees_it_all(
         true = expected.get(cell["neighborhood"], 0)
         if true < k:
             small += 1
-            assert cell["status"] == "primary" and cell["numerator"] is None and cell["value"] is None
+            assert (
+                cell["status"] == "primary" and cell["numerator"] is None and cell["value"] is None
+            )
         elif cell["status"] == "free":
             assert cell["numerator"] == true
         else:
@@ -82,7 +90,11 @@ def test_partner_submits_backbone_publishes_dashboard_reads_auditor_sees_it_all(
     assert r.json()["rows"] == release["rows"]
 
     # The auditor lists the audit events of all of the above.
-    r = api.get("/v1/audit/events", as_="county-auditor", params={"limit": 1000, "after": receipt["audit_index"] - 2})
+    r = api.get(
+        "/v1/audit/events",
+        as_="county-auditor",
+        params={"limit": 1000, "after": receipt["audit_index"] - 2},
+    )
     assert r.status_code == 200, r.text
     events = r.json()["items"]
     actions = [(e["organization"], e["action"], e["outcome"]) for e in events]

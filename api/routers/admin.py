@@ -13,7 +13,7 @@ from identity import service
 from identity.models import Client
 
 router = APIRouter(prefix="/v1", tags=["administration"])
-Admin = Annotated[RequestContext, Depends(require("admin"))]
+Admin = Annotated[RequestContext, Depends(require("admin", write=True))]
 
 
 def _client_out(client: Client, secret: str | None = None) -> ClientOut:

@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from agreements import repository as repo
 from agreements import service
 from agreements.document import AgreementDocument, vocabulary_summary
+from agreements.lint import lint
 from agreements.models import AgreementVersion
+from agreements.odrl import to_odrl
 from agreements.parse import parse_document
-from api.deps import Policy, UnitOfWork, audited, require
+from api.deps import Policy, UnitOfWork, audited, require, state
 from api.schemas import ApprovalIn, StatusChangeIn
 from core.context import RequestContext
-from core.errors import NotFound, PolicyDenied, UnsupportedMediaType
+from core.errors import InvalidInput, NotFound, PolicyDenied, UnsupportedMediaType
 from policy.engine import decide
 from policy.model import Context, Resource
 
 router = APIRouter(prefix="/v1", tags=["agreements"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
-Writer = Annotated[RequestContext, Depends(require("agreements:write"))]
-Approver = Annotated[RequestContext, Depends(require("agreements:approve"))]
+Writer = Annotated[RequestContext, Depends(require("agreements:write", write=True))]
+Approver = Annotated[RequestContext, Depends(require("agreements:approve", write=True))]
 
 
-def _version_out(row: AgreementVersion, approvals: list[str] | None = None) -> dict[str, Any]:
+def _version_out(
+    row: AgreementVersion, now: datetime, approvals: list[str] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "agreement": row.agreement_id,
         "version": row.version,
-        "status": row.status,
+        "status": service.effective_status(row, now),
         "content_hash": row.content_hash,
         "effective": row.effective_at.isoformat(),
         "expires": row.expires_at.isoformat(),
@@ -57,6 +63,15 @@ def _check_read(ctx: RequestContext, policy: Any, agreement_id: str) -> None:
         raise PolicyDenied(decision.explanation, decision=decision)
 
 
+def _format(request: Request) -> str:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return "json"
+    if content_type in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
+        return "yaml"
+    raise UnsupportedMediaType("Send the agreement as application/yaml or application/json.")
+
+
 @router.get(
     "/agreements/schema", summary="JSON Schema of the agreement document, and its vocabulary"
 )
@@ -74,19 +89,63 @@ def agreement_schema() -> dict[str, Any]:
     dependencies=[Depends(audited("agreement.create", "agreement"))],
 )
 async def create_agreement(request: Request, session: UnitOfWork, ctx: Writer) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/json",):
-        fmt = "json"
-    elif content_type in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
-        fmt = "yaml"
-    else:
-        raise UnsupportedMediaType("Send the agreement as application/yaml or application/json.")
+    fmt = _format(request)
     raw = await request.body()
+
+    k_floor = state(request).settings.k_floor
 
     def run() -> dict[str, Any]:
         document = parse_document(raw, fmt)
-        row = service.create(session, ctx, document)
-        return _version_out(row, [])
+        row = service.create(session, ctx, document, k_floor=k_floor)
+        return _version_out(row, ctx.now, [])
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/agreements/{agreement_id}/odrl", summary="The agreement as ODRL 2.2 JSON-LD")
+def get_odrl(
+    agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy, version: int | None = None
+) -> JSONResponse:
+    agreement = repo.get(session, agreement_id)
+    if agreement is None:
+        raise NotFound("No such agreement.")
+    _check_read(ctx, policy, agreement_id)
+    row = repo.get_version(session, agreement_id, version or agreement.latest_version)
+    if row is None:
+        raise NotFound("No such agreement version.")
+    document = AgreementDocument.model_validate(row.document)
+    body = to_odrl(
+        document,
+        version=row.version,
+        status=service.effective_status(row, ctx.now),
+        content_hash=row.content_hash,
+    )
+    return JSONResponse(body, media_type="application/ld+json")
+
+
+@router.get("/agreements/{agreement_id}/governing", summary="The version that governed a moment")
+def governing(
+    agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy, at: datetime | None = None
+) -> dict[str, Any]:
+    _check_read(ctx, policy, agreement_id)
+    moment = at or ctx.now
+    if moment.tzinfo is None:
+        raise InvalidInput("Give the moment with a time zone, e.g. 2026-01-31T12:00:00Z.")
+    row = service.governing_version(session, agreement_id, moment)
+    version = None if row is None else _version_out(row, moment)
+    return {"agreement": agreement_id, "at": moment.isoformat(), "version": version}
+
+
+@router.post("/agreements/lint", summary="Lint an agreement document without storing it")
+async def lint_agreement(request: Request, ctx: Reader) -> dict[str, Any]:
+    fmt = _format(request)
+    raw = await request.body()
+    k_floor = state(request).settings.k_floor
+
+    def run() -> dict[str, Any]:
+        document = parse_document(raw, fmt)
+        findings = [f.as_dict() for f in lint(document, k_floor=k_floor)]
+        return {"uid": document.uid, "content_hash": document.content_hash(), "findings": findings}
 
     return await run_in_threadpool(run)
 
@@ -103,7 +162,10 @@ def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
                 "id": agreement.id,
                 "title": agreement.title,
                 "latest_version": agreement.latest_version,
-                "versions": [{"version": v.version, "status": v.status} for v in versions],
+                "versions": [
+                    {"version": v.version, "status": service.effective_status(v, ctx.now)}
+                    for v in versions
+                ],
             }
         )
     return out
@@ -120,7 +182,7 @@ def get_agreement(
     versions = []
     for row in repo.versions(session, agreement_id):
         approvals = [a.organization_id for a in repo.approvals(session, agreement_id, row.version)]
-        versions.append(_version_out(row, sorted(approvals)))
+        versions.append(_version_out(row, ctx.now, sorted(approvals)))
     history = [
         {
             "version": h.version,
@@ -142,7 +204,7 @@ def get_version(
         raise NotFound("No such agreement version.")
     _check_read(ctx, policy, agreement_id)
     approvals = [a.organization_id for a in repo.approvals(session, agreement_id, version)]
-    return {**_version_out(row, sorted(approvals)), "document": row.document}
+    return {**_version_out(row, ctx.now, sorted(approvals)), "document": row.document}
 
 
 @router.post(
@@ -155,7 +217,7 @@ def approve(
 ) -> dict[str, Any]:
     row = service.approve(session, ctx, agreement_id, body.version, body.content_hash)
     approvals = [a.organization_id for a in repo.approvals(session, agreement_id, row.version)]
-    return _version_out(row, sorted(approvals))
+    return _version_out(row, ctx.now, sorted(approvals))
 
 
 def _status_route(action: str):  # type: ignore[no-untyped-def]
@@ -165,7 +227,7 @@ def _status_route(action: str):  # type: ignore[no-untyped-def]
         row = service.change_status(
             session, ctx, agreement_id, action, body.reason if body else None
         )
-        return _version_out(row)
+        return _version_out(row, ctx.now)
 
     return route
 

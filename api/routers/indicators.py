@@ -1,23 +1,94 @@
-"""Indicators and releases: definitions, release requests, and the dashboard read API."""
+"""Indicators and releases: definitions, release requests, and the dashboard read API.
+
+Releases are served as JSON (headers and rows), CSV or SDMX-CSV 2.0, chosen by ``Accept``;
+filtered by dimension values (``filter=neighborhood:Ashland,Central``, repeatable); paginated
+(``page``, ``page_size``); with a strong ``ETag`` (releases never change) and
+``Cache-Control: private, no-cache`` (every read is authorized and audited again).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
-from aggregation import service
+from aggregation import formats, service
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
-from api.deps import Policy, UnitOfWork, audited, require, state
+from api.deps import Policy, UnitOfWork, audited, require, run_unit_of_work, state
 from api.schemas import ReleaseIn
 from core.context import RequestContext
+from core.errors import DomainError, InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
-Writer = Annotated[RequestContext, Depends(require("indicators:write"))]
+Writer = Annotated[RequestContext, Depends(require("indicators:write", write=True))]
 Reader = Annotated[RequestContext, Depends(require("indicators:read"))]
+
+MEDIA = {
+    "application/json": "json",
+    "text/csv": "csv",
+    "application/vnd.sdmx.data+csv": "sdmx",
+}
+CONTENT_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "sdmx": formats.SDMX_CSV + "; charset=utf-8",
+}
+
+
+class NotAcceptable(DomainError):
+    kind = "not-acceptable"
+    title = "Not acceptable"
+
+
+def negotiate(accept: str | None) -> str:
+    """The format for an ``Accept`` header: the first acceptable one by quality."""
+    if not accept:
+        return "json"
+    choices: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept.split(",")):
+        media, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media in ("*/*", "application/*"):
+            choices.append((q, i, "json"))
+        elif media == "text/*":
+            choices.append((q, i, "csv"))
+        elif media in MEDIA:
+            choices.append((q, i, MEDIA[media]))
+    choices = [c for c in choices if c[0] > 0]
+    if not choices:
+        raise NotAcceptable(
+            "Acceptable types are application/json, text/csv and application/vnd.sdmx.data+csv; version=2.0.0."
+        )
+    return sorted(choices, key=lambda c: (-c[0], c[1]))[0][2]
+
+
+def parse_filters(
+    raw: list[str], dimensions: tuple[str, ...] | list[str]
+) -> dict[str, frozenset[str]]:
+    filters: dict[str, frozenset[str]] = {}
+    for item in raw:
+        dim, sep, values = item.partition(":")
+        if not sep or dim not in dimensions or not values:
+            raise InvalidInput(
+                "A filter is dimension:value[,value...] on one of the release's dimensions."
+            )
+        filters[dim] = filters.get(dim, frozenset()) | frozenset(v for v in values.split(",") if v)
+    return filters
 
 
 def _definition_out(version: int, definition: IndicatorDefinition) -> dict[str, Any]:
@@ -37,15 +108,65 @@ def _release_summary(release: Release) -> dict[str, Any]:
     }
 
 
-def release_json(release: Release) -> dict[str, Any]:
-    headers = [*release.dimensions, "numerator", "denominator", "value", "status"]
-    rows = [[cell.get(h) for h in headers] for cell in release.cells]
-    return {
-        **_release_summary(release),
-        "headers": [{"name": h} for h in headers],
-        "rows": rows,
-        "provenance": release.provenance,
-    }
+class _Rendered(OrderedDict[tuple[Any, ...], tuple[bytes, str]]):
+    """Rendered release pages by (release, format, filters, page): releases are immutable."""
+
+    def __init__(self, size: int = 512) -> None:
+        super().__init__()
+        self.size = size
+        self.lock = threading.Lock()
+
+
+_rendered = _Rendered()
+
+
+def _render(
+    view: service.ReleaseView,
+    fmt: str,
+    filters: dict[str, frozenset[str]],
+    page: int,
+    page_size: int,
+) -> tuple[bytes, str, dict[str, Any]]:
+    key = (
+        view.id,
+        fmt,
+        tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())),
+        page,
+        page_size,
+    )
+    with _rendered.lock:
+        hit = _rendered.get(key)
+        if hit is not None:
+            _rendered.move_to_end(key)
+    selected = formats.select(view.cells, filters)
+    total = len(selected)
+    pages = max(1, -(-total // page_size))
+    pager = {"page": page, "page_size": page_size, "total": total, "page_count": pages}
+    if hit is not None:
+        return hit[0], hit[1], pager
+    chunk = selected[(page - 1) * page_size : page * page_size]
+    if fmt == "json":
+        import json
+
+        body = json.dumps(
+            {
+                **formats.to_json(view.summary(), view.dimensions, chunk, pager),
+                "provenance": view.provenance,
+            },
+            separators=(",", ":"),
+        ).encode()
+    elif fmt == "csv":
+        body = formats.to_csv(view.dimensions, chunk).encode()
+    else:
+        body = formats.to_sdmx_csv(
+            view.indicator_id, view.indicator_version, view.unit, view.dimensions, chunk
+        ).encode()
+    etag = '"' + hashlib.sha256(repr(key).encode()).hexdigest()[:32] + '"'
+    with _rendered.lock:
+        _rendered[key] = (body, etag)
+        while len(_rendered) > _rendered.size:
+            _rendered.popitem(last=False)
+    return body, etag, pager
 
 
 @router.post(
@@ -74,7 +195,7 @@ def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[s
 
 @router.post(
     "/indicators/{indicator_id}/releases",
-    summary="Compute and publish a release",
+    summary="Compute and publish a release (or get the stored one for the same request)",
     dependencies=[Depends(audited("release.create", "indicator", "indicator_id"))],
 )
 async def create_release(
@@ -84,7 +205,7 @@ async def create_release(
     ctx: Writer,
     policy: Policy,
     body: ReleaseIn | None = None,
-) -> JSONResponse:
+) -> Response:
     st = state(request)
     req = service.ReleaseRequest(
         dimensions=tuple(body.dimensions) if body and body.dimensions is not None else None,
@@ -93,14 +214,21 @@ async def create_release(
     release, created = await run_in_threadpool(
         service.create_release, session, ctx, st.master, policy, indicator_id, req
     )
-    return JSONResponse(
-        release_json(release),
+
+    def render() -> bytes:
+        view = service.release_view(session, release.id)
+        return _render(view, "json", {}, 1, 100_000)[0]
+
+    body_bytes = await run_in_threadpool(render)
+    return Response(
+        body_bytes,
         status_code=201 if created else 200,
+        media_type="application/json",
         headers={"Location": f"/v1/releases/{release.id}"},
     )
 
 
-@router.get("/indicators/{indicator_id}/releases", summary="Releases of an indicator")
+@router.get("/indicators/{indicator_id}/releases", summary="Releases of an indicator you may read")
 def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     service.get_definition(session, indicator_id)
     assert ctx.principal is not None
@@ -113,12 +241,55 @@ def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[d
 
 
 @router.get(
-    "/releases/{release_id}",
-    summary="A release's cells (recipients only)",
-    dependencies=[Depends(audited("release.read", "release", "release_id"))],
+    "/indicators/{indicator_id}/series",
+    summary="The indicator over time, with baseline and target",
+    dependencies=[Depends(audited("release.read", "indicator_series", "indicator_id"))],
 )
-def get_release(
-    release_id: str, session: UnitOfWork, ctx: Reader, policy: Policy
+def get_series(
+    indicator_id: str,
+    session: UnitOfWork,
+    ctx: Reader,
+    policy: Policy,
+    filter: Annotated[list[str] | None, Query(description="dimension:value; repeatable")] = None,
 ) -> dict[str, Any]:
-    release, _decision = service.read_release(session, ctx, policy, release_id)
-    return release_json(release)
+    _version, definition = service.get_definition(session, indicator_id)
+    filters = parse_filters(filter or [], definition.dimensions)
+    return service.series(session, ctx, policy, indicator_id, filters)
+
+
+@router.get(
+    "/releases/{release_id}",
+    summary="A release's cells (recipients only): JSON, CSV or SDMX-CSV by Accept",
+    dependencies=[Depends(audited("release.read", "release", "release_id"))],
+    responses={
+        200: {"content": {"text/csv": {}, formats.SDMX_CSV: {}}},
+        304: {"description": "Not modified"},
+    },
+)
+async def get_release(
+    release_id: str,
+    request: Request,
+    ctx: Reader,
+    filter: Annotated[
+        list[str] | None, Query(description="dimension:value[,value]; repeatable")
+    ] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
+) -> Response:
+    fmt = negotiate(request.headers.get("accept"))
+    st = state(request)
+
+    def work(session: Session) -> tuple[bytes, str, dict[str, Any]]:
+        # One thread hop for all of it: authorization, the audit event, the (cached) rendering.
+        view, _decision = service.read_release(session, ctx, st.policies.get(session), release_id)
+        filters = parse_filters(filter or [], view.dimensions)
+        return _render(view, fmt, filters, page, page_size)
+
+    body, etag, pager = await run_in_threadpool(run_unit_of_work, request, work)
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept, Authorization"}
+    if pager["page"] < pager["page_count"]:
+        query = request.url.include_query_params(page=page + 1, page_size=page_size)
+        headers["Link"] = f'<{query.path}?{query.query}>; rel="next"'
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=CONTENT_TYPES[fmt], headers=headers)

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import UnitOfWork, anonymous_context, state
+from api.ratelimit import token_key
 from identity import service
 from identity.oauth_server import HttpRequest, metadata
 from identity.signing_keys import published_jwks
@@ -37,6 +38,9 @@ async def _http_request(request: Request) -> HttpRequest:
 async def _endpoint(request: Request, session: UnitOfWork, endpoint: str) -> JSONResponse:
     st = state(request)
     http = await _http_request(request)
+    claimed_ids = http.form.get("client_id") or []
+    claimed = claimed_ids[0] if claimed_ids else None
+    st.limiter.hit(st.limiter.token_limit, endpoint, token_key(request, claimed))
     ctx = anonymous_context(request)
 
     def run() -> Any:

@@ -1,0 +1,301 @@
+"""Lint of an agreement document: what the schema cannot say.
+
+Every finding has a stable ``code``, a ``path`` into the document and a message. All findings
+block the agreement (the API answers 422); an agreement that lints clean can still be refused
+by the parties, but never for a mechanical reason.
+
+Checks: the closed vocabulary (actions, operands, operators, purposes, legal bases, geography
+levels, disclosure methods); the clauses the legal basis requires; the minimum cell size against
+the configured floor; privacy parameters when differential privacy is allowed; rules that can
+never apply (dead rules: unknown datasets, assignees that are not parties, constraints on
+dimensions the datasets do not have); rules that contradict each other (a permission that a
+prohibition always overrides, duplicate rules); and permissions Backbone never grants
+(record-level export, re-disclosure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec
+from policy import vocabulary as vocab
+
+_OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
+    "term": frozenset({"eq", "neq", "isAnyOf", "isNoneOf"}),
+    "set": frozenset({"isAnyOf", "isAllOf", "isNoneOf", "isPartOf"}),
+    "geography": frozenset({"eq", "neq", "gt", "gteq", "lt", "lteq", "isAnyOf", "isNoneOf"}),
+    "datetime": frozenset({"eq", "lt", "lteq", "gt", "gteq"}),
+}
+NEVER_PERMITTED = frozenset({"export_records", "redisclose"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "path": self.path, "message": self.message}
+
+
+def _values(spec: ConstraintSpec) -> list[Any]:
+    value = spec.right_operand
+    return list(value) if isinstance(value, list) else [value]
+
+
+class _Linter:
+    def __init__(self, document: AgreementDocument, k_floor: int) -> None:
+        self.doc = document
+        self.k_floor = k_floor
+        self.findings: list[Finding] = []
+        self.datasets = {d.name: d for d in document.datasets}
+        self.parties = {p.org for p in document.parties}
+
+    def add(self, code: str, path: str, message: str) -> None:
+        self.findings.append(Finding(code, path, message))
+
+    def run(self) -> list[Finding]:
+        self.vocabulary()
+        self.clauses()
+        self.disclosure()
+        self.fields()
+        for kind in ("permission", "prohibition", "obligation"):
+            for i, rule in enumerate(getattr(self.doc.rules, kind)):
+                self.rule(kind, i, rule)
+        self.contradictions()
+        self.linkage()
+        return self.findings
+
+    def vocabulary(self) -> None:
+        if self.doc.legal_basis not in vocab.LEGAL_BASES:
+            self.add(
+                "unknown-term",
+                "legal_basis",
+                f"Unknown legal basis '{self.doc.legal_basis}'; use one of {', '.join(sorted(vocab.LEGAL_BASES))}.",
+            )
+
+    def clauses(self) -> None:
+        required = vocab.MANDATORY_CLAUSES.get(self.doc.legal_basis, ())
+        for clause in required:
+            if not self.doc.clauses.get(clause, "").strip():
+                self.add(
+                    "missing-clause",
+                    f"clauses.{clause}",
+                    f"An agreement under {self.doc.legal_basis} must state its {clause.replace('_', ' ')}.",
+                )
+
+    def disclosure(self) -> None:
+        d = self.doc.disclosure
+        if d.min_cell_size < self.k_floor:
+            self.add(
+                "k-below-floor",
+                "disclosure.min_cell_size",
+                f"The minimum cell size {d.min_cell_size} is below this service's floor of {self.k_floor}.",
+            )
+        if "differential_privacy" in d.methods:
+            if d.privacy is None:
+                self.add(
+                    "missing-privacy-budget",
+                    "disclosure.privacy",
+                    "Differential privacy is allowed but no privacy budget is set.",
+                )
+            elif d.privacy.epsilon_per_release > d.privacy.epsilon_per_period:
+                self.add(
+                    "contradiction",
+                    "disclosure.privacy",
+                    "The privacy loss per release exceeds the budget per period.",
+                )
+        elif d.privacy is not None:
+            self.add(
+                "dead-clause",
+                "disclosure.privacy",
+                "A privacy budget is set but differential privacy is not an allowed method.",
+            )
+
+    def fields(self) -> None:
+        for i, ds in enumerate(self.doc.datasets):
+            if not any(f.role == "identifier" for f in ds.fields):
+                self.add(
+                    "no-identifier",
+                    f"datasets.{i}.fields",
+                    f"Dataset {ds.name} has no identifier field, so people cannot be counted once each.",
+                )
+            for j, f in enumerate(ds.fields):
+                path = f"datasets.{i}.fields.{j}"
+                if f.geography is not None and f.geography not in vocab.GEOGRAPHY_RANK:
+                    self.add(
+                        "unknown-term",
+                        f"{path}.geography",
+                        f"Unknown geographic level '{f.geography}'.",
+                    )
+                if f.geography is not None and f.role != "dimension":
+                    self.add(
+                        "dead-clause",
+                        f"{path}.geography",
+                        "Only a dimension can hold a geographic level.",
+                    )
+                if f.role == "dimension" and not f.constraints.enum:
+                    self.add(
+                        "undeclared-categories",
+                        f"{path}.constraints.enum",
+                        f"Dimension {f.name} must declare its values: published categories come from the agreement, never from the data.",
+                    )
+                if f.role == "identifier" and f.type not in ("string", "integer"):
+                    self.add(
+                        "bad-identifier",
+                        f"{path}.type",
+                        "An identifier must be a string or an integer.",
+                    )
+
+    def rule(self, kind: str, index: int, rule: RuleSpec) -> None:
+        path = f"rules.{kind}.{index}"
+        if rule.action not in vocab.ACTIONS:
+            self.add("unknown-term", f"{path}.action", f"Unknown action '{rule.action}'.")
+        if kind == "permission" and rule.action in NEVER_PERMITTED:
+            self.add(
+                "never-permitted",
+                f"{path}.action",
+                f"Backbone never permits '{rule.action}': record-level data never leaves the service.",
+            )
+        targets = rule.targets()
+        for t in targets:
+            if t != "*" and t not in self.datasets:
+                self.add(
+                    "dead-rule",
+                    f"{path}.target",
+                    f"Rule {rule.id} targets dataset {t}, which this agreement does not define.",
+                )
+        for a in rule.assignees():
+            if a != "*" and a not in self.parties:
+                self.add(
+                    "dead-rule",
+                    f"{path}.assignee",
+                    f"Rule {rule.id} is assigned to {a}, which is not a party.",
+                )
+        target_dims: set[str] = set()
+        for t in targets:
+            for name, ds in self.datasets.items():
+                if t in ("*", name):
+                    target_dims |= {f.name for f in ds.fields if f.role == "dimension"}
+        for j, c in enumerate(rule.constraint):
+            self.constraint(f"{path}.constraint.{j}", rule, c, target_dims)
+
+    def constraint(
+        self, path: str, rule: RuleSpec, c: ConstraintSpec, target_dims: set[str]
+    ) -> None:
+        kind = vocab.LEFT_OPERANDS.get(c.left_operand, (None, None))[0]
+        if kind is None:
+            self.add(
+                "unknown-term", f"{path}.leftOperand", f"Unknown leftOperand '{c.left_operand}'."
+            )
+            return
+        if c.operator not in vocab.OPERATORS:
+            self.add("unknown-term", f"{path}.operator", f"Unknown operator '{c.operator}'.")
+            return
+        if c.operator not in _OPERATORS_BY_KIND[kind]:
+            self.add(
+                "bad-operator",
+                f"{path}.operator",
+                f"Operator {c.operator} does not apply to {c.left_operand}.",
+            )
+        values = _values(c)
+        if not values:
+            self.add(
+                "dead-rule",
+                f"{path}.rightOperand",
+                f"Rule {rule.id} has an empty constraint that nothing satisfies.",
+            )
+        if c.left_operand == "purpose":
+            for v in values:
+                if v not in vocab.PURPOSES:
+                    self.add("unknown-term", f"{path}.rightOperand", f"Unknown purpose '{v}'.")
+        elif c.left_operand == "spatialGranularity":
+            for v in values:
+                if v not in vocab.GEOGRAPHY_RANK:
+                    self.add(
+                        "unknown-term", f"{path}.rightOperand", f"Unknown geographic level '{v}'."
+                    )
+        elif c.left_operand == "disclosureMethod":
+            for v in values:
+                if v not in vocab.DISCLOSURE_METHODS:
+                    self.add(
+                        "unknown-term", f"{path}.rightOperand", f"Unknown disclosure method '{v}'."
+                    )
+                elif v not in self.doc.disclosure.methods:
+                    self.add(
+                        "contradiction",
+                        f"{path}.rightOperand",
+                        f"Rule {rule.id} allows method {v}, which disclosure.methods does not.",
+                    )
+        elif c.left_operand == "dimension":
+            for v in values:
+                if v not in target_dims:
+                    self.add(
+                        "dead-rule",
+                        f"{path}.rightOperand",
+                        f"Rule {rule.id} names dimension {v}, which its datasets do not have.",
+                    )
+
+    def contradictions(self) -> None:
+        rules = self.doc.rules
+        seen: dict[str, str] = {}
+        for kind in ("permission", "prohibition", "obligation"):
+            for i, rule in enumerate(getattr(rules, kind)):
+                key = kind + repr(
+                    (
+                        rule.action,
+                        sorted(rule.targets()),
+                        sorted(rule.assignees()),
+                        sorted(repr(c) for c in rule.constraint),
+                    )
+                )
+                if key in seen:
+                    self.add(
+                        "duplicate-rule",
+                        f"rules.{kind}.{i}",
+                        f"Rule {rule.id} repeats rule {seen[key]}.",
+                    )
+                seen[key] = rule.id
+        ids = [
+            r.id
+            for kind in ("permission", "prohibition", "obligation")
+            for r in getattr(rules, kind)
+        ]
+        for rule_id in sorted({x for x in ids if ids.count(x) > 1}):
+            self.add("duplicate-rule-id", "rules", f"Rule id {rule_id} is used more than once.")
+        for i, perm in enumerate(rules.permission):
+            for pro in rules.prohibition:
+                if pro.action != perm.action or pro.constraint:
+                    continue
+                covers_targets = "*" in pro.targets() or set(perm.targets()) <= set(pro.targets())
+                covers_assignees = "*" in pro.assignees() or (
+                    "*" not in perm.assignees() and set(perm.assignees()) <= set(pro.assignees())
+                )
+                if covers_targets and covers_assignees:
+                    self.add(
+                        "contradiction",
+                        f"rules.permission.{i}",
+                        f"Permission {perm.id} can never apply: prohibition {pro.id} always overrides it.",
+                    )
+
+    def linkage(self) -> None:
+        link = self.doc.linkage
+        if link.allowed and not link.datasets:
+            self.add(
+                "dead-clause",
+                "linkage.datasets",
+                "Linkage is allowed but no dataset to link with is named.",
+            )
+        if not link.allowed and link.datasets:
+            self.add(
+                "contradiction",
+                "linkage.datasets",
+                "Datasets to link with are named but linkage is not allowed.",
+            )
+
+
+def lint(document: AgreementDocument, *, k_floor: int = 5) -> list[Finding]:
+    """Every mechanical problem with ``document``; an empty list means it lints clean."""
+    return _Linter(document, k_floor).run()

@@ -1,0 +1,112 @@
+"""Export an agreement version as an ODRL 2.2 Agreement in JSON-LD.
+
+The JSON-LD context is shipped in this package (``odrl_context.json``) and embedded in every
+export, so a consumer never needs to fetch anything to interpret it. Backbone's actions and
+operands form an ODRL profile (``urn:backbone:profile:odrl:v1``): each action is included in the
+ODRL action named in :data:`policy.vocabulary.ACTIONS`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec, Term
+from policy import vocabulary as vocab
+
+PROFILE = "urn:backbone:profile:odrl:v1"
+
+
+@lru_cache(maxsize=1)
+def context() -> dict[str, Any]:
+    """The shipped JSON-LD context (a copy; callers may not mutate it)."""
+    text = (resources.files("agreements") / "odrl_context.json").read_text()
+    data: dict[str, Any] = json.loads(text)["@context"]
+    return data
+
+
+def org_iri(org: str) -> str:
+    return f"urn:backbone:org:{org}"
+
+
+def dataset_iri(name: str) -> str:
+    return f"urn:backbone:dataset:{name}"
+
+
+def _constraint(c: ConstraintSpec) -> dict[str, Any]:
+    right: Any = c.right_operand
+    if c.left_operand == "recipient":
+        right = [org_iri(v) for v in (right if isinstance(right, list) else [right])]
+        right = [{"@id": v} for v in right]
+    elif c.left_operand == "purpose":
+        values = right if isinstance(right, list) else [right]
+        right = [{"@id": v} for v in values]
+    elif hasattr(right, "isoformat"):
+        right = {"@value": right.isoformat(), "@type": "xsd:dateTime"}
+    return {"leftOperand": c.left_operand, "operator": c.operator, "rightOperand": right}
+
+
+def _rule(rule: RuleSpec, uid: str, assigner: list[str]) -> dict[str, Any]:
+    targets = [t for t in rule.targets() if t != "*"]
+    assignees = [a for a in rule.assignees() if a != "*"]
+    out: dict[str, Any] = {
+        "uid": f"{uid}:rule:{rule.id}",
+        "action": rule.action,
+        "target": [dataset_iri(t) for t in targets] if targets else [f"{uid}:all-datasets"],
+        "assigner": [org_iri(a) for a in assigner],
+    }
+    if assignees:
+        out["assignee"] = [org_iri(a) for a in assignees]
+    if rule.constraint:
+        out["constraint"] = [_constraint(c) for c in rule.constraint]
+    if rule.description:
+        out["description"] = rule.description
+    return out
+
+
+def to_odrl(
+    document: AgreementDocument, *, version: int, status: str, content_hash: str
+) -> dict[str, Any]:
+    """The ODRL 2.2 JSON-LD form of one agreement version."""
+    uid = f"urn:backbone:agreement:{document.uid}:v{version}"
+    assigners = [p.org for p in document.parties if p.role == "assigner"]
+    assignees = [p.org for p in document.parties if p.role == "assignee"]
+    d = document.disclosure
+    obligations = [_rule(r, uid, assigners) for r in document.rules.obligation]
+    obligations.append(
+        {
+            "uid": f"{uid}:rule:disclosure-control",
+            "action": "aggregate",
+            "target": [dataset_iri(ds.name) for ds in document.datasets],
+            "assignee": [org_iri(a) for a in assignees],
+            "constraint": [
+                {"leftOperand": "minCellSize", "operator": "gteq", "rightOperand": d.min_cell_size},
+                {
+                    "leftOperand": "disclosureMethod",
+                    "operator": "isAnyOf",
+                    "rightOperand": list(d.methods),
+                },
+            ],
+        }
+    )
+    return {
+        "@context": context(),
+        "type": "Agreement",
+        "uid": uid,
+        "profile": PROFILE,
+        "title": document.title,
+        "version": version,
+        "status": status,
+        "contentHash": content_hash,
+        "legalBasis": f"bb:{document.legal_basis}",
+        "effective": Term.as_datetime(document.term.effective).isoformat(),
+        "expires": Term.as_datetime(document.term.expires).isoformat(),
+        "assigner": [org_iri(a) for a in assigners],
+        "assignee": [org_iri(a) for a in assignees],
+        "permission": [_rule(r, uid, assigners) for r in document.rules.permission],
+        "prohibition": [_rule(r, uid, assigners) for r in document.rules.prohibition],
+        "obligation": obligations,
+        "bb:actionProfile": {name: parent for name, parent in vocab.ACTIONS.items()},
+    }

@@ -1,0 +1,24 @@
+"""Privacy budgets: spent and remaining privacy loss per agreement, dataset and period."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from aggregation.ledger import budgets
+from agreements import repository as agreements
+from api.deps import UnitOfWork, require
+from core.context import RequestContext
+
+router = APIRouter(prefix="/v1", tags=["indicators"])
+Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
+
+
+@router.get("/budgets", summary="Privacy budgets of the agreements you may read")
+def list_budgets(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
+    assert ctx.principal is not None
+    if ctx.principal.organization_kind in ("backbone", "auditor"):
+        return budgets(session, None)
+    visible = [a.id for a in agreements.visible_to(session, ctx.principal.organization_id)]
+    return budgets(session, visible)

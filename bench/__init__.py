@@ -1,0 +1,1 @@
+"""Benchmarks. Run them all with ``make bench`` or one with ``python -m bench.bench_<area>``."""

@@ -1,0 +1,186 @@
+"""Shared benchmark plumbing: a real server process on a fresh database, and a load generator."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PG_ADMIN = os.environ.get(
+    "BACKBONE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh, empty database: an SQLite file or a new PostgreSQL database."""
+    if kind == "sqlite":
+        tmp = tempfile.mkdtemp(prefix="bench-db-")
+        try:
+            yield f"sqlite:///{tmp}/backbone.db"
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    credentials: dict[str, dict[str, Any]]
+
+
+@contextmanager
+def server(
+    database_url: str, *, seed: bool = True, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """Migrate, optionally seed the demo initiative, and serve on a free port."""
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-var-"))
+    port = free_port()
+    environ = {
+        **os.environ,
+        "BACKBONE_DATA_DIR": str(data_dir),
+        "BACKBONE_DATABASE_URL": database_url,
+        "BACKBONE_TOKEN_RATE_LIMIT": "1000000/minute",
+        "BACKBONE_WRITE_RATE_LIMIT": "1000000/minute",
+        "BACKBONE_LOG_LEVEL": "WARNING",
+        "BACKBONE_ISSUER": f"http://127.0.0.1:{port}",
+        **(env or {}),
+    }
+    subprocess.run([str(BIN / "backbone"), "migrate"], env=environ, check=True, capture_output=True)
+    if seed:
+        subprocess.run(
+            [str(BIN / "backbone"), "seed-demo"], env=environ, check=True, capture_output=True
+        )
+    proc = subprocess.Popen(
+        [str(BIN / "backbone"), "serve", "--port", str(port), "--workers", str(workers)],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+        creds_path = data_dir / "demo-credentials.json"
+        creds = (
+            {c["client_id"]: c for c in json.loads(creds_path.read_text())["clients"]}
+            if seed
+            else {}
+        )
+        yield Server(f"http://127.0.0.1:{port}", port, proc, data_dir, creds)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _load_worker(args: tuple[int, str, str, dict[str, str], float, Any]) -> None:
+    port, method, path, headers, seconds, queue = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    count = errors = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status == 200:
+            count += 1
+        else:
+            errors += 1
+    queue.put((count, errors))
+
+
+def throughput(
+    port: int,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    seconds: float = 5.0,
+    connections: int = 4,
+    method: str = "GET",
+) -> float:
+    """Requests per second over ``seconds`` with ``connections`` keep-alive client processes."""
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_load_worker, args=((port, method, path, headers or {}, seconds, queue),)
+        )
+        for _ in range(connections)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    total = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    if errors:
+        raise RuntimeError(f"{errors} requests failed during the load test")
+    return total / seconds
+
+
+def token(srv: Server, client_id: str) -> str:
+    import base64
+
+    cred = srv.credentials[client_id]
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port)
+    basic = base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()
+    conn.request(
+        "POST",
+        "/oauth/token",
+        body="grant_type=client_credentials",
+        headers={
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    return str(body["access_token"])

@@ -1,0 +1,124 @@
+"""Lint findings: vocabulary, mandatory clauses, k floor, dead rules, contradictions."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from typing import Any
+
+import pytest
+import yaml
+
+from agreements.document import AgreementDocument
+from agreements.lint import lint
+
+
+def _demo(name: str = "district.yaml") -> dict[str, Any]:
+    return yaml.safe_load((resources.files("demo") / "agreements" / name).read_text())
+
+
+def _codes(data: dict[str, Any], k_floor: int = 5) -> set[tuple[str, str]]:
+    return {(f.code, f.path) for f in lint(AgreementDocument.model_validate(data), k_floor=k_floor)}
+
+
+@pytest.mark.parametrize("name", ["district.yaml", "health.yaml", "early-learning.yaml"])
+def test_the_demo_agreements_lint_clean(name):
+    assert _codes(_demo(name)) == set()
+
+
+def test_ferpa_studies_needs_its_five_clauses():
+    data = _demo()
+    data["clauses"] = {"purpose": "x"}
+    codes = _codes(data)
+    for clause in ("scope", "duration", "data_disclosed", "destruction"):
+        assert ("missing-clause", f"clauses.{clause}") in codes
+
+
+def test_unknown_vocabulary_terms():
+    data = _demo()
+    data["legal_basis"] = "handshake"
+    rule = data["rules"]["permission"][1]
+    rule["constraint"][0]["rightOperand"] = ["dpv:Marketing"]
+    rule["constraint"][3]["rightOperand"] = "galaxy"
+    data["rules"]["permission"].append(
+        {"id": "x", "action": "sell", "target": "attendance", "assignee": "backbone"}
+    )
+    data["rules"]["permission"].append(
+        {
+            "id": "y",
+            "action": "publish",
+            "target": "attendance",
+            "assignee": "backbone",
+            "constraint": [
+                {"leftOperand": "colour", "operator": "eq", "rightOperand": "red"},
+                {"leftOperand": "purpose", "operator": "resembles", "rightOperand": "x"},
+            ],
+        }
+    )
+    codes = {c for c, _ in _codes(data)}
+    found = [p for c, p in _codes(data) if c == "unknown-term"]
+    assert "unknown-term" in codes
+    assert "legal_basis" in found
+    assert "rules.permission.1.constraint.0.rightOperand" in found
+    assert "rules.permission.1.constraint.3.rightOperand" in found
+    assert "rules.permission.2.action" in found
+    assert "rules.permission.3.constraint.0.leftOperand" in found
+    assert "rules.permission.3.constraint.1.operator" in found
+
+
+def test_k_below_the_floor():
+    data = _demo()
+    data["disclosure"]["min_cell_size"] = 3
+    assert ("k-below-floor", "disclosure.min_cell_size") in _codes(data, k_floor=5)
+    assert ("k-below-floor", "disclosure.min_cell_size") not in _codes(data, k_floor=3)
+
+
+def test_dead_rules():
+    data = _demo()
+    data["rules"]["permission"].append(
+        {"id": "ghost", "action": "publish", "target": "no_such_dataset", "assignee": "backbone"}
+    )
+    data["rules"]["permission"].append(
+        {"id": "stranger", "action": "submit", "target": "attendance", "assignee": "city"}
+    )
+    data["rules"]["permission"][1]["constraint"][2]["rightOperand"].append("shoe_size")
+    codes = _codes(data)
+    assert ("dead-rule", "rules.permission.2.target") in codes
+    assert ("dead-rule", "rules.permission.3.assignee") in codes
+    assert ("dead-rule", "rules.permission.1.constraint.2.rightOperand") in codes
+
+
+def test_contradictions_and_duplicates():
+    data = _demo()
+    data["rules"]["prohibition"].append({"id": "no-publishing", "action": "publish", "target": "*"})
+    data["rules"]["permission"].append(copy.deepcopy(data["rules"]["permission"][0]))
+    codes = _codes(data)
+    assert ("contradiction", "rules.permission.1") in codes
+    assert ("duplicate-rule", "rules.permission.2") in codes
+    assert ("duplicate-rule-id", "rules") in codes
+
+
+def test_backbone_never_permits_record_export():
+    data = _demo()
+    data["rules"]["permission"].append(
+        {"id": "dump", "action": "export_records", "target": "*", "assignee": "backbone"}
+    )
+    assert ("never-permitted", "rules.permission.2.action") in _codes(data)
+
+
+def test_privacy_and_linkage_consistency():
+    data = _demo()
+    data["disclosure"]["privacy"]["epsilon_per_release"] = 5.0
+    data["disclosure"]["privacy"]["epsilon_per_period"] = 1.0
+    data["linkage"] = {"allowed": False, "datasets": ["prek_enrollment"]}
+    codes = _codes(data)
+    assert ("contradiction", "disclosure.privacy") in codes
+    assert ("contradiction", "linkage.datasets") in codes
+    data["disclosure"].pop("privacy")
+    assert ("missing-privacy-budget", "disclosure.privacy") in _codes(data)
+
+
+def test_dimensions_must_declare_their_values():
+    data = _demo()
+    del data["datasets"][0]["fields"][2]["constraints"]["enum"]
+    assert ("undeclared-categories", "datasets.0.fields.2.constraints.enum") in _codes(data)
