@@ -19,6 +19,7 @@ from records.process import hostname, process_token
 from records.retention import scratch_root
 from tests.conftest import MASTER
 from tests.records.helpers import counts
+from tests.records.test_intake import gzip_bomb
 
 URL = "/v1/datasets/kindergarten_readiness/submissions"
 HEADER = "student_id,school_year,neighborhood,race_ethnicity,ready,assessment_score\n"
@@ -35,7 +36,9 @@ def csv(n: int = 5, **kw: str) -> bytes:
     return (HEADER + rows(n, **kw)).encode()
 
 
-def post(api, body: bytes, *, as_: str = "district-sis", ctype: str = "text/csv", url=URL, **headers):
+def post(
+    api, body: bytes, *, as_: str = "district-sis", ctype: str = "text/csv", url=URL, **headers
+):
     return api.post(url, as_=as_, content=body, headers={"Content-Type": ctype, **headers})
 
 
@@ -118,11 +121,21 @@ def test_partners_see_only_their_own_submissions(api):
 
 def test_withdrawal_excludes_from_later_releases(api, session):
     sid = post(api, csv(2, prefix="QD")).json()["id"]
-    in_scope = {s.id for s in service.in_scope(session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"}))}
+    in_scope = {
+        s.id
+        for s in service.in_scope(
+            session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"})
+        )
+    }
     assert sid in in_scope
     r = api.delete(f"/v1/submissions/{sid}", as_="district-sis")
     assert r.status_code == 200 and r.json()["status"] == "withdrawn"
-    in_scope = {s.id for s in service.in_scope(session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"}))}
+    in_scope = {
+        s.id
+        for s in service.in_scope(
+            session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"})
+        )
+    }
     assert sid not in in_scope
     problem(api.delete(f"/v1/submissions/{sid}", as_="district-sis"), 409, "conflict")
 
@@ -134,11 +147,24 @@ def test_replacement_for_the_same_period(api, session):
     new = r.json()
     assert new["replaces"] == old
     assert api.get(f"/v1/submissions/{old}", as_="district-sis").json()["status"] == "replaced"
-    scope = {s.id for s in service.in_scope(session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"}))}
+    scope = {
+        s.id
+        for s in service.in_scope(
+            session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"})
+        )
+    }
     assert new["id"] in scope and old not in scope
     # A replaced submission cannot be replaced again, nor one of another period or organization.
-    problem(post(api, csv(1, prefix="QF"), url=URL + f"?period=2025-26&replaces={old}"), 409, "replacement-invalid")
-    problem(post(api, csv(1, prefix="QF"), url=URL + f"?period=2024-25&replaces={new['id']}"), 409, "replacement-invalid")
+    problem(
+        post(api, csv(1, prefix="QF"), url=URL + f"?period=2025-26&replaces={old}"),
+        409,
+        "replacement-invalid",
+    )
+    problem(
+        post(api, csv(1, prefix="QF"), url=URL + f"?period=2024-25&replaces={new['id']}"),
+        409,
+        "replacement-invalid",
+    )
     problem(post(api, csv(1, prefix="QF"), url=URL + "?replaces=sub_missing"), 404, "not-found")
 
 
@@ -171,9 +197,15 @@ def test_same_key_same_body_returns_the_original_receipt(api, session):
 def test_same_key_different_body_or_dataset_is_refused(api, session):
     post(api, csv(2, prefix="QJ"), **{"Idempotency-Key": "k-1"})
     before = counts(session)
-    problem(post(api, csv(2, prefix="QK"), **{"Idempotency-Key": "k-1"}), 422, "idempotency-key-reused")
+    problem(
+        post(api, csv(2, prefix="QK"), **{"Idempotency-Key": "k-1"}), 422, "idempotency-key-reused"
+    )
     attendance = "/v1/datasets/attendance/submissions"
-    problem(post(api, csv(2, prefix="QJ"), url=attendance, **{"Idempotency-Key": "k-1"}), 422, "idempotency-key-reused")
+    problem(
+        post(api, csv(2, prefix="QJ"), url=attendance, **{"Idempotency-Key": "k-1"}),
+        422,
+        "idempotency-key-reused",
+    )
     assert counts(session) == before
 
 
@@ -207,7 +239,11 @@ def test_a_reservation_on_another_host_blocks_until_its_lease_lapses(api, sessio
         )
     )  # fmt: skip
     session.commit()
-    problem(post(api, csv(1, prefix="QM"), **{"Idempotency-Key": "remote"}), 409, "idempotency-in-flight")
+    problem(
+        post(api, csv(1, prefix="QM"), **{"Idempotency-Key": "remote"}),
+        409,
+        "idempotency-in-flight",
+    )
     clock.advance(seconds=idempotency.LEASE.total_seconds() + 1)
     assert post(api, csv(1, prefix="QM"), **{"Idempotency-Key": "remote"}).status_code == 201
 
@@ -227,23 +263,85 @@ def test_idempotency_key_must_be_visible_ascii(api):
 
 BAD_INPUTS = {
     "ragged row": (csv(3).decode() + "QA99999999,2025-26\n", "text/csv", {}, 400, "malformed-body"),
-    "unclosed quote": (HEADER + 'QA00000001,2025-26,"Ashland,Asian,true,3\n', "text/csv", {}, 400, "malformed-body"),
-    "latin-1": ((HEADER + "QA00000001,2025-26,Ashland,Asian,true,3\n").replace("Ashland", "Åshland").encode("latin-1"), "text/csv", {}, 415, "unsupported-encoding"),
-    "utf-16 with BOM": ((HEADER + rows(2)).encode("utf-16"), "text/csv", {}, 415, "unsupported-encoding"),
-    "utf-16 without BOM": ((HEADER + rows(2)).encode("utf-16-le"), "text/csv", {}, 415, "unsupported-encoding"),
-    "duplicate header": (HEADER.replace("ready", "neighborhood") + rows(2), "text/csv", {}, 400, "malformed-body"),
+    "unclosed quote": (
+        HEADER + 'QA00000001,2025-26,"Ashland,Asian,true,3\n',
+        "text/csv",
+        {},
+        400,
+        "malformed-body",
+    ),
+    "latin-1": (
+        (HEADER + "QA00000001,2025-26,Ashland,Asian,true,3\n")
+        .replace("Ashland", "Åshland")
+        .encode("latin-1"),
+        "text/csv",
+        {},
+        415,
+        "unsupported-encoding",
+    ),
+    "utf-16 with BOM": (
+        (HEADER + rows(2)).encode("utf-16"),
+        "text/csv",
+        {},
+        415,
+        "unsupported-encoding",
+    ),
+    "utf-16 without BOM": (
+        (HEADER + rows(2)).encode("utf-16-le"),
+        "text/csv",
+        {},
+        415,
+        "unsupported-encoding",
+    ),
+    "duplicate header": (
+        HEADER.replace("ready", "neighborhood") + rows(2),
+        "text/csv",
+        {},
+        400,
+        "malformed-body",
+    ),
     "empty body": (b"", "text/csv", {}, 400, "malformed-body"),
     "header only": (HEADER, "text/csv", {}, 400, "malformed-body"),
     "wrong content type": (csv(2), "text/plain", {}, 415, "unsupported-encoding"),
     "no content type": (csv(2), "", {}, 415, "unsupported-encoding"),
-    "non-utf-8 charset": (csv(2), "text/csv; charset=windows-1252", {}, 415, "unsupported-encoding"),
+    "non-utf-8 charset": (
+        csv(2),
+        "text/csv; charset=windows-1252",
+        {},
+        415,
+        "unsupported-encoding",
+    ),
     "brotli": (csv(2), "text/csv", {"Content-Encoding": "br"}, 415, "unsupported-encoding"),
     "not gzip": (csv(2), "text/csv", {"Content-Encoding": "gzip"}, 400, "malformed-body"),
-    "gzip bomb": (gzip.compress(HEADER.encode() + b"\n" * (300 << 20), 9), "text/csv", {"Content-Encoding": "gzip"}, 413, "payload-too-large"),
+    "gzip bomb": (
+        gzip_bomb(HEADER.encode(), 300 << 20),
+        "text/csv",
+        {"Content-Encoding": "gzip"},
+        413,
+        "payload-too-large",
+    ),
     "nested json": (b'[{"student_id": {"x": 1}}]', "application/json", {}, 400, "malformed-body"),
-    "json object not array": (b'{"student_id": "QA00000001"}', "application/json", {}, 400, "malformed-body"),
-    "bad ndjson": (b'{"student_id": "QA00000001"}\nnot json\n', "application/x-ndjson", {}, 400, "malformed-body"),
-    "unlisted column": (HEADER.replace("\n", ",home_address\n") + rows(2).replace("\n", ",1 Main St\n"), "text/csv", {}, 403, "policy-denied"),
+    "json object not array": (
+        b'{"student_id": "QA00000001"}',
+        "application/json",
+        {},
+        400,
+        "malformed-body",
+    ),
+    "bad ndjson": (
+        b'{"student_id": "QA00000001"}\nnot json\n',
+        "application/x-ndjson",
+        {},
+        400,
+        "malformed-body",
+    ),
+    "unlisted column": (
+        HEADER.replace("\n", ",home_address\n") + rows(2).replace("\n", ",1 Main St\n"),
+        "text/csv",
+        {},
+        403,
+        "policy-denied",
+    ),
     "invalid values": (csv(2, prefix="qa"), "text/csv", {}, 422, "submission-rejected"),
     "duplicate key": (HEADER + rows(2) + rows(1), "text/csv", {}, 422, "submission-rejected"),
 }
@@ -255,7 +353,9 @@ def test_bad_input_gets_a_clear_4xx_and_leaves_nothing_behind(api, session, sett
     data = body.encode() if isinstance(body, str) else body
     api.token("district-sis")
     before = counts(session)
-    r = post(api, data, ctype=ctype, **headers, **{"Idempotency-Key": "bad-" + case.replace(" ", "-")})
+    r = post(
+        api, data, ctype=ctype, **headers, **{"Idempotency-Key": "bad-" + case.replace(" ", "-")}
+    )
     payload = problem(r, status, kind)
     assert payload["detail"]
     assert "QA0000000" not in r.text and "Main St" not in r.text
@@ -266,7 +366,11 @@ def test_bad_input_gets_a_clear_4xx_and_leaves_nothing_behind(api, session, sett
 def test_a_refusal_is_audited_without_values(api, session):
     r = post(api, csv(2, prefix="qz"))
     assert r.status_code == 422
-    events = api.get("/v1/audit/events", as_="county-auditor", params={"limit": 5, "action": "submission.create"}).json()["items"]
+    events = api.get(
+        "/v1/audit/events",
+        as_="county-auditor",
+        params={"limit": 1000, "action": "submission.create"},
+    ).json()["items"]
     refused = [e for e in events if e["outcome"] == "rejected"]
     assert refused and refused[-1]["detail"] == "submission-rejected"
     assert "qz0000" not in json.dumps(events)
@@ -275,7 +379,13 @@ def test_a_refusal_is_audited_without_values(api, session):
 def test_policy_denies_a_partner_that_does_not_provide_the_dataset(api, session):
     before = counts(session)
     problem(post(api, csv(2), as_="health-vitals"), 403, "policy-denied")
-    problem(api.post(URL, as_="district-dashboard", content=csv(1), headers={"Content-Type": "text/csv"}), 403, "insufficient-scope")
+    problem(
+        api.post(
+            URL, as_="district-dashboard", content=csv(1), headers={"Content-Type": "text/csv"}
+        ),
+        403,
+        "insufficient-scope",
+    )
     assert counts(session) == before
 
 
@@ -286,7 +396,9 @@ def test_body_over_the_limit(settings, engine, sessions, clock, demo_credentials
     from tests.conftest import BASE_URL, Api
 
     small = settings.model_copy(update={"max_submission_bytes": 4096})
-    app = create_app(small, engine=engine, sessions=sessions, master=MASTER, clock=clock, configure_logs=False)
+    app = create_app(
+        small, engine=engine, sessions=sessions, master=MASTER, clock=clock, configure_logs=False
+    )
     with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
         api = Api(client, demo_credentials)
         api.token("district-sis")
@@ -301,10 +413,14 @@ def test_body_over_the_limit(settings, engine, sessions, clock, demo_credentials
             for i in range(0, len(big), 1000):
                 yield big[i : i + 1000]
 
-        r = api.post(URL, as_="district-sis", content=chunked(), headers={"Content-Type": "text/csv"})
+        r = api.post(
+            URL, as_="district-sis", content=chunked(), headers={"Content-Type": "text/csv"}
+        )
         problem(r, 413, "payload-too-large")
         # Decompressed too large.
-        problem(post(api, gzip.compress(big), **{"Content-Encoding": "gzip"}), 413, "payload-too-large")
+        problem(
+            post(api, gzip.compress(big), **{"Content-Encoding": "gzip"}), 413, "payload-too-large"
+        )
         assert counts(session) == before
         assert post(api, csv(3)).status_code == 201
 
