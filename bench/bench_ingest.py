@@ -94,7 +94,7 @@ FIELDS: list[dict[str, Any]] = [
         "name": "grade",
         "type": "integer",
         "role": "dimension",
-        "constraints": {"minimum": -1, "maximum": 12},
+        "constraints": {"enum": list(range(-1, 13))},
     },
     {
         "name": "score",
@@ -132,6 +132,13 @@ def agreement_document() -> dict[str, Any]:
         "uid": "bench-agreement",
         "title": "Benchmark agreement",
         "legal_basis": "ferpa-studies",
+        "clauses": {
+            "purpose": "Benchmarking record ingest.",
+            "scope": "Synthetic records.",
+            "duration": "The benchmark run.",
+            "data_disclosed": "Synthetic enrollment records.",
+            "destruction": "The database is dropped after the run.",
+        },
         "parties": [
             {"org": "bench-partner", "role": "assigner"},
             {"org": "backbone", "role": "assignee"},

@@ -37,16 +37,17 @@ SURVEY_FIELDS: list[dict[str, Any]] = [
         "role": "identifier",
         "constraints": {"required": True},
     },
-    {"name": "birth_date", "type": "date", "role": "identifier"},
+    {"name": "case_number", "type": "integer", "role": "identifier"},
+    {"name": "birth_date", "type": "date", "role": "attribute"},
     {
         "name": "school_year",
         "type": "string",
-        "role": "dimension",
+        "role": "attribute",
         "constraints": {"required": True},
     },
     {"name": "home_language", "type": "string", "role": "attribute"},
     {"name": "score", "type": "number", "role": "measure", "constraints": {"minimum": 0}},
-    {"name": "visits", "type": "integer", "role": "measure", "constraints": {"maximum": 10**9}},
+    {"name": "visits", "type": "integer", "role": "measure", "constraints": {"maximum": 10**15}},
     {"name": "enrolled", "type": "boolean", "role": "attribute"},
 ]
 
@@ -77,6 +78,7 @@ def agreement_document(
         "uid": uid,
         "title": f"Test agreement {uid}",
         "legal_basis": "ferpa-studies",
+        "clauses": CLAUSES,
         "parties": [
             {"org": provider, "role": "assigner"},
             {"org": "backbone", "role": "assignee"},
@@ -92,6 +94,14 @@ def agreement_document(
         "retention": {"grace_period_days": grace_days},
     }
 
+
+CLAUSES = {
+    "purpose": "Testing.",
+    "scope": "Synthetic records.",
+    "duration": "While the test runs.",
+    "data_disclosed": "None.",
+    "destruction": "Crypto-shredded after the grace period.",
+}
 
 MANAGERS = {
     "district": ("district-data-manager", "partner"),
