@@ -9,13 +9,12 @@ import os
 import secrets
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
@@ -122,10 +121,8 @@ def postgres_bytes(engine: Any) -> dict[str, bytes]:
         for name, rel in cur.fetchall():
             base = data_dir / rel
             for segment in sorted(base.parent.glob(base.name + "*")):
-                try:
+                with suppress(OSError):
                     out[f"file {name} {segment.name}"] = segment.read_bytes()
-                except OSError:
-                    pass
         raw.commit()
     finally:
         raw.close()
