@@ -38,6 +38,7 @@ from agreements.service import terms_of
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.ids import new_id
+from core.keys import MasterKey
 from records import vault
 from records.models import DataKey, Segment, SegmentPart, Submission
 from records.process import hostname, owner_alive, process_token
@@ -251,12 +252,18 @@ def scrub(engine: Engine, attempts: int = 20) -> bool:
     wrapped key are gone from the data files.
     """
     if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
+        # On the driver connection itself: a checkpoint cannot run inside a transaction, and
+        # SQLAlchemy would begin one.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
             for attempt in range(attempts):
-                busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+                busy, _log, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 if not busy:
                     return True
                 time.sleep(min(0.05 * (attempt + 1), 0.5))
+        finally:
+            raw.close()
         return False
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -265,6 +272,22 @@ def scrub(engine: Engine, attempts: int = 20) -> bool:
             conn.exec_driver_sql("VACUUM segment_parts")
         return True
     return False  # pragma: no cover - only SQLite and PostgreSQL are supported
+
+
+def rewrap(session: Session, ctx: RequestContext, old: MasterKey, new: MasterKey) -> int:
+    """Re-wrap every live data key from ``old`` to ``new`` and audit it; flushes only."""
+    count = vault.rewrap_all(session, old, new)
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="keys.rewrap",
+            resource_type="data_key",
+            counts={"data_keys": count},
+            detail=f"data keys re-wrapped under master key {new.fingerprint()}",
+        ),
+    )
+    return count
 
 
 # -- scratch space of uploads in progress --------------------------------------------------------
