@@ -13,11 +13,13 @@ from sqlalchemy.orm import sessionmaker
 from typer.testing import CliRunner
 
 from agreements import service as agreements
+from agreements.service import PolicyCache
 from audit.models import AuditEvent
 from core.context import RequestContext
 from core.db import make_engine
 from core.keys import MasterKey
 from records import retention, service, vault
+from records.intake import IntakeLimits
 from records.models import DataKey, Segment, SegmentPart, Submission
 from tests.conftest import BACKEND, MASTER
 from tests.records.helpers import (
@@ -186,10 +188,6 @@ def test_after_purge_no_copy_of_the_database_can_open_the_data(fresh_databases, 
     seeded = seed_minimal(fresh_databases.url(), master, [agreement_document(uid, grace_days=0)])
     engine = make_engine(seeded.url)
     sessions = sessionmaker(bind=engine, expire_on_commit=False)
-    from agreements.service import PolicyCache
-
-    from records.intake import IntakeLimits
-
     with sessions() as session:
         body = tmp_path / "body.csv"
         body.write_bytes(SURVEY)
@@ -257,10 +255,6 @@ def test_cli_purge_and_rewrap(fresh_databases, tmp_path, monkeypatch, clock):
     seeded = seed_minimal(fresh_databases.url(), old, [agreement_document(uid, grace_days=1)])
     engine = make_engine(seeded.url)
     sessions = sessionmaker(bind=engine, expire_on_commit=False)
-    from agreements.service import PolicyCache
-
-    from records.intake import IntakeLimits
-
     with sessions() as session:
         body = tmp_path / "body.csv"
         body.write_bytes(SURVEY)
