@@ -40,7 +40,7 @@ from core.context import RequestContext
 from core.ids import new_id
 from core.keys import MasterKey
 from records import vault
-from records.models import DataKey, Segment, SegmentPart, Submission
+from records.models import DataKey, IdempotencyReservation, Segment, SegmentPart, Submission
 from records.process import hostname, owner_alive, process_token
 
 log = logging.getLogger("backbone.records")
@@ -326,10 +326,30 @@ def sweep_scratch(data_dir: Path) -> int:
     return removed
 
 
+def clean_reservations(sessions: sessionmaker[Session], now: datetime) -> int:
+    """Delete Idempotency-Key reservations left by requests that can no longer finish: their
+    process on this host is gone, or their lease lapsed. (They would not block anyway; this
+    removes the trace.)"""
+    removed = 0
+    with sessions() as session:
+        for row in session.scalars(select(IdempotencyReservation)):
+            if row.lease_until <= now or owner_alive(row.owner) is False:
+                session.delete(row)
+                removed += 1
+        session.commit()
+    return removed
+
+
+def housekeeping(sessions: sessionmaker[Session], data_dir: Path, now: datetime) -> int:
+    """What an interrupted upload may leave: its scratch directory and its reservation."""
+    return sweep_scratch(data_dir) + clean_reservations(sessions, now)
+
+
 def purge_and_scrub(
     sessions: sessionmaker[Session], engine: Engine, now: datetime, data_dir: Path | None = None
 ) -> PurgeReport:
-    """The start-up check and ``backbone records purge``: purge, commit, scrub, sweep."""
+    """The start-up check and ``backbone records purge``: purge, commit, scrub, and clear what
+    interrupted uploads left behind. Call it from the application's start-up."""
     ctx = RequestContext(new_id("purge"), now, None)
     with sessions() as session:
         report = purge(session, ctx, now)
@@ -338,4 +358,5 @@ def purge_and_scrub(
         report.scrubbed = scrub(engine)
     if data_dir is not None:
         report.scratch_removed = sweep_scratch(data_dir)
+    clean_reservations(sessions, now)
     return report

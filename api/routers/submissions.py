@@ -173,8 +173,9 @@ async def create_submission(
 
     data_dir = st.settings.data_dir
     if data_dir not in _swept:
+        # Once per process: clear what uploads interrupted by a crash left behind.
         _swept.add(data_dir)
-        await run_in_threadpool(retention.sweep_scratch, data_dir)
+        await run_in_threadpool(retention.housekeeping, st.sessions, data_dir, st.clock())
     reservation = (
         await run_in_threadpool(
             idempotency.reserve,
