@@ -22,6 +22,7 @@ every older copy of the keys useless once the old master key is destroyed).
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agreements import repository as agreement_repo
@@ -267,11 +268,52 @@ def scrub(engine: Engine, attempts: int = 20) -> bool:
         return False
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            for table in KEY_TABLES:
-                conn.exec_driver_sql(f"VACUUM FULL {table}")
-            conn.exec_driver_sql("VACUUM segment_parts")
-        return True
+            return _scrub_postgres(conn, attempts)
     return False  # pragma: no cover - only SQLite and PostgreSQL are supported
+
+
+_NOT_REMOVABLE = re.compile(r"(\d+) dead row versions? cannot be removed yet")
+
+
+def _scrub_postgres(conn: Connection, attempts: int) -> bool:
+    """``VACUUM FULL`` the key tables once no transaction could still see the purged rows.
+
+    A dead row version is kept while any snapshot might see it: one of a transaction in this
+    database that began before the purge (an autoanalyze, a long report), or, through the
+    vacuum's own snapshot, a transaction anywhere in the cluster that is older than the purge.
+    Wait for both (bounded), then check the vacuum's own account of rows it had to keep.
+    """
+    started = conn.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
+    after_purge = conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one()
+    kept: list[int] = []
+    raw = conn.connection.dbapi_connection
+
+    def on_notice(diag: Any) -> None:
+        found = _NOT_REMOVABLE.search(diag.message_detail or "")
+        if found:
+            kept.append(int(found.group(1)))
+
+    raw.add_notice_handler(on_notice)  # type: ignore[union-attr]
+    try:
+        for attempt in range(attempts * 5):
+            waiting = conn.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL"
+                " AND xact_start < %(started)s)"
+                " + (pg_snapshot_xmin(pg_current_snapshot()) <= %(xid)s::xid8)::int",
+                {"started": started, "xid": after_purge},
+            ).scalar_one()
+            if not waiting:
+                kept.clear()
+                for table in KEY_TABLES:
+                    conn.exec_driver_sql(f"VACUUM (FULL, VERBOSE) {table}")
+                if not any(kept):
+                    conn.exec_driver_sql("VACUUM segment_parts")
+                    return True
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
+        return False
+    finally:
+        raw.remove_notice_handler(on_notice)  # type: ignore[union-attr]
 
 
 def rewrap(session: Session, ctx: RequestContext, old: MasterKey, new: MasterKey) -> int:
