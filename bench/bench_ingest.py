@@ -311,10 +311,10 @@ def server(url: str, master_raw: bytes, data_dir: Path) -> Iterator[tuple[str, i
             proc.kill()
 
 
-def peak_rss(pid: int) -> int:
-    """The process's peak resident set size in bytes (VmHWM)."""
+def peak_rss(pid: int, field: str = "VmHWM") -> int:
+    """The process's peak (VmHWM) or current (VmRSS) resident set size in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
 
@@ -394,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 r.raise_for_status()
                 token = r.json()["access_token"]
+                idle = peak_rss(pid, "VmRSS")
                 push(base, token, warm_path)
                 copy(url, warm_path, typed=True)
                 ingest_times, copy_typed, copy_text = [], [], []
@@ -427,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ratio backbone / COPY typed: {ratio:.2f}x (target <= 2.00x)  [vs text: {ingest / text:.2f}x]"
     )
-    print(f"peak server memory (VmHWM): {rss / 2**20:.0f} MiB (target < 1024 MiB)")
+    print(
+        f"peak server memory (VmHWM): {rss / 2**20:.0f} MiB (target < 1024 MiB); "
+        f"{idle / 2**20:.0f} MiB when idle before the first upload"
+    )
     return 0
 
 

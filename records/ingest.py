@@ -1,18 +1,26 @@
 """The ingest pipeline: body bytes in, sealed segment parts out, in one pass.
 
-Runs in a worker thread while the HTTP layer is still receiving the body (see
-``api/routers/submissions.py``): decode, parse a batch of records, validate it, replace
-identifiers with linkage tokens, and seal it as a segment part, spilled to a scratch file as
-ciphertext. Memory is bounded by a part, and nothing touches the database: the caller stores the
-result in one short transaction once the whole body has been read and found valid (a submission
-is stored whole or not at all).
+Runs while the HTTP layer is still receiving the body (see ``api/routers/submissions.py``), in
+two threads joined by a short queue:
 
-Once any record fails validation, later batches are still validated (the report counts every
+* the reader thread decodes, parses a block of records, validates it, and hands it on typed;
+* the calling thread replaces identifiers with linkage tokens and seals each part, spilling it to
+  a scratch file as ciphertext.
+
+Two threads because the stages stress different things: parsing and validation run in Arrow and
+polars (which release the GIL), tokenization is a Python loop over hashlib (which holds it), so
+the two overlap. Memory is bounded by a few parts, and nothing touches the database: the caller
+stores the result in one short transaction once the whole body has been read and found valid (a
+submission is stored whole or not at all).
+
+Once any record fails validation, later blocks are still validated (the report counts every
 error in the body) but no longer pseudonymized or sealed.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +34,10 @@ from records.pseudonymize import Tokenizer
 from records.validate import Validator
 from records.vault import SegmentContext, SegmentWriter
 
-# Rows per sealed part: large enough for good compression and few inserts, small enough that
-# the last part (processed after the last byte arrives) adds little latency.
+# Rows per sealed part at least: large enough for good compression and few inserts, small
+# enough that the last part (processed after the last byte arrives) adds little latency.
 PART_ROWS = 65_536
+_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,17 @@ def _parts(typed: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
         yield pl.concat(pending, rechunk=True) if len(pending) > 1 else pending[0]
 
 
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
-    """Read, validate, pseudonymize and seal a whole body. Raises a domain error to refuse it."""
+    """Read, validate, pseudonymize and seal a whole body. Raises a domain error to refuse it.
+
+    If ``source`` has an ``abort()`` method it is called when this fails, so that a reader
+    blocked on it (waiting for more of the body) stops.
+    """
     stream = intake.decoded(source, spec.fmt, spec.coding, spec.limits)
     reader = intake.open_reader(spec.fmt, stream, spec.limits)
     validator = Validator(spec.dataset, period=spec.period)
@@ -88,8 +106,8 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
                 f"{validator.report.total} problem(s) with the header; nothing was stored.",
                 validator.report.as_dict(),
             )
-    writer = SegmentWriter(spec.segment, spec.spill)
-    schema: dict[str, str] = {}
+    handoff: queue.Queue[object] = queue.Queue(maxsize=1)
+    stop = threading.Event()
 
     def typed_frames() -> Iterator[pl.DataFrame]:
         for frame in reader.frames():
@@ -101,20 +119,51 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
             if typed is not None and validator.ok:
                 yield typed
 
+    def offer(item: object) -> bool:
+        # The consumer may have given up (and stopped reading the queue): never block on it.
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for part in _parts(typed_frames()):
+                if not offer(part):
+                    return
+            offer(_DONE)
+        except BaseException as exc:
+            offer(_Failed(exc))
+
+    producer = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    writer = SegmentWriter(spec.segment, spec.spill)
+    schema: dict[str, str] = {}
+    producer.start()
     try:
-        for part in _parts(typed_frames()):
+        while (item := handoff.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.error
+            assert isinstance(item, pl.DataFrame)
             if not validator.ok:
                 continue
-            stored = spec.tokenizer.pseudonymize(part, spec.dataset)
-            validator.remember_keys(stored, writer.row_count)
+            stored = spec.tokenizer.pseudonymize(item, spec.dataset)
+            validator.remember_keys(stored)
             writer.add(stored)
             if not schema:
                 schema = {name: str(dtype) for name, dtype in stored.schema.items()}
-        validator.finish()
+        validator.finish(writer.read_back)
+    except BaseException:
+        stop.set()
+        abort = getattr(source, "abort", None)
+        if abort is not None:
+            abort()
+        raise
     finally:
+        producer.join()
         writer.close()
-    if stream.error is not None:  # pragma: no cover - a reader swallowed a stream error
-        raise stream.error
     if not validator.ok:
         raise SubmissionRejected(
             f"{validator.report.total} problem(s) found; nothing was stored.",

@@ -113,7 +113,7 @@ class BodyPipe:
     loop) while ``capacity`` bytes are unread. ``read`` blocks the worker until bytes arrive.
     """
 
-    def __init__(self, capacity: int = 32 << 20) -> None:
+    def __init__(self, capacity: int = 16 << 20) -> None:
         self.capacity = capacity
         self._chunks: deque[bytes] = deque()
         self._buffered = 0

@@ -20,6 +20,7 @@ period.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,6 @@ _FALSE = ("false", "f", "no", "n", "0")
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 _FLOATS = (pl.Float32, pl.Float64)
 _ROW = "__row"
-_HASH = "__key_hash"
 
 MESSAGES = {
     "unknown-field": "This field is not listed for the dataset in the governing agreement.",
@@ -64,6 +64,8 @@ POLARS_TYPES: dict[str, Any] = {
 class ValidationReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # Read by the sealing thread while the reader thread adds errors: a flag, not a sum.
+    failed: bool = False
 
     @property
     def total(self) -> int:
@@ -76,6 +78,7 @@ class ValidationReport:
     def count(self, code: str, n: int) -> None:
         if n:
             self.counts[code] = self.counts.get(code, 0) + n
+            self.failed = True
 
     def add(self, code: str, field_name: str | None, row: int | None, ftype: str = "") -> None:
         if self.room:
@@ -214,12 +217,12 @@ class Validator:
         self.report = ValidationReport()
         self.rows = 0
         self._known = {f.name: f for f in dataset.fields}
-        self._keys: list[pl.DataFrame] = []
+        self._hashes: list[pl.Series] = []
         self._plans: dict[tuple[tuple[tuple[str, pl.DataType], ...], bool], _Plan] = {}
 
     @property
     def ok(self) -> bool:
-        return self.report.total == 0
+        return not self.report.failed
 
     def check_header(self, columns: list[str]) -> bool:
         """Check the column names of a format with a header row; False if the body must stop."""
@@ -269,34 +272,35 @@ class Validator:
                 self.report.add(code, name, row, self._known[name].type)
         return None
 
-    def remember_keys(self, stored: pl.DataFrame, offset: int) -> None:
-        """Keep the key columns of a stored part (tokens for identifiers) for :meth:`finish`,
-        with a 64-bit hash of each key to find candidate duplicates cheaply."""
+    def remember_keys(self, stored: pl.DataFrame) -> None:
+        """Keep a 64-bit hash of each record key of a stored part (tokens for identifiers) for
+        :meth:`finish`: eight bytes a record, whatever the key."""
         if self.dataset.key:
-            keys = stored.select(list(self.dataset.key))
-            self._keys.append(
-                keys.with_columns(
-                    pl.struct(list(self.dataset.key)).hash().alias(_HASH)
-                ).with_row_index(_ROW, offset=offset + 1)
-            )
+            self._hashes.append(stored.select(pl.struct(list(self.dataset.key)).hash()).to_series())
 
-    def finish(self) -> None:
-        """The checks that need every record: duplicate record keys."""
-        keys, self._keys = self._keys, []
-        if not (self.ok and keys):
+    def finish(self, read_back: Callable[[list[str]], Iterator[pl.DataFrame]]) -> None:
+        """The checks that need every record: duplicate record keys.
+
+        Equal hashes are found in one pass over the 64-bit integers; only if there are any are
+        the key columns read back (``read_back`` yields the stored parts, in order, with the
+        given columns) to compare the candidates exactly.
+        """
+        hashes, self._hashes = self._hashes, []
+        if not (self.ok and hashes):
             return
-        frame = pl.concat(keys) if len(keys) > 1 else keys[0]
-        # Equal hashes first (one pass over 64-bit integers), then equal keys among those.
-        candidates = frame.filter(pl.col(_HASH).is_duplicated())
-        if not candidates.height:
+        series = pl.concat(hashes) if len(hashes) > 1 else hashes[0]
+        candidates = series.is_duplicated().arg_true()
+        if not candidates.len():
             return
-        key = pl.struct(list(self.dataset.key))
-        later = candidates.filter(key.is_duplicated() & ~key.is_first_distinct())
+        keys = list(self.dataset.key)
+        stored = pl.concat(list(read_back(keys)))
+        frame = stored.with_row_index(_ROW, offset=1)[candidates]
+        key = pl.struct(keys)
+        later = frame.filter(key.is_duplicated() & ~key.is_first_distinct())
         if later.height:
-            name = ",".join(self.dataset.key)
             self.report.count("duplicate-key", later.height)
             for row in later.get_column(_ROW).head(self.report.room).to_list():
-                self.report.add("duplicate-key", name, row)
+                self.report.add("duplicate-key", ",".join(keys), row)
 
     def _plan(self, schema: pl.Schema, exact: bool) -> _Plan:
         signature = (tuple(schema.items()), exact)

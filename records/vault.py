@@ -192,8 +192,8 @@ def encode_part(frame: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def decode_part(data: bytes) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(data))
+def decode_part(data: bytes, columns: list[str] | None = None) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(data), columns=columns)
 
 
 @dataclass
@@ -226,6 +226,13 @@ class SegmentWriter:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def read_back(self, columns: list[str]) -> Iterator[pl.DataFrame]:
+        """The sealed parts decrypted again (``columns`` of them), in order."""
+        aead = AESGCM(self.key)
+        for seq, sealed in self.sealed_parts():
+            plain = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], self.ctx.part_ad(seq))
+            yield decode_part(plain, columns)
 
     def sealed_parts(self) -> Iterator[tuple[int, bytes]]:
         self.close()

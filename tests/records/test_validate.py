@@ -39,9 +39,9 @@ def run(rows: list[dict[str, object]], *, period=None, dataset=DATASET, chunks=1
     for i in range(0, frame.height, size):
         typed = val.check(frame.slice(i, size))
         if typed is not None and val.ok:
-            val.remember_keys(typed, i)
+            val.remember_keys(typed)
             out.append(typed)
-    val.finish()
+    val.finish(lambda columns: (f.select(columns) for f in out))
     return (pl.concat(out) if out and val.ok else None), val.report.as_dict()
 
 
