@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from policy.model import DatasetTerms
 from records import intake
@@ -88,6 +89,19 @@ class _Failed:
         self.error = error
 
 
+class IngestFailure(RuntimeError):
+    """An unexpected failure inside polars or Arrow. Their messages may quote record values,
+    so only the exception's type is kept: this is logged as a server error, never echoed."""
+
+
+def _sanitized(exc: BaseException) -> BaseException:
+    if isinstance(exc, pl.exceptions.PolarsError | pa.ArrowException):
+        failure = IngestFailure(f"{type(exc).__module__}.{type(exc).__name__} while ingesting")
+        failure.__suppress_context__ = True
+        return failure
+    return exc
+
+
 def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
     """Read, validate, pseudonymize and seal a whole body. Raises a domain error to refuse it.
 
@@ -136,7 +150,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
                     return
             offer(_DONE)
         except BaseException as exc:
-            offer(_Failed(exc))
+            offer(_Failed(_sanitized(exc)))
 
     producer = threading.Thread(target=produce, name="ingest-reader", daemon=True)
     writer = SegmentWriter(spec.segment, spec.spill)
@@ -145,7 +159,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
     try:
         while (item := handoff.get()) is not _DONE:
             if isinstance(item, _Failed):
-                raise item.error
+                raise item.error from None
             assert isinstance(item, pl.DataFrame)
             if not validator.ok:
                 continue
@@ -155,12 +169,15 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
             if not schema:
                 schema = {name: str(dtype) for name, dtype in stored.schema.items()}
         validator.finish(writer.read_back)
-    except BaseException:
+    except BaseException as exc:
         stop.set()
         abort = getattr(source, "abort", None)
         if abort is not None:
             abort()
-        raise
+        clean = _sanitized(exc)
+        if clean is exc:
+            raise
+        raise clean from None
     finally:
         producer.join()
         writer.close()

@@ -166,8 +166,7 @@ class DecodedStream:
     """The decoded text of a body: gzip undone, byte order mark handled, limits enforced.
 
     ``read(n)`` returns at most ``n`` bytes (any amount for ``n < 0``) and ``b""`` at the end.
-    Errors raised here (and recorded in ``error``, because a C reader calling ``read`` may wrap
-    them) are domain errors with messages that never contain body content.
+    Errors raised here are domain errors with messages that never contain body content.
     """
 
     def __init__(
@@ -176,7 +175,6 @@ class DecodedStream:
         self.source = source
         self.limits = limits
         self.check_lines = check_lines
-        self.error: Exception | None = None
         self.raw_bytes = 0
         self.text_bytes = 0
         self._gzip = coding == "gzip"
@@ -198,12 +196,8 @@ class DecodedStream:
         self.closed = True
 
     def read(self, n: int = -1, /) -> bytes:
-        try:
-            while not self._buffer and not self._eof:
-                self._fill()
-        except Exception as exc:
-            self.error = exc
-            raise
+        while not self._buffer and not self._eof:
+            self._fill()
         if not self._buffer:
             return b""
         chunk = self._buffer.popleft()

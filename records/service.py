@@ -291,7 +291,11 @@ def store(
             resource_type="submission",
             resource_id=submission.id,
             decision=decision,
-            counts={"rows": prepared.row_count, "parts": len(prepared.writer.parts)},
+            counts={
+                "rows": prepared.row_count,
+                "parts": len(prepared.writer.parts),
+                "bytes": prepared.raw_bytes,
+            },
             detail=f"dataset {segment_ctx.dataset}"
             + (f"; replaces {replaced.id}" if replaced else ""),
         ),

@@ -132,3 +132,16 @@ def test_a_sealing_failure_aborts_the_body_and_the_reader(tmp_path, monkeypatch)
     assert not thread.is_alive()
     assert errors and isinstance(errors[0], intake.BodyAborted)
     assert not [t for t in threading.enumerate() if t.name == "ingest-reader"]
+
+
+def test_unexpected_library_errors_do_not_carry_values(tmp_path, monkeypatch):
+    import polars as pl
+
+    def leaky(self, frame):
+        raise pl.exceptions.ComputeError("could not parse `P1234-SECRET` as i64")
+
+    monkeypatch.setattr(vault.SegmentWriter, "add", leaky)
+    with pytest.raises(ingest.IngestFailure) as err:
+        ingest.ingest(io.BytesIO(body(10)), spec(tmp_path))
+    assert "SECRET" not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
