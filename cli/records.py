@@ -28,7 +28,9 @@ def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
-    if not report.purged_anything:
+    if report.skipped:
+        typer.echo("another purge is running; nothing was done")
+    elif not report.purged_anything:
         typer.echo("nothing to purge")
     for item in report.agreements:
         typer.echo(

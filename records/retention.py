@@ -69,6 +69,7 @@ class PurgeReport:
     submissions: list[dict[str, Any]] = field(default_factory=list)
     scrubbed: bool | None = None
     scratch_removed: int = 0
+    skipped: bool = False  # another purge held the lock
 
     @property
     def purged_anything(self) -> bool:
@@ -81,6 +82,7 @@ class PurgeReport:
             "submissions": self.submissions,
             "scrubbed": self.scrubbed,
             "scratch_removed": self.scratch_removed,
+            "skipped": self.skipped,
         }
 
 
@@ -123,10 +125,21 @@ def _delete_segment(session: Session, submission_id: str) -> None:
     session.execute(delete(Segment).where(Segment.submission_id == submission_id))
 
 
-def _secure_delete(session: Session) -> None:
-    if session.get_bind().dialect.name == "sqlite":
-        # Zero what this transaction frees, in the database file and the WAL alike.
+def _prepare(session: Session) -> bool:
+    """Set the transaction up for a purge; False if another purge is running right now."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # Zero what this transaction frees, in the database file and the WAL alike. (Its write
+        # lock, taken at BEGIN, already keeps a second purge waiting until this one is done.)
         session.connection().exec_driver_sql("PRAGMA secure_delete = ON")
+    elif dialect == "postgresql":
+        # Several workers run the start-up check at once: one purges, the others skip.
+        return bool(
+            session.connection()
+            .exec_driver_sql("SELECT pg_try_advisory_xact_lock(hashtext('backbone/records/purge'))")
+            .scalar()
+        )
+    return True
 
 
 def purge(session: Session, ctx: RequestContext, now: datetime) -> PurgeReport:
@@ -135,7 +148,9 @@ def purge(session: Session, ctx: RequestContext, now: datetime) -> PurgeReport:
     Run :func:`scrub` after the commit to erase the freed bytes too.
     """
     report = PurgeReport(now)
-    _secure_delete(session)
+    if not _prepare(session):
+        report.skipped = True
+        return report
     for agreement_id in _agreements_holding_data(session):
         end = agreement_end(session, agreement_id, now)
         if end is None or end.purge_after > now:
@@ -388,7 +403,12 @@ def housekeeping(sessions: sessionmaker[Session], data_dir: Path, now: datetime)
 
 
 def purge_and_scrub(
-    sessions: sessionmaker[Session], engine: Engine, now: datetime, data_dir: Path | None = None
+    sessions: sessionmaker[Session],
+    engine: Engine,
+    now: datetime,
+    data_dir: Path | None = None,
+    *,
+    scrub_attempts: int = 20,
 ) -> PurgeReport:
     """The start-up check and ``backbone records purge``: purge, commit, scrub, and clear what
     interrupted uploads left behind. Call it from the application's start-up."""
@@ -397,7 +417,7 @@ def purge_and_scrub(
         report = purge(session, ctx, now)
         session.commit()
     if report.purged_anything:
-        report.scrubbed = scrub(engine)
+        report.scrubbed = scrub(engine, scrub_attempts)
     if data_dir is not None:
         report.scratch_removed = sweep_scratch(data_dir)
     clean_reservations(sessions, now)

@@ -302,3 +302,18 @@ def test_cli_purge_and_rewrap(fresh_databases, tmp_path, monkeypatch, clock):
     finally:
         get_settings.cache_clear()
         engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_only_one_purge_runs_at_a_time(fresh_databases, clock):
+    seeded = seed_minimal(fresh_databases.url(), random_master(), [])
+    engine = make_engine(seeded.url)
+    sessions = sessionmaker(bind=engine)
+    try:
+        with sessions() as first, sessions() as second:
+            assert not retention.purge(first, ctx(clock()), clock()).skipped
+            assert retention.purge(second, ctx(clock()), clock()).skipped
+            first.rollback()
+            assert not retention.purge(second, ctx(clock()), clock()).skipped
+    finally:
+        engine.dispose()
