@@ -182,18 +182,8 @@ class DecodedStream:
         self._buffer: deque[bytes] = deque()
         self._eof = False
         self._started = False
+        self._pending = b""  # the first bytes, until there are enough to look for a BOM
         self._line = 0
-        self.closed = False
-
-    # -- file-like surface for Arrow ------------------------------------------------------------
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
 
     def read(self, n: int = -1, /) -> bytes:
         while not self._buffer and not self._eof:
@@ -280,7 +270,7 @@ class DecodedStream:
                 f"The body expands more than {self.limits.max_ratio} times when decompressed."
             )
         if not self._started:
-            self._pending = getattr(self, "_pending", b"") + data
+            self._pending += data
             if len(self._pending) < 4:
                 return
             data, self._pending = self._pending, b""
@@ -291,7 +281,7 @@ class DecodedStream:
 
     def _start(self, head: bytes) -> None:
         self._started = True
-        head = getattr(self, "_pending", b"") + head
+        head = self._pending + head
         self._pending = b""
         if head.startswith(_UTF32_BOMS) or head.startswith(_UTF16_BOMS):
             raise UnsupportedEncoding("The body is UTF-16 or UTF-32; only UTF-8 is accepted.")

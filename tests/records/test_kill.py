@@ -173,6 +173,10 @@ def test_kill_mid_upload_and_mid_processing_leaves_no_trace(fresh_databases, tmp
         assert upload.paused.wait(60)
         time.sleep(0.5)  # the server has received and is processing the first megabytes
         assert scratch_dirs(data_dir), "the upload should be in progress"
+        # Meanwhile the same Idempotency-Key is in flight: a concurrent request gets 409.
+        r = post(server, token, small, key="interrupted-1")
+        assert r.status_code == 409 and r.json()["type"] == "/problems/idempotency-in-flight"
+        assert r.headers["retry-after"]
         server.kill()
         upload.resume.set()
         upload.join(60)
