@@ -249,6 +249,8 @@ def store(
         )
         if previous is not None:
             # A request with the same key committed while this one was being read.
+            if envelope.reservation is not None:
+                idempotency.settle(session, envelope.reservation)
             return replay(session, ctx, previous, segment_ctx.dataset, envelope.body_sha256), False
         if envelope.reservation is not None and not idempotency.settle(
             session, envelope.reservation

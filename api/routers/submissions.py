@@ -10,6 +10,7 @@ transaction, so a slow upload holds neither a connection nor a lock.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -36,6 +37,7 @@ Reader = Annotated[RequestContext, Depends(require("submissions:read"))]
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 UPLOAD_PATH = re.compile(r"^/v1/datasets/[^/]+/submissions$")
 _swept: set[Path] = set()
+log = logging.getLogger("backbone.records")
 
 
 def _first_error(exc: BaseException) -> BaseException:
@@ -175,7 +177,10 @@ async def create_submission(
     if data_dir not in _swept:
         # Once per process: clear what uploads interrupted by a crash left behind.
         _swept.add(data_dir)
-        await run_in_threadpool(retention.housekeeping, st.sessions, data_dir, st.clock())
+        try:
+            await run_in_threadpool(retention.housekeeping, st.sessions, data_dir, st.clock())
+        except Exception:  # housekeeping must never fail an upload; the start-up check retries
+            log.exception("housekeeping of interrupted uploads failed")
     reservation = (
         await run_in_threadpool(
             idempotency.reserve,

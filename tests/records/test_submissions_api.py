@@ -450,3 +450,22 @@ def test_wrong_type_in_row_999999_is_found_and_nothing_is_stored(api, session, s
     assert "ninety" not in r.text
     assert counts(session) == before
     assert scratch_entries(settings) == []
+
+
+def test_a_key_committed_by_another_request_while_reading_replays(api, session, monkeypatch):
+    # Request A stores while request B (same key, same body) is past its checks: B must answer
+    # with A's receipt and leave no reservation behind.
+    body = csv(2, prefix="QO")
+    calls = {"n": 0}
+    original = idempotency.previous_submission
+
+    def not_yet(*args):
+        calls["n"] += 1
+        return None if calls["n"] == 1 else original(*args)
+
+    first = post(api, body, **{"Idempotency-Key": "race"}).json()
+    monkeypatch.setattr(idempotency, "previous_submission", not_yet)
+    r = post(api, body, **{"Idempotency-Key": "race"})
+    assert r.status_code == 201 and r.headers["idempotent-replayed"] == "true"
+    assert r.json()["id"] == first["id"]
+    assert session.scalars(select(IdempotencyReservation)).all() == []
