@@ -37,6 +37,19 @@ Reader = Annotated[RequestContext, Depends(require("submissions:read"))]
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 UPLOAD_PATH = re.compile(r"^/v1/datasets/[^/]+/submissions$")
 _swept: set[Path] = set()
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": (
+        "The records, streamed: UTF-8 CSV with a header row, NDJSON, or a JSON array of flat "
+        "objects; optionally with Content-Encoding: gzip. Send an Idempotency-Key to retry "
+        "safely."
+    ),
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    },
+}
 log = logging.getLogger("backbone.records")
 
 
@@ -133,6 +146,7 @@ def _receipt_response(receipt: service.Receipt, *, replayed: bool) -> JSONRespon
     status_code=201,
     summary="Submit records (text/csv, application/x-ndjson, application/json; optionally gzip)",
     dependencies=[Depends(audited("submission.create", "dataset", "dataset"))],
+    openapi_extra={"requestBody": _REQUEST_BODY},
 )
 async def create_submission(
     dataset: str,
