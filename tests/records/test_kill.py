@@ -171,8 +171,11 @@ def test_kill_mid_upload_and_mid_processing_leaves_no_trace(fresh_databases, tmp
         upload = Upload(server, token, huge, "interrupted-1", pause_after=4 << 20)
         upload.start()
         assert upload.paused.wait(60)
-        time.sleep(0.5)  # the server has received and is processing the first megabytes
+        deadline = time.monotonic() + 30
+        while not scratch_dirs(data_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert scratch_dirs(data_dir), "the upload should be in progress"
+        time.sleep(0.5)  # the server has received and is processing the first megabytes
         # Meanwhile the same Idempotency-Key is in flight: a concurrent request gets 409.
         r = post(server, token, small, key="interrupted-1")
         assert r.status_code == 409 and r.json()["type"] == "/problems/idempotency-in-flight"
