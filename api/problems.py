@@ -111,6 +111,12 @@ PROBLEMS: dict[str, ProblemType] = {
         "A request with this Idempotency-Key is still being processed",
         "Retry after the first request has completed.",
     ),
+    "replacement-invalid": ProblemType(
+        409,
+        "The submission cannot replace the one it names",
+        "A replacement must name an accepted submission of your organization, for the same "
+        "dataset and period.",
+    ),
     "privacy-budget-exhausted": ProblemType(
         403,
         "The privacy budget does not allow this release",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import DomainError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from core.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 
 class SubmissionRejected(InvalidInput):
@@ -31,11 +31,23 @@ class BodyTooLarge(PayloadTooLarge):
     kind = "payload-too-large"
 
 
+class IncompleteBody(InvalidInput):
+    """The connection ended before the declared body did."""
+
+    kind = "malformed-body"
+    title = "The body could not be parsed"
+
+
 class IdempotencyConflict(DomainError):
     kind = "idempotency-key-reused"
     title = "The Idempotency-Key was used with a different body"
 
 
-class IdempotencyInFlight(DomainError):
+class IdempotencyInFlight(Conflict):
     kind = "idempotency-in-flight"
     title = "A request with this Idempotency-Key is still being processed"
+
+
+class ReplacementInvalid(Conflict):
+    kind = "replacement-invalid"
+    title = "The submission cannot replace the one it names"

@@ -1,20 +1,45 @@
-"""From a spooled request body to a frame of records: decoding, decompression and parsing.
+"""From the bytes of a request body to frames of records, streamed and within limits.
 
-Limits are enforced while reading, never after: total size, decompressed size and ratio (a gzip
-bomb stops at the first chunk that crosses the line), and line length. Formats: CSV (UTF-8, a
-UTF-8 byte order mark is skipped, header row required, unique non-empty column names), NDJSON
-and a JSON array of objects.
+The body flows through a :class:`BodyPipe` (filled by the HTTP layer as it arrives, drained by a
+worker thread), then :class:`DecodedStream` (gzip, the UTF-8 checks and the limits), then a
+reader for the format, which yields polars frames of a bounded number of records. No stage holds
+the whole body: memory is bounded by the pipe's capacity plus one batch of records.
+
+Limits are enforced while reading, never after: the decompressed size, the compression ratio (a
+gzip bomb stops at the first block that crosses the line), and the line length (CSV and NDJSON)
+or record size (a JSON array, which may be one long line).
+
+Formats:
+  CSV         UTF-8; a header row of unique, non-empty column names; every record has exactly
+              as many fields as the header; RFC 4180 quoting (quoted values may span lines);
+              blank lines are skipped. The text is cut at record boundaries into blocks that
+              Arrow's CSV reader parses (it refuses ragged rows, which polars would pad).
+  NDJSON      one JSON object per line; blank lines are skipped.
+  JSON        one array of flat objects. It is split into objects by a vectorized scan (see
+              :class:`JsonArraySplitter`: no streaming JSON-array parser ships with polars or
+              Arrow) and each batch is parsed as NDJSON by polars.
+Records must be flat: a nested object or array is refused. Encoding: UTF-8 only. A UTF-8 byte
+order mark (as Excel writes it) is skipped before anything else reads the body, so it never
+becomes part of the first column name; a UTF-16 or UTF-32 byte order mark, a NUL byte, or an
+invalid UTF-8 sequence is refused with 415.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import threading
 import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Protocol
 
+import anyio
+import numpy as np
 import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
 from records.errors import BodyTooLarge, MalformedBody, UnsupportedEncoding
 
@@ -26,8 +51,12 @@ MEDIA_TYPES = {
     "application/json": "json",
 }
 CHUNK = 1 << 20
-_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+# Text parsed at a time: about 100,000 records of a typical CSV.
+TEXT_BLOCK = 8 << 20
+_UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF8_BOM = b"\xef\xbb\xbf"
+_NOT_UTF8 = "The body is not valid UTF-8."
 
 
 @dataclass(frozen=True)
@@ -59,129 +88,616 @@ def media_format(content_type: str | None) -> str:
     return fmt
 
 
-def decompress(src: Path, dst: Path, encoding: str | None, limits: IntakeLimits) -> Path:
-    """Undo Content-Encoding into ``dst`` (or return ``src`` for identity), within the limits."""
+def content_coding(encoding: str | None) -> str:
+    """Map a Content-Encoding header to ``identity`` or ``gzip``."""
     enc = (encoding or "identity").strip().lower()
     if enc in ("", "identity"):
-        return src
-    if enc not in ("gzip", "x-gzip"):
-        raise UnsupportedEncoding("Only gzip content encoding is supported.")
-    compressed = src.stat().st_size
-    cap = min(limits.max_bytes, max(compressed, 1) * limits.max_ratio)
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    written = 0
-    try:
-        with src.open("rb") as fin, dst.open("wb") as fout:
-            while chunk := fin.read(CHUNK):
-                data = inflater.decompress(chunk, CHUNK)
-                while True:
-                    written += len(data)
-                    if written > cap:
-                        raise BodyTooLarge(
-                            "The decompressed body exceeds the size or compression-ratio limit."
-                        )
-                    fout.write(data)
-                    if not inflater.unconsumed_tail:
-                        break
-                    data = inflater.decompress(inflater.unconsumed_tail, CHUNK)
-            tail = inflater.flush()
-            written += len(tail)
-            if written > cap:
-                raise BodyTooLarge(
-                    "The decompressed body exceeds the size or compression-ratio limit."
-                )
-            fout.write(tail)
-            if not inflater.eof:
+        return "identity"
+    if enc in ("gzip", "x-gzip"):
+        return "gzip"
+    raise UnsupportedEncoding("Only gzip content encoding is supported.")
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class BodyAborted(Exception):
+    """The body stopped before its end (client gone, size limit): nothing may be stored."""
+
+
+class BodyPipe:
+    """Bytes from the event loop to a worker thread, with bounded buffering.
+
+    ``feed`` is awaited by the task that receives the body; it waits (without blocking the event
+    loop) while ``capacity`` bytes are unread. ``read`` blocks the worker until bytes arrive.
+    """
+
+    def __init__(self, capacity: int = 16 << 20) -> None:
+        self.capacity = capacity
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._done = False
+        self._aborted = False
+        self._cond = threading.Condition()
+
+    async def feed(self, chunk: bytes) -> None:
+        while True:
+            with self._cond:
+                if self._aborted:
+                    raise BodyAborted("the reader stopped")
+                if self._buffered < self.capacity:
+                    self._chunks.append(chunk)
+                    self._buffered += len(chunk)
+                    self._cond.notify_all()
+                    return
+            await anyio.sleep(0.002)
+
+    def finish(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Called by either side: the other side stops at its next step."""
+        with self._cond:
+            self._aborted = True
+            self._chunks.clear()
+            self._buffered = 0
+            self._cond.notify_all()
+
+    def read(self, n: int = -1, /) -> bytes:
+        with self._cond:
+            while not self._chunks:
+                if self._aborted:
+                    raise BodyAborted("the body was not received in full")
+                if self._done:
+                    return b""
+                self._cond.wait()
+            chunk = self._chunks.popleft()
+            if 0 <= n < len(chunk):
+                self._chunks.appendleft(chunk[n:])
+                chunk = chunk[:n]
+            self._buffered -= len(chunk)
+            return chunk
+
+
+class DecodedStream:
+    """The decoded text of a body: gzip undone, byte order mark handled, limits enforced.
+
+    ``read(n)`` returns at most ``n`` bytes (any amount for ``n < 0``) and ``b""`` at the end.
+    Errors raised here are domain errors with messages that never contain body content.
+    """
+
+    def __init__(
+        self, source: Readable, coding: str, limits: IntakeLimits, *, check_lines: bool
+    ) -> None:
+        self.source = source
+        self.limits = limits
+        self.check_lines = check_lines
+        self.raw_bytes = 0
+        self.text_bytes = 0
+        self._gzip = coding == "gzip"
+        self._inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if self._gzip else None
+        self._buffer: deque[bytes] = deque()
+        self._eof = False
+        self._started = False
+        self._pending = b""  # the first bytes, until there are enough to look for a BOM
+        self._line = 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        while not self._buffer and not self._eof:
+            self._fill()
+        if not self._buffer:
+            return b""
+        chunk = self._buffer.popleft()
+        if 0 <= n < len(chunk):
+            self._buffer.appendleft(chunk[n:])
+            chunk = chunk[:n]
+        return chunk
+
+    def readline(self, limit: int) -> bytes:
+        """One line including its newline (or up to the end); longer than ``limit`` is refused."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            chunk = self.read(CHUNK)
+            if not chunk:
+                return b"".join(parts)
+            cut = chunk.find(b"\n")
+            if cut >= 0:
+                parts.append(chunk[: cut + 1])
+                if cut + 1 < len(chunk):
+                    self._buffer.appendleft(chunk[cut + 1 :])
+                return b"".join(parts)
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise MalformedBody(f"A line is longer than {limit} bytes.")
+
+    # -- decoding -------------------------------------------------------------------------------
+    def _fill(self) -> None:
+        raw = self.source.read(CHUNK)
+        if not raw:
+            self._finish()
+            return
+        self.raw_bytes += len(raw)
+        if self._inflater is None:
+            self._emit(raw)
+            return
+        try:
+            data = self._inflater.decompress(raw, CHUNK)
+            while True:
+                self._emit(data)
+                if self._inflater.eof and self._inflater.unused_data:
+                    # A concatenated gzip member (RFC 1952 allows several).
+                    rest = self._inflater.unused_data
+                    self._inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                    data = self._inflater.decompress(rest, CHUNK)
+                    continue
+                if not self._inflater.unconsumed_tail:
+                    break
+                data = self._inflater.decompress(self._inflater.unconsumed_tail, CHUNK)
+        except zlib.error:
+            raise MalformedBody("The body is not valid gzip.") from None
+
+    def _finish(self) -> None:
+        self._eof = True
+        if self.raw_bytes == 0:
+            raise MalformedBody("The body is empty.")
+        if self._inflater is not None:
+            try:
+                self._emit(self._inflater.flush())
+            except zlib.error:
+                raise MalformedBody("The body is not valid gzip.") from None
+            if not self._inflater.eof:
                 raise MalformedBody("The gzip stream is truncated.")
-    except zlib.error as exc:
-        raise MalformedBody("The body is not valid gzip.") from exc
-    return dst
+        if not self._started:
+            self._start(b"")
 
-
-def check_text(path: Path, limits: IntakeLimits) -> int:
-    """Reject empty bodies, non-UTF-8 byte order marks and over-long lines; return the offset
-    at which the content starts (3 if a UTF-8 byte order mark is present)."""
-    size = path.stat().st_size
-    if size == 0:
-        raise MalformedBody("The body is empty.")
-    with path.open("rb") as fh:
-        head = fh.read(4)
-        if head.startswith(_UTF16_32_BOMS):
-            raise UnsupportedEncoding("The body is UTF-16 or UTF-32; only UTF-8 is accepted.")
-        start = 3 if head.startswith(_UTF8_BOM) else 0
-        fh.seek(0)
-        carry = 0
-        while chunk := fh.read(CHUNK):
-            lines = chunk.split(b"\n")
-            first = carry + len(lines[0])
-            longest = max(first, *(len(x) for x in lines[1:])) if len(lines) > 1 else first
-            if longest > limits.max_line_bytes:
-                raise MalformedBody(f"A line is longer than {limits.max_line_bytes} bytes.")
-            carry = len(lines[-1]) if len(lines) > 1 else first
-    if size <= start:
-        raise MalformedBody("The body is empty.")
-    return start
-
-
-def _csv_header(path: Path, start: int) -> list[str]:
-    with path.open("rb") as fh:
-        fh.seek(start)
-        first = fh.readline()
-    try:
-        text = first.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UnsupportedEncoding("The body is not valid UTF-8.") from exc
-    header = next(csv.reader(io.StringIO(text)), [])
-    names = [h.strip() for h in header]
-    if not names or all(not n for n in names):
-        raise MalformedBody("The CSV header row is missing.")
-    if any(not n for n in names):
-        raise MalformedBody("The CSV header has an empty column name.")
-    seen: set[str] = set()
-    for position, name in enumerate(names, start=1):
-        if name in seen:
-            raise MalformedBody(f"The CSV header repeats a column name (column {position}).")
-        seen.add(name)
-    return names
-
-
-def read_frame(path: Path, fmt: str, limits: IntakeLimits) -> pl.DataFrame:
-    """Parse the body into a frame. CSV columns are strings; JSON keeps JSON's own types."""
-    start = check_text(path, limits)
-    try:
-        if fmt == "csv":
-            names = _csv_header(path, start)
-            frame = pl.read_csv(
-                path,
-                has_header=True,
-                new_columns=names,
-                infer_schema=False,
-                encoding="utf8",
-                missing_utf8_is_empty_string=False,
-                raise_if_empty=True,
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        self.text_bytes += len(data)
+        if self.text_bytes > self.limits.max_bytes:
+            raise BodyTooLarge(
+                f"The decompressed body exceeds the limit of {self.limits.max_bytes} bytes."
             )
-        elif fmt == "ndjson":
-            frame = pl.read_ndjson(path, infer_schema_length=None)
+        # The ratio is checked against what has been read so far, with 1 MiB of slack so that
+        # the first block of a small, highly compressible body is not refused.
+        if self._gzip and self.text_bytes > self.raw_bytes * self.limits.max_ratio + CHUNK:
+            raise BodyTooLarge(
+                f"The body expands more than {self.limits.max_ratio} times when decompressed."
+            )
+        if not self._started:
+            self._pending += data
+            if len(self._pending) < 4:
+                return
+            data, self._pending = self._pending, b""
+            self._start(data)
+            return
+        self._check(data)
+        self._buffer.append(data)
+
+    def _start(self, head: bytes) -> None:
+        self._started = True
+        head = self._pending + head
+        self._pending = b""
+        if head.startswith(_UTF32_BOMS) or head.startswith(_UTF16_BOMS):
+            raise UnsupportedEncoding("The body is UTF-16 or UTF-32; only UTF-8 is accepted.")
+        if head.startswith(_UTF8_BOM):
+            head = head[len(_UTF8_BOM) :]
+        if head:
+            self._check(head)
+            self._buffer.append(head)
+
+    def _check(self, data: bytes) -> None:
+        if b"\x00" in data:
+            raise UnsupportedEncoding(
+                "The body contains NUL bytes: it is not UTF-8 text (UTF-16 without a byte order "
+                "mark?)."
+            )
+        if not self.check_lines:
+            return
+        limit = self.limits.max_line_bytes
+        if self._line + len(data) <= limit:
+            cut = data.rfind(b"\n")
+            self._line = self._line + len(data) if cut < 0 else len(data) - cut - 1
+            return
+        newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        if newlines.size == 0:
+            longest = self._line + len(data)
+            self._line = longest
         else:
-            frame = pl.read_json(path, infer_schema_length=None)
-    except pl.exceptions.ComputeError as exc:
-        message = str(exc)
-        if "utf-8" in message or "utf8" in message:
-            raise UnsupportedEncoding("The body is not valid UTF-8.") from None
-        if "more fields" in message:
-            raise MalformedBody("A CSV row has more fields than the header.") from None
-        raise MalformedBody(f"The body is not well-formed {fmt.upper()}.") from None
-    except (pl.exceptions.PolarsError, ValueError, OSError):
-        raise MalformedBody(f"The body is not well-formed {fmt.upper()}.") from None
-    if frame.height == 0:
-        raise MalformedBody("The body holds no records.")
-    for name, dtype in frame.schema.items():
-        if isinstance(dtype, pl.Struct | pl.List | pl.Array | pl.Object):
-            raise MalformedBody(f"Field {_safe(name)} holds nested values; records must be flat.")
-    return frame
+            longest = max(
+                self._line + int(newlines[0]),
+                int(np.diff(newlines).max(initial=0)) - 1,
+            )
+            self._line = len(data) - int(newlines[-1]) - 1
+        if max(longest, self._line) > limit:
+            raise MalformedBody(f"A line is longer than {limit} bytes.")
+
+
+# -- readers -------------------------------------------------------------------------------------
+
+
+class RecordReader(Protocol):
+    columns: list[str] | None
+
+    def frames(self) -> Iterator[pl.DataFrame]: ...
 
 
 def _safe(name: str) -> str:
     """A column name as it may appear in an error: short, printable, never a value-like blob."""
     clean = "".join(ch for ch in name if ch.isalnum() or ch in "_-. ")[:64]
     return repr(clean) if clean else "(unnamed)"
+
+
+def _flat(frame: pl.DataFrame) -> pl.DataFrame:
+    for dtype in frame.schema.values():
+        if isinstance(dtype, pl.Struct | pl.List | pl.Array | pl.Object):
+            raise MalformedBody("A record holds a nested object or array; records must be flat.")
+    return frame
+
+
+class CsvReader:
+    """CSV with a header row, parsed by Arrow's streaming reader into string columns."""
+
+    def __init__(self, stream: DecodedStream, limits: IntakeLimits) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.columns: list[str] | None = None
+        self._ragged: tuple[int, int] | None = None
+
+    def header(self) -> list[str]:
+        line = self.stream.readline(self.limits.max_line_bytes)
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsupportedEncoding(_NOT_UTF8) from None
+        text = text.rstrip("\r\n")
+        if not text.strip():
+            raise MalformedBody("The CSV header row is missing.")
+        try:
+            header = next(csv.reader([text], strict=True), [])
+        except csv.Error:
+            raise MalformedBody("The CSV header row is not well-formed.") from None
+        names = [h.strip() for h in header]
+        for position, name in enumerate(names, start=1):
+            if not name:
+                raise MalformedBody(f"The CSV header has an empty column name (column {position}).")
+            if name in names[: position - 1]:
+                raise MalformedBody(
+                    f"The CSV header repeats a column name (column {position}, {_safe(name)})."
+                )
+        self.columns = names
+        return names
+
+    def _on_invalid(self, row: Any) -> str:
+        self._ragged = (int(row.expected_columns), int(row.actual_columns))
+        return "error"
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        names = self.columns or self.header()
+        carry = b""
+        longest = max(TEXT_BLOCK, 2 * self.limits.max_line_bytes)
+        while True:
+            block = _read_block(self.stream, TEXT_BLOCK)
+            text = carry + block if carry else block
+            if not block:
+                if text.count(b'"') % 2:
+                    raise MalformedBody("A quoted CSV value is not closed.")
+                if text.strip():
+                    yield self._parse(text, names)
+                return
+            cut = _record_boundary(text)
+            if cut < 0:
+                carry = text
+                if len(carry) > longest:
+                    raise MalformedBody(
+                        f"A CSV record is longer than {self.limits.max_line_bytes} bytes "
+                        "(or a quote is not closed)."
+                    )
+                continue
+            carry = text[cut:]
+            frame = self._parse(text[:cut], names)
+            if frame.height:
+                yield frame
+
+    def _parse(self, text: bytes, names: list[str]) -> pl.DataFrame:
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(text),
+                read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
+                parse_options=pacsv.ParseOptions(
+                    # Quoted line breaks are costly to allow: only where a quote occurs at all.
+                    newlines_in_values=b'"' in text,
+                    invalid_row_handler=self._on_invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in names},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    check_utf8=True,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise self._translate(exc) from None
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+    def _translate(self, exc: pa.ArrowInvalid) -> Exception:
+        # Arrow's messages quote the offending row: never pass them on.
+        message = str(exc)
+        if "UTF8" in message or "UTF-8" in message:
+            return UnsupportedEncoding(_NOT_UTF8)
+        if self._ragged is not None:
+            expected, actual = self._ragged
+            return MalformedBody(
+                f"A CSV record has {actual} field(s) where the header has {expected} "
+                "(an unbalanced quote can cause this too)."
+            )
+        return MalformedBody("The body is not well-formed CSV.")
+
+
+def _record_boundary(text: bytes) -> int:
+    """The offset just after the last line break that ends a record, or -1.
+
+    With RFC 4180 quoting a line break ends a record exactly when an even number of quote
+    characters precedes it (a doubled quote inside a quoted value counts twice).
+    """
+    nl = text.rfind(b"\n")
+    if nl < 0:
+        return -1
+    if b'"' not in text:
+        return nl + 1
+    quotes = text.count(b'"', 0, nl)
+    while quotes % 2:
+        prev = text.rfind(b"\n", 0, nl)
+        if prev < 0:
+            return -1
+        quotes -= text.count(b'"', prev, nl)
+        nl = prev
+    return nl + 1
+
+
+def _read_ndjson(text: bytes) -> pl.DataFrame:
+    if not text.strip():
+        return pl.DataFrame()
+    try:
+        frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
+    except pl.exceptions.PolarsError as exc:
+        message = str(exc).lower()
+        if "utf-8" in message or "utf8" in message:
+            raise UnsupportedEncoding(_NOT_UTF8) from None
+        raise MalformedBody(
+            "The body is not well-formed JSON: each record must be an object."
+        ) from None
+    return _flat(frame)
+
+
+class NdjsonReader:
+    """One JSON object per line, parsed by polars a block of lines at a time."""
+
+    def __init__(self, stream: DecodedStream, limits: IntakeLimits) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.columns: list[str] | None = None
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        carry = b""
+        while True:
+            block = _read_block(self.stream, TEXT_BLOCK)
+            if not block:
+                break
+            text = carry + block
+            cut = text.rfind(b"\n")
+            if cut < 0:
+                carry = text
+                continue
+            carry = text[cut + 1 :]
+            frame = _read_ndjson(text[: cut + 1])
+            if frame.height:
+                yield frame
+        if carry.strip():
+            frame = _read_ndjson(carry)
+            if frame.height:
+                yield frame
+
+
+def _read_block(stream: DecodedStream, size: int) -> bytes:
+    parts: list[bytes] = []
+    have = 0
+    while have < size:
+        chunk = stream.read(size - have)
+        if not chunk:
+            break
+        parts.append(chunk)
+        have += len(chunk)
+    return b"".join(parts)
+
+
+_WS = np.zeros(256, dtype=bool)
+_WS[[9, 10, 13, 32]] = True
+
+
+class JsonArraySplitter:
+    """Turns a JSON array of flat objects, block by block, into newline-delimited objects.
+
+    A vectorized scan, because neither polars nor Arrow parses a JSON array incrementally. Real
+    quotes are those not escaped by an odd run of backslashes; a brace or bracket is structural
+    when an even number of real quotes precedes it. The structural characters must read ``[``,
+    then ``{ }`` pairs, then ``]`` (a brace or bracket inside an object is a nested value, which
+    is refused), and outside the objects only whitespace and one comma between two objects may
+    appear. Each complete object is then put on a line of its own for the NDJSON parser (a raw
+    line break between tokens becomes a space; inside a string it is invalid JSON and refused).
+    Text after the last complete object waits for the next block.
+    """
+
+    def __init__(self, max_record_bytes: int) -> None:
+        self.max_record = max_record_bytes
+        self.carry = b""
+        self.opened = False
+        self.closed = False
+        self.objects = 0
+
+    def feed(self, block: bytes, final: bool) -> bytes:
+        if self.closed:
+            if block.strip():
+                raise MalformedBody("The body continues after the end of the JSON array.")
+            return b""
+        buf = self.carry + block
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        quotes = np.flatnonzero(arr == 34)
+        if quotes.size:
+            quotes = _unescaped(arr, quotes)
+        structural = np.flatnonzero((arr == 123) | (arr == 125) | (arr == 91) | (arr == 93))
+        pos = structural[np.searchsorted(quotes, structural) % 2 == 0]
+        toks = arr[pos]
+        bracket = -1
+        if not self.opened:
+            if toks.size == 0:
+                if final:
+                    raise MalformedBody("An application/json body must be an array of objects.")
+                self._keep(buf, 0)
+                return b""
+            if toks[0] != 91:
+                raise MalformedBody("An application/json body must be an array of objects.")
+            bracket = int(pos[0])
+            pos, toks = pos[1:], toks[1:]
+            self.opened = True
+        closing = -1
+        ends = np.flatnonzero(toks == 93)
+        if ends.size:
+            if ends[0] != toks.size - 1 or ends[0] % 2:
+                raise MalformedBody("A record holds a nested array; records must be flat.")
+            closing = int(pos[-1])
+            pos, toks = pos[:-1], toks[:-1]
+        pairs = toks.size // 2
+        opens, closes = pos[0 : 2 * pairs : 2], pos[1 : 2 * pairs : 2]
+        if (
+            (toks[0 : 2 * pairs : 2] != 123).any()
+            or (toks[1 : 2 * pairs : 2] != 125).any()
+            or (toks.size % 2 and toks[-1] != 123)
+            or (toks == 91).any()
+        ):
+            raise MalformedBody("A record holds a nested object or array; records must be flat.")
+        if closing >= 0 and toks.size % 2:
+            raise MalformedBody("The JSON array is not well-formed.")
+        if pairs and int((closes - opens).max()) >= self.max_record:
+            raise MalformedBody(f"A JSON record is longer than {self.max_record} bytes.")
+        if closing >= 0:
+            region_end = closing + 1
+            if not _WS[arr[region_end:]].all():
+                raise MalformedBody("The body continues after the end of the JSON array.")
+        elif pairs:
+            region_end = int(closes[-1]) + 1
+        else:
+            region_end = bracket + 1
+        if final and closing < 0:
+            raise MalformedBody("The JSON array is truncated.")
+        region = arr[:region_end].copy()
+        objects = self._check_between(region, quotes, opens, closes, bracket, closing)
+        self.objects += pairs
+        if closing >= 0:
+            self.closed = True
+            self.carry = b""
+        else:
+            self._keep(buf, region_end)
+        if not pairs:
+            return b""
+        end = int(closes[-1]) + 1
+        region = region[:end]
+        region[~objects[:end]] = 32
+        region[(region == 10) | (region == 13)] = 32
+        region[closes[:-1] + 1] = 10
+        return region.tobytes() + b"\n"
+
+    def _keep(self, buf: bytes, at: int) -> None:
+        self.carry = buf[at:]
+        if len(self.carry) > self.max_record + TEXT_BLOCK:
+            raise MalformedBody(f"A JSON record is longer than {self.max_record} bytes.")
+
+    def _check_between(
+        self,
+        region: np.ndarray,
+        quotes: np.ndarray,
+        opens: np.ndarray,
+        closes: np.ndarray,
+        bracket: int,
+        closing: int,
+    ) -> np.ndarray:
+        """Check what lies between the objects; return the mask of bytes inside objects."""
+        n = region.size
+        breaks = np.flatnonzero((region == 10) | (region == 13))
+        if breaks.size and (np.searchsorted(quotes, breaks) % 2 == 1).any():
+            raise MalformedBody("A JSON string holds a raw line break.")
+        depth = np.zeros(n + 1, dtype=np.int8)
+        depth[opens] += 1
+        depth[closes + 1] -= 1
+        objects = np.cumsum(depth[:n], dtype=np.int8) > 0
+        inside = objects.copy()
+        if bracket >= 0:
+            inside[: bracket + 1] = True
+        if closing >= 0:
+            inside[closing] = True
+        # Outside the objects, the opening bracket and the closing one set aside, only commas
+        # may remain, one before each object except the array's first.
+        outside = np.flatnonzero(~inside & ~_WS[region])
+        if bracket >= 0 and not _WS[region[:bracket]].all():
+            raise MalformedBody("An application/json body must be an array of objects.")
+        if outside.size and (region[outside] != 44).any():
+            raise MalformedBody("The JSON array is not well-formed.")
+        first = 1 if self.objects == 0 else 0
+        expected = np.arange(first, opens.size)
+        if outside.size != expected.size or (np.searchsorted(opens, outside) != expected).any():
+            raise MalformedBody("The JSON array is not well-formed.")
+        return objects
+
+
+def _unescaped(arr: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """Drop the quotes escaped by an odd run of backslashes (rare: checked one by one)."""
+    suspects = np.flatnonzero((quotes > 0) & (arr[np.maximum(quotes - 1, 0)] == 92))
+    if not suspects.size:
+        return quotes
+    keep = np.ones(quotes.size, dtype=bool)
+    for i in suspects.tolist():
+        q = int(quotes[i])
+        run = 0
+        while q - run - 1 >= 0 and arr[q - run - 1] == 92:
+            run += 1
+        if run % 2:
+            keep[i] = False
+    return quotes[keep]
+
+
+class JsonArrayReader:
+    def __init__(self, stream: DecodedStream, limits: IntakeLimits) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.columns: list[str] | None = None
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        splitter = JsonArraySplitter(self.limits.max_line_bytes)
+        while True:
+            block = _read_block(self.stream, TEXT_BLOCK)
+            final = not block
+            text = splitter.feed(block, final)
+            if text.strip():
+                frame = _read_ndjson(text)
+                if frame.height:
+                    yield frame
+            if final:
+                break
+
+
+def open_reader(fmt: str, stream: DecodedStream, limits: IntakeLimits) -> RecordReader:
+    readers: dict[str, Callable[[DecodedStream, IntakeLimits], RecordReader]] = {
+        "csv": CsvReader,
+        "ndjson": NdjsonReader,
+        "json": JsonArrayReader,
+    }
+    return readers[fmt](stream, limits)
+
+
+def decoded(source: Readable, fmt: str, coding: str, limits: IntakeLimits) -> DecodedStream:
+    return DecodedStream(source, coding, limits, check_lines=fmt != "json")

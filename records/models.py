@@ -1,4 +1,17 @@
-"""Tables of submissions, their encrypted segments and the wrapped data keys."""
+"""Tables of submissions, their encrypted segments, the key hierarchy and idempotency reservations.
+
+Key hierarchy (see :mod:`records.vault`)::
+
+    master key --HKDF--> key-encryption key (KEK)
+        wraps  data key            one per (agreement, dataset)          data_keys.wrapped
+          wraps  segment key       one per submission                    segments.wrapped_key
+            seals  segment parts   Parquet, AES-256-GCM                 segment_parts.ciphertext
+
+Destroying a data key shreds every submission of an (agreement, dataset); deleting a segment row
+(and with it the only copy of its wrapped segment key) shreds one withdrawn submission. The small
+key-bearing tables are kept apart from the bulky ciphertext so that they can be rewritten cheaply
+after a purge (see :func:`records.retention.scrub`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +26,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,7 +37,7 @@ class DataKey(Base):
     """A data key per (agreement, dataset), wrapped by the key-encryption key.
 
     Destroying it (``wrapped`` emptied, ``destroyed_at`` set) makes every segment under it
-    unreadable: crypto-shredding.
+    unreadable: crypto-shredding. At most one live key exists per (agreement, dataset).
     """
 
     __tablename__ = "data_keys"
@@ -31,15 +45,27 @@ class DataKey(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     agreement_id: Mapped[str] = mapped_column(String(64))
     dataset: Mapped[str] = mapped_column(String(64))
+    # Which key-encryption key wraps it: ``kek/v1/<master key fingerprint>``.
     kek_id: Mapped[str] = mapped_column(String(64))
     wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_data_keys_agreement_dataset", "agreement_id", "dataset"),)
+    __table_args__ = (
+        Index(
+            "uq_data_keys_live",
+            "agreement_id",
+            "dataset",
+            unique=True,
+            sqlite_where=text("destroyed_at IS NULL"),
+            postgresql_where=text("destroyed_at IS NULL"),
+        ),
+    )
 
 
 class Submission(Base):
+    """The receipt of one accepted submission; it outlives its data (status ``purged``)."""
+
     __tablename__ = "submissions"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -55,6 +81,8 @@ class Submission(Base):
     content_type: Mapped[str] = mapped_column(String(64))
     period: Mapped[str | None] = mapped_column(String(32))
     replaces_id: Mapped[str | None] = mapped_column(ForeignKey("submissions.id"))
+    # A keyed hash of the client's Idempotency-Key, never the key itself (clients put file
+    # names and other free text there).
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -70,13 +98,54 @@ class Submission(Base):
 
 
 class Segment(Base):
-    """One accepted submission as an encrypted Arrow IPC segment (AES-256-GCM)."""
+    """One accepted submission as an encrypted, columnar segment.
+
+    ``wrapped_key`` is the submission's segment key wrapped by its data key, with associated
+    data that also binds ``part_count`` and ``row_count`` (so parts cannot be dropped or added
+    unnoticed). Segments written before revision 0002 hold one ``ciphertext`` under the data key
+    directly (format ``arrow-ipc-zstd``); they are still read and purged.
+    """
 
     __tablename__ = "segments"
 
     submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
     data_key_id: Mapped[str] = mapped_column(ForeignKey("data_keys.id"), index=True)
     format: Mapped[str] = mapped_column(String(16))
-    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     schema: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    part_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    row_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class SegmentPart(Base):
+    """A sealed part of a segment: Parquet (zstd) of about a hundred thousand rows."""
+
+    __tablename__ = "segment_parts"
+
+    submission_id: Mapped[str] = mapped_column(
+        ForeignKey("segments.submission_id"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IdempotencyReservation(Base):
+    """An Idempotency-Key whose first request is still in flight.
+
+    Committed before the body is read, so a concurrent request with the same key sees it and
+    gets 409. It is deleted in the transaction that stores the submission (or when the request
+    fails). A reservation whose owner process is gone, or whose lease has lapsed without a
+    heartbeat, no longer blocks: the next request with the key takes it over.
+    """
+
+    __tablename__ = "idempotency_reservations"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(160))
+    request_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime())

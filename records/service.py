@@ -1,13 +1,17 @@
 """Submissions: accept a body under the governing agreement, store it encrypted, issue a receipt.
 
-A submission is stored whole or not at all: nothing is written before the body has been parsed
-and validated in full, and everything is written in the request's one transaction.
+A submission is stored whole or not at all. The body is read, validated, pseudonymized and
+sealed by :func:`records.ingest.ingest` without touching the database; :func:`store` then writes
+the receipt, the segment, its parts, the wrapped keys and the audit event in the caller's one
+transaction, after deciding again under the agreements in force at that moment.
+
+Services flush and never commit; the request's unit of work commits.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,17 +23,23 @@ from sqlalchemy.orm import Session
 
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import Conflict, NotFound, PolicyDenied
+from core.errors import Conflict, Forbidden, NotFound, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
 from identity.errors import ObjectAccessDenied
 from policy.engine import PolicySet, decide
-from policy.model import Context, DatasetTerms, Decision, Resource
-from records import intake, vault
-from records.errors import IdempotencyConflict, SubmissionRejected
+from policy.model import Context, DatasetTerms, Decision, Principal, Resource
+from records import idempotency, intake, vault
+from records.errors import (
+    IdempotencyConflict,
+    IdempotencyInFlight,
+    ReplacementInvalid,
+)
+from records.ingest import IngestSpec, Prepared, ingest
 from records.models import Segment, Submission
-from records.pseudonymize import linkage_key, pseudonymize
-from records.validate import validate
+from records.pseudonymize import Tokenizer, linkage_key
+
+SUBMISSION_PREFIX = "sub"
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,243 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where a submission goes: the governing agreement version and its dataset terms."""
+
+    agreement_id: str
+    version: int
+    dataset: DatasetTerms
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _principal(ctx: RequestContext) -> Principal:
+    if ctx.principal is None:
+        raise Forbidden("An authenticated client is required.")
+    return ctx.principal
+
+
+def _decide(
+    ctx: RequestContext, policy: PolicySet, dataset: str, fields: Sequence[str] | None
+) -> Decision:
+    resource = Resource(
+        datasets=(dataset,), fields=frozenset(fields) if fields is not None else None
+    )
+    return decide(_principal(ctx), "submit", resource, Context(), policy, ctx.now)
+
+
+def _target(policy: PolicySet, decision: Decision, dataset: str) -> Target:
+    ref = decision.deciding_rules[0]
+    for terms in policy.versions(ref.agreement_id):
+        if terms.version == ref.version:
+            ds = terms.dataset(dataset)
+            if ds is not None:
+                return Target(terms.id, terms.version, ds)
+    raise NotFound("The dataset is not defined by the governing agreement.")  # pragma: no cover
+
+
+def authorize(ctx: RequestContext, policy: PolicySet, dataset: str) -> Target:
+    """May this client submit to ``dataset`` at all? Decided before the body is read."""
+    decision = _decide(ctx, policy, dataset, None)
+    if not decision.permitted:
+        raise PolicyDenied(decision.explanation, decision=decision)
+    return _target(policy, decision, dataset)
+
+
+def field_guard(
+    ctx: RequestContext, policy: PolicySet, dataset: str
+) -> Callable[[list[str]], None]:
+    """A check of the body's column names (data minimization), run as soon as they are known."""
+
+    def check(columns: list[str]) -> None:
+        decision = _decide(ctx, policy, dataset, columns)
+        if not decision.permitted:
+            raise PolicyDenied(decision.explanation, decision=decision)
+
+    return check
+
+
+def check_replacement(
+    session: Session, ctx: RequestContext, dataset: str, period: str | None, replaces: str | None
+) -> Submission | None:
+    """The accepted submission of the same organization, dataset and period to be replaced."""
+    if replaces is None:
+        return None
+    replaced = session.get(Submission, replaces)
+    if replaced is None or replaced.organization_id != _principal(ctx).organization_id:
+        raise NotFound("The submission to replace does not exist.")
+    if replaced.dataset != dataset or replaced.status != "accepted":
+        raise ReplacementInvalid("Only an accepted submission of the same dataset can be replaced.")
+    if replaced.period != period:
+        raise ReplacementInvalid(
+            "A replacement must declare the same period as the submission it replaces."
+        )
+    return replaced
+
+
+def ingest_spec(
+    ctx: RequestContext,
+    master: MasterKey,
+    policy: PolicySet,
+    target: Target,
+    *,
+    submission_id: str,
+    fmt: str,
+    coding: str,
+    limits: intake.IntakeLimits,
+    period: str | None,
+    spill: Path,
+) -> IngestSpec:
+    return IngestSpec(
+        fmt=fmt,
+        coding=coding,
+        limits=limits,
+        dataset=target.dataset,
+        period=period,
+        tokenizer=Tokenizer(linkage_key(master)),
+        segment=vault.SegmentContext(
+            target.agreement_id, target.version, target.dataset.name, submission_id
+        ),
+        spill=spill,
+        on_columns=field_guard(ctx, policy, target.dataset.name),
+    )
+
+
+def new_submission_id() -> str:
+    return new_id(SUBMISSION_PREFIX)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the request says about its body besides the records."""
+
+    body_sha256: str
+    fmt: str
+    period: str | None = None
+    replaces: str | None = None
+    idempotency_key: str | None = None  # already hashed, see records.idempotency
+    reservation: idempotency.Reservation | None = None
+
+
+def replay(
+    session: Session, ctx: RequestContext, previous: Submission, dataset: str, body_sha256: str
+) -> Receipt:
+    """The original receipt for a repeated Idempotency-Key, if the request is the same."""
+    if previous.body_sha256 != body_sha256 or previous.dataset != dataset:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was already used for a different submission."
+        )
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="submission.create",
+            resource_type="submission",
+            resource_id=previous.id,
+            detail="idempotent replay; the original receipt was returned",
+        ),
+    )
+    return Receipt.of(previous)
+
+
+def store(
+    session: Session,
+    ctx: RequestContext,
+    master: MasterKey,
+    policy: PolicySet,
+    prepared: Prepared,
+    envelope: Envelope,
+) -> tuple[Receipt, bool]:
+    """Write an ingested submission; returns its receipt and whether it is new (not replayed)."""
+    principal = _principal(ctx)
+    segment_ctx = prepared.writer.ctx
+    # The agreement may have ended while the body was being read: decide again, now.
+    decision = _decide(ctx, policy, segment_ctx.dataset, prepared.columns)
+    if not decision.permitted:
+        raise PolicyDenied(decision.explanation, decision=decision)
+    target = _target(policy, decision, segment_ctx.dataset)
+    if (target.agreement_id, target.version) != (
+        segment_ctx.agreement_id,
+        segment_ctx.agreement_version,
+    ):
+        raise PolicyDenied(
+            "The governing agreement changed while the submission was being read; submit again.",
+            decision=decision,
+        )
+    if envelope.idempotency_key is not None:
+        previous = idempotency.previous_submission(
+            session, principal.client_id, envelope.idempotency_key
+        )
+        if previous is not None:
+            # A request with the same key committed while this one was being read.
+            if envelope.reservation is not None:
+                idempotency.settle(session, envelope.reservation)
+            return replay(session, ctx, previous, segment_ctx.dataset, envelope.body_sha256), False
+        if envelope.reservation is not None and not idempotency.settle(
+            session, envelope.reservation
+        ):
+            raise IdempotencyInFlight(
+                "Another request has taken over this Idempotency-Key; retry later.",
+                extra={"retry_after": idempotency.RETRY_AFTER_SECONDS},
+            )
+    replaced = check_replacement(
+        session, ctx, segment_ctx.dataset, envelope.period, envelope.replaces
+    )
+    submission = Submission(
+        id=segment_ctx.submission_id,
+        dataset=segment_ctx.dataset,
+        agreement_id=segment_ctx.agreement_id,
+        agreement_version=segment_ctx.agreement_version,
+        organization_id=principal.organization_id,
+        client_id=principal.client_id,
+        status="accepted",
+        row_count=prepared.row_count,
+        body_sha256=envelope.body_sha256,
+        content_type=envelope.fmt,
+        period=envelope.period,
+        replaces_id=replaced.id if replaced else None,
+        idempotency_key=envelope.idempotency_key,
+        received_at=ctx.now,
+        columns=list(prepared.columns),
+    )
+    session.add(submission)
+    session.flush()
+    vault.store_segment(session, master, prepared.writer, prepared.schema, ctx.now)
+    if replaced is not None:
+        replaced.status = "replaced"
+        replaced.withdrawn_at = ctx.now
+    event = record(
+        session,
+        ctx,
+        AuditRecord(
+            action="submission.create",
+            resource_type="submission",
+            resource_id=submission.id,
+            decision=decision,
+            counts={
+                "rows": prepared.row_count,
+                "parts": len(prepared.writer.parts),
+                "bytes": prepared.raw_bytes,
+            },
+            detail=f"dataset {segment_ctx.dataset}"
+            + (f"; replaces {replaced.id}" if replaced else ""),
+        ),
+    )
+    submission.audit_index = event.idx
+    session.flush()
+    return Receipt.of(submission), True
+
+
+@dataclass(frozen=True)
 class SubmissionRequest:
+    """A whole body already on disk (the demo seed and tools); the API streams instead."""
+
     dataset: str
     body: Path
     content_type: str | None
@@ -77,30 +323,6 @@ class SubmissionRequest:
     idempotency_key: str | None = None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _deny(decision: Decision) -> PolicyDenied:
-    return PolicyDenied(decision.explanation, decision=decision)
-
-
-def _governing_dataset(
-    policy: PolicySet, decision: Decision, dataset: str
-) -> tuple[str, int, DatasetTerms]:
-    ref = decision.deciding_rules[0]
-    for terms in policy.versions(ref.agreement_id):
-        if terms.version == ref.version:
-            ds = terms.dataset(dataset)
-            if ds is not None:
-                return terms.id, terms.version, ds
-    raise NotFound("The dataset is not defined by the governing agreement.")  # pragma: no cover
-
-
 def submit(
     session: Session,
     ctx: RequestContext,
@@ -108,125 +330,70 @@ def submit(
     policy: PolicySet,
     req: SubmissionRequest,
 ) -> tuple[Receipt, bool]:
-    """Accept a submission. Returns the receipt and whether it was newly created (not replayed)."""
-    assert ctx.principal is not None
-    principal = ctx.principal
-    if req.idempotency_key is not None:
-        previous = session.scalars(
-            select(Submission).where(
-                Submission.client_id == principal.client_id,
-                Submission.idempotency_key == req.idempotency_key,
-            )
-        ).first()
+    """Accept a body from a file, in the caller's transaction. Returns (receipt, is_new)."""
+    principal = _principal(ctx)
+    hashed = (
+        idempotency.key_hash(master, principal.client_id, req.idempotency_key)
+        if req.idempotency_key is not None
+        else None
+    )
+    if hashed is not None:
+        previous = idempotency.previous_submission(session, principal.client_id, hashed)
         if previous is not None:
-            if previous.body_sha256 != req.body_sha256 or previous.dataset != req.dataset:
-                raise IdempotencyConflict(
-                    "This Idempotency-Key was already used for a different submission."
-                )
-            return Receipt.of(previous), False
-
-    # May this client submit to this dataset at all? Decided before the body is parsed.
-    decision = decide(
-        principal, "submit", Resource(datasets=(req.dataset,)), Context(), policy, ctx.now
-    )
-    if not decision.permitted:
-        raise _deny(decision)
-    agreement_id, version, dataset = _governing_dataset(policy, decision, req.dataset)
-
+            return replay(session, ctx, previous, req.dataset, req.body_sha256), False
     fmt = intake.media_format(req.content_type)
-    body = intake.decompress(req.body, req.scratch, req.content_encoding, req.limits)
-    frame = intake.read_frame(body, fmt, req.limits)
-
-    decision = decide(
-        principal,
-        "submit",
-        Resource(datasets=(req.dataset,), fields=frozenset(frame.columns)),
-        Context(),
-        policy,
-        ctx.now,
-    )
-    if not decision.permitted:
-        raise _deny(decision)
-    typed, report = validate(frame, dataset)
-    if typed is None:
-        raise SubmissionRejected(
-            f"{report.total} problem(s) found; nothing was stored.", report.as_dict()
-        )
-    del frame
-    stored = pseudonymize(typed, dataset, linkage_key(master))
-    del typed
-
-    replaced: Submission | None = None
-    if req.replaces is not None:
-        replaced = session.get(Submission, req.replaces)
-        if replaced is None or replaced.organization_id != principal.organization_id:
-            raise NotFound("The submission to replace does not exist.")
-        if replaced.dataset != req.dataset or replaced.status != "accepted":
-            raise Conflict("Only an accepted submission of the same dataset can be replaced.")
-        if replaced.period != req.period:
-            raise Conflict(
-                "A replacement must declare the same period as the submission it replaces."
-            )
-
-    submission = Submission(
-        id=new_id("sub"),
-        dataset=req.dataset,
-        agreement_id=agreement_id,
-        agreement_version=version,
-        organization_id=principal.organization_id,
-        client_id=principal.client_id,
-        status="accepted",
-        row_count=stored.height,
-        body_sha256=req.body_sha256,
-        content_type=fmt,
-        period=req.period,
-        replaces_id=replaced.id if replaced else None,
-        idempotency_key=req.idempotency_key,
-        received_at=ctx.now,
-        columns=list(stored.columns),
-    )
-    session.add(submission)
-    session.flush()
-    vault.store_segment(
-        session,
-        master,
-        stored,
-        vault.SegmentContext(agreement_id, version, req.dataset, submission.id),
-        ctx.now,
-    )
-    if replaced is not None:
-        replaced.status = "replaced"
-        replaced.withdrawn_at = ctx.now
-    event = record(
-        session,
+    coding = intake.content_coding(req.content_encoding)
+    target = authorize(ctx, policy, req.dataset)
+    check_replacement(session, ctx, req.dataset, req.period, req.replaces)
+    spec = ingest_spec(
         ctx,
-        AuditRecord(
-            action="submission.create",
-            resource_type="submission",
-            resource_id=submission.id,
-            decision=decision,
-            counts={"rows": stored.height},
-            detail=f"dataset {req.dataset}" + (f"; replaces {replaced.id}" if replaced else ""),
-        ),
+        master,
+        policy,
+        target,
+        submission_id=new_submission_id(),
+        fmt=fmt,
+        coding=coding,
+        limits=req.limits,
+        period=req.period,
+        spill=req.scratch,
     )
-    submission.audit_index = event.idx
-    session.flush()
-    return Receipt.of(submission), True
+    try:
+        with req.body.open("rb") as body:
+            prepared = ingest(body, spec)
+        return store(
+            session,
+            ctx,
+            master,
+            policy,
+            prepared,
+            Envelope(
+                body_sha256=req.body_sha256,
+                fmt=fmt,
+                period=req.period,
+                replaces=req.replaces,
+                idempotency_key=hashed,
+            ),
+        )
+    finally:
+        req.scratch.unlink(missing_ok=True)
+
+
+# -- reading receipts ---------------------------------------------------------------------------
 
 
 def _own(session: Session, ctx: RequestContext, submission_id: str) -> Submission:
     row = session.get(Submission, submission_id)
     if row is None:
         raise NotFound("No such submission.")
-    assert ctx.principal is not None
-    if row.organization_id != ctx.principal.organization_id:
-        # Same answer as a missing object would leak existence; but a partner probing ids of
-        # another partner deserves an explicit denial in the audit trail.
+    if row.organization_id != _principal(ctx).organization_id:
+        # A partner probing ids of another partner deserves an explicit denial in the audit
+        # trail; the answer reveals nothing of the submission itself.
         raise ObjectAccessDenied("This submission belongs to another organization.")
     return row
 
 
 def get(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
+    """One of the caller's organization's receipts."""
     row = _own(session, ctx, submission_id)
     record(
         session,
@@ -239,8 +406,8 @@ def get(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
 def list_own(
     session: Session, ctx: RequestContext, *, dataset: str | None, limit: int, after: str | None
 ) -> Sequence[Receipt]:
-    assert ctx.principal is not None
-    query = select(Submission).where(Submission.organization_id == ctx.principal.organization_id)
+    """The caller's organization's receipts, newest first (ids sort by time)."""
+    query = select(Submission).where(Submission.organization_id == _principal(ctx).organization_id)
     if dataset is not None:
         query = query.where(Submission.dataset == dataset)
     if after is not None:
@@ -257,7 +424,8 @@ def list_own(
 
 
 def withdraw(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
-    """Withdraw a submission: it is excluded from every later release and purged after grace."""
+    """Withdraw a submission: it is excluded from every later release at once, and its data is
+    crypto-shredded by the next purge after the agreement's grace period."""
     row = _own(session, ctx, submission_id)
     if row.status != "accepted":
         raise Conflict(f"The submission is already {row.status}.")
@@ -275,6 +443,9 @@ def withdraw(session: Session, ctx: RequestContext, submission_id: str) -> Recei
         ),
     )
     return Receipt.of(row)
+
+
+# -- reading records (for aggregation) -----------------------------------------------------------
 
 
 def in_scope(session: Session, dataset: str, agreement_ids: frozenset[str]) -> list[Submission]:
@@ -300,15 +471,16 @@ def load_frame(
     session: Session, master: MasterKey, submissions: Sequence[Submission]
 ) -> pl.DataFrame | None:
     """Decrypt and concatenate the segments of ``submissions`` (None when there are none)."""
+    keys = vault.KeyCache(session, master)
     frames: list[pl.DataFrame] = []
     for submission in submissions:
         segment = session.get(Segment, submission.id)
-        if segment is None:  # pragma: no cover - every accepted submission has its segment
-            continue
+        if segment is None:
+            raise vault.DataDestroyed("The data of this submission has been destroyed.")
         ctx = vault.SegmentContext(
             submission.agreement_id, submission.agreement_version, submission.dataset, submission.id
         )
-        frames.append(vault.load_segment(session, master, segment, ctx))
+        frames.append(vault.load_segment(session, segment, ctx, keys))
     if not frames:
         return None
     return pl.concat(frames, how="diagonal_relaxed")

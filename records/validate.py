@@ -1,13 +1,26 @@
 """Vectorized validation of a submission against its dataset's fields in the governing agreement.
 
-Every check is a polars expression over whole columns; nothing loops over rows in Python. The
-result is either a typed frame or an error report of (row, field, code, message) for the first
-errors plus counts per code. Rows are numbered from 1 for the first record (for CSV, the line
-after the header). Messages never contain values.
+Every check is a polars expression over whole columns; nothing loops over rows in Python. A
+submission is validated part by part as it streams in (see :mod:`records.ingest`); the
+:class:`Validator` carries what spans parts: the row numbering, the error report, and the record
+keys for the duplicate check at the end.
+
+The result of each part is either a typed frame (the dataset's fields, in the agreement's order
+and types) or nothing, and one report of (row, field, code, message) for the first errors, by
+row, plus counts per code over the whole submission. Rows are numbered from 1 for the first
+record: for CSV the record after the header (a quoted value may span lines), for NDJSON the
+non-blank line, for a JSON array the element. Messages never contain values.
+
+Rules beyond the Frictionless constraints: a blank string (empty or whitespace only) is a missing
+value; fields of the dataset's primary key are required; numbers must be finite; when the
+submission declares a period and the dataset has a period field, every record must be of that
+period.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +31,9 @@ from policy.model import DatasetTerms, FieldTerms
 MAX_REPORTED = 100
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
-_NUMERIC = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 _FLOATS = (pl.Float32, pl.Float64)
+_ROW = "__row"
 
 MESSAGES = {
     "unknown-field": "This field is not listed for the dataset in the governing agreement.",
@@ -32,7 +46,17 @@ MESSAGES = {
     "pattern": "The value does not match the field's pattern.",
     "min-length": "The value is shorter than the field's minimum length.",
     "max-length": "The value is longer than the field's maximum length.",
+    "period": "The record's period is not the period the submission declares.",
     "duplicate-key": "Another record in this submission has the same key.",
+}
+
+POLARS_TYPES: dict[str, Any] = {
+    "string": pl.String,
+    "integer": pl.Int64,
+    "number": pl.Float64,
+    "boolean": pl.Boolean,
+    "date": pl.Date,
+    "year": pl.Int32,
 }
 
 
@@ -40,29 +64,31 @@ MESSAGES = {
 class ValidationReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # Read by the sealing thread while the reader thread adds errors: a flag, not a sum.
+    failed: bool = False
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def add(
-        self, code: str, field_name: str | None, rows: pl.Series | None, ftype: str = ""
-    ) -> None:
-        n = 1 if rows is None else rows.len()
-        if n == 0:
-            return
-        self.counts[code] = self.counts.get(code, 0) + n
-        room = MAX_REPORTED - len(self.errors)
-        message = MESSAGES[code].format(type=ftype)
-        if rows is None:
-            if room > 0:
-                self.errors.append(
-                    {"row": None, "field": field_name, "code": code, "message": message}
-                )
-            return
-        for row in rows.head(max(room, 0)).to_list():
+    @property
+    def room(self) -> int:
+        return max(MAX_REPORTED - len(self.errors), 0)
+
+    def count(self, code: str, n: int) -> None:
+        if n:
+            self.counts[code] = self.counts.get(code, 0) + n
+            self.failed = True
+
+    def add(self, code: str, field_name: str | None, row: int | None, ftype: str = "") -> None:
+        if self.room:
             self.errors.append(
-                {"row": int(row), "field": field_name, "code": code, "message": message}
+                {
+                    "row": row,
+                    "field": field_name,
+                    "code": code,
+                    "message": MESSAGES[code].format(type=ftype),
+                }
             )
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,41 +99,49 @@ class ValidationReport:
             "error_count": self.total,
             "counts": dict(sorted(self.counts.items())),
             "errors": errors[:MAX_REPORTED],
-            "truncated": self.total > MAX_REPORTED,
+            "truncated": self.total > len(errors[:MAX_REPORTED]),
         }
 
 
-def _blank(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.String:
-        return col.is_null() | (col.str.strip_chars() == "")
-    return col.is_null()
+_BOOLEANS = {
+    **{v: True for t in _TRUE for v in (t, t.upper(), t.capitalize())},
+    **{v: False for f in _FALSE for v in (f, f.upper(), f.capitalize())},
+}
 
 
-def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str) -> pl.Expr:
-    """An expression converting ``col`` to the field type; null where conversion fails."""
+def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str, exact: bool) -> pl.Expr:
+    """An expression converting ``col`` to the field type; null where conversion fails.
+
+    The exact form strips surrounding whitespace and lower-cases booleans first. The fast form
+    does neither (stripping allocates a copy of every string); it agrees with the exact form on
+    every value it converts, and a value it cannot convert sends the batch to the exact form.
+    """
     is_str = dtype == pl.String
-    s = col.str.strip_chars() if is_str else col
+    s = col.str.strip_chars() if is_str and exact else col
     if ftype == "string":
         return col if is_str else pl.lit(None, dtype=pl.String)
     if ftype == "integer":
         if is_str:
             return s.cast(pl.Int64, strict=False)
-        if dtype in _NUMERIC:
+        if dtype in _INTEGERS:
             return col.cast(pl.Int64, strict=False)
         if dtype in _FLOATS:
-            return (
-                pl.when(col == col.floor()).then(col.cast(pl.Int64, strict=False)).otherwise(None)
-            )
+            whole = col.is_finite() & (col == col.floor())
+            return pl.when(whole).then(col.cast(pl.Int64, strict=False)).otherwise(None)
         return pl.lit(None, dtype=pl.Int64)
     if ftype == "number":
         if is_str:
-            return s.cast(pl.Float64, strict=False)
-        if dtype in _NUMERIC or dtype in _FLOATS:
-            return col.cast(pl.Float64)
-        return pl.lit(None, dtype=pl.Float64)
+            number = s.cast(pl.Float64, strict=False)
+        elif dtype in _INTEGERS or dtype in _FLOATS:
+            number = col.cast(pl.Float64)
+        else:
+            return pl.lit(None, dtype=pl.Float64)
+        return pl.when(number.is_finite()).then(number).otherwise(None)
     if ftype == "boolean":
         if dtype == pl.Boolean:
             return col
+        if is_str and not exact:
+            return col.replace_strict(_BOOLEANS, default=None, return_dtype=pl.Boolean)
         if is_str:
             low = s.str.to_lowercase()
             return (
@@ -123,108 +157,213 @@ def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str) -> pl.Expr:
             return s.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
         return pl.lit(None, dtype=pl.Date)
     if ftype == "year":
-        raw = (
-            s.cast(pl.Int32, strict=False)
-            if is_str
-            else (
-                col.cast(pl.Int32, strict=False)
-                if dtype in _NUMERIC
-                else pl.lit(None, dtype=pl.Int32)
-            )
-        )
+        if is_str:
+            raw = s.cast(pl.Int32, strict=False)
+        elif dtype in _INTEGERS:
+            raw = col.cast(pl.Int32, strict=False)
+        else:
+            return pl.lit(None, dtype=pl.Int32)
         return pl.when(raw.is_between(1000, 9999)).then(raw).otherwise(None)
     raise ValueError(f"unknown field type {ftype}")
 
 
-def _checks(
-    spec: FieldTerms, typed: pl.Expr, raw: pl.Expr, raw_dtype: pl.DataType
-) -> list[tuple[str, pl.Expr]]:
-    present = ~_blank(raw, raw_dtype)
-    checks: list[tuple[str, pl.Expr]] = []
-    if spec.required:
-        checks.append(("required", ~present))
-    checks.append(("type", present & typed.is_null()))
-    ok = present & typed.is_not_null()
-    if spec.enum is not None:
-        allowed = [str(v) for v in spec.enum] if spec.type == "string" else list(spec.enum)
-        checks.append(("enum", ok & ~typed.is_in(allowed)))
-    if spec.minimum is not None and spec.type in ("integer", "number", "year"):
-        checks.append(("minimum", ok & (typed < spec.minimum)))
-    if spec.maximum is not None and spec.type in ("integer", "number", "year"):
-        checks.append(("maximum", ok & (typed > spec.maximum)))
-    if spec.type == "string":
-        if spec.pattern is not None:
-            # Frictionless patterns match the whole value.
-            checks.append(("pattern", ok & ~typed.str.contains(f"^(?:{spec.pattern})$")))
-        if spec.min_length is not None:
-            checks.append(("min-length", ok & (typed.str.len_chars() < spec.min_length)))
-        if spec.max_length is not None:
-            checks.append(("max-length", ok & (typed.str.len_chars() > spec.max_length)))
-    return checks
+def _present(col: pl.Expr, dtype: pl.DataType, spec: FieldTerms, exact: bool) -> pl.Expr:
+    """Whether a value is there: not null and, for text, not blank (empty or whitespace).
+
+    The fast form counts only empty text as blank. It is used where a whitespace-only value
+    cannot pass anyway: a non-string field (it does not convert) or a string field with an
+    enum of non-blank values (it is not allowed); a failure sends the batch to the exact form.
+    """
+    if dtype != pl.String:
+        return col.is_not_null()
+    fast_enough = spec.type != "string" or (
+        spec.enum is not None and all(str(v).strip() for v in spec.enum)
+    )
+    if exact or not fast_enough:
+        return col.is_not_null() & (col.str.strip_chars() != "")
+    return col.is_not_null() & (col.str.len_bytes() > 0)
 
 
-def validate(
-    frame: pl.DataFrame, dataset: DatasetTerms
-) -> tuple[pl.DataFrame | None, ValidationReport]:
-    """Check ``frame`` against ``dataset``; return the typed frame (or None) and the report."""
-    report = ValidationReport()
-    known = {f.name: f for f in dataset.fields}
-    for position, name in enumerate(frame.columns, start=1):
-        if name not in known:
-            # Named by position only: in a file without a header row the "names" are values.
-            report.add("unknown-field", f"column {position}", None)
-    for spec in dataset.fields:
-        if spec.name not in frame.columns and spec.required:
-            report.add("missing-field", spec.name, None)
-    if report.total:
-        return None, report
+def _full_match(pattern: str) -> tuple[str, bool]:
+    """The anchored pattern and whether polars' regex engine accepts it.
 
-    fields = [known[name] for name in frame.columns]
-    indexed = frame.with_row_index("__row", offset=1)
-    typed_exprs: list[pl.Expr] = []
-    check_exprs: list[pl.Expr] = []
-    labels: list[tuple[str, str, str]] = []
-    for spec in fields:
-        dtype = frame.schema[spec.name]
-        raw = pl.col(spec.name)
-        typed = _typed(raw, dtype, spec.type)
-        typed_exprs.append(typed.alias(spec.name))
-        for code, expr in _checks(spec, typed, raw, dtype):
-            label = f"__chk{len(labels)}"
-            labels.append((label, spec.name, code))
-            check_exprs.append(expr.fill_null(False).alias(label))
-    flags = indexed.select(pl.col("__row"), *check_exprs)
-    if labels:
-        any_bad = flags.select(pl.any_horizontal([pl.col(lbl) for lbl, _, _ in labels])).to_series()
-        if any_bad.any():
-            for label, name, code in labels:
-                rows = flags.filter(pl.col(label)).get_column("__row")
-                report.add(code, name, rows, known[name].type)
-    # Columns of the dataset absent from the body are optional (checked above): add them as nulls.
-    typed_frame = frame.select(typed_exprs)
-    missing = [f for f in dataset.fields if f.name not in frame.columns]
-    if missing:
-        typed_frame = typed_frame.with_columns(
-            pl.lit(None, dtype=_POLARS_TYPES[f.type]).alias(f.name) for f in missing
-        )
-    if dataset.key and not report.total:
-        dup = typed_frame.with_row_index("__row", offset=1).filter(
-            pl.struct(list(dataset.key)).is_duplicated()
-        )
-        if dup.height:
-            # Report every record after the first of each duplicated key.
-            later = dup.filter(pl.struct(list(dataset.key)).is_first_distinct().not_())
-            report.add("duplicate-key", ",".join(dataset.key), later.get_column("__row"))
-    if report.total:
-        return None, report
-    return typed_frame.select([f.name for f in dataset.fields]), report
+    Frictionless patterns match the whole value. Agreements are checked with Python's ``re``;
+    a pattern that the Rust engine refuses (look-around, back-references) is checked in Python.
+    """
+    anchored = f"^(?:{pattern})$"
+    try:
+        pl.Series([""]).str.contains(anchored)
+    except pl.exceptions.PolarsError:
+        return anchored, False
+    return anchored, True
 
 
-_POLARS_TYPES: dict[str, Any] = {
-    "string": pl.String,
-    "integer": pl.Int64,
-    "number": pl.Float64,
-    "boolean": pl.Boolean,
-    "date": pl.Date,
-    "year": pl.Int32,
-}
+def _pattern_mismatch(typed: pl.Expr, pattern: str) -> pl.Expr:
+    anchored, native = _full_match(pattern)
+    if native:
+        return ~typed.str.contains(anchored)
+    compiled = re.compile(pattern)
+    return typed.map_elements(
+        lambda v: compiled.fullmatch(v) is None, return_dtype=pl.Boolean, skip_nulls=True
+    )
+
+
+class Validator:
+    """Validates the parts of one submission in order; see the module docstring."""
+
+    def __init__(self, dataset: DatasetTerms, *, period: str | None = None) -> None:
+        self.dataset = dataset
+        self.period = period
+        self.report = ValidationReport()
+        self.rows = 0
+        self._known = {f.name: f for f in dataset.fields}
+        self._hashes: list[pl.Series] = []
+        self._plans: dict[tuple[tuple[tuple[str, pl.DataType], ...], bool], _Plan] = {}
+
+    @property
+    def ok(self) -> bool:
+        return not self.report.failed
+
+    def check_header(self, columns: list[str]) -> bool:
+        """Check the column names of a format with a header row; False if the body must stop."""
+        for position, name in enumerate(columns, start=1):
+            if name not in self._known:
+                # Named by position only: in a file without a header row the "names" are values.
+                self.report.count("unknown-field", 1)
+                self.report.add("unknown-field", f"column {position}", None)
+        for spec in self.dataset.fields:
+            if spec.name not in columns and self._required(spec):
+                self.report.count("missing-field", 1)
+                self.report.add("missing-field", spec.name, None)
+        return self.ok
+
+    def _required(self, spec: FieldTerms) -> bool:
+        return spec.required or spec.name in self.dataset.key
+
+    def check(self, frame: pl.DataFrame) -> pl.DataFrame | None:
+        """Validate the next ``frame`` of records; return it typed, or None if it has errors."""
+        offset = self.rows
+        self.rows += frame.height
+        unknown = [c for c in frame.columns if c not in self._known]
+        if unknown:
+            self.report.count("unknown-field", len(unknown))
+            for _ in unknown:
+                self.report.add("unknown-field", None, None)
+            return None
+        for exact in (False, True):
+            plan = self._plan(frame.schema, exact)
+            work = frame.with_columns(plan.typed)
+            flags = work.select(plan.checks)
+            counts = flags.sum().row(0, named=True)
+            bad = {label: n for label, n in counts.items() if n}
+            if not bad:
+                return work.select(plan.output)
+        for label, n in bad.items():
+            self.report.count(plan.labels[label][1], int(n))
+        room = self.report.room
+        if room:
+            found: list[tuple[int, str, str]] = []
+            indexed = flags.with_row_index(_ROW, offset=offset + 1)
+            for label in bad:
+                name, code = plan.labels[label]
+                rows = indexed.filter(pl.col(label)).get_column(_ROW).head(room).to_list()
+                found.extend((row, name, code) for row in rows)
+            for row, name, code in sorted(found)[:room]:
+                self.report.add(code, name, row, self._known[name].type)
+        return None
+
+    def remember_keys(self, stored: pl.DataFrame) -> None:
+        """Keep a 64-bit hash of each record key of a stored part (tokens for identifiers) for
+        :meth:`finish`: eight bytes a record, whatever the key."""
+        if self.dataset.key:
+            self._hashes.append(stored.select(pl.struct(list(self.dataset.key)).hash()).to_series())
+
+    def finish(self, read_back: Callable[[list[str]], Iterator[pl.DataFrame]]) -> None:
+        """The checks that need every record: duplicate record keys.
+
+        Equal hashes are found in one pass over the 64-bit integers; only if there are any are
+        the key columns read back (``read_back`` yields the stored parts, in order, with the
+        given columns) to compare the candidates exactly.
+        """
+        hashes, self._hashes = self._hashes, []
+        if not (self.ok and hashes):
+            return
+        series = pl.concat(hashes) if len(hashes) > 1 else hashes[0]
+        candidates = series.is_duplicated().arg_true()
+        if not candidates.len():
+            return
+        keys = list(self.dataset.key)
+        stored = pl.concat(list(read_back(keys)))
+        frame = stored.with_row_index(_ROW, offset=1)[candidates]
+        key = pl.struct(keys)
+        later = frame.filter(key.is_duplicated() & ~key.is_first_distinct())
+        if later.height:
+            self.report.count("duplicate-key", later.height)
+            for row in later.get_column(_ROW).head(self.report.room).to_list():
+                self.report.add("duplicate-key", ",".join(keys), row)
+
+    def _plan(self, schema: pl.Schema, exact: bool) -> _Plan:
+        signature = (tuple(schema.items()), exact)
+        plan = self._plans.get(signature)
+        if plan is None:
+            plan = self._plans[signature] = self._build(schema, exact)
+        return plan
+
+    def _build(self, schema: pl.Schema, exact: bool) -> _Plan:
+        typed: list[pl.Expr] = []
+        checks: list[pl.Expr] = []
+        labels: dict[str, tuple[str, str]] = {}
+        output: list[pl.Expr] = []
+        for spec in self.dataset.fields:
+            tname = f"__t_{spec.name}"
+            if spec.name in schema:
+                dtype = schema[spec.name]
+                raw = pl.col(spec.name)
+                present = _present(raw, dtype, spec, exact)
+                conv = _typed(raw, dtype, spec.type, exact)
+                if spec.type == "string":
+                    conv = pl.when(present).then(conv).otherwise(None)
+                typed.append(conv.alias(tname))
+            else:
+                # An optional field absent from the body (or a JSON record without the key).
+                present = pl.lit(False)
+                typed.append(pl.lit(None, dtype=POLARS_TYPES[spec.type]).alias(tname))
+            t = pl.col(tname)
+            for code, expr in self._checks(spec, t, present):
+                label = f"__c{len(labels)}"
+                labels[label] = (spec.name, code)
+                checks.append(expr.fill_null(False).alias(label))
+            output.append(t.alias(spec.name))
+        return _Plan(typed, checks, labels, output)
+
+    def _checks(self, spec: FieldTerms, t: pl.Expr, present: pl.Expr) -> list[tuple[str, pl.Expr]]:
+        checks: list[tuple[str, pl.Expr]] = []
+        if self._required(spec):
+            checks.append(("required", ~present))
+        checks.append(("type", present & t.is_null()))
+        ok = present & t.is_not_null()
+        if spec.enum is not None:
+            allowed = [str(v) for v in spec.enum] if spec.type == "string" else list(spec.enum)
+            checks.append(("enum", ok & ~t.is_in(allowed)))
+        if spec.minimum is not None and spec.type in ("integer", "number", "year"):
+            checks.append(("minimum", ok & (t < spec.minimum)))
+        if spec.maximum is not None and spec.type in ("integer", "number", "year"):
+            checks.append(("maximum", ok & (t > spec.maximum)))
+        if spec.type == "string":
+            if spec.pattern is not None:
+                checks.append(("pattern", ok & _pattern_mismatch(t, spec.pattern)))
+            if spec.min_length is not None:
+                checks.append(("min-length", ok & (t.str.len_chars() < spec.min_length)))
+            if spec.max_length is not None:
+                checks.append(("max-length", ok & (t.str.len_chars() > spec.max_length)))
+        if self.period is not None and spec.name == self.dataset.period_field:
+            checks.append(("period", ok & (t.cast(pl.String) != self.period)))
+        return checks
+
+
+@dataclass(frozen=True)
+class _Plan:
+    typed: list[pl.Expr]
+    checks: list[pl.Expr]
+    labels: dict[str, tuple[str, str]]
+    output: list[pl.Expr]

@@ -1,10 +1,18 @@
-"""Submissions: streamed record uploads, receipts, withdrawal."""
+"""Submissions: streamed record uploads, receipts, withdrawal.
+
+An upload is checked as far as it can be before the body is read (scope, policy, content type,
+replacement target, Idempotency-Key), then streamed: the body is hashed as it arrives and handed
+through a bounded pipe to a worker thread that parses, validates, pseudonymizes and seals it
+while the rest is still arriving. The database is touched again only at the end, in one short
+transaction, so a slow upload holds neither a connection nor a lock.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,31 +20,125 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from api.deps import Policy, UnitOfWork, audited, require, state
+from api.state import AppState
 from core.context import RequestContext
-from core.errors import InvalidInput
-from records import service
-from records.intake import IntakeLimits
+from core.errors import DomainError, InvalidInput
+from records import idempotency, intake, retention, service
+from records.errors import IncompleteBody
+from records.idempotency import Reservation
+from records.ingest import IngestSpec, Prepared, ingest
 
 router = APIRouter(prefix="/v1", tags=["submissions"])
 Writer = Annotated[RequestContext, Depends(require("records:write"))]
 Reader = Annotated[RequestContext, Depends(require("submissions:read"))]
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 UPLOAD_PATH = re.compile(r"^/v1/datasets/[^/]+/submissions$")
+_swept: set[Path] = set()
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": (
+        "The records, streamed: UTF-8 CSV with a header row, NDJSON, or a JSON array of flat "
+        "objects; optionally with Content-Encoding: gzip. Send an Idempotency-Key to retry "
+        "safely."
+    ),
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    },
+}
+log = logging.getLogger("backbone.records")
 
 
-async def _spool(request: Request, directory: Path) -> tuple[Path, str]:
-    """Stream the body to a private temporary file, hashing it on the way."""
+def _first_error(exc: BaseException) -> BaseException:
+    """The exception to report from a task group: the root cause, preferring domain errors."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    for leaf in leaves:
+        if isinstance(leaf, DomainError):
+            return leaf
+    for leaf in leaves:
+        if not isinstance(leaf, intake.BodyAborted | anyio.get_cancelled_exc_class()):
+            return leaf
+    return leaves[0]
+
+
+async def _heartbeat(st: AppState, reservation: Reservation) -> None:
+    while True:
+        await anyio.sleep(idempotency.HEARTBEAT_SECONDS)
+        await run_in_threadpool(idempotency.renew, st.sessions, reservation, st.clock())
+
+
+async def _receive(
+    request: Request, st: AppState, spec: IngestSpec, reservation: Reservation | None
+) -> tuple[Prepared, str]:
+    """Stream the body into the ingest pipeline; return its result and the body's SHA-256."""
+    pipe = intake.BodyPipe()
     digest = hashlib.sha256()
-    fd, name = tempfile.mkstemp(prefix="upload-", dir=directory)
-    path = Path(name)
-    async with await anyio.open_file(fd, "wb", closefd=True) as out:
+    result: list[Prepared] = []
+
+    async def feed() -> None:
+        try:
+            async for chunk in request.stream():
+                if chunk:
+                    digest.update(chunk)
+                    await pipe.feed(chunk)
+        except ClientDisconnect:
+            pipe.abort()
+            raise IncompleteBody("The connection closed before the whole body arrived.") from None
+        except BaseException:
+            pipe.abort()
+            raise
+        pipe.finish()
+
+    async def work() -> None:
+        try:
+            result.append(await anyio.to_thread.run_sync(ingest, pipe, spec))
+        except BaseException:
+            pipe.abort()
+            raise
+
+    try:
+        async with anyio.create_task_group() as outer:
+            if reservation is not None:
+                outer.start_soon(_heartbeat, st, reservation)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(feed)
+                    tg.start_soon(work)
+            finally:
+                outer.cancel_scope.cancel()
+    except BaseException as exc:
+        raise _first_error(exc) from None
+    return result[0], digest.hexdigest()
+
+
+async def _hash_body(request: Request) -> str:
+    digest = hashlib.sha256()
+    try:
         async for chunk in request.stream():
-            if chunk:
-                digest.update(chunk)
-                await out.write(chunk)
-    return path, digest.hexdigest()
+            digest.update(chunk)
+    except ClientDisconnect:
+        raise IncompleteBody("The connection closed before the whole body arrived.") from None
+    return digest.hexdigest()
+
+
+def _receipt_response(receipt: service.Receipt, *, replayed: bool) -> JSONResponse:
+    headers = {"Location": f"/v1/submissions/{receipt.submission_id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(service.summary(receipt), status_code=201, headers=headers)
 
 
 @router.post(
@@ -44,6 +146,7 @@ async def _spool(request: Request, directory: Path) -> tuple[Path, str]:
     status_code=201,
     summary="Submit records (text/csv, application/x-ndjson, application/json; optionally gzip)",
     dependencies=[Depends(audited("submission.create", "dataset", "dataset"))],
+    openapi_extra={"requestBody": _REQUEST_BODY},
 )
 async def create_submission(
     dataset: str,
@@ -58,34 +161,95 @@ async def create_submission(
     st = state(request)
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters.")
-    tmp_root = st.settings.data_dir / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_root) as scratch:
-        body, sha = await _spool(request, Path(scratch))
-        limits = IntakeLimits(
-            max_bytes=st.settings.max_submission_bytes,
-            max_ratio=st.settings.max_decompression_ratio,
+    fmt = intake.media_format(request.headers.get("content-type"))
+    coding = intake.content_coding(request.headers.get("content-encoding"))
+    target = service.authorize(ctx, policy, dataset)
+    assert ctx.principal is not None
+    client_id = ctx.principal.client_id
+    hashed = (
+        idempotency.key_hash(st.master, client_id, idempotency_key)
+        if idempotency_key is not None
+        else None
+    )
+    previous = (
+        await run_in_threadpool(idempotency.previous_submission, session, client_id, hashed)
+        if hashed is not None
+        else None
+    )
+    if previous is None:
+        await run_in_threadpool(service.check_replacement, session, ctx, dataset, period, replaces)
+    # End the transaction authentication opened: an upload may take minutes, and must hold
+    # neither a pooled connection nor (on SQLite) the write lock meanwhile.
+    await run_in_threadpool(session.commit)
+
+    if previous is not None:
+        sha = await _hash_body(request)
+        receipt = await run_in_threadpool(service.replay, session, ctx, previous, dataset, sha)
+        return _receipt_response(receipt, replayed=True)
+
+    data_dir = st.settings.data_dir
+    if data_dir not in _swept:
+        # Once per process: clear what uploads interrupted by a crash left behind.
+        _swept.add(data_dir)
+        try:
+            await run_in_threadpool(retention.housekeeping, st.sessions, data_dir, st.clock())
+        except Exception:  # housekeeping must never fail an upload; the start-up check retries
+            log.exception("housekeeping of interrupted uploads failed")
+    reservation = (
+        await run_in_threadpool(
+            idempotency.reserve,
+            st.sessions,
+            client_id,
+            hashed,
+            dataset,
+            ctx.request_id,
+            st.clock(),
         )
-        req = service.SubmissionRequest(
-            dataset=dataset,
-            body=body,
-            content_type=request.headers.get("content-type"),
-            content_encoding=request.headers.get("content-encoding"),
+        if hashed is not None
+        else None
+    )
+    scratch = retention.new_scratch(data_dir)
+    try:
+        spec = service.ingest_spec(
+            ctx,
+            st.master,
+            policy,
+            target,
+            submission_id=service.new_submission_id(),
+            fmt=fmt,
+            coding=coding,
+            limits=intake.IntakeLimits(
+                max_bytes=st.settings.max_submission_bytes,
+                max_ratio=st.settings.max_decompression_ratio,
+            ),
+            period=period,
+            spill=scratch / "segment.sealed",
+        )
+        prepared, sha = await _receive(request, st, spec, reservation)
+        envelope = service.Envelope(
             body_sha256=sha,
-            limits=limits,
-            scratch=Path(scratch) / "decoded",
+            fmt=fmt,
             period=period,
             replaces=replaces,
-            idempotency_key=idempotency_key,
+            idempotency_key=hashed,
+            reservation=reservation,
         )
-        receipt, created = await run_in_threadpool(
-            service.submit, session, ctx, st.master, policy, req
-        )
-    return JSONResponse(
-        service.summary(receipt),
-        status_code=201 if created else 200,
-        headers={"Location": f"/v1/submissions/{receipt.submission_id}"},
-    )
+
+        def store() -> tuple[service.Receipt, bool]:
+            return service.store(
+                session, ctx, st.master, st.policies.get(session), prepared, envelope
+            )
+
+        receipt, created = await run_in_threadpool(store)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(session.rollback)
+            if reservation is not None:
+                await run_in_threadpool(idempotency.release, st.sessions, reservation)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _receipt_response(receipt, replayed=not created)
 
 
 @router.get("/submissions", summary="Your organization's submissions, newest first")
