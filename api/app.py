@@ -32,10 +32,13 @@ from api.state import AppState
 from audit.checkpoints import CheckpointTimer
 from audit.note import origin_for, signer_for
 from core.clock import utcnow
+from core.context import RequestContext
 from core.db import make_engine, make_session_factory
 from core.keys import MasterKey, load_master_key
 from core.settings import Settings, get_settings
+from identity.service import purge_expired
 from identity.signing_keys import ensure_signing_key
+from records.retention import purge_and_scrub
 
 VERSION = "0.1.0"
 DESCRIPTION = """\
@@ -49,6 +52,8 @@ community-level indicators ever leave. Authenticate with OAuth 2.0 client creden
 def _ensure_signing_key(state: AppState) -> None:
     with state.sessions() as session:
         ensure_signing_key(session, state.master, state.clock())
+        # Revocations and assertion ids of tokens that have expired anyway are forgotten.
+        purge_expired(session, RequestContext("startup", state.clock()))
         session.commit()
     state.keys.invalidate()
 
@@ -73,6 +78,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_ensure_signing_key, backbone)
+        if settings.purge_on_start:
+            # Retention is enforced at start too: data past its agreement's grace period is
+            # destroyed before the service answers anything.
+            await run_in_threadpool(
+                purge_and_scrub,
+                backbone.sessions,
+                engine,
+                backbone.clock(),
+                settings.data_dir,
+                scrub_attempts=4,
+            )
         await run_in_threadpool(backbone.auth.load)
         backbone.auth.start(settings.auth_sync_seconds)
         backbone.audit_batcher.start()

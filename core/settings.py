@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         le=100,
         description="group-commit window for audit events of reads; 0 = off",
     )
+    purge_on_start: bool = Field(
+        default=True, description="enforce retention when the service starts"
+    )
     rate_limit_storage: str = "memory://"
     token_rate_limit: str = "60/minute"
     write_rate_limit: str = "600/minute"

@@ -140,6 +140,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Set
         database_url=database_url,
         log_json=False,
         auth_sync_seconds=0,
+        purge_on_start=False,
         audit_checkpoint_interval_seconds=0,
     )
 

@@ -32,7 +32,7 @@ from records.idempotency import Reservation
 from records.ingest import IngestSpec, Prepared, ingest
 
 router = APIRouter(prefix="/v1", tags=["submissions"])
-Writer = Annotated[RequestContext, Depends(require("records:write"))]
+Writer = Annotated[RequestContext, Depends(require("records:write", write=True))]
 Reader = Annotated[RequestContext, Depends(require("submissions:read"))]
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 UPLOAD_PATH = re.compile(r"^/v1/datasets/[^/]+/submissions$")

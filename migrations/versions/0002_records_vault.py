@@ -5,7 +5,7 @@ Segments written by revision 0001 (one ciphertext under the data key) stay reada
 ``segment_parts`` under a per-submission segment key.
 
 Revision ID: 0002
-Revises: 0004
+Revises: 0001
 Create Date: 2026-11-23
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | None = "0004"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """audit proofs: stored perfect-subtree hashes, and the signed note of each checkpoint
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004
 Create Date: 2026-11-24
 """
 
