@@ -623,6 +623,12 @@ _views_lock = threading.Lock()
 _VIEWS_MAX = 256
 
 
+def cached_view(release_id: str) -> ReleaseView | None:
+    """The view of a release this process has loaded before (releases never change)."""
+    with _views_lock:
+        return _views.get(release_id)
+
+
 def release_view(session: Session, release_id: str) -> ReleaseView:
     with _views_lock:
         view = _views.get(release_id)

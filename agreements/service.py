@@ -7,8 +7,9 @@ it becomes active. Services flush and never commit; the request's unit of work c
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +34,7 @@ from core.errors import Forbidden, NotFound
 from policy.engine import PolicySet
 from policy.model import AgreementTerms
 
+log = logging.getLogger("backbone.agreements")
 LIVE_STATUSES = ("active", "suspended")
 
 
@@ -50,6 +52,7 @@ def _status(
     status: str,
     reason: str | None = None,
 ) -> None:
+    session.info["policy_changed"] = True
     row.status = status
     session.add(
         AgreementStatusChange(
@@ -300,11 +303,20 @@ class _Cached:
 
 
 class PolicyCache:
-    """Compiled terms of every agreement version, rebuilt only when some status changes."""
+    """Compiled terms of every agreement version, rebuilt only when some status changes.
 
-    def __init__(self) -> None:
+    ``get(session)`` checks the generation (one cheap query) and is exact. ``current()`` needs
+    no database: it is the last policy this worker loaded, kept fresh by the worker that commits
+    a change (before it answers) and, for changes made by other workers, by a follower thread
+    every ``BACKBONE_AUTH_SYNC_SECONDS``. Hot read paths use ``current()``.
+    """
+
+    def __init__(self, sessions: Callable[[], Session] | None = None) -> None:
         self._lock = threading.Lock()
         self._cached: _Cached | None = None
+        self._sessions = sessions
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def get(self, session: Session) -> PolicySet:
         generation = repo.policy_generation(session)
@@ -318,6 +330,36 @@ class PolicyCache:
             policy = PolicySet(terms_of(row) for row in repo.all_versions(session))
             self._cached = _Cached(generation, policy)
             return policy
+
+    def current(self) -> PolicySet | None:
+        cached = self._cached
+        return cached.policy if cached is not None else None
+
+    def refresh(self) -> None:
+        """Reload if any agreement changed since the last load (own session)."""
+        if self._sessions is None:
+            return
+        with self._sessions() as session:
+            self.get(session)
+
+    def start(self, interval: float) -> None:
+        if interval <= 0 or self._thread is not None or self._sessions is None:
+            return
+
+        def follow() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.refresh()
+                except Exception:  # a database hiccup must not kill the follower
+                    log.warning("could not follow agreement changes", exc_info=True)
+
+        self._thread = threading.Thread(target=follow, name="policy-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def with_draft(session: Session, policy: PolicySet, document: AgreementDocument) -> PolicySet:

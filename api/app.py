@@ -90,7 +90,9 @@ def create_app(
                 scrub_attempts=4,
             )
         await run_in_threadpool(backbone.auth.load)
+        await run_in_threadpool(backbone.policies.refresh)
         backbone.auth.start(settings.auth_sync_seconds)
+        backbone.policies.start(settings.auth_sync_seconds)
         backbone.audit_batcher.start()
         timer = None
         if settings.audit_checkpoint_interval_seconds > 0:
@@ -103,6 +105,7 @@ def create_app(
         if timer is not None:
             timer.stop()
         backbone.audit_batcher.stop()
+        backbone.policies.stop()
         backbone.auth.stop()
         engine.dispose()
 

@@ -44,11 +44,11 @@ class AuditAction:
 
 def audited(
     action: str, resource_type: str | None = None, resource_param: str | None = None
-) -> Callable[[Request], None]:
+) -> Callable[[Request], Awaitable[None]]:
     """Declare what an endpoint does, so that a refusal is audited under that action."""
     spec = AuditAction(action, resource_type, resource_param)
 
-    def dependency(request: Request) -> None:
+    async def dependency(request: Request) -> None:  # async: a marker needs no thread hop
         request.state.audit_action = spec
 
     return dependency
@@ -87,14 +87,22 @@ def record_refusal(request: Request, exc: DomainError) -> None:
         log.exception("could not audit a refused request")
 
 
+def _after_commit(request: Request, session: Session) -> None:
+    # A revocation, a disabled client or an agreement's new status takes effect in this worker
+    # before the answer is sent; other workers follow within BACKBONE_AUTH_SYNC_SECONDS.
+    st = state(request)
+    if session.info.get("auth_changed"):
+        st.auth.sync()
+    if session.info.get("policy_changed"):
+        st.policies.refresh()
+
+
 def unit_of_work(request: Request) -> Iterator[Session]:
     session = state(request).sessions()
     try:
         yield session
         session.commit()
-        if session.info.get("auth_changed"):
-            # A revocation or a disabled client takes effect in this worker before we answer.
-            state(request).auth.sync()
+        _after_commit(request, session)
     except DomainError as exc:
         session.rollback()
         session.close()
@@ -115,8 +123,7 @@ def run_unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
     try:
         result = work(session)
         session.commit()
-        if session.info.get("auth_changed"):
-            st.auth.sync()
+        _after_commit(request, session)
         return result
     except DomainError as exc:
         session.rollback()

@@ -67,7 +67,7 @@ class AppState:
             keys=keys,
             verifier=TokenVerifier(settings.issuer, settings.audience, keys),
             auth=AuthState(sessions, clock),
-            policies=PolicyCache(),
+            policies=PolicyCache(sessions),
             audit_batcher=AuditBatcher(sessions, settings.audit_read_batch_ms / 1000),
             limiter=RateLimiter(
                 settings.rate_limit_storage, settings.token_rate_limit, settings.write_rate_limit

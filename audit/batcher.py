@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from audit.service import AuditRecord, record
+from audit.service import AuditRecord, record_many
 from core.context import RequestContext
 
 log = logging.getLogger("backbone.audit")
@@ -94,7 +94,7 @@ class AuditBatcher:
     def _write(self, batch: list[_Pending]) -> None:
         try:
             with self._sessions() as session:
-                indexes = [record(session, p.ctx, p.rec).idx for p in batch]
+                indexes = [e.idx for e in record_many(session, [(p.ctx, p.rec) for p in batch])]
                 session.commit()
         except Exception as exc:  # every waiting request fails: none is answered unaudited
             log.exception("could not write a batch of audit events")

@@ -141,12 +141,7 @@ class LoggedEvent:
     leaf_hash: bytes
 
 
-def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> LoggedEvent:
-    """Append one event to the log, in the session's transaction, and return its index.
-
-    The row is written with prepared Core statements rather than through the ORM unit of work:
-    this runs in every request, and an append-only row has nothing for the identity map to track.
-    """
+def _row(ctx: RequestContext, rec: AuditRecord, idx: int) -> dict[str, Any]:
     if rec.outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {rec.outcome}")
     action = _text(rec.action, 64)
@@ -161,9 +156,8 @@ def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> LoggedEve
         agreements.extend(rec.decision.agreements)
         rules = [r.as_dict() for r in rec.decision.deciding_rules]
         reasons = [f.as_dict() for f in rec.decision.failed_constraints]
-    size, frontier_bytes = session.execute(_SELECT_HEAD).one()
     row: dict[str, Any] = {
-        "idx": size,
+        "idx": idx,
         "at": ctx.now,
         "request_id": _text(ctx.request_id, 64),
         "organization_id": _text(ctx.organization_id, 64),
@@ -180,16 +174,38 @@ def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> LoggedEve
         "outcome": rec.outcome,
         "detail": _text(rec.detail),
     }
-    row["leaf_hash"] = leaf = leaf_hash(canonical_bytes(_entry(row)))
+    row["leaf_hash"] = leaf_hash(canonical_bytes(_entry(row)))
+    return row
+
+
+def record_many(
+    session: Session, items: Sequence[tuple[RequestContext, AuditRecord]]
+) -> list[LoggedEvent]:
+    """Append events in order, in the session's transaction: one locked read of the head, one
+    insert of all rows, one update of the head, whatever their number (group commit)."""
+    if not items:
+        return []
+    size, frontier_bytes = session.execute(_SELECT_HEAD).one()
     frontier = Frontier.from_bytes(size, frontier_bytes)
-    completed = frontier.append(leaf)
-    session.execute(_INSERT_EVENT, row)
+    rows: list[dict[str, Any]] = []
+    stored: list[dict[str, Any]] = []
+    for ctx, rec in items:
+        row = _row(ctx, rec, frontier.size)
+        rows.append(row)
+        for level, index, h in frontier.append(row["leaf_hash"]):
+            if level >= STORED_LEVEL:
+                stored.append({"level": level, "idx": index, "hash": h})
+    session.execute(_INSERT_EVENT, rows)
     session.execute(_UPDATE_HEAD, {"new_size": frontier.size, "new_frontier": frontier.to_bytes()})
-    stored = [
-        {"level": level, "idx": index, "hash": h}
-        for level, index, h in completed
-        if level >= STORED_LEVEL
-    ]
     if stored:
         session.execute(_INSERT_NODES, stored)
-    return LoggedEvent(size, leaf)
+    return [LoggedEvent(row["idx"], row["leaf_hash"]) for row in rows]
+
+
+def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> LoggedEvent:
+    """Append one event to the log, in the session's transaction, and return its index.
+
+    The row is written with prepared Core statements rather than through the ORM unit of work:
+    this runs in every request, and an append-only row has nothing for the identity map to track.
+    """
+    return record_many(session, [(ctx, rec)])[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from typing import Annotated, Any
@@ -22,11 +23,11 @@ from sqlalchemy.orm import Session
 from aggregation import formats, service
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
-from api.deps import Policy, UnitOfWork, audited, require, run_unit_of_work, state
+from api.deps import Policy, UnitOfWork, audited, record_refusal, require, run_unit_of_work, state
 from api.schemas import ReleaseIn
-from audit.service import AuditRecord
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
+from policy.engine import PolicySet
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
 Writer = Annotated[RequestContext, Depends(require("indicators:write", write=True))]
@@ -110,7 +111,7 @@ def _release_summary(release: Release) -> dict[str, Any]:
     }
 
 
-class _Rendered(OrderedDict[tuple[Any, ...], tuple[bytes, str]]):
+class _Rendered(OrderedDict[tuple[Any, ...], tuple[bytes, str, dict[str, Any]]]):
     """Rendered release pages by (release, format, filters, page): releases are immutable."""
 
     def __init__(self, size: int = 512) -> None:
@@ -122,6 +123,36 @@ class _Rendered(OrderedDict[tuple[Any, ...], tuple[bytes, str]]):
 _rendered = _Rendered()
 
 
+def _key(
+    view: service.ReleaseView,
+    fmt: str,
+    filters: dict[str, frozenset[str]],
+    page: int,
+    page_size: int,
+) -> tuple[Any, ...]:
+    return (
+        view.id,
+        fmt,
+        tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())),
+        page,
+        page_size,
+    )
+
+
+def cached_render(
+    view: service.ReleaseView,
+    fmt: str,
+    filters: dict[str, frozenset[str]],
+    page: int,
+    page_size: int,
+) -> tuple[bytes, str, dict[str, Any]] | None:
+    with _rendered.lock:
+        hit = _rendered.get(_key(view, fmt, filters, page, page_size))
+        if hit is not None:
+            _rendered.move_to_end(_key(view, fmt, filters, page, page_size))
+        return hit
+
+
 def _render(
     view: service.ReleaseView,
     fmt: str,
@@ -129,6 +160,7 @@ def _render(
     page: int,
     page_size: int,
 ) -> tuple[bytes, str, dict[str, Any]]:
+    """The page's bytes, a strong ETag and the pager; computed once per page of a release."""
     key = (
         view.id,
         fmt,
@@ -140,23 +172,22 @@ def _render(
         hit = _rendered.get(key)
         if hit is not None:
             _rendered.move_to_end(key)
+            return hit
     selected = formats.select(view.cells, filters)
     total = len(selected)
-    pages = max(1, -(-total // page_size))
-    pager = {"page": page, "page_size": page_size, "total": total, "page_count": pages}
-    if hit is not None:
-        return hit[0], hit[1], pager
+    pager = {
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "page_count": max(1, -(-total // page_size)),
+    }
     chunk = selected[(page - 1) * page_size : page * page_size]
     if fmt == "json":
-        import json
-
-        body = json.dumps(
-            {
-                **formats.to_json(view.summary(), view.dimensions, chunk, pager),
-                "provenance": view.provenance,
-            },
-            separators=(",", ":"),
-        ).encode()
+        document = {
+            **formats.to_json(view.summary(), view.dimensions, chunk, pager),
+            "provenance": view.provenance,
+        }
+        body = json.dumps(document, separators=(",", ":")).encode()
     elif fmt == "csv":
         body = formats.to_csv(view.dimensions, chunk).encode()
     else:
@@ -164,11 +195,12 @@ def _render(
             view.indicator_id, view.indicator_version, view.unit, view.dimensions, chunk
         ).encode()
     etag = '"' + hashlib.sha256(repr(key).encode()).hexdigest()[:32] + '"'
+    rendered = (body, etag, pager)
     with _rendered.lock:
-        _rendered[key] = (body, etag)
+        _rendered[key] = rendered
         while len(_rendered) > _rendered.size:
             _rendered.popitem(last=False)
-    return body, etag, pager
+    return rendered
 
 
 @router.post(
@@ -280,17 +312,29 @@ async def get_release(
 ) -> Response:
     fmt = negotiate(request.headers.get("accept"))
     st = state(request)
+    # The hot path touches no database and no thread: the release and the agreements are held
+    # in memory (releases never change; agreements are followed), only the audit event is
+    # written, group-committed with those of concurrent reads.
+    view = service.cached_view(release_id)
+    policy = st.policies.current()
+    if view is None or policy is None:
 
-    def work(session: Session) -> tuple[bytes, str, dict[str, Any], AuditRecord]:
-        # One thread hop for authorization and the (cached) rendering; nothing is written here.
-        view = service.release_view(session, release_id)
-        decision = service.authorize_read(ctx, st.policies.get(session), view)
+        def load(session: Session) -> tuple[service.ReleaseView, PolicySet]:
+            return service.release_view(session, release_id), st.policies.get(session)
+
+        view, policy = await run_in_threadpool(run_unit_of_work, request, load)
+    try:
+        decision = service.authorize_read(ctx, policy, view)
         filters = parse_filters(filter or [], view.dimensions)
-        body, etag, pager = _render(view, fmt, filters, page, page_size)
-        return body, etag, pager, service.read_record(view, decision)
-
-    body, etag, pager, event = await run_in_threadpool(run_unit_of_work, request, work)
-    # The answer waits until its audit event is committed (group commit with other reads).
+    except DomainError as exc:
+        await run_in_threadpool(record_refusal, request, exc)
+        raise
+    rendered = cached_render(view, fmt, filters, page, page_size)
+    if rendered is None:
+        rendered = await run_in_threadpool(_render, view, fmt, filters, page, page_size)
+    body, etag, pager = rendered
+    event = service.read_record(view, decision)
+    # The answer waits until its audit event is committed.
     batcher = st.audit_batcher
     if batcher.batching:
         await asyncio.wrap_future(batcher.submit(ctx, event))
