@@ -93,6 +93,15 @@ def _actuals(resource: Resource, context: Context, now: datetime) -> dict[str, A
     }
 
 
+def _passes(rule: Rule, actuals: dict[str, Any], only: frozenset[str] | None) -> bool:
+    for c in rule.constraints:
+        if only is not None and c.left not in only:
+            continue
+        if not c.check(actuals.get(c.left)):
+            return False
+    return True
+
+
 def _rule_failures(
     rule: Rule,
     terms: AgreementTerms,
@@ -444,45 +453,65 @@ def decide(
                         principal=principal,
                         resource=resource,
                     )
+        # First look for a permission without building any reasons (the common, fast case);
+        # only a denial pays for explaining itself.
         permitted_by: RuleRef | None = None
-        dataset_failures: list[FailedConstraint] = []
         for terms in in_force:
-            implied = (
-                [] if reading else _implied_failures(action, terms, dataset, principal, resource)
-            )
+            implied_ok: bool | None = None
             for rule_action in permission_actions:
                 reader_of_publish = reading and rule_action == "publish"
+                only = _READER_OPERANDS if reader_of_publish else None
                 for rule in ps.rules(terms, "permission", rule_action):
                     if not ("*" in rule.targets or dataset in rule.targets):
                         continue
                     if not reader_of_publish and not (
                         "*" in rule.assignees or org in rule.assignees
                     ):
-                        dataset_failures.append(
-                            FailedConstraint(
-                                terms.id,
-                                terms.version,
-                                rule.id,
-                                "assignee",
-                                "isAnyOf",
-                                sorted(rule.assignees),
-                                org,
-                                dataset,
-                            )
-                        )
                         continue
-                    only = _READER_OPERANDS if reader_of_publish else None
-                    rule_failures = _rule_failures(rule, terms, dataset, values, only)
-                    if not rule_failures and not implied:
+                    if not _passes(rule, values, only):
+                        continue
+                    if implied_ok is None:
+                        implied_ok = reading or not _implied_failures(
+                            action, terms, dataset, principal, resource
+                        )
+                    if implied_ok:
                         permitted_by = RuleRef(terms.id, terms.version, rule.id)
                         break
-                    dataset_failures.extend(rule_failures)
                 if permitted_by is not None:
                     break
             if permitted_by is not None:
                 contributing.append((terms, dataset))
                 break
-            dataset_failures.extend(implied)
+        dataset_failures: list[FailedConstraint] = []
+        if permitted_by is None:
+            for terms in in_force:
+                for rule_action in permission_actions:
+                    reader_of_publish = reading and rule_action == "publish"
+                    for rule in ps.rules(terms, "permission", rule_action):
+                        if not ("*" in rule.targets or dataset in rule.targets):
+                            continue
+                        if not reader_of_publish and not (
+                            "*" in rule.assignees or org in rule.assignees
+                        ):
+                            dataset_failures.append(
+                                FailedConstraint(
+                                    terms.id,
+                                    terms.version,
+                                    rule.id,
+                                    "assignee",
+                                    "isAnyOf",
+                                    sorted(rule.assignees),
+                                    org,
+                                    dataset,
+                                )
+                            )
+                            continue
+                        only = _READER_OPERANDS if reader_of_publish else None
+                        dataset_failures.extend(_rule_failures(rule, terms, dataset, values, only))
+                if not reading:
+                    dataset_failures.extend(
+                        _implied_failures(action, terms, dataset, principal, resource)
+                    )
         if permitted_by is None:
             if not dataset_failures:
                 dataset_failures.append(
