@@ -39,6 +39,7 @@ test-postgres: $(STAMP)
 		$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
