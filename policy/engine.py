@@ -19,6 +19,7 @@ from policy.constraints import show
 from policy.model import (
     AgreementTerms,
     Basis,
+    Constraint,
     Context,
     Decision,
     Effect,
@@ -32,7 +33,6 @@ from policy.model import (
 from policy.vocabulary import GEOGRAPHY_LEVELS
 
 _NO_OBLIGATIONS = Obligations()
-_UNSHOWN = object()
 _READER_OPERANDS = frozenset({"recipient", "dateTime"})
 _ROUNDING_STRICTNESS = {"none": 0, "base5": 1, "midpoint6": 2}
 _DATA_ACTIONS = frozenset(
@@ -47,13 +47,16 @@ class PolicySet:
     """Compiled agreement terms indexed by dataset and by agreement id, with each agreement's
     rules grouped by (kind, action) so that a decision looks only at rules that can apply."""
 
-    __slots__ = ("_by_dataset", "_by_id", "_rules", "agreements")
+    __slots__ = ("_by_dataset", "_by_id", "_obligations", "_rules", "_targeted", "agreements")
 
     def __init__(self, agreements: Iterable[AgreementTerms]) -> None:
         self.agreements: tuple[AgreementTerms, ...] = tuple(agreements)
         by_dataset: dict[str, list[AgreementTerms]] = {}
         by_id: dict[str, list[AgreementTerms]] = {}
         self._rules: dict[tuple[str, int], RuleIndex] = {}
+        # Memoized views; a policy set never changes, so they never go stale.
+        self._targeted: dict[tuple[str, int, str, str, str], tuple[Rule, ...]] = {}
+        self._obligations: dict[tuple[tuple[str, int, str], ...], Obligations] = {}
         for terms in self.agreements:
             by_id.setdefault(terms.id, []).append(terms)
             for ds in terms.datasets:
@@ -71,8 +74,25 @@ class PolicySet:
     def versions(self, agreement_id: str) -> tuple[AgreementTerms, ...]:
         return self._by_id.get(agreement_id, ())
 
-    def rules(self, terms: AgreementTerms, kind: str, action: str) -> tuple[Rule, ...]:
-        return self._rules[(terms.id, terms.version)].get((kind, action), ())
+    def rules(
+        self, terms: AgreementTerms, kind: str, action: str, dataset: str
+    ) -> tuple[Rule, ...]:
+        """The rules of ``terms`` of this kind and action that target ``dataset`` (or every one)."""
+        key = (terms.id, terms.version, kind, action, dataset)
+        found = self._targeted.get(key)
+        if found is None:
+            candidates = self._rules[(terms.id, terms.version)].get((kind, action), ())
+            found = tuple(r for r in candidates if "*" in r.targets or dataset in r.targets)
+            self._targeted[key] = found
+        return found
+
+    def obligations(self, contributing: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
+        """The strictest obligations of the contributing (terms, dataset) pairs, memoized."""
+        key = tuple((t.id, t.version, d) for t, d in contributing)
+        found = self._obligations.get(key)
+        if found is None:
+            found = self._obligations[key] = _strictest(contributing)
+        return found
 
 
 def _actuals(resource: Resource, context: Context, now: datetime) -> dict[str, Any]:
@@ -100,31 +120,6 @@ def _passes(rule: Rule, actuals: dict[str, Any], only: frozenset[str] | None) ->
         if not c.check(actuals.get(c.left)):
             return False
     return True
-
-
-def _rule_failures(
-    rule: Rule,
-    terms: AgreementTerms,
-    dataset: str,
-    actuals: dict[str, Any],
-    only: frozenset[str] | None = None,
-) -> list[FailedConstraint]:
-    failures: list[FailedConstraint] = []
-    for c in rule.constraints:
-        if only is not None and c.left not in only:
-            continue
-        actual = actuals.get(c.left)
-        if not c.check(actual):
-            # Rendered once per operand and decision, however many rules it fails.
-            shown = actuals.get("shown:" + c.left, _UNSHOWN)
-            if shown is _UNSHOWN:
-                shown = actuals["shown:" + c.left] = show(actual)
-            failures.append(
-                FailedConstraint(
-                    terms.id, terms.version, rule.id, c.left, c.operator, c.expected, shown, dataset
-                )
-            )
-    return failures
 
 
 def _implied_failures(
@@ -201,17 +196,6 @@ def _implied_failures(
                 sorted(terms.linkable_datasets),
                 sorted(others),
             )
-    return out
-
-
-def _unique(failures: Sequence[FailedConstraint]) -> list[FailedConstraint]:
-    seen: set[tuple[Any, ...]] = set()
-    out = []
-    for f in failures:
-        key = (f.agreement_id, f.version, f.rule_id, f.left_operand, f.operator, f.dataset)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
     return out
 
 
@@ -438,12 +422,8 @@ def decide(
             )
         values = cohort_actuals if dataset in resource.cohort_datasets else actuals
         for terms in in_force:
-            for rule in ps.rules(terms, "prohibition", action):
-                if not ("*" in rule.targets or dataset in rule.targets):
-                    continue
-                if not ("*" in rule.assignees or org in rule.assignees):
-                    continue
-                if not _rule_failures(rule, terms, dataset, values):
+            for rule in ps.rules(terms, "prohibition", action, dataset):
+                if ("*" in rule.assignees or org in rule.assignees) and _passes(rule, values, None):
                     return _decision(
                         Effect.DENY,
                         Basis.FORBIDDEN,
@@ -453,22 +433,30 @@ def decide(
                         principal=principal,
                         resource=resource,
                     )
-        # First look for a permission without building any reasons (the common, fast case);
-        # only a denial pays for explaining itself.
+        # One pass: each candidate rule's failed constraints are noted (cheaply, as the
+        # constraints themselves); reasons are only built if nothing permits.
         permitted_by: RuleRef | None = None
+        noted: list[tuple[AgreementTerms, Rule, list[Constraint] | None]] = []
         for terms in in_force:
             implied_ok: bool | None = None
             for rule_action in permission_actions:
                 reader_of_publish = reading and rule_action == "publish"
-                only = _READER_OPERANDS if reader_of_publish else None
-                for rule in ps.rules(terms, "permission", rule_action):
-                    if not ("*" in rule.targets or dataset in rule.targets):
-                        continue
+                for rule in ps.rules(terms, "permission", rule_action, dataset):
                     if not reader_of_publish and not (
                         "*" in rule.assignees or org in rule.assignees
                     ):
+                        noted.append((terms, rule, None))
                         continue
-                    if not _passes(rule, values, only):
+                    if reader_of_publish:
+                        failed = [
+                            c
+                            for c in rule.constraints
+                            if c.left in _READER_OPERANDS and not c.check(values.get(c.left))
+                        ]
+                    else:
+                        failed = [c for c in rule.constraints if not c.check(values.get(c.left))]
+                    if failed:
+                        noted.append((terms, rule, failed))
                         continue
                     if implied_ok is None:
                         implied_ok = reading or not _implied_failures(
@@ -482,67 +470,90 @@ def decide(
             if permitted_by is not None:
                 contributing.append((terms, dataset))
                 break
-        dataset_failures: list[FailedConstraint] = []
-        if permitted_by is None:
-            for terms in in_force:
-                for rule_action in permission_actions:
-                    reader_of_publish = reading and rule_action == "publish"
-                    for rule in ps.rules(terms, "permission", rule_action):
-                        if not ("*" in rule.targets or dataset in rule.targets):
-                            continue
-                        if not reader_of_publish and not (
-                            "*" in rule.assignees or org in rule.assignees
-                        ):
-                            dataset_failures.append(
-                                FailedConstraint(
-                                    terms.id,
-                                    terms.version,
-                                    rule.id,
-                                    "assignee",
-                                    "isAnyOf",
-                                    sorted(rule.assignees),
-                                    org,
-                                    dataset,
-                                )
-                            )
-                            continue
-                        only = _READER_OPERANDS if reader_of_publish else None
-                        dataset_failures.extend(_rule_failures(rule, terms, dataset, values, only))
-                if not reading:
-                    dataset_failures.extend(
-                        _implied_failures(action, terms, dataset, principal, resource)
-                    )
-        if permitted_by is None:
-            if not dataset_failures:
-                dataset_failures.append(
-                    FailedConstraint(
-                        in_force[0].id,
-                        in_force[0].version,
-                        "system:no-permission",
-                        "action",
-                        "eq",
-                        f"a permission for '{action}'",
-                        "no such rule",
-                        dataset,
-                    )
-                )
-            return _decision(
-                Effect.DENY,
-                Basis.NOT_PERMITTED,
-                action,
-                failures=_unique(dataset_failures),
-                agreements=[(t.id, t.version) for t in in_force],
-                principal=principal,
-                resource=resource,
-            )
-        deciding.append(permitted_by)
+        if permitted_by is not None:
+            deciding.append(permitted_by)
+            continue
+        return _decision(
+            Effect.DENY,
+            Basis.NOT_PERMITTED,
+            action,
+            failures=_reasons(
+                noted, in_force, action, dataset, values, org, reading, principal, resource
+            ),
+            agreements=[(t.id, t.version) for t in in_force],
+            principal=principal,
+            resource=resource,
+        )
     return _decision(
         Effect.PERMIT,
         Basis.PERMITTED,
         action,
         deciding,
-        obligations=_strictest(contributing),
+        obligations=ps.obligations(contributing),
         agreements=[(t.id, t.version) for t, _ in contributing],
         principal=principal,
         resource=resource,
     )
+
+
+def _reasons(
+    noted: Sequence[tuple[AgreementTerms, Rule, list[Constraint] | None]],
+    in_force: Sequence[AgreementTerms],
+    action: str,
+    dataset: str,
+    values: dict[str, Any],
+    org: str,
+    reading: bool,
+    principal: Principal,
+    resource: Resource,
+) -> list[FailedConstraint]:
+    """The failed constraints of a denial, each with expected and actual values."""
+    failures: list[FailedConstraint] = []
+    shown: dict[str, Any] = {}
+    for terms, rule, failed in noted:
+        if failed is None:
+            failures.append(
+                FailedConstraint(
+                    terms.id,
+                    terms.version,
+                    rule.id,
+                    "assignee",
+                    "isAnyOf",
+                    sorted(rule.assignees),
+                    org,
+                    dataset,
+                )
+            )
+            continue
+        for c in failed:
+            if c.left not in shown:
+                shown[c.left] = show(values.get(c.left))
+            failures.append(
+                FailedConstraint(
+                    terms.id,
+                    terms.version,
+                    rule.id,
+                    c.left,
+                    c.operator,
+                    c.expected,
+                    shown[c.left],
+                    dataset,
+                )
+            )
+    if not reading:
+        for terms in in_force:
+            failures.extend(_implied_failures(action, terms, dataset, principal, resource))
+    if not failures:
+        failures.append(
+            FailedConstraint(
+                in_force[0].id,
+                in_force[0].version,
+                "system:no-permission",
+                "action",
+                "eq",
+                f"a permission for '{action}'",
+                "no such rule",
+                dataset,
+            )
+        )
+    return failures

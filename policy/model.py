@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Action = Literal[
     "submit",
@@ -96,14 +96,37 @@ def _predicate(left: str, op: str, right: Any, rights: frozenset[Any]) -> Callab
             return a
         return frozenset(a) if isinstance(a, set | tuple | list) else frozenset((a,))
 
+    # Request values are frozensets (or a single term, such as a method): no conversion on the
+    # common paths.
     if op == "isAnyOf":
-        return lambda a: a is not None and not as_set(a).isdisjoint(rights)
+        return lambda a: (
+            a is not None
+            and (
+                not a.isdisjoint(rights)
+                if type(a) is frozenset
+                else (a in rights if type(a) is str else not as_set(a).isdisjoint(rights))
+            )
+        )
     if op == "isAllOf":
-        return lambda a: a is not None and rights <= as_set(a)
+        return lambda a: a is not None and rights <= (a if type(a) is frozenset else as_set(a))
     if op == "isNoneOf":
-        return lambda a: a is not None and as_set(a).isdisjoint(rights)
+        return lambda a: (
+            a is not None
+            and (
+                a.isdisjoint(rights)
+                if type(a) is frozenset
+                else (a not in rights if type(a) is str else as_set(a).isdisjoint(rights))
+            )
+        )
     if op == "isPartOf":
-        return lambda a: a is not None and as_set(a) <= rights
+        return lambda a: (
+            a is not None
+            and (
+                a <= rights
+                if type(a) is frozenset
+                else (a in rights if type(a) is str else as_set(a) <= rights)
+            )
+        )
 
     if left == "spatialGranularity":
         rank = GEOGRAPHY_RANK.get(str(right), -1)
@@ -272,8 +295,8 @@ class AgreementTerms:
         return frozenset(org for org, _ in self.parties)
 
 
-@dataclass(frozen=True, slots=True)
-class RuleRef:
+class RuleRef(NamedTuple):
+    # A named tuple, not a frozen dataclass: decisions create many and tuples are cheap to make.
     agreement_id: str
     version: int
     rule_id: str
@@ -282,8 +305,7 @@ class RuleRef:
         return {"agreement": self.agreement_id, "version": self.version, "rule": self.rule_id}
 
 
-@dataclass(frozen=True, slots=True)
-class FailedConstraint:
+class FailedConstraint(NamedTuple):
     agreement_id: str | None
     version: int | None
     rule_id: str
