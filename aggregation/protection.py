@@ -76,6 +76,7 @@ import scipy.sparse as sp
 
 from aggregation import rounding as rnd
 from aggregation.attacker import (
+    TOL,
     Check,
     Facts,
     Geometry,
@@ -702,6 +703,168 @@ class _Perturber:
         return cells, point
 
 
+def _levels(shape: tuple[int, ...]) -> np.ndarray:
+    """Per cell of a table (flat), how many of its coordinates are the total: 0 for an interior
+    cell, one per dimension for the grand total."""
+    if not shape:
+        return np.zeros(1, dtype=np.int64)
+    index = np.indices(shape).reshape(len(shape), -1)
+    levels: np.ndarray = (index == (np.asarray(shape) - 1)[:, None]).sum(axis=0)
+    return levels
+
+
+def _tiers(levels: np.ndarray, dimensions: int) -> list[np.ndarray]:
+    """Cells held published by each tier of the perturbation programs, strictest first.
+
+    The first tier holds the table's headline figures: the grand total and the one-dimensional
+    margins (every margin of a table of one or two dimensions), i.e. the period totals and
+    overall rates a dashboard shows first, each standing for hundreds or thousands of people.
+    The next tiers hold only higher margins, down to the grand total, and the last none.
+    """
+    none = np.zeros(levels.shape, dtype=bool)
+    if dimensions == 0:
+        return [none]
+    return [levels >= level for level in range(max(1, dimensions - 1), dimensions + 1)] + [none]
+
+
+class _Search:
+    """The perturbation programs of secondary suppression, tier by tier (see :func:`_tiers`).
+
+    A side of a requirement is first sought with the first tier's margins held at their
+    published values, so the perturbation may move only interior cells and lower margins; only
+    when no such point exists is the next tier tried, with fewer margins held, down to none.
+    A headline margin is thereby suppressed only when it is unavoidable for some requirement:
+    the lexicographic form of the tau-ARGUS/sdcTable practice of giving totals a prohibitive
+    cost, without a cost so large that it would hurt the solver's numerics. Within a tier, the
+    cost of moving a published cell is its population per unit, so small cells are preferred.
+    """
+
+    def __init__(
+        self,
+        geometry: Geometry,
+        layers: Sequence[_Layer],
+        truth: tuple[np.ndarray, np.ndarray | None],
+        movable: np.ndarray,
+        weight: np.ndarray,
+        tiers: Sequence[np.ndarray],
+        numerator_hidden: np.ndarray,
+    ) -> None:
+        self.geometry = geometry
+        self.layers = layers
+        self.release = layers[0]
+        self.truth = truth
+        self.movable = movable
+        self.weight = weight
+        self.tiers = list(tiers)
+        self.numerator_hidden = numerator_hidden
+        self.programs = 0
+        self.perturbations = 0
+        self._perturbers: dict[int, tuple[_Perturber, np.ndarray]] = {}
+        self._limited: set[tuple[int, bool]] = set()
+
+    def _held(self, tier: int) -> np.ndarray:
+        held: np.ndarray = self.tiers[tier] & self.movable & ~self.release.hidden
+        return held
+
+    def _perturber(self, tier: int, *, fresh: bool = False) -> _Perturber:
+        """The tier's perturber. Its model holds the cells held when it was built; a held cell
+        suppressed since only makes it stricter (its points stay points of the real model), so
+        it is rebuilt only on demand (``fresh``)."""
+        held = self._held(tier)
+        cached = self._perturbers.get(tier)
+        if cached is None or (fresh and not np.array_equal(cached[1], held)):
+            relax = self.movable & ~held
+            cached = (
+                _Perturber(self.geometry, self.layers, self.truth, relax, self.weight),
+                held,
+            )
+            self._perturbers[tier] = cached
+        return cached[0]
+
+    def perturb(
+        self, requirement: Requirement, maximize: bool
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cells to suppress and the witness for one side, from the strictest tier that has
+        one; None if no tier has (not even with the whole release suppressed)."""
+        tried: list[np.ndarray] = []
+        for tier in range(len(self.tiers)):
+            held = self._held(tier)
+            if any(np.array_equal(held, t) for t in tried):
+                continue
+            tried.append(held)
+            perturber = self._perturber(tier)
+            result = perturber.run(requirement, maximize, self.numerator_hidden)
+            self.programs += 1
+            if result is None:
+                rebuilt = self._perturber(tier, fresh=True)
+                if rebuilt is not perturber:
+                    result = rebuilt.run(requirement, maximize, self.numerator_hidden)
+                    self.programs += 1
+            if result is not None:
+                return result
+        return None
+
+    def round(self, ledger: Ledger, bad: Sequence[int]) -> list[np.ndarray]:
+        """Perturbation programs for the open sides of the requirements ``bad``, in order.
+
+        Returns the points found: each is a witness of the pattern the round leaves (later
+        perturbations only suppress more), to be verified against that pattern's model. A side
+        that an earlier point of the round already reaches gets no program.
+        """
+        pending: list[np.ndarray] = []
+        lows, highs = ledger.lows.copy(), ledger.highs.copy()
+        for i in bad:
+            for maximize in (True, False):
+                if maximize and highs[i] >= ledger.upper[i] - TOL:
+                    continue
+                if not maximize and lows[i] <= ledger.lower[i] + TOL:
+                    continue
+                point = self._side(ledger, i, maximize)
+                if point is not None:
+                    pending.append(point)
+                    values = ledger.forms @ point
+                    np.minimum(lows, values, out=lows)
+                    np.maximum(highs, values, out=highs)
+        return pending
+
+    def _side(self, ledger: Ledger, i: int, maximize: bool) -> np.ndarray | None:
+        requirement = ledger.requirements[i]
+        candidates = ~self.release.hidden & self.movable
+        target = (
+            replace(requirement, upper=float(ledger.upper[i]))
+            if maximize
+            else replace(requirement, lower=float(ledger.lower[i]))
+        )
+        result = self.perturb(target, maximize) if np.any(candidates) else None
+        if result is None and (i, maximize) not in self._limited:
+            # Not even suppressing the whole release reaches it: the statuses (or earlier
+            # releases) already reveal this much. Require what full suppression leaves.
+            everything = self._perturber(len(self.tiers) - 1)
+            form = self.geometry.var(requirement.cell, requirement.quantity)
+            best = everything.model.optimize(form, maximize)
+            self.programs += 1
+            if best.status in ("optimal", "unbounded"):
+                self._limited.add((i, maximize))
+                ledger.limit(i, maximize, best.value)
+                if not np.any(candidates):
+                    return best.point  # the fully relaxed model is the real one
+                return self._side(ledger, i, maximize)
+        if result is None:
+            if not np.any(candidates):
+                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
+                    "The audit could not prove a requirement that full suppression meets."
+                )
+            # No perturbation reaches even the limited goal (numerical trouble): suppress
+            # every remaining cell of the release and leave the proof to the exact programs.
+            self.release.hidden |= candidates
+            return None
+        cells, point = result
+        if np.any(cells):
+            self.release.hidden |= cells
+            self.perturbations += 1
+        return point
+
+
 def protect(
     cube: Cube,
     k: int,
@@ -812,6 +975,7 @@ def protect(
         fixed_elsewhere[layer.embed[exact]] = True
     immovable = empty | fixed_elsewhere[release.embed]
     weight = 1.0 + (n if n is not None else x).astype(float)
+    tiers = _tiers(_levels(table.shape), len(dims))
 
     requirements: list[Requirement] = []
     for layer in layers:
@@ -826,6 +990,7 @@ def protect(
         i = local_of[req.cell]
         q = _quantity(release, i, req.quantity)
         needs.append(Need(i, req.quantity, req.upper - q, q - req.lower))
+    numerator_hidden = coded != ""
     hc_table = Table(
         shape=table.shape,
         x=x,
@@ -835,7 +1000,7 @@ def protect(
         small=small,
         immovable=immovable,
         hidden=release.hidden,
-        numerator_hidden=coded != "",
+        numerator_hidden=numerator_hidden,
         top=np.where(coded == TOP, top_code_percent if top_code_percent else np.nan, np.nan),
         bottom=np.where(
             coded == BOTTOM,
@@ -843,6 +1008,7 @@ def protect(
             np.nan,
         ),
         weight=weight,
+        reserved=tiers[0],
     )
     lap("primary")
     moves = hypercube_protect(hc_table, needs)
@@ -864,91 +1030,46 @@ def protect(
     model = Model(knowledge)
     ledger = Ledger(geometry, requirements)
     ledger.absorb(witnesses.matrix())
+    programs = 0
+    ledger.sweep(model, range(len(requirements)), groups=False)
+    if rate:
+        # Slices of the polytope first: numerators alone (denominators at their true values),
+        # then denominators alone. Their programs are a fraction of the size, and most points
+        # the audit needs move only one of the two.
+        numerators = np.arange(geometry.nvars) < geometry.size
+        for hold in (~numerators, numerators):
+            piece = Model(knowledge, hold=hold)
+            ledger.sweep(piece, range(len(requirements)))
+            programs += piece.solved
     ledger.sweep(model, range(len(requirements)))
-    ledger.settle(model, range(len(requirements)))
-    programs = model.solved
-    model.solved = 0
     lap("audit")
 
-    # 4-5. Perturbation programs for whatever is still violated, one side of one requirement
-    # at a time; after each new suppression the audit model is rebuilt before the next side is
-    # judged, since the new pattern often settles it without another perturbation. Witnesses
-    # and optimal points of earlier models stay valid: suppressing more only relaxes the model.
-    perturbations = 0
+    # 4-5. Exact programs for the sides no witness settles, in order; at the first one found
+    # violated, perturbation programs for that requirement (see _Search), then the model of the
+    # new pattern, whose witnesses are verified against it and whose sweep settles most of
+    # the sides still open, since one new suppression usually protects many cells at once.
+    search = _Search(geometry, layers, truth, ~immovable & ~empty, weight, tiers, numerator_hidden)
     rounds = 0
-    perturber: _Perturber | None = None
-    numerator_hidden = coded != ""
-    movable = ~immovable & ~empty
-    stale = False
-    pending: list[np.ndarray] = []
-    current = set(range(len(requirements)))  # requirements judged against the current model
     while True:
-        bad = ledger.bad()
-        if not bad:
+        violated = ledger.settle(model, ledger.bad(), stop=True)
+        programs += model.solved
+        model.solved = 0
+        lap("audit")
+        if violated is None:
             break
         rounds += 1
-        if rounds > 4 * len(x) + 10:  # pragma: no cover - every round suppresses a new cell
+        if rounds > 2 * len(x) + 10:  # pragma: no cover - every round suppresses a new cell
             raise ProtectionImpossible("Secondary suppression did not converge.")
-        if stale:
-            knowledge = _knowledge(geometry, layers, truth, previous)
-            fresh = Witnesses(geometry.nvars, pending)
-            fresh.keep_feasible(knowledge)
-            ledger.absorb(fresh.matrix())
-            pending = []
-            model = Model(knowledge)
-            stale = False
-            current = set()
-            continue
-        i = bad[0]
-        if i not in current:
-            ledger.settle(model, [i])
-            programs += model.solved
-            model.solved = 0
-            current.add(i)
-            lap("audit")
-            continue
-        maximize = not bool(ledger.upper_ok()[i])
-        candidates = ~release.hidden & movable
-        if perturber is None:
-            perturber = _Perturber(geometry, layers, truth, movable, weight)
-        result = None
-        if np.any(candidates):
-            target = (
-                replace(requirements[i], upper=float(ledger.upper[i]))
-                if maximize
-                else replace(requirements[i], lower=float(ledger.lower[i]))
-            )
-            result = perturber.run(target, maximize, numerator_hidden)
-            programs += 1
-        if result is None:
-            if ledger.limited[i] and not np.any(candidates):
-                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
-                    "The audit could not prove a requirement that full suppression meets."
-                )
-            # Not even suppressing the whole release reaches it: the statuses (or earlier
-            # releases) already reveal this much. Require what full suppression leaves.
-            form = geometry.var(requirements[i].cell, requirements[i].quantity)
-            best = perturber.model.optimize(form, maximize)
-            programs += 1
-            if best.status in ("optimal", "unbounded") and not ledger.limited[i]:
-                ledger.limit(i, maximize, best.value)
-                if best.point is not None and not np.any(candidates):
-                    pending.append(best.point)
-                    stale = True
-                continue
-            if not np.any(candidates):
-                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
-                    "The audit could not prove a requirement that full suppression meets."
-                )
-        if result is not None:
-            release.hidden |= result[0]
-            perturbations += int(np.any(result[0]))
-            pending.append(result[1])
-        else:
-            # No perturbation reaches it: suppress every remaining cell of the release.
-            release.hidden |= candidates
-        stale = True
+        pending = search.round(ledger, [violated])
         lap("secondary")
+        knowledge = _knowledge(geometry, layers, truth, previous)
+        fresh = Witnesses(geometry.nvars, pending)
+        fresh.keep_feasible(knowledge)
+        ledger.absorb(fresh.matrix())
+        model = Model(knowledge)
+        ledger.sweep(model, ledger.bad())
+    programs += model.solved + search.programs
+    perturbations = search.perturbations
 
     if exact_audit:
         # Independent of every witness: both programs of every requirement on the final model.
