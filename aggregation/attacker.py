@@ -293,6 +293,23 @@ class Knowledge:
         values = self.rows @ point
         return bool(np.all(values >= self.row_lb - tol) and np.all(values <= self.row_ub + tol))
 
+    def feasible_moves(self, moves: sp.csr_matrix, tol: float = TOL) -> np.ndarray:
+        """Which rows of ``moves`` (sparse displacements from the true counts) lead to points
+        of the polytope: only the bounds of the moved variables and the rows they touch can
+        fail, since the true counts satisfy every constraint."""
+        ok = np.ones(moves.shape[0], dtype=bool)
+        coo = sp.coo_matrix(moves)
+        coo.sum_duplicates()
+        value = self.truth[coo.col] + coo.data
+        bad = (value < self.lb[coo.col] - tol) | (value > self.ub[coo.col] + tol)
+        ok[coo.row[bad]] = False
+        base = self.rows @ self.truth
+        shifted = sp.coo_matrix(moves @ self.rows.T)
+        value = base[shifted.col] + shifted.data
+        bad = (value < self.row_lb[shifted.col] - tol) | (value > self.row_ub[shifted.col] + tol)
+        ok[shifted.row[bad]] = False
+        return ok
+
 
 @dataclass
 class _Component:
@@ -568,6 +585,9 @@ class _Sweep:
                 return self.spent
         if not groups:
             return self.spent
+        # Every group starts from the optimum of the joint programs, where most quantities
+        # sit at an end of their range: nearer to any group's optimum than the last group's.
+        self.basis = self.comp.program.save_basis()
         shape = self.model.knowledge.geometry.shape
         cells = [self.ledger.requirements[i].cell for i in self.owner]
         while self.spent < budget and not self.done.all():
@@ -595,8 +615,6 @@ class _Sweep:
         if self.basis is not None:
             program.restore_basis(self.basis)
         solution = program.minimize(cost)
-        if self.basis is None:
-            self.basis = program.save_basis()
         self.spent += 1
         self.model.solved += 1
         if solution.status != OPTIMAL or solution.x is None:
@@ -660,6 +678,10 @@ class Ledger:
     def __init__(self, geometry: Geometry, requirements: Sequence[Requirement]) -> None:
         self.requirements = list(requirements)
         self.forms = forms(geometry, self.requirements)
+        self._form_dicts = [
+            {int(c): float(v) for c, v in zip(*self._row(i), strict=True)}
+            for i in range(len(self.requirements))
+        ]
         count = len(self.requirements)
         self.lows = np.full(count, np.inf)
         self.highs = np.full(count, -np.inf)
@@ -669,6 +691,14 @@ class Ledger:
         self.upper = np.array([r.upper for r in self.requirements], dtype=float)
         self.limited = np.zeros(count, dtype=bool)
         self.witnesses = 0
+
+    def _row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        start, end = self.forms.indptr[i], self.forms.indptr[i + 1]
+        return self.forms.indices[start:end], self.forms.data[start:end]
+
+    def form(self, i: int) -> dict[int, float]:
+        """Requirement ``i``'s quantity as a linear form (variable -> coefficient)."""
+        return self._form_dicts[i]
 
     def limit(self, i: int, maximize: bool, value: float) -> None:
         """Narrow one side of requirement ``i`` to ``value``, the most any suppression of the
@@ -688,11 +718,33 @@ class Ledger:
         np.minimum(self.lows, values.min(axis=1), out=self.lows)
         np.maximum(self.highs, values.max(axis=1), out=self.highs)
 
+    def absorb_moves(self, truth: np.ndarray, moves: sp.csr_matrix) -> None:
+        """Take verified points given as sparse displacements from ``truth`` (rows)."""
+        if moves.shape[0] == 0 or not self.requirements:
+            return
+        self.witnesses += moves.shape[0]
+        base = np.asarray(self.forms @ truth).ravel()
+        shifts = sp.csr_matrix(self.forms @ moves.T)  # requirements x moves; zero: not moved
+        np.minimum(self.lows, base + shifts.min(axis=1).toarray().ravel(), out=self.lows)
+        np.maximum(self.highs, base + shifts.max(axis=1).toarray().ravel(), out=self.highs)
+
     def upper_ok(self) -> np.ndarray:
         return self.highs >= self.upper - TOL
 
     def lower_ok(self) -> np.ndarray:
         return self.lows <= self.lower + TOL
+
+    def least_advanced(self, truth: np.ndarray) -> np.ndarray:
+        """The open requirements, those whose open sides the points so far have moved least
+        toward their goals (as a share of the way from the true value) first."""
+        value = np.asarray(self.forms @ truth).ravel()
+        up = (self.upper - np.maximum(self.highs, value)) / np.maximum(self.upper - value, TOL)
+        down = (np.minimum(self.lows, value) - self.lower) / np.maximum(value - self.lower, TOL)
+        left = np.maximum(
+            np.where(self.upper_ok(), -np.inf, up), np.where(self.lower_ok(), -np.inf, down)
+        )
+        order = np.argsort(-left, kind="stable")
+        return order[np.isfinite(left[order])]
 
     def bad(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(~(self.upper_ok() & self.lower_ok()))]
@@ -710,7 +762,7 @@ class Ledger:
         takes every open upper side, one every open lower side. The sides left compete for the
         same slack (their cells share a line of the table), so they are then reached for in
         groups of sides that share no line, one program per group, each started from the
-        basis of the first program (the previous group's optimum is further away), while the
+        basis of the joint programs (the previous group's optimum is further away), while the
         programs still settle more than one side each. Sides whose quantity the model does not
         bound in their direction (so that a sum could be unbounded) are left to single
         programs, as are those of a component with few open sides. At most ``programs``
@@ -719,9 +771,7 @@ class Ledger:
         upper_ok, lower_ok = self.upper_ok(), self.lower_ok()
         per_component: dict[int, list[tuple[int, bool, dict[int, float]]]] = {}
         for i in indices:
-            row = self.forms.getrow(i)
-            form = {int(c): float(v) for c, v in zip(row.indices, row.data, strict=True)}
-            _, rest = model.constant_part(form)
+            _, rest = model.constant_part(self.form(i))
             labels = {model.component_of(v) for v in rest}
             if len(labels) != 1:
                 continue
@@ -745,8 +795,7 @@ class Ledger:
         or the solver failed) and return its index; None when every one is settled.
         """
         for i in indices:
-            row = self.forms.getrow(i)
-            form = {int(c): float(v) for c, v in zip(row.indices, row.data, strict=True)}
+            form = self.form(i)
             for maximize in (True, False):
                 settled = self.upper_ok()[i] if maximize else self.lower_ok()[i]
                 if settled and not exact:

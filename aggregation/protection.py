@@ -88,7 +88,7 @@ from aggregation.attacker import (
     Witnesses,
 )
 from aggregation.cube import TOTAL, Cube
-from aggregation.hypercube import Need, Table
+from aggregation.hypercube import Move, Need, Table
 from aggregation.hypercube import protect as hypercube_protect
 from aggregation.lp import OPTIMAL, Program
 from aggregation.suppression import (
@@ -105,6 +105,7 @@ from aggregation.suppression import (
 )
 from core.errors import Conflict
 
+_PROBES = 8  # sides probed with single programs before a sweep's groups (see protect)
 TOP = "top"
 BOTTOM = "bottom"
 
@@ -1016,20 +1017,12 @@ def protect(
 
     # 3. Audit, with the hypercube moves as candidate witnesses (when the release's table is
     # the whole model; the model re-verifies every one of them).
-    witnesses = Witnesses(geometry.nvars)
-    if release.embed.size == geometry.size:
-        for move in moves:
-            mx, mn = move.apply(hc_table)
-            point = np.empty(geometry.nvars)
-            point[release.embed] = mx
-            if mn is not None:
-                point[geometry.size + release.embed] = mn
-            witnesses.points.append(point)
     knowledge = _knowledge(geometry, layers, truth, previous)
-    witnesses.keep_feasible(knowledge)
     model = Model(knowledge)
     ledger = Ledger(geometry, requirements)
-    ledger.absorb(witnesses.matrix())
+    if release.embed.size == geometry.size and moves:
+        shifts = _displacements(moves, release.embed, geometry)
+        ledger.absorb_moves(knowledge.truth, shifts[knowledge.feasible_moves(shifts)])
     programs = 0
     ledger.sweep(model, range(len(requirements)), groups=False)
     if rate:
@@ -1041,17 +1034,26 @@ def protect(
             piece = Model(knowledge, hold=hold)
             ledger.sweep(piece, range(len(requirements)))
             programs += piece.solved
-    ledger.sweep(model, range(len(requirements)))
     lap("audit")
 
-    # 4-5. Exact programs for the sides no witness settles, in order; at the first one found
-    # violated, perturbation programs for that requirement (see _Search), then the model of the
-    # new pattern, whose witnesses are verified against it and whose sweep settles most of
-    # the sides still open, since one new suppression usually protects many cells at once.
+    # 4-5. Exact programs for the sides no witness settles; at the first one found violated,
+    # perturbation programs for that requirement (see _Search), then the model of the new
+    # pattern, whose witnesses are verified against it and whose sweep settles most of the
+    # sides still open, since one new suppression usually protects many cells at once. The
+    # sides no point has moved toward their goal are probed first: they are the likeliest to
+    # be violated, and a suppression they need is best found before the sweep's groups.
     search = _Search(geometry, layers, truth, ~immovable & ~empty, weight, tiers, numerator_hidden)
     rounds = 0
+    swept = False
     while True:
-        violated = ledger.settle(model, ledger.bad(), stop=True)
+        probe = ledger.least_advanced(knowledge.truth)[:_PROBES]
+        violated = ledger.settle(model, probe, stop=True)
+        if violated is None and not swept:
+            ledger.sweep(model, ledger.bad())
+            swept = True
+            continue
+        if violated is None:
+            violated = ledger.settle(model, ledger.bad(), stop=True)
         programs += model.solved
         model.solved = 0
         lap("audit")
@@ -1067,7 +1069,8 @@ def protect(
         fresh.keep_feasible(knowledge)
         ledger.absorb(fresh.matrix())
         model = Model(knowledge)
-        ledger.sweep(model, ledger.bad())
+        ledger.sweep(model, ledger.bad(), groups=False)
+        swept = False
     programs += model.solved + search.programs
     perturbations = search.perturbations
 
@@ -1096,6 +1099,25 @@ def protect(
     out = _publish(table, release, audit, unit, rounding, p, protection_level)
     lap("primary")
     return out
+
+
+def _displacements(moves: Sequence[Move], embed: np.ndarray, geometry: Geometry) -> sp.csr_matrix:
+    """The hypercube moves as sparse displacements of the model's variables (one row each)."""
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for j, move in enumerate(moves):
+        step = move.signs * move.delta
+        cells = embed[move.corners]
+        for offset, share in ((0, move.vector[0]), (geometry.size, move.vector[1])):
+            if share != 0.0 and (offset == 0 or geometry.rate):
+                rows.append(np.full(cells.size, j))
+                cols.append(offset + cells)
+                vals.append(step * share)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(moves), geometry.nvars),
+    )
 
 
 def _knowledge(
