@@ -33,8 +33,16 @@ is skipped only when a *witness* already settles that side: a point verified to 
 constraint of the model (``Model.feasible``) at which q <= lo (resp. >= hi) proves min <= lo
 (resp. max >= hi) exactly. Witnesses come from earlier programs' optimal points and from the
 perturbations the suppression heuristic used; each is re-verified against the current model
-before it is used, so the audit does not trust the heuristic. ``exact=True`` solves every
-program regardless.
+before it is used, so the audit does not trust the heuristic (``Knowledge.feasible_moves``
+checks the hypercube moves as sparse displacements from the true counts). ``exact=True`` solves
+every program regardless.
+
+Most sides are settled in bulk (``Ledger.sweep``): with the default protection level a side's
+goal is the bound the model itself puts on its quantity (0 or k - 1), so a program optimizing
+the sum of many quantities stops each at its goal, and its optimum settles every side it takes
+there. Sweeps run on slices of the polytope first (``Model(knowledge, hold=...)``: numerators
+alone, denominators at their true values, then the other way round), whose points are points of
+the whole polytope and whose programs are a quarter of the size, then on the whole polytope.
 
 The model is the linear relaxation used by tau-ARGUS and sdcTable: an attacker who also uses
 integrality can, in tables of three or more dimensions, occasionally obtain a slightly tighter

@@ -14,9 +14,17 @@ For each requirement we enumerate every hypercube through c (vectorized: one gat
 over all choices of the a_i), keep those whose capacity covers the requirement in both
 directions (else each direction on its own), and take the cheapest, where a corner already
 suppressed costs nothing and any other costs its population (so small interior cells are
-preferred and margins avoided). A rate table offers two ways of moving a quantity: the
-numerator alone or the numerator and denominator together (for the complement, the numerator
-down or the denominator up), so both are tried.
+preferred and margins avoided). A cube with a *reserved* corner (a headline margin of the table,
+see :func:`aggregation.protection._tiers`) that is not already suppressed is never taken: in a
+sparse table the cheapest cube is often the one through the totals (every corner a margin, all
+moving up together), and taking it once makes the totals free for every later cube, so the
+period totals and the grand total ended up suppressed although interior cells could protect
+every small cell. A requirement no admissible cube meets is left to the linear programs of
+:mod:`aggregation.protection`, which suppress a reserved cell only when nothing else protects.
+A rate table offers two ways of moving a quantity: the numerator alone or the numerator and
+denominator together (for the complement, the numerator down or the denominator up), so both
+are tried. A requirement that an earlier move already meets (its cell was a corner of that
+move, moved far enough) gets no cube of its own.
 
 Each chosen move is a candidate *witness*: a point of the attacker's polytope that reaches the
 end of the protection interval. The audit re-verifies every witness against the full model and
@@ -256,6 +264,79 @@ def _evaluate(
         seen[vector] = known
     up, down, cost = known
     return (up, down, cost) if sign > 0 else (down, up, cost)
+
+
+def forced(table: Table, needs: Sequence[Need]) -> np.ndarray:
+    """Reserved cells that must be suppressed whatever else is: a line certificate.
+
+    Every line of the table keeps its sum (the cells along one dimension and their margin), for
+    numerators, denominators and so for complements. Moving a quantity of a target cell by
+    delta therefore needs the other cells of each of its lines to move by delta in total: the
+    other interior cells against the target and the margin with it (or, for a margin target,
+    its interior cells with it). Each cell can move only as far as its status allows (a
+    published or secondary quantity stays at least k, a small one between 0 and k - 1; a
+    published reserved cell not at all), so when a line's other cells cannot make up delta with
+    its reserved cells held, and exactly one held cell of the line would, no protection of the
+    release leaves that cell published: it is suppressed at once, before any hypercube, which
+    can then use it instead of working around it (and suppressing interior cells for nothing).
+    The capacities are generous (the statuses' bounds only), so the certificate never forces a
+    cell that some protection could leave published.
+    """
+    out = np.zeros(table.x.shape, dtype=bool)
+    if table.reserved is None or not table.shape:
+        return out
+    held = table.reserved & ~table.hidden & ~table.immovable
+    if not held.any():
+        return out
+    shape = table.shape
+    values = {NUMERATOR: table.x.astype(float)}
+    if table.n is not None:
+        n = table.n.astype(float)
+        values[DENOMINATOR] = n
+        values[COMPLEMENT] = n - values[NUMERATOR]
+    coords = np.unravel_index(np.arange(table.x.size), shape)
+    for quantity, v in values.items():
+        mine = [need for need in needs if need.quantity == quantity]
+        if not mine:
+            continue
+        small = table.small.get(quantity, np.zeros(v.shape, dtype=bool))
+        lower = np.where(table.primary, 0.0, float(table.k))
+        upper = np.where(small, float(table.k - 1), _INF)
+        potential = {
+            -1.0: np.where(table.immovable, 0.0, np.maximum(v - lower, 0.0)),
+            1.0: np.where(table.immovable, 0.0, np.maximum(upper - v, 0.0)),
+        }
+        for axis, size in enumerate(shape):
+            held_count = held.reshape(shape).sum(axis=axis)
+            for need in mine:
+                point = tuple(int(c[need.cell]) for c in coords)
+                if held_count[point[:axis] + point[axis + 1 :]] == 0:
+                    continue
+                members = np.ravel_multi_index(
+                    tuple(
+                        np.full(size, p) if i != axis else np.arange(size)
+                        for i, p in enumerate(point)
+                    ),
+                    shape,
+                )
+                at_margin = point[axis] == size - 1
+                margin = int(members[-1])
+                others = members[members != need.cell]
+                for direction, amount in ((1.0, need.up), (-1.0, need.down)):
+                    if amount <= 0:
+                        continue
+                    # How each other cell of the line moves: with the target if exactly one
+                    # of the two is the margin, against it otherwise.
+                    with_target = (others == margin) != at_margin
+                    side = np.where(with_target, direction, -direction)
+                    reach = np.where(side > 0, potential[1.0][others], potential[-1.0][others])
+                    room = float(reach[~held[others]].sum())
+                    if room >= amount - 1e-9:
+                        continue
+                    helpers = np.flatnonzero(held[others] & (reach > 0))
+                    if helpers.size == 1 and room + reach[helpers[0]] >= amount - 1e-9:
+                        out[others[helpers[0]]] = True
+    return out
 
 
 def protect(table: Table, needs: Sequence[Need]) -> list[Move]:

@@ -34,18 +34,35 @@ Method: iterative, and safe by construction at each step.
 
 1. Primary suppression (:mod:`aggregation.suppression`); coding of the remaining rates.
 2. One hypercube per sensitive quantity (:mod:`aggregation.hypercube`, after GHMITER): a cheap,
-   vectorized first pattern whose moves double as witnesses for the audit.
+   vectorized first pattern whose moves double as witnesses for the audit. No hypercube may
+   suppress a headline margin (see *Margins* below).
 3. The audit (:mod:`aggregation.attacker`): min and max linear programs (SciPy/HiGHS) of every
    requirement not already settled by a verified witness, over the joint model of this release
-   and every earlier release of the same data.
-4. For each requirement still violated, a minimum-cost perturbation program (the linear
+   and every earlier release of the same data. Most sides are settled in bulk first, by programs
+   that push many quantities to their goals at once (``Ledger.sweep``), on slices of the
+   polytope (numerators alone, then denominators alone) and then on the whole of it.
+4. At the first requirement found violated, a minimum-cost perturbation program (the linear
    relaxation of the Fischetti-Salazar model for that one cell): find a point of the attacker's
    polytope, with every not-yet-suppressed cell of this release free to move at a cost of its
    population per unit, where the quantity reaches the end of its interval; suppress every cell
    that moved. That point is a witness of the new pattern, so the requirement holds. Suppressing
    more only relaxes the attacker's model, so no requirement settled earlier is ever undone.
-5. Repeat 3-4 until every requirement of every release is proven. Earlier releases are
-   immutable: their cells are constants or unknowns of the model, never candidates.
+5. Repeat 3-4 on the new pattern until every requirement of every release is proven. Earlier
+   releases are immutable: their cells are constants or unknowns of the model, never candidates.
+
+Margins. The totals of a table are what its readers look at first (a dashboard shows the
+period totals and the overall rate before any breakdown), and each stands for hundreds or
+thousands of people, whom complementary interior cells protect far more cheaply. So the table's
+headline margins, its one-dimensional margins and the grand total (every margin of a table of
+one or two dimensions), are *reserved*: no hypercube suppresses one, and a perturbation program
+first looks for a point with all of them held at their published values; only when there is
+none (the requirement cannot be met otherwise) does it try again holding only the higher ones,
+down to the grand total, then none. This is the lexicographic form of the tau-ARGUS/sdcTable
+practice of giving margins a prohibitive cost, without a cost so large that it would hurt the
+solver's numerics. On the demo's sparse 3-dimensional releases (6 x 41 x 8 cells with margins,
+about 1,000 of them primary) it publishes every period total and the grand total, which a cost
+of "1 + population" alone did not: the first hypercube through the totals made them free for all
+later ones.
 
 An optimal MILP (one binary per cell and one flow per requirement, as tau-ARGUS's "optimal")
 was rejected: for a 1,700-cell table with hundreds of sensitive cells it has millions of
@@ -88,7 +105,7 @@ from aggregation.attacker import (
     Witnesses,
 )
 from aggregation.cube import TOTAL, Cube
-from aggregation.hypercube import Move, Need, Table
+from aggregation.hypercube import Move, Need, Table, forced
 from aggregation.hypercube import protect as hypercube_protect
 from aggregation.lp import OPTIMAL, Program
 from aggregation.suppression import (
@@ -1012,6 +1029,7 @@ def protect(
         reserved=tiers[0],
     )
     lap("primary")
+    release.hidden |= forced(hc_table, needs)
     moves = hypercube_protect(hc_table, needs)
     lap("secondary")
 
