@@ -285,8 +285,8 @@ def forced(table: Table, needs: Sequence[Need]) -> np.ndarray:
     out = np.zeros(table.x.shape, dtype=bool)
     if table.reserved is None or not table.shape:
         return out
-    held = table.reserved & ~table.hidden & ~table.immovable
-    if not held.any():
+    published = table.reserved & ~table.hidden & ~table.immovable
+    if not published.any():
         return out
     shape = table.shape
     values = {NUMERATOR: table.x.astype(float)}
@@ -299,6 +299,8 @@ def forced(table: Table, needs: Sequence[Need]) -> np.ndarray:
         mine = [need for need in needs if need.quantity == quantity]
         if not mine:
             continue
+        # A coded cell publishes its denominator only: its numerator (and complement) can move.
+        held = published & ~(table.numerator_hidden if quantity != DENOMINATOR else False)
         small = table.small.get(quantity, np.zeros(v.shape, dtype=bool))
         lower = np.where(table.primary, 0.0, float(table.k))
         upper = np.where(small, float(table.k - 1), _INF)
