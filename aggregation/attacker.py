@@ -33,8 +33,16 @@ is skipped only when a *witness* already settles that side: a point verified to 
 constraint of the model (``Model.feasible``) at which q <= lo (resp. >= hi) proves min <= lo
 (resp. max >= hi) exactly. Witnesses come from earlier programs' optimal points and from the
 perturbations the suppression heuristic used; each is re-verified against the current model
-before it is used, so the audit does not trust the heuristic. ``exact=True`` solves every
-program regardless.
+before it is used, so the audit does not trust the heuristic (``Knowledge.feasible_moves``
+checks the hypercube moves as sparse displacements from the true counts). ``exact=True`` solves
+every program regardless.
+
+Most sides are settled in bulk (``Ledger.sweep``): with the default protection level a side's
+goal is the bound the model itself puts on its quantity (0 or k - 1), so a program optimizing
+the sum of many quantities stops each at its goal, and its optimum settles every side it takes
+there. Sweeps run on slices of the polytope first (``Model(knowledge, hold=...)``: numerators
+alone, denominators at their true values, then the other way round), whose points are points of
+the whole polytope and whose programs are a quarter of the size, then on the whole polytope.
 
 The model is the linear relaxation used by tau-ARGUS and sdcTable: an attacker who also uses
 integrality can, in tables of three or more dimensions, occasionally obtain a slightly tighter
@@ -293,6 +301,23 @@ class Knowledge:
         values = self.rows @ point
         return bool(np.all(values >= self.row_lb - tol) and np.all(values <= self.row_ub + tol))
 
+    def feasible_moves(self, moves: sp.csr_matrix, tol: float = TOL) -> np.ndarray:
+        """Which rows of ``moves`` (sparse displacements from the true counts) lead to points
+        of the polytope: only the bounds of the moved variables and the rows they touch can
+        fail, since the true counts satisfy every constraint."""
+        ok = np.ones(moves.shape[0], dtype=bool)
+        coo = sp.coo_matrix(moves)
+        coo.sum_duplicates()
+        value = self.truth[coo.col] + coo.data
+        bad = (value < self.lb[coo.col] - tol) | (value > self.ub[coo.col] + tol)
+        ok[coo.row[bad]] = False
+        base = self.rows @ self.truth
+        shifted = sp.coo_matrix(moves @ self.rows.T)
+        value = base[shifted.col] + shifted.data
+        bad = (value < self.row_lb[shifted.col] - tol) | (value > self.row_ub[shifted.col] + tol)
+        ok[shifted.row[bad]] = False
+        return ok
+
 
 @dataclass
 class _Component:
@@ -311,14 +336,22 @@ class Optimum:
 class Model:
     """The linear programs of the attacker over the unknown variables of ``knowledge``."""
 
-    def __init__(self, knowledge: Knowledge) -> None:
+    def __init__(self, knowledge: Knowledge, hold: np.ndarray | None = None) -> None:
+        """``hold`` (bool per variable) restricts the model to the points where those variables
+        keep their true values: a slice of the attacker's polytope, so each of its points is a
+        point of the whole polytope (a witness), found by smaller programs. A row left with a
+        single unknown variable then becomes a bound of that variable."""
         self.knowledge = knowledge
         kn = knowledge
         unknown = kn.ub - kn.lb > 1e-9
+        self.sliced = hold is not None
+        if hold is not None:
+            unknown &= ~hold
         self.unknown = np.flatnonzero(unknown)
         fixed = ~unknown
         self.base = kn.truth.copy()
-        self.base[fixed] = kn.lb[fixed]
+        published = fixed & (kn.ub - kn.lb <= 1e-9)
+        self.base[published] = kn.lb[published]
         self.local = np.full(kn.geometry.nvars, -1, dtype=np.int64)
         self.local[self.unknown] = np.arange(self.unknown.size)
         cols = kn.rows.tocsc()
@@ -339,6 +372,8 @@ class Model:
         self.row_ub = kn.row_ub[keep] - shift[keep]
         self.var_lb = kn.lb[self.unknown]
         self.var_ub = kn.ub[self.unknown]
+        if hold is not None:
+            self._bound_singletons()
         m, u = self.rows.shape
         if u:
             pattern = sp.csr_matrix(
@@ -353,6 +388,29 @@ class Model:
             self.var_label = np.zeros(0, dtype=np.int64)
         self._components: dict[int, _Component] = {}
         self.solved = 0
+
+    def _bound_singletons(self) -> None:
+        """Turn every row with one unknown variable into bounds of that variable."""
+        counts = np.diff(self.rows.indptr)
+        single = np.flatnonzero(counts == 1)
+        if single.size == 0:
+            return
+        var = self.rows.indices[self.rows.indptr[single]]
+        coef = self.rows.data[self.rows.indptr[single]]
+        lo = self.row_lb[single] / coef
+        hi = self.row_ub[single] / coef
+        lo, hi = np.where(coef > 0, lo, hi), np.where(coef > 0, hi, lo)
+        np.maximum.at(self.var_lb, var, lo)
+        np.minimum.at(self.var_ub, var, hi)
+        keep = np.flatnonzero(counts != 1)
+        position = np.full(counts.size, -1, dtype=np.int64)
+        position[keep] = np.arange(keep.size)
+        moved = self.row_position >= 0
+        self.row_position[moved] = position[self.row_position[moved]]
+        self.row_shift = self.row_shift[keep]
+        self.rows = self.rows[keep]
+        self.row_lb = self.row_lb[keep]
+        self.row_ub = self.row_ub[keep]
 
     def _component(self, label: int) -> _Component:
         comp = self._components.get(label)
@@ -413,6 +471,25 @@ class Model:
             point[comp.variables] = sol.x
             total += -sol.value if maximize else sol.value
         return Optimum(float(total), point, "optimal")
+
+    def bounded(self, rest: dict[int, float], maximize: bool) -> bool:
+        """Whether the model bounds the unknown part of a form (x, n, or n - x of a cell) in
+        the direction of ``maximize`` by a bound of its own: a column's, or the n - x row's."""
+        if len(rest) == 1:
+            ((var, coef),) = rest.items()
+            j = self.local[var]
+            upward = (coef > 0) == maximize
+            return bool(np.isfinite(self.var_ub[j] if upward else self.var_lb[j]))
+        size = self.knowledge.geometry.size
+        if len(rest) != 2 or self.knowledge.complement_start < 0:
+            return False
+        cell = min(rest)
+        if rest.get(cell) != -1.0 or rest.get(size + cell) != 1.0:
+            return False
+        reduced = self.row_position[self.knowledge.complement_start + cell]
+        if reduced < 0:
+            return False
+        return bool(np.isfinite(self.row_ub[reduced] if maximize else self.row_lb[reduced]))
 
 
 @dataclass(frozen=True)
@@ -484,6 +561,111 @@ class Check:
         return self.lower_ok and self.upper_ok
 
 
+class _Sweep:
+    """The sweep of one component (see :meth:`Ledger.sweep`)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        model: Model,
+        comp: _Component,
+        sides: Sequence[tuple[int, bool, dict[int, float]]],
+    ) -> None:
+        self.ledger = ledger
+        self.model = model
+        self.comp = comp
+        costs = sp.lil_matrix((len(sides), comp.variables.size))
+        for j, (_, maximize, rest) in enumerate(sides):
+            for var, coef in rest.items():
+                at = int(np.searchsorted(comp.variables, var))
+                costs[j, at] = -coef if maximize else coef
+        self.costs = costs.tocsr()
+        self.maximize = np.array([mx for _, mx, _ in sides])
+        self.owner = np.array([i for i, _, _ in sides])
+        self.done = np.zeros(len(sides), dtype=bool)
+        self.basis: object | None = None
+        self.spent = 0
+
+    def run(self, budget: int, groups: bool = True) -> int:
+        """Sweep with at most ``budget`` programs; returns how many were solved."""
+        for members in (np.flatnonzero(self.maximize), np.flatnonzero(~self.maximize)):
+            if members.size and self.spent < budget and self.reach(members) < 0:
+                return self.spent
+        if not groups:
+            return self.spent
+        # Every group starts from the optimum of the joint programs, where most quantities
+        # sit at an end of their range: nearer to any group's optimum than the last group's.
+        self.basis = self.comp.program.save_basis()
+        shape = self.model.knowledge.geometry.shape
+        cells = [self.ledger.requirements[i].cell for i in self.owner]
+        while self.spent < budget and not self.done.all():
+            # One pass over groups of the open sides; another only if this one paid off.
+            start, settled, misses = self.spent, 0, 0
+            for group in _conflict_free_groups(shape, cells, ~self.done):
+                group = group[~self.done[group]]
+                if group.size < 2 or self.spent >= budget:
+                    continue
+                newly = self.reach(group)
+                if newly < 0:
+                    return self.spent
+                settled += newly
+                misses += newly < 2
+                if misses >= 3:
+                    break  # no better than single programs from here on
+            if self.spent == start or settled < 2 * (self.spent - start):
+                break
+        return self.spent
+
+    def reach(self, members: np.ndarray) -> int:
+        """One program for these sides; how many open sides its point settles (-1: failed)."""
+        program = self.comp.program
+        cost = np.asarray(self.costs[members].sum(axis=0)).ravel()
+        if self.basis is not None:
+            program.restore_basis(self.basis)
+        solution = program.minimize(cost)
+        self.spent += 1
+        self.model.solved += 1
+        if solution.status != OPTIMAL or solution.x is None:
+            return -1
+        point = self.model.base.copy()
+        point[self.comp.variables] = solution.x
+        if self.model.sliced and not self.model.knowledge.feasible(point):
+            return -1  # pragma: no cover - a slice's points are the polytope's
+        self.ledger.absorb(point[None, :])
+        now = np.where(
+            self.maximize,
+            self.ledger.upper_ok()[self.owner],
+            self.ledger.lower_ok()[self.owner],
+        )
+        newly = int((now & ~self.done).sum())
+        self.done |= now
+        return newly
+
+
+def _conflict_free_groups(
+    shape: tuple[int, ...], cells: Sequence[int], open_: np.ndarray
+) -> list[np.ndarray]:
+    """Greedy grouping of the open sides (positions in ``cells``) so that no two sides of a
+    group are on one line of the table (nor of one cell), largest groups first."""
+    coords = np.unravel_index(np.asarray(cells, dtype=np.int64), shape)
+    used: list[set[tuple[int, ...]]] = []
+    members: list[list[int]] = []
+    for j in np.flatnonzero(open_):
+        point = tuple(int(c[j]) for c in coords)
+        keys = {(axis, *point[:axis], *point[axis + 1 :]) for axis in range(len(shape))}
+        keys.add((-1, *point))
+        for g, taken in enumerate(used):
+            if taken.isdisjoint(keys):
+                taken.update(keys)
+                members[g].append(int(j))
+                break
+        else:
+            used.append(set(keys))
+            members.append([int(j)])
+    order = sorted(range(len(members)), key=lambda g: -len(members[g]))
+    return [np.array(members[g], dtype=np.int64) for g in order]
+
+
 def forms(geometry: Geometry, requirements: Sequence[Requirement]) -> sp.csr_matrix:
     """The requirements' linear forms as the rows of one sparse matrix."""
     rows: list[int] = []
@@ -504,6 +686,10 @@ class Ledger:
     def __init__(self, geometry: Geometry, requirements: Sequence[Requirement]) -> None:
         self.requirements = list(requirements)
         self.forms = forms(geometry, self.requirements)
+        self._form_dicts = [
+            {int(c): float(v) for c, v in zip(*self._row(i), strict=True)}
+            for i in range(len(self.requirements))
+        ]
         count = len(self.requirements)
         self.lows = np.full(count, np.inf)
         self.highs = np.full(count, -np.inf)
@@ -513,6 +699,14 @@ class Ledger:
         self.upper = np.array([r.upper for r in self.requirements], dtype=float)
         self.limited = np.zeros(count, dtype=bool)
         self.witnesses = 0
+
+    def _row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        start, end = self.forms.indptr[i], self.forms.indptr[i + 1]
+        return self.forms.indices[start:end], self.forms.data[start:end]
+
+    def form(self, i: int) -> dict[int, float]:
+        """Requirement ``i``'s quantity as a linear form (variable -> coefficient)."""
+        return self._form_dicts[i]
 
     def limit(self, i: int, maximize: bool, value: float) -> None:
         """Narrow one side of requirement ``i`` to ``value``, the most any suppression of the
@@ -532,121 +726,99 @@ class Ledger:
         np.minimum(self.lows, values.min(axis=1), out=self.lows)
         np.maximum(self.highs, values.max(axis=1), out=self.highs)
 
+    def absorb_moves(self, truth: np.ndarray, moves: sp.csr_matrix) -> None:
+        """Take verified points given as sparse displacements from ``truth`` (rows)."""
+        if moves.shape[0] == 0 or not self.requirements:
+            return
+        self.witnesses += moves.shape[0]
+        base = np.asarray(self.forms @ truth).ravel()
+        shifts = sp.csr_matrix(self.forms @ moves.T)  # requirements x moves; zero: not moved
+        np.minimum(self.lows, base + shifts.min(axis=1).toarray().ravel(), out=self.lows)
+        np.maximum(self.highs, base + shifts.max(axis=1).toarray().ravel(), out=self.highs)
+
     def upper_ok(self) -> np.ndarray:
         return self.highs >= self.upper - TOL
 
     def lower_ok(self) -> np.ndarray:
         return self.lows <= self.lower + TOL
 
+    def least_advanced(self, truth: np.ndarray) -> np.ndarray:
+        """The open requirements, those whose open sides the points so far have moved least
+        toward their goals (as a share of the way from the true value) first."""
+        value = np.asarray(self.forms @ truth).ravel()
+        up = (self.upper - np.maximum(self.highs, value)) / np.maximum(self.upper - value, TOL)
+        down = (np.minimum(self.lows, value) - self.lower) / np.maximum(value - self.lower, TOL)
+        left = np.maximum(
+            np.where(self.upper_ok(), -np.inf, up), np.where(self.lower_ok(), -np.inf, down)
+        )
+        order = np.argsort(-left, kind="stable")
+        return order[np.isfinite(left[order])]
+
     def bad(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(~(self.upper_ok() & self.lower_ok()))]
 
-    def sweep(self, model: Model, indices: Iterable[int], rounds: int = 40) -> None:
-        """Settle many requirements with few programs before solving them one by one.
+    def sweep(
+        self, model: Model, indices: Iterable[int], programs: int = 400, *, groups: bool = True
+    ) -> None:
+        """Settle many sides with few programs before solving them one by one.
 
-        Per component, one program reaches for all open sides at once: a variable
-        y <= min(q, upper) per open upper side (maximized) and y >= max(q, lower) per open
-        lower side (minimized). Its optimal point is an ordinary point of the model, checked
-        like any witness; the sides it settles leave the objective and the program is solved
-        again from its last basis, until a round settles nothing new.
+        With the default protection level, a side's goal is the very bound the model puts on
+        its quantity: a small quantity is at least 0 and at most k - 1, which is what its status
+        says. A program that maximizes (minimizes) the sum of many such quantities therefore
+        stops each one at its bound, and its optimal point, an ordinary point of the model,
+        settles every side whose quantity it takes to the goal. Per component, one program
+        takes every open upper side, one every open lower side. The sides left compete for the
+        same slack (their cells share a line of the table), so they are then reached for in
+        groups of sides that share no line, one program per group, each started from the
+        basis of the joint programs (the previous group's optimum is further away), while the
+        programs still settle more than one side each. Sides whose quantity the model does not
+        bound in their direction (so that a sum could be unbounded) are left to single
+        programs, as are those of a component with few open sides. At most ``programs``
+        programs are solved.
         """
-        sides: dict[int, list[tuple[int, bool]]] = {}
         upper_ok, lower_ok = self.upper_ok(), self.lower_ok()
+        per_component: dict[int, list[tuple[int, bool, dict[int, float]]]] = {}
         for i in indices:
-            row = self.forms.getrow(i)
-            unknown = [int(v) for v in row.indices if model.local[v] >= 0]
-            if not unknown:
+            _, rest = model.constant_part(self.form(i))
+            labels = {model.component_of(v) for v in rest}
+            if len(labels) != 1:
                 continue
-            label = model.component_of(unknown[0])
-            if not upper_ok[i]:
-                sides.setdefault(label, []).append((i, True))
-            if not lower_ok[i]:
-                sides.setdefault(label, []).append((i, False))
-        for label, open_sides in sides.items():
-            if len(open_sides) < 4:
+            label = labels.pop()
+            for maximize in (True, False):
+                if (upper_ok[i] if maximize else lower_ok[i]) or not model.bounded(rest, maximize):
+                    continue
+                per_component.setdefault(label, []).append((i, maximize, rest))
+        budget = programs
+        for label, sides in per_component.items():
+            if len(sides) < 4 or budget <= 0:
                 continue
-            comp = model._component(label)
-            base = comp.program
-            nz = comp.variables.size
-            m = len(open_sides)
-            rows_r: list[int] = []
-            rows_c: list[int] = []
-            rows_v: list[float] = []
-            y_lb = np.full(m, -np.inf)
-            y_ub = np.full(m, np.inf)
-            cost = np.zeros(nz + m)
-            for j, (i, maximize) in enumerate(open_sides):
-                row = self.forms.getrow(i)
-                for var, coef in zip(row.indices, row.data, strict=True):
-                    at = int(np.searchsorted(comp.variables, var))
-                    if at < nz and comp.variables[at] == var:
-                        rows_r.append(j)
-                        rows_c.append(at)
-                        rows_v.append(-float(coef))
-                rows_r.append(j)
-                rows_c.append(nz + j)
-                rows_v.append(1.0)
-                if maximize:  # y - q <= 0, y <= upper
-                    y_ub[j] = self.upper[i]
-                    cost[nz + j] = -1.0
-                else:  # y - q >= 0, y >= lower
-                    y_lb[j] = self.lower[i]
-                    cost[nz + j] = 1.0
-            link = sp.csr_matrix((rows_v, (rows_r, rows_c)), shape=(m, nz + m))
-            # The fixed part of each form shifts its link row.
-            shift = np.zeros(m)
-            for j, (i, _) in enumerate(open_sides):
-                row = self.forms.getrow(i)
-                for var, coef in zip(row.indices, row.data, strict=True):
-                    if model.local[var] < 0:
-                        shift[j] += float(coef) * model.base[var]
-            maxi = np.array([mx for _, mx in open_sides])
-            program = Program(
-                sp.vstack([sp.hstack([base.a, sp.csr_matrix((base.a.shape[0], m))]), link]),
-                np.concatenate([base.row_lb, np.where(maxi, -np.inf, shift)]),
-                np.concatenate([base.row_ub, np.where(maxi, shift, np.inf)]),
-                np.concatenate([base.col_lb, y_lb]),
-                np.concatenate([base.col_ub, y_ub]),
-                cost,
-            )
-            done = np.zeros(m, dtype=bool)
-            for _ in range(rounds):
-                sol = program.solve()
-                model.solved += 1
-                if sol.status != "optimal" or sol.x is None:
-                    break
-                point = model.base.copy()
-                point[comp.variables] = sol.x[:nz]
-                self.absorb(point[None, :])
-                upper_ok, lower_ok = self.upper_ok(), self.lower_ok()
-                now = np.array([upper_ok[i] if mx else lower_ok[i] for i, mx in open_sides])
-                newly = now & ~done
-                # Stop once a round settles little: the rest is cheaper one program at a time.
-                if newly.sum() < max(4, 0.05 * (m - done.sum())):
-                    break
-                done |= now
-                program.set_cost(nz + np.flatnonzero(newly), np.zeros(int(newly.sum())))
-                if done.all():
-                    break
+            budget -= _Sweep(self, model, model._component(label), sides).run(budget, groups)
 
-    def settle(self, model: Model, indices: Iterable[int], *, exact: bool = False) -> None:
-        """Solve the programs of these requirements that no witness settles (all if exact)."""
+    def settle(
+        self, model: Model, indices: Iterable[int], *, exact: bool = False, stop: bool = False
+    ) -> int | None:
+        """Solve the programs of these requirements that no witness settles (all if exact).
+
+        With ``stop``, return at the first requirement a program leaves unsettled (violated,
+        or the solver failed) and return its index; None when every one is settled.
+        """
         for i in indices:
-            row = self.forms.getrow(i)
-            form = {int(c): float(v) for c, v in zip(row.indices, row.data, strict=True)}
+            form = self.form(i)
             for maximize in (True, False):
                 settled = self.upper_ok()[i] if maximize else self.lower_ok()[i]
                 if settled and not exact:
                     continue
                 opt = model.optimize(form, maximize)
-                if opt.status == "failed":
-                    continue  # unproven: left as a violation unless a witness settles it
-                if maximize:
-                    self.highs[i], self.max_exact[i] = opt.value, True
-                else:
-                    self.lows[i], self.min_exact[i] = opt.value, True
-                if opt.point is not None:
-                    self.absorb(opt.point[None, :])
+                if opt.status != "failed":  # a failure is left as a violation
+                    if maximize:
+                        self.highs[i], self.max_exact[i] = opt.value, True
+                    else:
+                        self.lows[i], self.min_exact[i] = opt.value, True
+                    if opt.point is not None:
+                        self.absorb(opt.point[None, :])
+                if stop and not (self.upper_ok()[i] if maximize else self.lower_ok()[i]):
+                    return int(i)
+        return None
 
     def checks(self) -> list[Check]:
         out = []

@@ -14,9 +14,17 @@ For each requirement we enumerate every hypercube through c (vectorized: one gat
 over all choices of the a_i), keep those whose capacity covers the requirement in both
 directions (else each direction on its own), and take the cheapest, where a corner already
 suppressed costs nothing and any other costs its population (so small interior cells are
-preferred and margins avoided). A rate table offers two ways of moving a quantity: the
-numerator alone or the numerator and denominator together (for the complement, the numerator
-down or the denominator up), so both are tried.
+preferred and margins avoided). A cube with a *reserved* corner (a headline margin of the table,
+see :func:`aggregation.protection._tiers`) that is not already suppressed is never taken: in a
+sparse table the cheapest cube is often the one through the totals (every corner a margin, all
+moving up together), and taking it once makes the totals free for every later cube, so the
+period totals and the grand total ended up suppressed although interior cells could protect
+every small cell. A requirement no admissible cube meets is left to the linear programs of
+:mod:`aggregation.protection`, which suppress a reserved cell only when nothing else protects.
+A rate table offers two ways of moving a quantity: the numerator alone or the numerator and
+denominator together (for the complement, the numerator down or the denominator up), so both
+are tried. A requirement that an earlier move already meets (its cell was a corner of that
+move, moved far enough) gets no cube of its own.
 
 Each chosen move is a candidate *witness*: a point of the attacker's polytope that reaches the
 end of the protection interval. The audit re-verifies every witness against the full model and
@@ -71,6 +79,10 @@ class Table:
     top: np.ndarray  # float percent, nan where not top-coded
     bottom: np.ndarray  # float percent, nan where not bottom-coded
     weight: np.ndarray  # float, cost of suppressing the cell
+    # bool: cells no hypercube may suppress (the table's headline margins); a cube with such a
+    # corner that is not already suppressed is inadmissible, and its need is left to the
+    # perturbation programs, which suppress a reserved cell only when nothing else protects.
+    reserved: np.ndarray | None = None
 
     @property
     def rate(self) -> bool:
@@ -114,8 +126,13 @@ class Table:
         return out
 
     def cost(self, vector: tuple[float, float]) -> np.ndarray:
+        """Per cell, the cost of making it a corner: nothing if already suppressed, infinite if
+        reserved, else its weight."""
         free = self.hidden | (self.numerator_hidden if vector[1] == 0.0 else False)
-        return np.where(free, 0.0, self.weight)
+        cost = np.where(free, 0.0, self.weight)
+        if self.reserved is not None:
+            cost[self.reserved & ~free] = _INF
+        return cost
 
 
 @dataclass(frozen=True)
@@ -140,36 +157,41 @@ class Move:
 class _Cubes:
     """Every hypercube through one cell: corner indices and checkerboard parities."""
 
-    def __init__(self, shape: tuple[int, ...], cell: int) -> None:
+    def __init__(self, shape: tuple[int, ...], cell: int, blocked: np.ndarray) -> None:
+        """``blocked``: cells that cannot move at all; an alternative index whose cell next to
+        the target (on the target's line) is blocked spans no usable cube, so it is left out."""
         coords = np.unravel_index(cell, shape)
-        strides = np.array(
-            [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape))]
-        )
         d = len(shape)
-        alts = []
+        strides = [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(d)]
+        # Per axis, the target's own index (row 0) or each alternative (row 1), and the sign
+        # a corner takes from that axis: + when one of the two indices is the margin.
+        options: list[np.ndarray] = []
+        signs: list[np.ndarray] = []
         for i, size in enumerate(shape):
-            a = np.array([j for j in range(size) if j != coords[i]], dtype=np.int64)
-            view = [1] * d
-            view[i] = a.size
-            alts.append(a.reshape(view))
-        self.grid = tuple(a.size for a in alts)
-        corners: list[np.ndarray] = []
-        parities: list[np.ndarray] = []
-        for subset in itertools.product((False, True), repeat=d):
-            flat = np.zeros(self.grid, dtype=np.int64)
-            parity = np.ones(self.grid)
-            for i, used in enumerate(subset):
-                if used:
-                    flat = flat + strides[i] * alts[i]
-                    at_margin = int(coords[i]) == shape[i] - 1
-                    parity = parity * np.where((alts[i] == shape[i] - 1) != at_margin, 1.0, -1.0)
-                else:
-                    flat = flat + strides[i] * int(coords[i])
-            corners.append(np.broadcast_to(flat, self.grid).ravel())
-            parities.append(np.broadcast_to(parity, self.grid).ravel())
+            alts = np.delete(np.arange(size, dtype=np.int64), int(coords[i]))
+            neighbours = cell + (alts - int(coords[i])) * strides[i]
+            alts = alts[~blocked[neighbours]]
+            at_margin = int(coords[i]) == size - 1
+            options.append(np.vstack([np.full(alts.size, int(coords[i])), alts]) * strides[i])
+            signs.append(
+                np.vstack(
+                    [np.ones(alts.size), np.where((alts == size - 1) != at_margin, 1.0, -1.0)]
+                )
+            )
+        self.grid = tuple(o.shape[1] for o in options)
+        # Bits of every corner position (2^d of them), most significant axis first.
+        bits = np.array(list(itertools.product((0, 1), repeat=d)), dtype=np.int64).reshape(-1, d)
+        flat = np.zeros((bits.shape[0], *self.grid), dtype=np.int64)
+        parity = np.ones((bits.shape[0], *self.grid))
+        for i in range(d):
+            view = [bits.shape[0]] + [1] * d
+            view[i + 1] = self.grid[i]
+            flat = flat + options[i][bits[:, i]].reshape(view)
+            parity = parity * signs[i][bits[:, i]].reshape(view)
         # (2^d, cubes): one row per corner position, one column per hypercube.
-        self.corners = np.vstack(corners)
-        self.parities = np.vstack(parities)
+        self.corners = flat.reshape(bits.shape[0], -1)
+        self.parities = parity.reshape(bits.shape[0], -1)
+        self.positive = self.parities > 0
         self.count = int(np.prod(self.grid, dtype=np.int64)) if d else 0
 
     def move(self, choice: int, delta: float, sign: float, vector: tuple[float, float]) -> Move:
@@ -222,19 +244,101 @@ def _evaluate(
     caps: dict[tuple[tuple[float, float], float], np.ndarray],
     vector: tuple[float, float],
     sign: float,
+    seen: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per hypercube: capacity toward ``sign``, capacity against it, and cost."""
-    for s in (1.0, -1.0):
-        if (vector, s) not in caps:
-            caps[(vector, s)] = table.capacity(vector, s)
-    plus, minus = caps[(vector, 1.0)], caps[(vector, -1.0)]
-    toward = cubes.parities * sign > 0
-    at_plus = plus[cubes.corners]
-    at_minus = minus[cubes.corners]
-    toward_cap = np.where(toward, at_plus, at_minus).min(axis=0)
-    against_cap = np.where(toward, at_minus, at_plus).min(axis=0)
-    cost = table.cost(vector)[cubes.corners].sum(axis=0)
-    return toward_cap, against_cap, cost
+    """Per hypercube: capacity toward ``sign``, capacity against it, and cost (``seen`` holds
+    the results for this need's cubes, per vector)."""
+    known = seen.get(vector)
+    if known is None:
+        for s in (1.0, -1.0):
+            if (vector, s) not in caps:
+                caps[(vector, s)] = table.capacity(vector, s)
+        at_plus = caps[(vector, 1.0)][cubes.corners]
+        at_minus = caps[(vector, -1.0)][cubes.corners]
+        positive = cubes.positive
+        known = (
+            np.where(positive, at_plus, at_minus).min(axis=0),
+            np.where(positive, at_minus, at_plus).min(axis=0),
+            table.cost(vector)[cubes.corners].sum(axis=0),
+        )
+        seen[vector] = known
+    up, down, cost = known
+    return (up, down, cost) if sign > 0 else (down, up, cost)
+
+
+def forced(table: Table, needs: Sequence[Need]) -> np.ndarray:
+    """Reserved cells that must be suppressed whatever else is: a line certificate.
+
+    Every line of the table keeps its sum (the cells along one dimension and their margin), for
+    numerators, denominators and so for complements. Moving a quantity of a target cell by
+    delta therefore needs the other cells of each of its lines to move by delta in total: the
+    other interior cells against the target and the margin with it (or, for a margin target,
+    its interior cells with it). Each cell can move only as far as its status allows (a
+    published or secondary quantity stays at least k, a small one between 0 and k - 1; a
+    published reserved cell not at all), so when a line's other cells cannot make up delta with
+    its reserved cells held, and exactly one held cell of the line would, no protection of the
+    release leaves that cell published: it is suppressed at once, before any hypercube, which
+    can then use it instead of working around it (and suppressing interior cells for nothing).
+    The capacities are generous (the statuses' bounds only), so the certificate never forces a
+    cell that some protection could leave published.
+    """
+    out = np.zeros(table.x.shape, dtype=bool)
+    if table.reserved is None or not table.shape:
+        return out
+    published = table.reserved & ~table.hidden & ~table.immovable
+    if not published.any():
+        return out
+    shape = table.shape
+    values = {NUMERATOR: table.x.astype(float)}
+    if table.n is not None:
+        n = table.n.astype(float)
+        values[DENOMINATOR] = n
+        values[COMPLEMENT] = n - values[NUMERATOR]
+    coords = np.unravel_index(np.arange(table.x.size), shape)
+    for quantity, v in values.items():
+        mine = [need for need in needs if need.quantity == quantity]
+        if not mine:
+            continue
+        # A coded cell publishes its denominator only: its numerator (and complement) can move.
+        held = published & ~(table.numerator_hidden if quantity != DENOMINATOR else False)
+        small = table.small.get(quantity, np.zeros(v.shape, dtype=bool))
+        lower = np.where(table.primary, 0.0, float(table.k))
+        upper = np.where(small, float(table.k - 1), _INF)
+        potential = {
+            -1.0: np.where(table.immovable, 0.0, np.maximum(v - lower, 0.0)),
+            1.0: np.where(table.immovable, 0.0, np.maximum(upper - v, 0.0)),
+        }
+        for axis, size in enumerate(shape):
+            held_count = held.reshape(shape).sum(axis=axis)
+            for need in mine:
+                point = tuple(int(c[need.cell]) for c in coords)
+                if held_count[point[:axis] + point[axis + 1 :]] == 0:
+                    continue
+                members = np.ravel_multi_index(
+                    tuple(
+                        np.full(size, p) if i != axis else np.arange(size)
+                        for i, p in enumerate(point)
+                    ),
+                    shape,
+                )
+                at_margin = point[axis] == size - 1
+                margin = int(members[-1])
+                others = members[members != need.cell]
+                for direction, amount in ((1.0, need.up), (-1.0, need.down)):
+                    if amount <= 0:
+                        continue
+                    # How each other cell of the line moves: with the target if exactly one
+                    # of the two is the margin, against it otherwise.
+                    with_target = (others == margin) != at_margin
+                    side = np.where(with_target, direction, -direction)
+                    reach = np.where(side > 0, potential[1.0][others], potential[-1.0][others])
+                    room = float(reach[~held[others]].sum())
+                    if room >= amount - 1e-9:
+                        continue
+                    helpers = np.flatnonzero(held[others] & (reach > 0))
+                    if helpers.size == 1 and room + reach[helpers[0]] >= amount - 1e-9:
+                        out[others[helpers[0]]] = True
+    return out
 
 
 def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
@@ -244,18 +348,38 @@ def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
         return moves
     caps: dict[tuple[tuple[float, float], float], np.ndarray] = {}
     cubes_of: dict[int, _Cubes] = {}
-    for need in needs:
+    # Per quantity, how far the moves chosen so far take each cell up and down: a need that
+    # an earlier move already meets (its target was a corner of that move) needs no cube.
+    reached = {
+        (q, direction): np.zeros(table.x.shape)
+        for q in (NUMERATOR, DENOMINATOR, COMPLEMENT)
+        for direction in (1.0, -1.0)
+    }
+    for original in needs:
+        need = Need(
+            original.cell,
+            original.quantity,
+            0.0
+            if reached[(original.quantity, 1.0)][original.cell] >= original.up - 1e-9
+            else original.up,
+            0.0
+            if reached[(original.quantity, -1.0)][original.cell] >= original.down - 1e-9
+            else original.down,
+        )
+        if need.up <= 0 and need.down <= 0:
+            continue
         cubes = cubes_of.get(need.cell)
         if cubes is None:
-            cubes = cubes_of[need.cell] = _Cubes(table.shape, need.cell)
+            cubes = cubes_of[need.cell] = _Cubes(table.shape, need.cell, table.immovable)
         if cubes.count == 0:
             continue
         best: tuple[float, list[Move]] | None = None
         singles: dict[float, tuple[float, Move]] = {}
+        seen: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
         for vector, sign in _moves(need.quantity, table.rate):
-            up, down, cost = _evaluate(table, cubes, caps, vector, sign)
-            both = (up >= need.up - 1e-9) & (down >= need.down - 1e-9)
+            up, down, cost = _evaluate(table, cubes, caps, vector, sign, seen)
+            both = (up >= need.up - 1e-9) & (down >= need.down - 1e-9) & np.isfinite(cost)
             if np.any(both):
                 i = _cheapest(cost, both, np.minimum(up, down))
                 if best is None or cost[i] < best[0]:
@@ -270,7 +394,7 @@ def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
             if vector_end is not None and vector_end not in [
                 v for v, _ in _moves(need.quantity, True)
             ]:
-                toward, _, cost = _evaluate(table, cubes, caps, vector_end, 1.0)
+                toward, _, cost = _evaluate(table, cubes, caps, vector_end, 1.0, seen)
                 _single(singles, need, cubes, direction, toward, cost, 1.0, vector_end)
         chosen_moves: list[Move]
         if best is not None and best[0] <= sum(c for c, _ in singles.values()):
@@ -284,6 +408,11 @@ def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
             else:
                 table.hidden[move.corners] = True
             moves.append(move)
+            step = move.signs * move.delta
+            dx, dn = step * move.vector[0], step * move.vector[1]
+            for quantity, shift in ((NUMERATOR, dx), (DENOMINATOR, dn), (COMPLEMENT, dn - dx)):
+                for direction in (1.0, -1.0):
+                    np.maximum.at(reached[(quantity, direction)], move.corners, direction * shift)
     return moves
 
 
@@ -299,7 +428,7 @@ def _single(
 ) -> None:
     """Keep the cheapest hypercube that covers one direction of a need on its own."""
     amount = need.up if direction > 0 else need.down
-    ok = capacity >= amount - 1e-9
+    ok = (capacity >= amount - 1e-9) & np.isfinite(cost)
     if amount > 0 and np.any(ok):
         i = _cheapest(cost, ok, capacity)
         if direction not in singles or cost[i] < singles[direction][0]:

@@ -106,6 +106,20 @@ class Program:
         self.set_cost(changed, cost[changed])
         return self.solve()
 
+    def save_basis(self) -> object | None:
+        """The current basis (None without highspy), for :meth:`restore_basis`."""
+        if self._highs is None or not self._solved_once:
+            return None
+        basis: object = self._highs.getBasis()
+        return basis
+
+    def restore_basis(self, basis: object | None) -> None:
+        """Start the next solve from a basis saved earlier (any basis is primal feasible
+        after a change of objective only, as the primal simplex needs)."""
+        if basis is not None and self._highs is not None:
+            self._highs.setBasis(basis)
+            self._strategy = _PRIMAL
+
     # -- solving ---------------------------------------------------------------------------
     def solve(self) -> Solution:
         self.solves += 1

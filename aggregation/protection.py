@@ -34,18 +34,35 @@ Method: iterative, and safe by construction at each step.
 
 1. Primary suppression (:mod:`aggregation.suppression`); coding of the remaining rates.
 2. One hypercube per sensitive quantity (:mod:`aggregation.hypercube`, after GHMITER): a cheap,
-   vectorized first pattern whose moves double as witnesses for the audit.
+   vectorized first pattern whose moves double as witnesses for the audit. No hypercube may
+   suppress a headline margin (see *Margins* below).
 3. The audit (:mod:`aggregation.attacker`): min and max linear programs (SciPy/HiGHS) of every
    requirement not already settled by a verified witness, over the joint model of this release
-   and every earlier release of the same data.
-4. For each requirement still violated, a minimum-cost perturbation program (the linear
+   and every earlier release of the same data. Most sides are settled in bulk first, by programs
+   that push many quantities to their goals at once (``Ledger.sweep``), on slices of the
+   polytope (numerators alone, then denominators alone) and then on the whole of it.
+4. At the first requirement found violated, a minimum-cost perturbation program (the linear
    relaxation of the Fischetti-Salazar model for that one cell): find a point of the attacker's
    polytope, with every not-yet-suppressed cell of this release free to move at a cost of its
    population per unit, where the quantity reaches the end of its interval; suppress every cell
    that moved. That point is a witness of the new pattern, so the requirement holds. Suppressing
    more only relaxes the attacker's model, so no requirement settled earlier is ever undone.
-5. Repeat 3-4 until every requirement of every release is proven. Earlier releases are
-   immutable: their cells are constants or unknowns of the model, never candidates.
+5. Repeat 3-4 on the new pattern until every requirement of every release is proven. Earlier
+   releases are immutable: their cells are constants or unknowns of the model, never candidates.
+
+Margins. The totals of a table are what its readers look at first (a dashboard shows the
+period totals and the overall rate before any breakdown), and each stands for hundreds or
+thousands of people, whom complementary interior cells protect far more cheaply. So the table's
+headline margins, its one-dimensional margins and the grand total (every margin of a table of
+one or two dimensions), are *reserved*: no hypercube suppresses one, and a perturbation program
+first looks for a point with all of them held at their published values; only when there is
+none (the requirement cannot be met otherwise) does it try again holding only the higher ones,
+down to the grand total, then none. This is the lexicographic form of the tau-ARGUS/sdcTable
+practice of giving margins a prohibitive cost, without a cost so large that it would hurt the
+solver's numerics. On the demo's sparse 3-dimensional releases (6 x 41 x 8 cells with margins,
+about 1,000 of them primary) it publishes every period total and the grand total, which a cost
+of "1 + population" alone did not: the first hypercube through the totals made them free for all
+later ones.
 
 An optimal MILP (one binary per cell and one flow per requirement, as tau-ARGUS's "optimal")
 was rejected: for a 1,700-cell table with hundreds of sensitive cells it has millions of
@@ -76,6 +93,7 @@ import scipy.sparse as sp
 
 from aggregation import rounding as rnd
 from aggregation.attacker import (
+    TOL,
     Check,
     Facts,
     Geometry,
@@ -87,7 +105,7 @@ from aggregation.attacker import (
     Witnesses,
 )
 from aggregation.cube import TOTAL, Cube
-from aggregation.hypercube import Need, Table
+from aggregation.hypercube import Move, Need, Table, forced
 from aggregation.hypercube import protect as hypercube_protect
 from aggregation.lp import OPTIMAL, Program
 from aggregation.suppression import (
@@ -104,6 +122,7 @@ from aggregation.suppression import (
 )
 from core.errors import Conflict
 
+_PROBES = 8  # sides probed with single programs before a sweep's groups (see protect)
 TOP = "top"
 BOTTOM = "bottom"
 
@@ -702,6 +721,168 @@ class _Perturber:
         return cells, point
 
 
+def _levels(shape: tuple[int, ...]) -> np.ndarray:
+    """Per cell of a table (flat), how many of its coordinates are the total: 0 for an interior
+    cell, one per dimension for the grand total."""
+    if not shape:
+        return np.zeros(1, dtype=np.int64)
+    index = np.indices(shape).reshape(len(shape), -1)
+    levels: np.ndarray = (index == (np.asarray(shape) - 1)[:, None]).sum(axis=0)
+    return levels
+
+
+def _tiers(levels: np.ndarray, dimensions: int) -> list[np.ndarray]:
+    """Cells held published by each tier of the perturbation programs, strictest first.
+
+    The first tier holds the table's headline figures: the grand total and the one-dimensional
+    margins (every margin of a table of one or two dimensions), i.e. the period totals and
+    overall rates a dashboard shows first, each standing for hundreds or thousands of people.
+    The next tiers hold only higher margins, down to the grand total, and the last none.
+    """
+    none = np.zeros(levels.shape, dtype=bool)
+    if dimensions == 0:
+        return [none]
+    return [levels >= level for level in range(max(1, dimensions - 1), dimensions + 1)] + [none]
+
+
+class _Search:
+    """The perturbation programs of secondary suppression, tier by tier (see :func:`_tiers`).
+
+    A side of a requirement is first sought with the first tier's margins held at their
+    published values, so the perturbation may move only interior cells and lower margins; only
+    when no such point exists is the next tier tried, with fewer margins held, down to none.
+    A headline margin is thereby suppressed only when it is unavoidable for some requirement:
+    the lexicographic form of the tau-ARGUS/sdcTable practice of giving totals a prohibitive
+    cost, without a cost so large that it would hurt the solver's numerics. Within a tier, the
+    cost of moving a published cell is its population per unit, so small cells are preferred.
+    """
+
+    def __init__(
+        self,
+        geometry: Geometry,
+        layers: Sequence[_Layer],
+        truth: tuple[np.ndarray, np.ndarray | None],
+        movable: np.ndarray,
+        weight: np.ndarray,
+        tiers: Sequence[np.ndarray],
+        numerator_hidden: np.ndarray,
+    ) -> None:
+        self.geometry = geometry
+        self.layers = layers
+        self.release = layers[0]
+        self.truth = truth
+        self.movable = movable
+        self.weight = weight
+        self.tiers = list(tiers)
+        self.numerator_hidden = numerator_hidden
+        self.programs = 0
+        self.perturbations = 0
+        self._perturbers: dict[int, tuple[_Perturber, np.ndarray]] = {}
+        self._limited: set[tuple[int, bool]] = set()
+
+    def _held(self, tier: int) -> np.ndarray:
+        held: np.ndarray = self.tiers[tier] & self.movable & ~self.release.hidden
+        return held
+
+    def _perturber(self, tier: int, *, fresh: bool = False) -> _Perturber:
+        """The tier's perturber. Its model holds the cells held when it was built; a held cell
+        suppressed since only makes it stricter (its points stay points of the real model), so
+        it is rebuilt only on demand (``fresh``)."""
+        held = self._held(tier)
+        cached = self._perturbers.get(tier)
+        if cached is None or (fresh and not np.array_equal(cached[1], held)):
+            relax = self.movable & ~held
+            cached = (
+                _Perturber(self.geometry, self.layers, self.truth, relax, self.weight),
+                held,
+            )
+            self._perturbers[tier] = cached
+        return cached[0]
+
+    def perturb(
+        self, requirement: Requirement, maximize: bool
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cells to suppress and the witness for one side, from the strictest tier that has
+        one; None if no tier has (not even with the whole release suppressed)."""
+        tried: list[np.ndarray] = []
+        for tier in range(len(self.tiers)):
+            held = self._held(tier)
+            if any(np.array_equal(held, t) for t in tried):
+                continue
+            tried.append(held)
+            perturber = self._perturber(tier)
+            result = perturber.run(requirement, maximize, self.numerator_hidden)
+            self.programs += 1
+            if result is None:
+                rebuilt = self._perturber(tier, fresh=True)
+                if rebuilt is not perturber:
+                    result = rebuilt.run(requirement, maximize, self.numerator_hidden)
+                    self.programs += 1
+            if result is not None:
+                return result
+        return None
+
+    def round(self, ledger: Ledger, bad: Sequence[int]) -> list[np.ndarray]:
+        """Perturbation programs for the open sides of the requirements ``bad``, in order.
+
+        Returns the points found: each is a witness of the pattern the round leaves (later
+        perturbations only suppress more), to be verified against that pattern's model. A side
+        that an earlier point of the round already reaches gets no program.
+        """
+        pending: list[np.ndarray] = []
+        lows, highs = ledger.lows.copy(), ledger.highs.copy()
+        for i in bad:
+            for maximize in (True, False):
+                if maximize and highs[i] >= ledger.upper[i] - TOL:
+                    continue
+                if not maximize and lows[i] <= ledger.lower[i] + TOL:
+                    continue
+                point = self._side(ledger, i, maximize)
+                if point is not None:
+                    pending.append(point)
+                    values = ledger.forms @ point
+                    np.minimum(lows, values, out=lows)
+                    np.maximum(highs, values, out=highs)
+        return pending
+
+    def _side(self, ledger: Ledger, i: int, maximize: bool) -> np.ndarray | None:
+        requirement = ledger.requirements[i]
+        candidates = ~self.release.hidden & self.movable
+        target = (
+            replace(requirement, upper=float(ledger.upper[i]))
+            if maximize
+            else replace(requirement, lower=float(ledger.lower[i]))
+        )
+        result = self.perturb(target, maximize) if np.any(candidates) else None
+        if result is None and (i, maximize) not in self._limited:
+            # Not even suppressing the whole release reaches it: the statuses (or earlier
+            # releases) already reveal this much. Require what full suppression leaves.
+            everything = self._perturber(len(self.tiers) - 1)
+            form = self.geometry.var(requirement.cell, requirement.quantity)
+            best = everything.model.optimize(form, maximize)
+            self.programs += 1
+            if best.status in ("optimal", "unbounded"):
+                self._limited.add((i, maximize))
+                ledger.limit(i, maximize, best.value)
+                if not np.any(candidates):
+                    return best.point  # the fully relaxed model is the real one
+                return self._side(ledger, i, maximize)
+        if result is None:
+            if not np.any(candidates):
+                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
+                    "The audit could not prove a requirement that full suppression meets."
+                )
+            # No perturbation reaches even the limited goal (numerical trouble): suppress
+            # every remaining cell of the release and leave the proof to the exact programs.
+            self.release.hidden |= candidates
+            return None
+        cells, point = result
+        if np.any(cells):
+            self.release.hidden |= cells
+            self.perturbations += 1
+        return point
+
+
 def protect(
     cube: Cube,
     k: int,
@@ -812,6 +993,7 @@ def protect(
         fixed_elsewhere[layer.embed[exact]] = True
     immovable = empty | fixed_elsewhere[release.embed]
     weight = 1.0 + (n if n is not None else x).astype(float)
+    tiers = _tiers(_levels(table.shape), len(dims))
 
     requirements: list[Requirement] = []
     for layer in layers:
@@ -826,6 +1008,7 @@ def protect(
         i = local_of[req.cell]
         q = _quantity(release, i, req.quantity)
         needs.append(Need(i, req.quantity, req.upper - q, q - req.lower))
+    numerator_hidden = coded != ""
     hc_table = Table(
         shape=table.shape,
         x=x,
@@ -835,7 +1018,7 @@ def protect(
         small=small,
         immovable=immovable,
         hidden=release.hidden,
-        numerator_hidden=coded != "",
+        numerator_hidden=numerator_hidden,
         top=np.where(coded == TOP, top_code_percent if top_code_percent else np.nan, np.nan),
         bottom=np.where(
             coded == BOTTOM,
@@ -843,112 +1026,71 @@ def protect(
             np.nan,
         ),
         weight=weight,
+        reserved=tiers[0],
     )
     lap("primary")
+    release.hidden |= forced(hc_table, needs)
     moves = hypercube_protect(hc_table, needs)
     lap("secondary")
 
     # 3. Audit, with the hypercube moves as candidate witnesses (when the release's table is
     # the whole model; the model re-verifies every one of them).
-    witnesses = Witnesses(geometry.nvars)
-    if release.embed.size == geometry.size:
-        for move in moves:
-            mx, mn = move.apply(hc_table)
-            point = np.empty(geometry.nvars)
-            point[release.embed] = mx
-            if mn is not None:
-                point[geometry.size + release.embed] = mn
-            witnesses.points.append(point)
     knowledge = _knowledge(geometry, layers, truth, previous)
-    witnesses.keep_feasible(knowledge)
     model = Model(knowledge)
     ledger = Ledger(geometry, requirements)
-    ledger.absorb(witnesses.matrix())
-    ledger.sweep(model, range(len(requirements)))
-    ledger.settle(model, range(len(requirements)))
-    programs = model.solved
-    model.solved = 0
+    if release.embed.size == geometry.size and moves:
+        shifts = _displacements(moves, release.embed, geometry)
+        ledger.absorb_moves(knowledge.truth, shifts[knowledge.feasible_moves(shifts)])
+    programs = 0
+    ledger.sweep(model, range(len(requirements)), groups=False)
+    if rate:
+        # Slices of the polytope first: numerators alone (denominators at their true values),
+        # then denominators alone. Their programs are a fraction of the size, and most points
+        # the audit needs move only one of the two.
+        numerators = np.arange(geometry.nvars) < geometry.size
+        for hold in (~numerators, numerators):
+            piece = Model(knowledge, hold=hold)
+            ledger.sweep(piece, range(len(requirements)))
+            programs += piece.solved
     lap("audit")
 
-    # 4-5. Perturbation programs for whatever is still violated, one side of one requirement
-    # at a time; after each new suppression the audit model is rebuilt before the next side is
-    # judged, since the new pattern often settles it without another perturbation. Witnesses
-    # and optimal points of earlier models stay valid: suppressing more only relaxes the model.
-    perturbations = 0
+    # 4-5. Exact programs for the sides no witness settles; at the first one found violated,
+    # perturbation programs for that requirement (see _Search), then the model of the new
+    # pattern, whose witnesses are verified against it and whose sweep settles most of the
+    # sides still open, since one new suppression usually protects many cells at once. The
+    # sides no point has moved toward their goal are probed first: they are the likeliest to
+    # be violated, and a suppression they need is best found before the sweep's groups.
+    search = _Search(geometry, layers, truth, ~immovable & ~empty, weight, tiers, numerator_hidden)
     rounds = 0
-    perturber: _Perturber | None = None
-    numerator_hidden = coded != ""
-    movable = ~immovable & ~empty
-    stale = False
-    pending: list[np.ndarray] = []
-    current = set(range(len(requirements)))  # requirements judged against the current model
+    swept = False
     while True:
-        bad = ledger.bad()
-        if not bad:
+        probe = ledger.least_advanced(knowledge.truth)[:_PROBES]
+        violated = ledger.settle(model, probe, stop=True)
+        if violated is None and not swept:
+            ledger.sweep(model, ledger.bad())
+            swept = True
+            continue
+        if violated is None:
+            violated = ledger.settle(model, ledger.bad(), stop=True)
+        programs += model.solved
+        model.solved = 0
+        lap("audit")
+        if violated is None:
             break
         rounds += 1
-        if rounds > 4 * len(x) + 10:  # pragma: no cover - every round suppresses a new cell
+        if rounds > 2 * len(x) + 10:  # pragma: no cover - every round suppresses a new cell
             raise ProtectionImpossible("Secondary suppression did not converge.")
-        if stale:
-            knowledge = _knowledge(geometry, layers, truth, previous)
-            fresh = Witnesses(geometry.nvars, pending)
-            fresh.keep_feasible(knowledge)
-            ledger.absorb(fresh.matrix())
-            pending = []
-            model = Model(knowledge)
-            stale = False
-            current = set()
-            continue
-        i = bad[0]
-        if i not in current:
-            ledger.settle(model, [i])
-            programs += model.solved
-            model.solved = 0
-            current.add(i)
-            lap("audit")
-            continue
-        maximize = not bool(ledger.upper_ok()[i])
-        candidates = ~release.hidden & movable
-        if perturber is None:
-            perturber = _Perturber(geometry, layers, truth, movable, weight)
-        result = None
-        if np.any(candidates):
-            target = (
-                replace(requirements[i], upper=float(ledger.upper[i]))
-                if maximize
-                else replace(requirements[i], lower=float(ledger.lower[i]))
-            )
-            result = perturber.run(target, maximize, numerator_hidden)
-            programs += 1
-        if result is None:
-            if ledger.limited[i] and not np.any(candidates):
-                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
-                    "The audit could not prove a requirement that full suppression meets."
-                )
-            # Not even suppressing the whole release reaches it: the statuses (or earlier
-            # releases) already reveal this much. Require what full suppression leaves.
-            form = geometry.var(requirements[i].cell, requirements[i].quantity)
-            best = perturber.model.optimize(form, maximize)
-            programs += 1
-            if best.status in ("optimal", "unbounded") and not ledger.limited[i]:
-                ledger.limit(i, maximize, best.value)
-                if best.point is not None and not np.any(candidates):
-                    pending.append(best.point)
-                    stale = True
-                continue
-            if not np.any(candidates):
-                raise ProtectionImpossible(  # pragma: no cover - only on numerical failure
-                    "The audit could not prove a requirement that full suppression meets."
-                )
-        if result is not None:
-            release.hidden |= result[0]
-            perturbations += int(np.any(result[0]))
-            pending.append(result[1])
-        else:
-            # No perturbation reaches it: suppress every remaining cell of the release.
-            release.hidden |= candidates
-        stale = True
+        pending = search.round(ledger, [violated])
         lap("secondary")
+        knowledge = _knowledge(geometry, layers, truth, previous)
+        fresh = Witnesses(geometry.nvars, pending)
+        fresh.keep_feasible(knowledge)
+        ledger.absorb(fresh.matrix())
+        model = Model(knowledge)
+        ledger.sweep(model, ledger.bad(), groups=False)
+        swept = False
+    programs += model.solved + search.programs
+    perturbations = search.perturbations
 
     if exact_audit:
         # Independent of every witness: both programs of every requirement on the final model.
@@ -975,6 +1117,25 @@ def protect(
     out = _publish(table, release, audit, unit, rounding, p, protection_level)
     lap("primary")
     return out
+
+
+def _displacements(moves: Sequence[Move], embed: np.ndarray, geometry: Geometry) -> sp.csr_matrix:
+    """The hypercube moves as sparse displacements of the model's variables (one row each)."""
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for j, move in enumerate(moves):
+        step = move.signs * move.delta
+        cells = embed[move.corners]
+        for offset, share in ((0, move.vector[0]), (geometry.size, move.vector[1])):
+            if share != 0.0 and (offset == 0 or geometry.rate):
+                rows.append(np.full(cells.size, j))
+                cols.append(offset + cells)
+                vals.append(step * share)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(moves), geometry.nvars),
+    )
 
 
 def _knowledge(
