@@ -6,11 +6,12 @@ is a problem document when it is an error.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +26,24 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Request ids need to be unique, not secret: a random per-process prefix and a counter (32 hex
+# digits, like a UUID's) cost nothing per request.
+_rid_prefix = os.urandom(8).hex()
+_rid_counter = itertools.count()
+
+
+def _reseed_request_ids() -> None:
+    global _rid_prefix, _rid_counter
+    _rid_prefix, _rid_counter = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_reseed_request_ids)  # forked workers must not share ids
+
+
+def _new_request_id() -> str:
+    return f"{_rid_prefix}{next(_rid_counter):016x}"
+
+
 access_log = logging.getLogger("backbone.access")
 error_log = logging.getLogger("backbone.error")
 
@@ -68,7 +87,7 @@ class RequestMiddleware:
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
         incoming = headers.get("x-request-id", "")
-        rid = incoming if _RID.match(incoming) else uuid.uuid4().hex
+        rid = incoming if _RID.match(incoming) else _new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()

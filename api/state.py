@@ -68,7 +68,7 @@ class AppState:
             verifier=TokenVerifier(settings.issuer, settings.audience, keys),
             auth=AuthState(sessions, clock),
             policies=PolicyCache(sessions),
-            audit_batcher=AuditBatcher(sessions, settings.audit_read_batch_ms / 1000),
+            audit_batcher=AuditBatcher(sessions, engine, settings.audit_read_group_commit),
             limiter=RateLimiter(
                 settings.rate_limit_storage, settings.token_rate_limit, settings.write_rate_limit
             ),

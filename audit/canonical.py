@@ -52,18 +52,20 @@ _SUFFIX_LEN = len(_SUFFIX_START) + 44 + 2  # base64 of 32 bytes, then '"}'
 _FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
-def canonical_bytes(entry: Mapping[str, Any]) -> bytes:
-    """The bytes a leaf hashes: the entry's fields (missing ones null) as canonical JSON."""
-    data = {k: entry.get(k) for k in ENTRY_FIELDS}
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON bytes of any JSON value (sorted keys, no whitespace, UTF-8, finite)."""
     return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
 
 
+def canonical_bytes(entry: Mapping[str, Any]) -> bytes:
+    """The bytes a leaf hashes: the entry's fields (missing ones null) as canonical JSON."""
+    return canonical_json({k: entry.get(k) for k in ENTRY_FIELDS})
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return canonical_json(value).decode()
 
 
 def b64(data: bytes) -> str:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.orm import Session
 
-from audit.canonical import canonical_bytes
+from audit.canonical import canonical_json
 from audit.merkle import Frontier, leaf_hash
 from audit.models import STORED_LEVEL, AuditEvent, AuditHead, AuditNode
 from core.context import RequestContext
@@ -32,8 +32,9 @@ _UPDATE_HEAD = (
     .where(_HEAD.c.id == 1)
     .values(size=bindparam("new_size"), frontier=bindparam("new_frontier"))
 )
-_INSERT_EVENT = AuditEvent.metadata.tables["audit_events"].insert()
 _INSERT_NODES = AuditNode.metadata.tables["audit_nodes"].insert()
+_PG_UPDATE_HEAD = "UPDATE audit_head SET size = %s, frontier = %s WHERE id = 1"
+_PG_INSERT_NODE = "INSERT INTO audit_nodes (level, idx, hash) VALUES (%s, %s, %s)"
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,65 @@ class LoggedEvent:
     leaf_hash: bytes
 
 
-def _row(ctx: RequestContext, rec: AuditRecord, idx: int) -> dict[str, Any]:
+_COLUMNS = (
+    "at",
+    "request_id",
+    "organization_id",
+    "client_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "agreements",
+    "purpose",
+    "decision",
+    "rules",
+    "reasons",
+    "counts",
+    "outcome",
+    "detail",
+)
+_JSON_COLUMNS = frozenset({"agreements", "rules", "reasons", "counts"})
+_INSERT_SQL: dict[tuple[str, str], str] = {}
+
+
+def _insert_sql(dialect: Dialect) -> str:
+    """The events INSERT in the driver's own parameter style (executed without SQLAlchemy's
+    per-row bind processing, which cost as much as the rest of an append together)."""
+    key = (dialect.name, dialect.paramstyle)
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        if dialect.paramstyle in ("format", "pyformat"):
+            mark = "%s"
+        elif dialect.paramstyle == "qmark":
+            mark = "?"
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            raise RuntimeError(f"unsupported parameter style {dialect.paramstyle}")
+        cast = "::jsonb" if dialect.name == "postgresql" else ""
+        marks = [mark + cast if c in _JSON_COLUMNS else mark for c in _COLUMNS]
+        sql = (
+            f"INSERT INTO audit_events (idx, {', '.join(_COLUMNS)}, leaf_hash) "
+            f"VALUES ({mark}, {', '.join(marks)}, {mark})"
+        )
+        _INSERT_SQL[key] = sql
+    return sql
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An event ready to append but for its index: the column values of its row (the index and
+    leaf hash left out) and its canonical bytes split around the index."""
+
+    values: tuple[Any, ...]
+    before_index: bytes
+    after_index: bytes
+
+    def canonical(self, idx: int) -> bytes:
+        return self.before_index + str(idx).encode() + self.after_index
+
+
+def _prepare(ctx: RequestContext, rec: AuditRecord, sqlite: bool) -> _Prepared:
+    """Everything about an event that does not depend on its index, computed before the log's
+    head is locked so that the lock is held only for the index, the hashes and the writes."""
     if rec.outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {rec.outcome}")
     action = _text(rec.action, 64)
@@ -157,7 +216,6 @@ def _row(ctx: RequestContext, rec: AuditRecord, idx: int) -> dict[str, Any]:
         rules = [r.as_dict() for r in rec.decision.deciding_rules]
         reasons = [f.as_dict() for f in rec.decision.failed_constraints]
     row: dict[str, Any] = {
-        "idx": idx,
         "at": ctx.now,
         "request_id": _text(ctx.request_id, 64),
         "organization_id": _text(ctx.organization_id, 64),
@@ -174,32 +232,67 @@ def _row(ctx: RequestContext, rec: AuditRecord, idx: int) -> dict[str, Any]:
         "outcome": rec.outcome,
         "detail": _text(rec.detail),
     }
-    row["leaf_hash"] = leaf_hash(canonical_bytes(_entry(row)))
-    return row
+    if row["at"].tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    entry = _entry({**row, "idx": 0})
+    # Canonical JSON sorts its keys: "index" falls between "detail" and "organization", and
+    # both sides always hold some of ENTRY_FIELDS, so the bytes split cleanly around it.
+    before = canonical_json({k: v for k, v in entry.items() if k < "index"})
+    after = canonical_json({k: v for k, v in entry.items() if k > "index"})
+    at = row["at"].astimezone(UTC)
+    values = tuple(
+        (at.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else at)
+        if c == "at"
+        else canonical_json(row[c]).decode()
+        if c in _JSON_COLUMNS
+        else row[c]
+        for c in _COLUMNS
+    )
+    return _Prepared(values, before[:-1] + b',"index":', b"," + after[1:])
 
 
 def record_many(
-    session: Session, items: Sequence[tuple[RequestContext, AuditRecord]]
+    session: Session | Connection, items: Sequence[tuple[RequestContext, AuditRecord]]
 ) -> list[LoggedEvent]:
-    """Append events in order, in the session's transaction: one locked read of the head, one
-    insert of all rows, one update of the head, whatever their number (group commit)."""
+    """Append events in order, in the transaction of ``session`` (an ORM session or a Core
+    connection): one locked read of the head, one insert of all rows, one update of the head,
+    whatever their number (group commit)."""
     if not items:
         return []
-    size, frontier_bytes = session.execute(_SELECT_HEAD).one()
+    conn = session.connection() if isinstance(session, Session) else session
+    sqlite = conn.dialect.name == "sqlite"
+    prepared = [_prepare(ctx, rec, sqlite) for ctx, rec in items]
+    size, frontier_bytes = conn.execute(_SELECT_HEAD).one()
     frontier = Frontier.from_bytes(size, frontier_bytes)
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
+    logged: list[LoggedEvent] = []
     stored: list[dict[str, Any]] = []
-    for ctx, rec in items:
-        row = _row(ctx, rec, frontier.size)
-        rows.append(row)
-        for level, index, h in frontier.append(row["leaf_hash"]):
+    for p in prepared:
+        idx = frontier.size
+        h = leaf_hash(p.canonical(idx))
+        rows.append((idx, *p.values, h))
+        logged.append(LoggedEvent(idx, h))
+        for level, index, node in frontier.append(h):
             if level >= STORED_LEVEL:
-                stored.append({"level": level, "idx": index, "hash": h})
-    session.execute(_INSERT_EVENT, rows)
-    session.execute(_UPDATE_HEAD, {"new_size": frontier.size, "new_frontier": frontier.to_bytes()})
+                stored.append({"level": level, "idx": index, "hash": node})
+    if conn.dialect.name == "postgresql":
+        # The head stays locked until commit: the writes go in one round trip (a pipeline),
+        # not one each, so concurrent appenders wait less.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.pipeline(), driver.cursor() as cur:
+            cur.executemany(_insert_sql(conn.dialect), rows)
+            cur.execute(_PG_UPDATE_HEAD, (frontier.size, frontier.to_bytes()))
+            if stored:
+                cur.executemany(
+                    _PG_INSERT_NODE, [(n["level"], n["idx"], n["hash"]) for n in stored]
+                )
+        return logged
+    conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
+    conn.execute(_UPDATE_HEAD, {"new_size": frontier.size, "new_frontier": frontier.to_bytes()})
     if stored:
-        session.execute(_INSERT_NODES, stored)
-    return [LoggedEvent(row["idx"], row["leaf_hash"]) for row in rows]
+        conn.execute(_INSERT_NODES, stored)
+    return logged
 
 
 def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> LoggedEvent:

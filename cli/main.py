@@ -95,17 +95,18 @@ def serve(
         load_master_key(settings)
     except MasterKeyError as exc:
         _fail(f"refusing to start: {exc}")
+    from cli.serving import reuse_port_supported, serve_workers
+
+    options: dict[str, Any] = {
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
+        "access_log": False,
+        "log_config": None,
+    }
     typer.echo(f"Backbone listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(
-        "api.main:app",
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=settings.forwarded_allow_ips or None,
-        access_log=False,
-        log_config=None,
-    )
+    if workers > 1 and reuse_port_supported():
+        raise typer.Exit(serve_workers("api.main:app", host, port, workers, options))
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, **options)
 
 
 @app.command()

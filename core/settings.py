@@ -51,11 +51,9 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(
         default=300, ge=0, description="sign a checkpoint this often when the log grew; 0 = off"
     )
-    audit_read_batch_ms: float = Field(
-        default=4,
-        ge=0,
-        le=100,
-        description="group-commit window for audit events of reads; 0 = off",
+    audit_read_group_commit: bool = Field(
+        default=True,
+        description="write the audit events of concurrent reads in one transaction",
     )
     purge_on_start: bool = Field(
         default=True, description="enforce retention when the service starts"

@@ -133,7 +133,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
     data_dir = tmp_path_factory.mktemp("var")
-    # No background follower in tests: it would share the test's connection across threads.
+    # No background follower or audit writer in tests: they would share the test's connection
+    # across threads, or write outside the test's transaction.
     return Settings(
         env="test",
         data_dir=data_dir,
@@ -142,6 +143,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Set
         auth_sync_seconds=0,
         purge_on_start=False,
         audit_checkpoint_interval_seconds=0,
+        audit_read_group_commit=False,
     )
 
 

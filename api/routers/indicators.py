@@ -8,7 +8,6 @@ filtered by dimension values (``filter=neighborhood:Ashland,Central``, repeatabl
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
@@ -315,9 +314,11 @@ async def get_release(
     # The hot path touches no database and no thread: the release and the agreements are held
     # in memory (releases never change; agreements are followed), only the audit event is
     # written, group-committed with those of concurrent reads.
-    view = service.cached_view(release_id)
-    policy = st.policies.current()
-    if view is None or policy is None:
+    cached_view = service.cached_view(release_id)
+    current_policy = st.policies.current()
+    if cached_view is not None and current_policy is not None:
+        view, policy = cached_view, current_policy
+    else:
 
         def load(session: Session) -> tuple[service.ReleaseView, PolicySet]:
             return service.release_view(session, release_id), st.policies.get(session)
@@ -337,7 +338,7 @@ async def get_release(
     # The answer waits until its audit event is committed.
     batcher = st.audit_batcher
     if batcher.batching:
-        await asyncio.wrap_future(batcher.submit(ctx, event))
+        await batcher.submit_async(ctx, event)
     else:
         await run_in_threadpool(lambda: batcher.submit(ctx, event).result())
     headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept, Authorization"}

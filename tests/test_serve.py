@@ -1,0 +1,136 @@
+"""``backbone serve --workers N``: one listening socket per worker (SO_REUSEPORT), so that
+keep-alive connections spread over the workers; a clean stop on SIGTERM; a clear refusal when
+the port is taken."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.serving import reuse_port_supported
+from core.migrate import upgrade
+from tests.conftest import FreshDatabase
+
+BACKBONE = Path(sys.executable).parent / "backbone"
+
+pytestmark = pytest.mark.skipif(not reuse_port_supported(), reason="needs SO_REUSEPORT")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(url: str, data_dir: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BACKBONE_DATABASE_URL": url,
+        "BACKBONE_DATA_DIR": str(data_dir),
+        "BACKBONE_ISSUER": f"http://127.0.0.1:{port}",
+        "BACKBONE_LOG_LEVEL": "WARNING",
+    }
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit status is collected by init, eventually)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _listeners(pids: set[int], port: int) -> set[int]:
+    """The processes among ``pids`` that hold a listening socket on ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    holders = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    holders.add(pid)
+        except OSError:
+            continue
+    return holders
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
+def test_each_worker_listens_and_sigterm_stops_them_all(fresh_databases: FreshDatabase, tmp_path):
+    url = fresh_databases.url()
+    upgrade(url)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BACKBONE), "serve", "--port", str(port), "--workers", "2"],
+        env=_env(url, tmp_path, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        workers: set[int] = set()
+        while len(_listeners(workers, port)) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.2)
+            workers = _children(proc.pid)
+        # A worker listens before its application has started; connections wait in its queue.
+        for _ in range(10):
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=60).status_code == 200
+        assert _listeners({proc.pid}, port) == set()  # the supervisor itself does not listen
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not any(_running(pid) for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_taken_port_is_refused(fresh_databases: FreshDatabase, tmp_path):
+    url = fresh_databases.url()
+    upgrade(url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(BACKBONE), "serve", "--port", str(port), "--workers", "2"],
+            env=_env(url, tmp_path, port),
+            capture_output=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert b"already in use" in done.stderr
