@@ -105,7 +105,7 @@ def bench_submission(tmp: Path, rounds: int) -> float:
             content_encoding=None,
             body_sha256=hashlib.sha256(body).hexdigest(),
             limits=limits,
-            scratch=tmp / "scratch",
+            scratch=tmp / "segment.sealed",
         )
         namespace["record"] = timed_record if audited else noop_record
         try:
@@ -415,7 +415,6 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (60 if args.quick else 500)
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as name:
         tmp = Path(name)
-        (tmp / "scratch").mkdir()
         overhead = bench_submission(tmp, rounds)
         verify_seconds = bench_verify(tmp, events)
         proof_seconds = 0.0 if args.skip_proofs else bench_proofs(tmp, events)

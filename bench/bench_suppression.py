@@ -21,17 +21,21 @@ margins, and the period totals and grand total, which must stay published).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aggregation.cube import build_cube
 from aggregation.protection import protect
+from core.keys import NONCE_BYTES
 from demo.initiative import NEIGHBORHOODS, RACE_ETHNICITY, SCHOOL_YEARS
-from records.vault import SegmentContext, decrypt_frame, encrypt_frame
+from records.ingest import PART_ROWS
+from records.vault import SegmentContext, SegmentWriter, decode_part
 
 RACE_BASE = np.array([0.01, 0.07, 0.22, 0.30, 0.005, 0.34, 0.055])
 TARGET_SECONDS = 3.0
@@ -73,20 +77,34 @@ def main(argv: list[str] | None = None) -> int:
     size = args.records or (100_000 if args.quick else 1_000_000)
 
     frame = records(size)
-    key = os.urandom(32)
-    segments = []
-    for year in SCHOOL_YEARS:
-        ctx = SegmentContext("bench-agreement", 1, "kindergarten_readiness", f"sub-{year}")
-        part = frame.filter(pl.col("school_year") == year)
-        segments.append((ctx, encrypt_frame(part, key, ctx)))
-    stored = sum(len(c) for _, c in segments)
+    # The vault's own format: per submission, parquet parts of PART_ROWS rows, each sealed with
+    # AES-256-GCM under the segment's key, bound to its agreement, dataset, submission and place.
+    segments: list[tuple[SegmentContext, bytes, list[bytes]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-suppression-") as tmp:
+        for year in SCHOOL_YEARS:
+            ctx = SegmentContext("bench-agreement", 1, "kindergarten_readiness", f"sub-{year}")
+            writer = SegmentWriter(ctx, Path(tmp) / f"{year}.sealed")
+            part = frame.filter(pl.col("school_year") == year)
+            for offset in range(0, part.height, PART_ROWS):
+                writer.add(part.slice(offset, PART_ROWS))
+            segments.append((ctx, writer.key, [sealed for _, sealed in writer.sealed_parts()]))
+    stored = sum(len(p) for _, _, parts in segments for p in parts)
     dims = ("neighborhood", "school_year", "race_ethnicity")
     categories = (NEIGHBORHOODS, SCHOOL_YEARS, RACE_ETHNICITY)
     print(f"{size:,} records in {len(segments)} encrypted segments ({stored / 1e6:.1f} MB)")
 
+    def decrypt() -> pl.DataFrame:
+        frames = []
+        for ctx, key, parts in segments:
+            aead = AESGCM(key)
+            for seq, sealed in enumerate(parts):
+                plain = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], ctx.part_ad(seq))
+                frames.append(decode_part(plain))
+        return pl.concat(frames)
+
     def run() -> dict[str, float]:
         t0 = time.perf_counter()
-        plain = pl.concat([decrypt_frame(c, key, ctx) for ctx, c in segments])
+        plain = decrypt()
         t1 = time.perf_counter()
         cube = build_cube(plain.filter(pl.col("ready")), plain, "student_id", dims, categories)
         t2 = time.perf_counter()

@@ -11,9 +11,12 @@ own mode is used.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -23,6 +26,7 @@ from typing import Any
 
 log = logging.getLogger("backbone.serve")
 _STARTUP_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
 
 
 def reuse_port_supported() -> bool:
@@ -53,8 +57,20 @@ def _ensure_free(host: str, port: int) -> None:
         probe.close()
 
 
-def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
+def _die_with(parent: int) -> None:
+    """Have the kernel send SIGTERM to this worker when the supervisor dies, even by SIGKILL
+    (Linux), so that no orphaned worker keeps serving on the port."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(app: str, host: str, port: int, options: dict[str, Any], parent: int) -> None:
     import uvicorn
+
+    _die_with(parent)
 
     sock = _listen(host, port)
     config = uvicorn.Config(app, host=host, port=port, **options)
@@ -77,7 +93,9 @@ def serve_workers(app: str, host: str, port: int, workers: int, options: dict[st
     started: dict[int, float] = {}
 
     def start() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_worker, args=(app, host, port, options), daemon=False)
+        proc = ctx.Process(
+            target=_worker, args=(app, host, port, options, os.getpid()), daemon=False
+        )
         proc.start()
         started[id(proc)] = time.monotonic()
         return proc

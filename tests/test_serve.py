@@ -115,8 +115,34 @@ def test_each_worker_listens_and_sigterm_stops_them_all(fresh_databases: FreshDa
         assert not any(_running(pid) for pid in workers)
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_do_not_outlive_a_killed_supervisor(fresh_databases: FreshDatabase, tmp_path):
+    url = fresh_databases.url()
+    upgrade(url)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BACKBONE), "serve", "--port", str(port), "--workers", "2"],
+        env=_env(url, tmp_path, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90
+    workers: set[int] = set()
+    while len(_listeners(workers, port)) < 2:
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.2)
+        workers = _children(proc.pid)
+    proc.kill()
+    proc.wait()
+    assert not any(_running(pid) for pid in _listeners(workers, port) | workers)
 
 
 def test_a_taken_port_is_refused(fresh_databases: FreshDatabase, tmp_path):
