@@ -153,10 +153,12 @@ def test_only_auditors_read_events_and_exports_and_the_refusals_are_logged(api):
             assert r.json()["type"] == "/problems/insufficient-scope"
     assert api.client.get("/v1/audit/events").status_code == 401
     refusals = _events(api, action="audit.*", outcome="denied")
-    # Three clients were refused twice each. (The refusal does not name the client: the scope is
-    # checked before api/deps.py learns the principal; see notes/audit.md.)
+    # Three clients were refused twice each, and each refusal names who was refused.
     assert [e["action"] for e in refusals] == ["audit.read", "audit.export"] * 3
     assert {e["detail"] for e in refusals} == {"insufficient-scope"}
+    assert [e["client"] for e in refusals] == [
+        c for c in ("district-sis", "backbone-admin", "auditor-dashboard") for _ in range(2)
+    ]
 
 
 def test_checkpoint_latest_is_signed_and_made_on_demand(api, client):
