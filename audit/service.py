@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.orm import Session
 
-from audit.canonical import canonical_json
+from audit.canonical import JSON_FIELDS, canonical_json
 from audit.merkle import Frontier, leaf_hash
 from audit.models import STORED_LEVEL, AuditEvent, AuditHead, AuditNode
 from core.context import RequestContext
@@ -159,7 +159,6 @@ _COLUMNS = (
     "outcome",
     "detail",
 )
-_JSON_COLUMNS = frozenset({"agreements", "rules", "reasons", "counts"})
 _INSERT_SQL: dict[tuple[str, str], str] = {}
 
 
@@ -176,7 +175,7 @@ def _insert_sql(dialect: Dialect) -> str:
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
             raise RuntimeError(f"unsupported parameter style {dialect.paramstyle}")
         cast = "::jsonb" if dialect.name == "postgresql" else ""
-        marks = [mark + cast if c in _JSON_COLUMNS else mark for c in _COLUMNS]
+        marks = [mark + cast if c in JSON_FIELDS else mark for c in _COLUMNS]
         sql = (
             f"INSERT INTO audit_events (idx, {', '.join(_COLUMNS)}, leaf_hash) "
             f"VALUES ({mark}, {', '.join(marks)}, {mark})"
@@ -244,7 +243,7 @@ def _prepare(ctx: RequestContext, rec: AuditRecord, sqlite: bool) -> _Prepared:
         (at.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else at)
         if c == "at"
         else canonical_json(row[c]).decode()
-        if c in _JSON_COLUMNS
+        if c in JSON_FIELDS
         else row[c]
         for c in _COLUMNS
     )

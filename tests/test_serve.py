@@ -10,7 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -87,8 +90,9 @@ def _listeners(pids: set[int], port: int) -> set[int]:
     return holders
 
 
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
-def test_each_worker_listens_and_sigterm_stops_them_all(fresh_databases: FreshDatabase, tmp_path):
+@contextmanager
+def _serving(fresh_databases: FreshDatabase, tmp_path: Path) -> Iterator[tuple[Any, int, set[int]]]:
+    """``backbone serve --workers 2`` until both workers listen: (process, port, worker pids)."""
     url = fresh_databases.url()
     upgrade(url)
     port = _free_port()
@@ -106,13 +110,7 @@ def test_each_worker_listens_and_sigterm_stops_them_all(fresh_databases: FreshDa
             assert time.monotonic() < deadline, "the workers did not start"
             time.sleep(0.2)
             workers = _children(proc.pid)
-        # A worker listens before its application has started; connections wait in its queue.
-        for _ in range(10):
-            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=60).status_code == 200
-        assert _listeners({proc.pid}, port) == set()  # the supervisor itself does not listen
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        assert not any(_running(pid) for pid in workers)
+        yield proc, port, workers
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -123,26 +121,28 @@ def test_each_worker_listens_and_sigterm_stops_them_all(fresh_databases: FreshDa
                 proc.wait()
 
 
+needs_proc = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
+
+
+@needs_proc
+def test_each_worker_listens_and_sigterm_stops_them_all(fresh_databases: FreshDatabase, tmp_path):
+    with _serving(fresh_databases, tmp_path) as (proc, port, workers):
+        # A worker listens before its application has started; connections wait in its queue.
+        for _ in range(10):
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=60).status_code == 200
+        assert _listeners({proc.pid}, port) == set()  # the supervisor itself does not listen
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not any(_running(pid) for pid in workers)
+
+
+@needs_proc
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_workers_do_not_outlive_a_killed_supervisor(fresh_databases: FreshDatabase, tmp_path):
-    url = fresh_databases.url()
-    upgrade(url)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(BACKBONE), "serve", "--port", str(port), "--workers", "2"],
-        env=_env(url, tmp_path, port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 90
-    workers: set[int] = set()
-    while len(_listeners(workers, port)) < 2:
-        assert time.monotonic() < deadline, "the workers did not start"
-        time.sleep(0.2)
-        workers = _children(proc.pid)
-    proc.kill()
-    proc.wait()
-    assert not any(_running(pid) for pid in _listeners(workers, port) | workers)
+    with _serving(fresh_databases, tmp_path) as (proc, _port, workers):
+        proc.kill()
+        proc.wait()
+        assert not any(_running(pid) for pid in workers)
 
 
 def test_a_taken_port_is_refused(fresh_databases: FreshDatabase, tmp_path):
