@@ -21,7 +21,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aggregation import dp, suppression
+from aggregation import suppression
 from aggregation.cube import TOTAL, Cube, build_cube
 from aggregation.definition import IndicatorDefinition
 from aggregation.expressions import compile_filter
@@ -559,6 +559,9 @@ def _dp_release(
 ) -> Release | tuple[list[dict[str, Any]], dict[str, Any]]:
     """Plan, charge the ledger, then compute. The charge is in this transaction: a failure rolls
     it back (the refund), a stored release commits with it."""
+    # OpenDP's prelude imports its scikit-learn extras (seconds at every start): only here.
+    from aggregation import dp
+
     epsilon = decision.obligations.epsilon_per_release
     if epsilon is None:
         raise IndicatorInvalid("The contributing agreements set no privacy loss per release.")
