@@ -7,7 +7,6 @@ it becomes active. Services flush and never commit; the request's unit of work c
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,10 +30,10 @@ from agreements.models import (
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Forbidden, NotFound
+from core.periodic import Periodic
 from policy.engine import PolicySet
 from policy.model import AgreementTerms
 
-log = logging.getLogger("backbone.agreements")
 LIVE_STATUSES = ("active", "suspended")
 
 
@@ -315,8 +314,9 @@ class PolicyCache:
         self._lock = threading.Lock()
         self._cached: _Cached | None = None
         self._sessions = sessions
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._follower = Periodic(
+            "policy-follower", self.refresh, "could not follow agreement changes"
+        )
 
     def get(self, session: Session) -> PolicySet:
         generation = repo.policy_generation(session)
@@ -343,23 +343,12 @@ class PolicyCache:
             self.get(session)
 
     def start(self, interval: float) -> None:
-        if interval <= 0 or self._thread is not None or self._sessions is None:
-            return
-
-        def follow() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.refresh()
-                except Exception:  # a database hiccup must not kill the follower
-                    log.warning("could not follow agreement changes", exc_info=True)
-
-        self._thread = threading.Thread(target=follow, name="policy-follower", daemon=True)
-        self._thread.start()
+        """Follow changes made by other workers every ``interval`` seconds."""
+        if self._sessions is not None:
+            self._follower.start(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._follower.stop()
 
 
 def with_draft(session: Session, policy: PolicySet, document: AgreementDocument) -> PolicySet:

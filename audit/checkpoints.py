@@ -10,7 +10,6 @@ what it signed before, so an altered database stops checkpointing instead of lau
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +23,7 @@ from audit.merkle import Frontier, verify_consistency
 from audit.models import AuditCheckpoint, AuditHead
 from audit.note import LogSigner
 from audit.proofs import StoredTree
+from core.periodic import Periodic
 
 log = logging.getLogger("backbone.audit")
 
@@ -103,8 +103,7 @@ class CheckpointTimer:
         self.signer = signer
         self.clock = clock
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._timer = Periodic("audit-checkpoints", self.tick, "could not make an audit checkpoint")
 
     def tick(self) -> AuditCheckpoint | None:
         """Make one checkpoint now if the log has grown; errors are logged, never raised."""
@@ -119,17 +118,8 @@ class CheckpointTimer:
             log.exception("could not make an audit checkpoint")
         return None
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.tick()
-
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="audit-checkpoints", daemon=True)
-            self._thread.start()
+        self._timer.start(self.interval)
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._timer.stop(timeout)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+
+from cli.database import command_context, unit_of_work
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log: verify exports and proofs, make checkpoints.",
@@ -135,24 +135,6 @@ def verify_proof(
 # --- commands that need the service's database and master key -------------------------------
 
 
-@contextmanager
-def _session() -> Iterator[Any]:
-    from core.db import make_engine, make_session_factory
-    from core.settings import get_settings
-
-    engine = make_engine(get_settings().database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-    finally:
-        engine.dispose()
-
-
 def _signer() -> Any:
     from audit.note import origin_for, signer_for
     from core.keys import MasterKeyError, load_master_key
@@ -175,7 +157,7 @@ def checkpoint() -> None:
 
     signer = _signer()
     try:
-        with _session() as session:
+        with unit_of_work() as session:
             row = checkpoints.create(session, signer, utcnow())
     except AuditIntegrityError as exc:
         _fail(f"refusing to sign: {exc.detail}", EXIT_FAILED)
@@ -196,17 +178,14 @@ def export_log(
     """Export the log from the database (audited like an API export)."""
     from audit import checkpoints, export
     from audit.queries import EventFilter
-    from core.clock import utcnow
-    from core.context import RequestContext
     from core.db import make_engine, make_session_factory
     from core.errors import DomainError
-    from core.ids import new_id
     from core.settings import get_settings
 
     signer = _signer()
-    ctx = RequestContext(new_id("cli"), utcnow(), None)
+    ctx = command_context()
     try:
-        with _session() as session:
+        with unit_of_work() as session:
             plan = export.operator_plan(
                 session, ctx, signer, fmt=format, tree_size=tree_size, filters=EventFilter()
             )

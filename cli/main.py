@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.orm import Session
+
+from cli.database import command_context, unit_of_work
 
 app = typer.Typer(
     help="Backbone: federated data sharing for Collective Impact initiatives.", no_args_is_help=True
@@ -43,32 +42,6 @@ def _settings() -> Any:
     from core.settings import get_settings
 
     return get_settings()
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    """One unit of work for a command: commit on success, roll back on error."""
-    from core.db import make_engine, make_session_factory
-
-    engine = make_engine(_settings().database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-    finally:
-        engine.dispose()
-
-
-def _ctx() -> Any:
-    from core.clock import utcnow
-    from core.context import RequestContext
-    from core.ids import new_id
-
-    return RequestContext(new_id("cli"), utcnow(), None)
 
 
 def _fail(message: str) -> None:
@@ -135,7 +108,7 @@ def seed_demo() -> None:
 
     settings = _settings()
     path = settings.data_dir / "demo-credentials.json"
-    with _session() as session:
+    with unit_of_work() as session:
         if is_seeded(session):
             typer.echo(f"demo initiative already seeded; credentials are in {path}")
             return
@@ -166,8 +139,8 @@ def org_create(
     """Create an organization."""
     from identity import service
 
-    with _session() as session:
-        service.create_organization(session, _ctx(), org_id, name, kind)
+    with unit_of_work() as session:
+        service.create_organization(session, command_context(), org_id, name, kind)
     typer.echo(f"organization {org_id} created")
 
 
@@ -175,7 +148,7 @@ def org_create(
 def org_list() -> None:
     from identity import service
 
-    with _session() as session:
+    with unit_of_work() as session:
         for org in service.list_organizations(session):
             typer.echo(f"{org.id}\t{org.kind}\t{org.name}")
 
@@ -202,10 +175,10 @@ def client_create(
     """Create a client; its secret is printed once."""
     from identity import service
 
-    with _session() as session:
+    with unit_of_work() as session:
         issued = service.create_client(
             session,
-            _ctx(),
+            command_context(),
             organization_id=organization,
             name=name,
             role=role,
@@ -231,8 +204,8 @@ def client_rotate(client_id: str) -> None:
     """Issue a new secret (printed once); the old one stops working."""
     from identity import service
 
-    with _session() as session:
-        issued = service.rotate_secret(session, _ctx(), client_id)
+    with unit_of_work() as session:
+        issued = service.rotate_secret(session, command_context(), client_id)
     typer.echo(json.dumps({"client_id": client_id, "client_secret": issued.secret}, indent=2))
 
 
@@ -241,8 +214,8 @@ def client_keys(client_id: str, jwks: Path) -> None:
     """Register the client's public JWK set (for private_key_jwt)."""
     from identity import service
 
-    with _session() as session:
-        service.register_keys(session, _ctx(), client_id, json.loads(jwks.read_text()))
+    with unit_of_work() as session:
+        service.register_keys(session, command_context(), client_id, json.loads(jwks.read_text()))
     typer.echo(f"keys registered for {client_id}")
 
 
@@ -251,8 +224,8 @@ def client_disable(client_id: str) -> None:
     """Disable a client; its live tokens stop working at once."""
     from identity import service
 
-    with _session() as session:
-        service.disable_client(session, _ctx(), client_id)
+    with unit_of_work() as session:
+        service.disable_client(session, command_context(), client_id)
     typer.echo(f"client {client_id} disabled")
 
 
@@ -265,10 +238,10 @@ def keys_rotate() -> None:
     from identity import service
 
     settings = _settings()
-    with _session() as session:
+    with unit_of_work() as session:
         kid = service.rotate_signing_key(
             session,
-            _ctx(),
+            command_context(),
             load_master_key(settings),
             timedelta(seconds=settings.access_token_ttl_seconds),
         )

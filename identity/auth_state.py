@@ -15,7 +15,6 @@ database on first sight.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.periodic import Periodic
 from identity.errors import AuthenticationFailed
 from identity.models import AuthChange, Client, Organization, RevokedToken
 from policy.model import Principal
-
-log = logging.getLogger("backbone.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +44,9 @@ class AuthState:
         self._clients: dict[str, ClientState] = {}
         self._revoked: dict[str, datetime] = {}
         self._last_change = -1
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._follower = Periodic(
+            "auth-state-follower", self.sync, "could not follow the authorization change feed"
+        )
 
     # -- loading and following the feed ------------------------------------------------------
 
@@ -114,23 +113,11 @@ class AuthState:
                 self._clients[client_id] = ClientState(row[0], row[1], row[2] is not None)
 
     def start(self, interval: float) -> None:
-        if interval <= 0 or self._thread is not None:
-            return
-
-        def follow() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.sync()
-                except Exception:  # a database hiccup must not kill the follower
-                    log.warning("could not follow the authorization change feed", exc_info=True)
-
-        self._thread = threading.Thread(target=follow, name="auth-state-follower", daemon=True)
-        self._thread.start()
+        """Follow the change feed every ``interval`` seconds."""
+        self._follower.start(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._follower.stop()
 
     # -- checking -----------------------------------------------------------------------------
 
