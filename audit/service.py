@@ -142,22 +142,11 @@ class LoggedEvent:
     leaf_hash: bytes
 
 
-_COLUMNS = (
-    "at",
-    "request_id",
-    "organization_id",
-    "client_id",
-    "action",
-    "resource_type",
-    "resource_id",
-    "agreements",
-    "purpose",
-    "decision",
-    "rules",
-    "reasons",
-    "counts",
-    "outcome",
-    "detail",
+# Every column of an event row but its index and leaf hash, which are known only under the lock.
+_COLUMNS = tuple(
+    c.name
+    for c in AuditEvent.metadata.tables["audit_events"].columns
+    if c.name not in ("idx", "leaf_hash")
 )
 _INSERT_SQL: dict[tuple[str, str], str] = {}
 
