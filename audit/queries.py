@@ -249,7 +249,6 @@ def inclusion_proof(
     *,
     index: int,
     tree_size: int | None,
-    origin: str,
 ) -> dict[str, Any]:
     """PATH(index, D[tree_size]) with the event's entry and, if any, the checkpoint of that size.
 
@@ -281,7 +280,7 @@ def inclusion_proof(
         "leaf_hash": b64(event.leaf_hash),
         "proof": [b64(h) for h in proof],
         "entry": entry_of(event),
-        "checkpoint": checkpoints.as_json(checkpoint, origin) if checkpoint else None,
+        "checkpoint": checkpoints.as_json(checkpoint, signer.origin) if checkpoint else None,
     }
 
 
@@ -292,7 +291,6 @@ def consistency_proof(
     *,
     first: int,
     second: int | None,
-    origin: str,
 ) -> dict[str, Any]:
     """PROOF(first, D[second]) and the checkpoints of both sizes when they have one.
 
@@ -318,6 +316,6 @@ def consistency_proof(
         "first": first,
         "second": size,
         "proof": [b64(h) for h in proof],
-        "first_checkpoint": checkpoints.as_json(old, origin) if old else None,
-        "checkpoint": checkpoints.as_json(checkpoint, origin) if checkpoint else None,
+        "first_checkpoint": checkpoints.as_json(old, signer.origin) if old else None,
+        "checkpoint": checkpoints.as_json(checkpoint, signer.origin) if checkpoint else None,
     }

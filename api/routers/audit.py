@@ -179,7 +179,6 @@ def inclusion_proof(
         signer,
         index=index,
         tree_size=tree_size,
-        origin=signer.origin,
     )
 
 
@@ -197,5 +196,5 @@ def consistency_proof(
 ) -> dict[str, Any]:
     signer = _signer(request)
     return queries.consistency_proof(
-        session, _auditor_or_partner(ctx), signer, first=first, second=second, origin=signer.origin
+        session, _auditor_or_partner(ctx), signer, first=first, second=second
     )
