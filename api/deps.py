@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -97,7 +98,8 @@ def _after_commit(request: Request, session: Session) -> None:
         st.policies.refresh()
 
 
-def unit_of_work(request: Request) -> Iterator[Session]:
+@contextmanager
+def _unit(request: Request) -> Iterator[Session]:
     session = state(request).sessions()
     try:
         yield session
@@ -115,26 +117,16 @@ def unit_of_work(request: Request) -> Iterator[Session]:
         session.close()
 
 
+def unit_of_work(request: Request) -> Iterator[Session]:
+    with _unit(request) as session:
+        yield session
+
+
 def run_unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
     """The unit of work of :func:`unit_of_work`, for a hot route that does all its blocking work
     in one threadpool call (each dependency hop costs about as much as the work itself)."""
-    st = state(request)
-    session = st.sessions()
-    try:
-        result = work(session)
-        session.commit()
-        _after_commit(request, session)
-        return result
-    except DomainError as exc:
-        session.rollback()
-        session.close()
-        record_refusal(request, exc)
-        raise
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    with _unit(request) as session:
+        return work(session)
 
 
 UnitOfWork = Annotated[Session, Depends(unit_of_work, scope="function")]
