@@ -284,10 +284,19 @@ def test_low_reliability_rule() -> None:
         + [(1000 + i, "Bayview", "2023-24", True) for i in range(3)]
     )
     p = plan("percent", epsilon=1.0)
+    # The noisy denominator of a finest cell (numerator plus complement: two noisy counts).
+    t_den = half_width(2, p.scale, 0.05)
+    bayview = []
     for _ in range(5):
         result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
         assert cell(result.cells, "Ashland", "2023-24")["status"] == dprel.DP
-        assert cell(result.cells, "Bayview", "2023-24")["status"] == dprel.LOW_RELIABILITY
+        small = cell(result.cells, "Bayview", "2023-24")
+        if t_den > 0.5 * small["denominator"]:
+            assert small["status"] == dprel.LOW_RELIABILITY
+        bayview.append(small["status"])
+    # Three children: flagged on all but a rare draw of noise that makes them look many and
+    # certain (the test once saw one such draw in five); never published as reliable every time.
+    assert bayview.count(dprel.LOW_RELIABILITY) >= 1
     counts = dprel.release(data, plan("count", epsilon=1.0), person="tok")
     assert cell(counts.cells, "Ashland", "2023-24")["status"] == dprel.DP
     # The count rule, recomputed cell by cell: flagged exactly when the 95% half-width of the sum
