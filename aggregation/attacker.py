@@ -1,56 +1,61 @@
 """The attacker's model of published tables, and the audit of suppressed cells.
 
-Everything is laid out on one *joint* cube: the finest cross-classification of every dimension
-of every table in the model, with all its margins (for a single release, that table itself).
-Each published table is a set of cells of the joint cube: a table over a subset of the
-dimensions is the joint cube at the total of every other dimension. The unknowns are the
-numerator ``x`` and (for rates) the denominator ``n`` of every joint cell.
+Everything is laid out in one *space* of counts (:class:`Space`): for a single release, the
+numerator and (for rates) the denominator of every cell of its table with all margins; for the
+joint audit of a population (:mod:`aggregation.population`), every cell of the population's
+joint cube, the finest cross-classification of every attribute any release of it publishes,
+with all its margins. Each published table is a set of variables of the space: a count is one
+variable, a rate a numerator and a denominator variable. The unknowns are the true counts.
 
 What the attacker knows (``Facts`` -> ``Knowledge``), all of it linear:
 
 * every published value: an exact count is a fixed variable, a rounded count an interval;
-* additivity: along every line of the joint cube (the cells of one dimension plus its margin),
-  ``sum(cells) - margin`` equals the number of people counted in more than one of the cells.
+* additivity: along every line of a cube (the cells of one category set plus their aggregate),
+  ``sum(cells) - aggregate`` equals the number of people counted in more than one of the cells.
   Distinct-person counts are not additive when a person falls in two cells (a child in two
   school years), so we assume the worst case: that the attacker knows that overlap exactly.
   It is zero whenever each person falls in one cell, which makes this plain additivity. When
-  it is not zero, the attacker also knows that no cell exceeds its margin;
-* counts are non-negative, and the numerator counts a subset of the denominator (0 <= x <= n);
+  it is not zero, the attacker also knows that no cell exceeds its aggregate;
+* counts are non-negative, and a numerator counts a subset of its denominator (0 <= x <= n);
 * what the published statuses reveal. A ``secondary`` (or published) cell of a table with
   threshold k has every quantity at least k. A ``primary`` cell has *some* quantity under k
   (the numerator, the complement n - x, or the denominator); the attacker cannot tell which in
   a rate table, so his knowledge is a union of polytopes. We audit against the polytope of the
   true case, with every quantity that really is under k capped at k - 1: it lies inside that
   union, so every interval we prove for it holds a fortiori for the attacker;
-* a coded cell (published as ">= 95%") satisfies 100 x >= 95 n (and likewise at the bottom).
+* a coded cell (published as ">= 95%") satisfies 100 x >= 95 n (and likewise at the bottom);
+* a structural zero (a combination the agreement declares impossible) is 0.
 
-The audit (``Model.optimize``, ``certify``): for each requirement (a sensitive quantity q of a
-cell and its protection interval [lo, hi], see :mod:`aggregation.protection`) the attacker's
-linear programs min q and max q over the polytope must reach lo and hi. The programs run with
-SciPy's HiGHS on the unknown variables only (published values are constants), split into
-connected components of the constraint graph, so each program is small and sparse. A program
-is skipped only when a *witness* already settles that side: a point verified to satisfy every
-constraint of the model (``Model.feasible``) at which q <= lo (resp. >= hi) proves min <= lo
-(resp. max >= hi) exactly. Witnesses come from earlier programs' optimal points and from the
-perturbations the suppression heuristic used; each is re-verified against the current model
-before it is used, so the audit does not trust the heuristic (``Knowledge.feasible_moves``
-checks the hypercube moves as sparse displacements from the true counts). ``exact=True`` solves
-every program regardless.
+Facts are bounds of single variables and rows over two variables (the complement n - x of a
+rate cell, a code); a fact stated by several releases is one row with the tightest bounds.
+
+The audit (``Model.optimize``, ``certify``): for each requirement (a sensitive quantity q, a
+linear form over the space, and its protection interval [lo, hi], see
+:mod:`aggregation.protection`) the attacker's linear programs min q and max q over the polytope
+must reach lo and hi. The programs run with HiGHS on the unknown variables only (published
+values are constants), split into connected components of the constraint graph, so each program
+is as small and sparse as the facts allow. A program is skipped only when a *witness* already
+settles that side: a point verified to satisfy every constraint of the model
+(``Knowledge.feasible``) at which q <= lo (resp. >= hi) proves min <= lo (resp. max >= hi)
+exactly. Witnesses come from earlier programs' optimal points and from the perturbations the
+suppression heuristic used; each is re-verified against the current model before it is used, so
+the audit does not trust the heuristic (``Knowledge.feasible_moves`` checks the hypercube moves
+as sparse displacements from the true counts). ``exact=True`` solves every program regardless.
 
 Most sides are settled in bulk (``Ledger.sweep``): with the default protection level a side's
 goal is the bound the model itself puts on its quantity (0 or k - 1), so a program optimizing
 the sum of many quantities stops each at its goal, and its optimum settles every side it takes
-there. Sweeps run on slices of the polytope first (``Model(knowledge, hold=...)``: numerators
-alone, denominators at their true values, then the other way round), whose points are points of
-the whole polytope and whose programs are a quarter of the size, then on the whole polytope.
+there. Sweeps may run on slices of the polytope first (``Model(knowledge, hold=...)``: in a
+single rate table, numerators alone with the denominators at their true values, then the other
+way round), whose points are points of the whole polytope and whose programs are smaller.
 
 The model is the linear relaxation used by tau-ARGUS and sdcTable: an attacker who also uses
 integrality can, in tables of three or more dimensions, occasionally obtain a slightly tighter
 interval than the linear one.
 
 Why our own code rather than a library: tau-ARGUS (Java/C++) and sdcTable (R) audit one table
-at a time and know nothing of distinct-person overlap, status knowledge or linked releases; the
-linear algebra and the solver are SciPy's.
+at a time and know nothing of distinct-person overlap, status knowledge or of everything else
+published from the same records; the linear algebra and the solver are SciPy's and HiGHS's.
 """
 
 from __future__ import annotations
@@ -69,14 +74,108 @@ from aggregation.suppression import COMPLEMENT, DENOMINATOR, NUMERATOR
 TOL = 1e-6  # feasibility tolerance on counts (whole people), far below any privacy-relevant gap
 _INF = np.inf
 
+Form = tuple[tuple[int, float], ...]  # a linear form: (variable, coefficient), sorted
+
+
+def form_of(terms: dict[int, float]) -> Form:
+    """The canonical (sorted) form of a linear combination of variables."""
+    return tuple(sorted((int(v), float(c)) for v, c in terms.items() if c != 0.0))
+
 
 class ModelInconsistent(ValueError):
     """The published facts contradict the true counts: the tables are not of the same data."""
 
 
 @dataclass(frozen=True)
+class Space:
+    """The counts of the model and the relations that hold whatever is published.
+
+    ``lines`` has one row per line of a cube: +1 on the members of a category set, -1 on their
+    aggregate (a margin, or a group such as the submissions of a data version). ``coords`` gives
+    each variable its cube coordinates (one column per axis); it only serves to group the sides
+    of a sweep so that no two share a line. ``slices`` are optional masks of variables that may
+    be held at their true values for cheaper sweeps (each slice's points are points of the
+    whole polytope).
+    """
+
+    nvars: int
+    lines: sp.csr_matrix
+    coords: np.ndarray
+    slices: tuple[np.ndarray, ...] = ()
+    # Lines implied by ``lines`` (left out of the programs); where someone is counted twice
+    # along one, its "no member tops the aggregate" rows are still real knowledge.
+    implied: sp.csr_matrix | None = None
+    # Per line, a member that is in no other line and never published (a "rest" category):
+    # a displacement that unbalances the line is made whole there (-1: no such member).
+    absorber: np.ndarray | None = None
+
+    def lift(self, moves: sp.csr_matrix) -> sp.csr_matrix:
+        """Complete displacements (rows) given on some variables into displacements that keep
+        every line balanced, through the lines' absorbers; a row that unbalances a line without
+        one is left as it is (the verification of witnesses then rejects it)."""
+        if moves.shape[0] == 0:
+            return moves
+        imbalance = sp.coo_matrix(moves @ self.lines.T)
+        nonzero = np.abs(imbalance.data) > 1e-9
+        rows, lines, values = (
+            imbalance.row[nonzero],
+            imbalance.col[nonzero],
+            imbalance.data[nonzero],
+        )
+        if rows.size == 0:
+            return moves
+        absorber = self.absorber if self.absorber is not None else np.full(self.lines.shape[0], -1)
+        target = absorber[lines]
+        ok = target >= 0
+        correction = sp.csr_matrix((-values[ok], (rows[ok], target[ok])), shape=moves.shape)
+        return sp.csr_matrix(moves + correction)
+
+    @cached_property
+    def all_lines(self) -> sp.csr_matrix:
+        if self.implied is None or self.implied.shape[0] == 0:
+            return self.lines
+        return sp.vstack([self.lines, self.implied], format="csr")
+
+    @cached_property
+    def line_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(line of each member entry, member variable, aggregate variable of its line), over
+        every line, implied ones included."""
+        coo = self.all_lines.tocoo()
+        member = coo.data > 0
+        aggregate_of = np.full(self.all_lines.shape[0], -1, dtype=np.int64)
+        aggregate_of[coo.row[~member]] = coo.col[~member]
+        rows = coo.row[member]
+        return rows, coo.col[member], aggregate_of[rows]
+
+
+def cube_lines(shape: tuple[int, ...]) -> sp.csr_matrix:
+    """The lines of a dense cube whose last index on each axis is the total of the others."""
+    size = int(np.prod(shape, dtype=np.int64))
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    flat = np.arange(size).reshape(shape)
+    start = 0
+    for axis, length in enumerate(shape):
+        cells = np.moveaxis(flat, axis, -1).reshape(-1, length)
+        count = cells.shape[0]
+        rows.append(np.repeat(np.arange(start, start + count), length))
+        cols.append(cells.ravel())
+        signs = np.ones(length)
+        signs[-1] = -1.0
+        vals.append(np.tile(signs, count))
+        start += count
+    if not rows:
+        return sp.csr_matrix((0, size))
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(start, size)
+    )
+
+
+@dataclass(frozen=True)
 class Geometry:
-    """The joint cube: its shape (with a margin index per axis) and whether it has denominators."""
+    """One table with all its margins as a space: a numerator variable per cell and, for a rate
+    table, a denominator variable per cell (numerators first)."""
 
     shape: tuple[int, ...]
     rate: bool
@@ -90,28 +189,22 @@ class Geometry:
         return self.size * (2 if self.rate else 1)
 
     @cached_property
-    def lines(self) -> sp.csr_matrix:
-        """One row per line: +1 on its interior cells, -1 on its margin (rows x cells)."""
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
-        vals: list[np.ndarray] = []
-        flat = np.arange(self.size).reshape(self.shape)
-        start = 0
-        for axis, length in enumerate(self.shape):
-            cells = np.moveaxis(flat, axis, -1).reshape(-1, length)
-            count = cells.shape[0]
-            rows.append(np.repeat(np.arange(start, start + count), length))
-            cols.append(cells.ravel())
-            signs = np.ones(length)
-            signs[-1] = -1.0
-            vals.append(np.tile(signs, count))
-            start += count
-        if not rows:
-            return sp.csr_matrix((0, self.size))
-        return sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(start, self.size),
-        )
+    def space(self) -> Space:
+        lines = cube_lines(self.shape)
+        coords = np.indices(self.shape).reshape(len(self.shape), self.size).T
+        if not self.rate:
+            return Space(self.size, lines, coords)
+        both = sp.block_diag([lines, lines], format="csr")
+        numerators = np.arange(self.nvars) < self.size
+        return Space(self.nvars, both, np.vstack([coords, coords]), (~numerators, numerators))
+
+    def x(self, cell: int | np.ndarray) -> np.ndarray:
+        return np.asarray(cell, dtype=np.int64)
+
+    def n(self, cell: int | np.ndarray) -> np.ndarray:
+        if not self.rate:
+            raise ValueError("a count table has only numerators")
+        return self.size + np.asarray(cell, dtype=np.int64)
 
     def var(self, cell: int, quantity: str) -> dict[int, float]:
         """The linear form of a quantity of a cell over the model's variables."""
@@ -126,166 +219,172 @@ class Geometry:
         raise ValueError(f"unknown quantity {quantity}")
 
 
-@dataclass
 class Facts:
-    """What has been published about each joint cell, accumulated over tables (flat arrays)."""
+    """What has been published about the counts, accumulated over tables.
 
-    geometry: Geometry
-    x_lo: np.ndarray = field(init=False)
-    x_hi: np.ndarray = field(init=False)
-    n_lo: np.ndarray = field(init=False)
-    n_hi: np.ndarray = field(init=False)
-    c_lo: np.ndarray = field(init=False)
-    c_hi: np.ndarray = field(init=False)
-    top: np.ndarray = field(init=False)
-    bottom: np.ndarray = field(init=False)
+    Bounds of single variables, and rows ``a * v[i] + b * v[j]`` with bounds (complements and
+    codes); the same row stated twice keeps the tighter bounds.
+    """
 
-    def __post_init__(self) -> None:
-        size = self.geometry.size
-        self.x_lo = np.zeros(size)
-        self.x_hi = np.full(size, _INF)
-        self.n_lo = np.zeros(size)
-        self.n_hi = np.full(size, _INF)
-        self.c_lo = np.zeros(size)
-        self.c_hi = np.full(size, _INF)
-        self.top = np.full(size, np.nan)
-        self.bottom = np.full(size, np.nan)
+    def __init__(self, nvars: int) -> None:
+        self.nvars = nvars
+        self.lb = np.zeros(nvars)
+        self.ub = np.full(nvars, _INF)
+        self._pairs: list[tuple[np.ndarray, ...]] = []
 
-    def numerator_within(self, cells: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-        np.maximum.at(self.x_lo, cells, lo)
-        np.minimum.at(self.x_hi, cells, hi)
+    def within(self, variables: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> None:
+        variables = np.asarray(variables, dtype=np.int64)
+        if variables.size == 0:
+            return
+        np.maximum.at(self.lb, variables, np.broadcast_to(lo, variables.shape).astype(float))
+        np.minimum.at(self.ub, variables, np.broadcast_to(hi, variables.shape).astype(float))
 
-    def denominator_within(self, cells: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-        np.maximum.at(self.n_lo, cells, lo)
-        np.minimum.at(self.n_hi, cells, hi)
+    def at_least(self, variables: np.ndarray, lo: np.ndarray | float) -> None:
+        self.within(variables, lo, _INF)
 
-    def not_small(self, cells: np.ndarray, k: int) -> None:
-        """The status says every quantity of these cells is at least k."""
-        np.maximum.at(self.x_lo, cells, float(k))
-        if self.geometry.rate:
-            np.maximum.at(self.c_lo, cells, float(k))
-            np.maximum.at(self.n_lo, cells, float(k))
+    def at_most(self, variables: np.ndarray, hi: np.ndarray | float) -> None:
+        self.within(variables, 0.0, hi)
 
-    def small(self, cells: np.ndarray, quantity: str, k: int) -> None:
-        """A quantity of these primary cells is under k: capped at k - 1."""
-        cap = float(k - 1)
-        if quantity == NUMERATOR:
-            np.minimum.at(self.x_hi, cells, cap)
-        elif quantity == DENOMINATOR:
-            np.minimum.at(self.n_hi, cells, cap)
-        else:
-            np.minimum.at(self.c_hi, cells, cap)
+    def pair(
+        self,
+        first: np.ndarray,
+        second: np.ndarray,
+        a: np.ndarray | float,
+        b: np.ndarray | float,
+        lo: np.ndarray | float,
+        hi: np.ndarray | float,
+    ) -> None:
+        """``lo <= a * v[first] + b * v[second] <= hi``, elementwise."""
+        first = np.asarray(first, dtype=np.int64)
+        if first.size == 0:
+            return
+        shape = first.shape
+        self._pairs.append(
+            (
+                first,
+                np.asarray(second, dtype=np.int64),
+                np.broadcast_to(a, shape).astype(float),
+                np.broadcast_to(b, shape).astype(float),
+                np.broadcast_to(lo, shape).astype(float),
+                np.broadcast_to(hi, shape).astype(float),
+            )
+        )
 
-    def empty(self, cells: np.ndarray) -> None:
-        zeros = np.zeros(len(cells))
-        self.numerator_within(cells, zeros, zeros)
-        self.denominator_within(cells, zeros, zeros)
+    def complement(
+        self, x: np.ndarray, n: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float
+    ) -> None:
+        """``lo <= n - x <= hi`` (the people of the denominator outside the numerator)."""
+        self.pair(x, n, -1.0, 1.0, lo, hi)
 
-    def coded_top(self, cells: np.ndarray, percent: float) -> None:
-        self.top[cells] = np.fmax(self.top[cells], percent)
+    def coded_top(self, x: np.ndarray, n: np.ndarray, percent: np.ndarray | float) -> None:
+        """``100 x >= percent n``."""
+        self.pair(x, n, 100.0, -np.asarray(percent, dtype=float), 0.0, _INF)
 
-    def coded_bottom(self, cells: np.ndarray, percent: float) -> None:
-        self.bottom[cells] = np.fmin(self.bottom[cells], percent)
+    def coded_bottom(self, x: np.ndarray, n: np.ndarray, percent: np.ndarray | float) -> None:
+        """``100 x <= percent n``."""
+        self.pair(x, n, 100.0, -np.asarray(percent, dtype=float), -_INF, 0.0)
+
+    def pairs(self) -> tuple[np.ndarray, ...]:
+        """The distinct rows, each with its tightest bounds: (first, second, a, b, lo, hi)."""
+        if not self._pairs:
+            empty = np.zeros(0)
+            return (empty.astype(np.int64), empty.astype(np.int64), empty, empty, empty, empty)
+        first, second, a, b, lo, hi = (
+            np.concatenate(parts) for parts in zip(*self._pairs, strict=True)
+        )
+        keys = np.column_stack([first, second, a, b])
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        lows = np.full(unique.shape[0], -_INF)
+        highs = np.full(unique.shape[0], _INF)
+        np.maximum.at(lows, inverse, lo)
+        np.minimum.at(highs, inverse, hi)
+        return (
+            unique[:, 0].astype(np.int64),
+            unique[:, 1].astype(np.int64),
+            unique[:, 2],
+            unique[:, 3],
+            lows,
+            highs,
+        )
 
 
 @dataclass
 class Knowledge:
     """The attacker's polytope: ``lb <= v <= ub`` and ``row_lb <= rows @ v <= row_ub``."""
 
-    geometry: Geometry
+    space: Space
     truth: np.ndarray
     lb: np.ndarray
     ub: np.ndarray
     rows: sp.csr_matrix
     row_lb: np.ndarray
     row_ub: np.ndarray
-    complement_start: int = -1  # row of n - x of cell 0 (rate tables); cell j is start + j
+    row_of: dict[Form, int] = field(default_factory=dict)  # two-variable fact rows
+
+    @property
+    def nvars(self) -> int:
+        return self.space.nvars
 
     @classmethod
-    def build(cls, facts: Facts, truth_x: np.ndarray, truth_n: np.ndarray | None) -> Knowledge:
-        g = facts.geometry
-        size = g.size
-        lines = g.lines
-        x = np.asarray(truth_x, dtype=float).ravel()
+    def build(cls, space: Space, facts: Facts, truth: np.ndarray) -> Knowledge:
+        truth = np.asarray(truth, dtype=float).ravel()
+        nvars = space.nvars
+        lines = space.lines
         blocks: list[sp.csr_matrix] = []
         los: list[np.ndarray] = []
         his: list[np.ndarray] = []
-
-        def widen(m: sp.spmatrix, offset: int) -> sp.csr_matrix:
-            m = sp.csr_matrix(m)
-            return sp.csr_matrix(
-                (m.data, m.indices + offset, m.indptr), shape=(m.shape[0], g.nvars)
+        overlap = lines @ truth
+        blocks.append(lines)
+        los.append(overlap)
+        his.append(overlap.copy())
+        over = np.abs(space.all_lines @ truth) > 0.5
+        if np.any(over):
+            # Someone is in two members of these lines: the attacker knows no member tops its
+            # aggregate.
+            rows, members, aggregates = space.line_parts
+            keep = over[rows]
+            r = np.arange(int(keep.sum()))
+            m = sp.csr_matrix(
+                (
+                    np.concatenate([np.ones(r.size), -np.ones(r.size)]),
+                    (np.concatenate([r, r]), np.concatenate([members[keep], aggregates[keep]])),
+                ),
+                shape=(r.size, nvars),
             )
-
-        tables = [(x, 0)]
-        if g.rate:
-            assert truth_n is not None
-            n = np.asarray(truth_n, dtype=float).ravel()
-            tables.append((n, size))
-        for values, offset in tables:
-            overlap = lines @ values
-            blocks.append(widen(lines, offset))
-            los.append(overlap)
-            his.append(overlap.copy())
-            over = np.flatnonzero(np.abs(overlap) > 0.5)
-            if over.size:
-                # Someone is in two cells of these lines: the attacker knows no cell tops its margin.
-                sub = lines[over].tocoo()
-                interior = sub.data > 0
-                margin_of = np.zeros(len(over), dtype=np.int64)
-                margin_of[sub.row[~interior]] = sub.col[~interior]
-                r = np.arange(int(interior.sum()))
-                cells = sub.col[interior]
-                margins = margin_of[sub.row[interior]]
-                m = sp.csr_matrix(
+            blocks.append(m)
+            los.append(np.full(r.size, -_INF))
+            his.append(np.zeros(r.size))
+        first, second, a, b, lo, hi = facts.pairs()
+        start = sum(block.shape[0] for block in blocks)
+        row_of: dict[Form, int] = {}
+        if first.size:
+            r = np.arange(first.size)
+            blocks.append(
+                sp.csr_matrix(
                     (
-                        np.concatenate([np.ones(r.size), -np.ones(r.size)]),
-                        (np.concatenate([r, r]), np.concatenate([cells, margins])),
+                        np.concatenate([a, b]),
+                        (np.concatenate([r, r]), np.concatenate([first, second])),
                     ),
-                    shape=(r.size, size),
+                    shape=(first.size, nvars),
                 )
-                blocks.append(widen(m, offset))
-                los.append(np.full(r.size, -_INF))
-                his.append(np.zeros(r.size))
-        complement_start = -1
-        if g.rate:
-            complement_start = sum(b.shape[0] for b in blocks)
-            eye = sp.identity(size, format="csr")
-            blocks.append(sp.hstack([-eye, eye], format="csr"))  # n - x
-            los.append(np.maximum(facts.c_lo, 0.0))
-            his.append(facts.c_hi.copy())
-            for coded, sign in ((facts.top, 1.0), (facts.bottom, -1.0)):
-                cells = np.flatnonzero(~np.isnan(coded))
-                if cells.size:
-                    r = np.arange(cells.size)
-                    # sign * (100 x - code n) >= 0
-                    m = sp.csr_matrix(
-                        (
-                            np.concatenate([np.full(r.size, 100.0 * sign), -sign * coded[cells]]),
-                            (np.concatenate([r, r]), np.concatenate([cells, size + cells])),
-                        ),
-                        shape=(r.size, g.nvars),
-                    )
-                    blocks.append(m)
-                    los.append(np.zeros(r.size))
-                    his.append(np.full(r.size, _INF))
-            truth = np.concatenate([x, n])
-            lb = np.concatenate([facts.x_lo, facts.n_lo])
-            ub = np.concatenate([facts.x_hi, facts.n_hi])
-        else:
-            truth = x
-            lb = facts.x_lo.copy()
-            ub = facts.x_hi.copy()
-        rows = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, g.nvars))
+            )
+            los.append(lo)
+            his.append(hi)
+            for i in range(first.size):
+                row_of[form_of({int(first[i]): float(a[i]), int(second[i]): float(b[i])})] = (
+                    start + i
+                )
+        rows = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, nvars))
         knowledge = cls(
-            geometry=g,
+            space=space,
             truth=truth,
-            lb=lb,
-            ub=ub,
+            lb=facts.lb.copy(),
+            ub=facts.ub.copy(),
             rows=rows,
             row_lb=np.concatenate(los) if los else np.zeros(0),
             row_ub=np.concatenate(his) if his else np.zeros(0),
-            complement_start=complement_start,
+            row_of=row_of,
         )
         if not knowledge.feasible(truth):
             raise ModelInconsistent(
@@ -352,7 +451,7 @@ class Model:
         self.base = kn.truth.copy()
         published = fixed & (kn.ub - kn.lb <= 1e-9)
         self.base[published] = kn.lb[published]
-        self.local = np.full(kn.geometry.nvars, -1, dtype=np.int64)
+        self.local = np.full(kn.nvars, -1, dtype=np.int64)
         self.local[self.unknown] = np.arange(self.unknown.size)
         cols = kn.rows.tocsc()
         shift = cols[:, np.flatnonzero(fixed)] @ self.base[fixed]
@@ -472,21 +571,23 @@ class Model:
             total += -sol.value if maximize else sol.value
         return Optimum(float(total), point, "optimal")
 
+    def fact_row(self, rest: dict[int, float]) -> int:
+        """The reduced row of the two-variable fact whose form is ``rest`` (-1 if none)."""
+        knowledge_row = self.knowledge.row_of.get(form_of(rest), -1)
+        if knowledge_row < 0:
+            return -1
+        return int(self.row_position[knowledge_row])
+
     def bounded(self, rest: dict[int, float], maximize: bool) -> bool:
-        """Whether the model bounds the unknown part of a form (x, n, or n - x of a cell) in
-        the direction of ``maximize`` by a bound of its own: a column's, or the n - x row's."""
+        """Whether the model bounds the unknown part of a form (a count, or n - x of a rate
+        cell) in the direction of ``maximize`` by a bound of its own: a column's, or a fact
+        row's."""
         if len(rest) == 1:
             ((var, coef),) = rest.items()
             j = self.local[var]
             upward = (coef > 0) == maximize
             return bool(np.isfinite(self.var_ub[j] if upward else self.var_lb[j]))
-        size = self.knowledge.geometry.size
-        if len(rest) != 2 or self.knowledge.complement_start < 0:
-            return False
-        cell = min(rest)
-        if rest.get(cell) != -1.0 or rest.get(size + cell) != 1.0:
-            return False
-        reduced = self.row_position[self.knowledge.complement_start + cell]
+        reduced = self.fact_row(rest)
         if reduced < 0:
             return False
         return bool(np.isfinite(self.row_ub[reduced] if maximize else self.row_lb[reduced]))
@@ -494,14 +595,21 @@ class Model:
 
 @dataclass(frozen=True)
 class Requirement:
-    """A sensitive quantity of a joint cell and the interval the attacker must not narrow."""
+    """A sensitive quantity (a linear form over the space) and the interval the attacker must
+    not narrow."""
 
     table: int  # 0 is the release being protected, then the earlier releases in order
-    cell: int  # flat index in the joint cube
+    cell: int  # flat index of the cell in its own table
     quantity: str
+    form: Form
     lower: float  # the attacker's minimum must be at most this
     upper: float  # and the maximum at least this
-    reason: str  # "primary", "top_coded" or "bottom_coded"
+    reason: str  # "primary", "limited" (held to what it was published with), "top_coded", "bottom_coded"
+
+    @property
+    def anchor(self) -> int:
+        """The variable whose coordinates place the requirement (its denominator for a rate)."""
+        return max(self.form, key=lambda term: (term[1] > 0, term[0]))[0]
 
 
 @dataclass
@@ -596,12 +704,12 @@ class _Sweep:
         # Every group starts from the optimum of the joint programs, where most quantities
         # sit at an end of their range: nearer to any group's optimum than the last group's.
         self.basis = self.comp.program.save_basis()
-        shape = self.model.knowledge.geometry.shape
-        cells = [self.ledger.requirements[i].cell for i in self.owner]
+        anchors = [self.ledger.anchors[i] for i in self.owner]
+        coords = self.model.knowledge.space.coords[anchors]
         while self.spent < budget and not self.done.all():
             # One pass over groups of the open sides; another only if this one paid off.
             start, settled, misses = self.spent, 0, 0
-            for group in _conflict_free_groups(shape, cells, ~self.done):
+            for group in _conflict_free_groups(coords, ~self.done):
                 group = group[~self.done[group]]
                 if group.size < 2 or self.spent >= budget:
                     continue
@@ -642,17 +750,16 @@ class _Sweep:
         return newly
 
 
-def _conflict_free_groups(
-    shape: tuple[int, ...], cells: Sequence[int], open_: np.ndarray
-) -> list[np.ndarray]:
-    """Greedy grouping of the open sides (positions in ``cells``) so that no two sides of a
-    group are on one line of the table (nor of one cell), largest groups first."""
-    coords = np.unravel_index(np.asarray(cells, dtype=np.int64), shape)
+def _conflict_free_groups(coords: np.ndarray, open_: np.ndarray) -> list[np.ndarray]:
+    """Greedy grouping of the open sides (rows of ``coords``, their cube coordinates) so that
+    no two sides of a group are on one line of the cube (nor of one cell), largest groups
+    first."""
+    axes = coords.shape[1] if coords.ndim == 2 else 0
     used: list[set[tuple[int, ...]]] = []
     members: list[list[int]] = []
     for j in np.flatnonzero(open_):
-        point = tuple(int(c[j]) for c in coords)
-        keys = {(axis, *point[:axis], *point[axis + 1 :]) for axis in range(len(shape))}
+        point = tuple(int(c) for c in coords[j])
+        keys = {(axis, *point[:axis], *point[axis + 1 :]) for axis in range(axes)}
         keys.add((-1, *point))
         for g, taken in enumerate(used):
             if taken.isdisjoint(keys):
@@ -666,30 +773,28 @@ def _conflict_free_groups(
     return [np.array(members[g], dtype=np.int64) for g in order]
 
 
-def forms(geometry: Geometry, requirements: Sequence[Requirement]) -> sp.csr_matrix:
+def forms(nvars: int, requirements: Sequence[Requirement]) -> sp.csr_matrix:
     """The requirements' linear forms as the rows of one sparse matrix."""
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
     for i, req in enumerate(requirements):
-        for var, coef in geometry.var(req.cell, req.quantity).items():
+        for var, coef in req.form:
             rows.append(i)
             cols.append(var)
             vals.append(coef)
-    return sp.csr_matrix((vals, (rows, cols)), shape=(len(requirements), geometry.nvars))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(requirements), nvars))
 
 
 class Ledger:
     """The audit in progress: per requirement, the lowest and highest value of its quantity
     proven reachable so far (by verified witnesses or by optimal points of the programs)."""
 
-    def __init__(self, geometry: Geometry, requirements: Sequence[Requirement]) -> None:
+    def __init__(self, nvars: int, requirements: Sequence[Requirement]) -> None:
         self.requirements = list(requirements)
-        self.forms = forms(geometry, self.requirements)
-        self._form_dicts = [
-            {int(c): float(v) for c, v in zip(*self._row(i), strict=True)}
-            for i in range(len(self.requirements))
-        ]
+        self.forms = forms(nvars, self.requirements)
+        self._form_dicts = [dict(r.form) for r in self.requirements]
+        self.anchors = [r.anchor for r in self.requirements]
         count = len(self.requirements)
         self.lows = np.full(count, np.inf)
         self.highs = np.full(count, -np.inf)
@@ -699,10 +804,6 @@ class Ledger:
         self.upper = np.array([r.upper for r in self.requirements], dtype=float)
         self.limited = np.zeros(count, dtype=bool)
         self.witnesses = 0
-
-    def _row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        start, end = self.forms.indptr[i], self.forms.indptr[i + 1]
-        return self.forms.indices[start:end], self.forms.data[start:end]
 
     def form(self, i: int) -> dict[int, float]:
         """Requirement ``i``'s quantity as a linear form (variable -> coefficient)."""
@@ -768,13 +869,12 @@ class Ledger:
         stops each one at its bound, and its optimal point, an ordinary point of the model,
         settles every side whose quantity it takes to the goal. Per component, one program
         takes every open upper side, one every open lower side. The sides left compete for the
-        same slack (their cells share a line of the table), so they are then reached for in
-        groups of sides that share no line, one program per group, each started from the
-        basis of the joint programs (the previous group's optimum is further away), while the
-        programs still settle more than one side each. Sides whose quantity the model does not
-        bound in their direction (so that a sum could be unbounded) are left to single
-        programs, as are those of a component with few open sides. At most ``programs``
-        programs are solved.
+        same slack (they share a line of the cube), so they are then reached for in groups of
+        sides that share no line, one program per group, each started from the basis of the
+        joint programs (the previous group's optimum is further away), while the programs
+        still settle more than one side each. Sides whose quantity the model does not bound in
+        their direction (so that a sum could be unbounded) are left to single programs, as are
+        those of a component with few open sides. At most ``programs`` programs are solved.
         """
         upper_ok, lower_ok = self.upper_ok(), self.lower_ok()
         per_component: dict[int, list[tuple[int, bool, dict[int, float]]]] = {}
@@ -820,6 +920,17 @@ class Ledger:
                     return int(i)
         return None
 
+    def violations(self, model: Model, indices: Iterable[int], limit: int) -> list[int]:
+        """Settle these requirements one by one (as :meth:`settle`) and return those left
+        violated, at most ``limit`` of them (it stops there)."""
+        out: list[int] = []
+        for i in indices:
+            if self.settle(model, [i], stop=True) is not None:
+                out.append(int(i))
+                if len(out) >= limit:
+                    break
+        return out
+
     def checks(self) -> list[Check]:
         out = []
         for i, r in enumerate(self.requirements):
@@ -853,7 +964,7 @@ def certify(
     ``witnesses`` are verified against the model first; only programs they do not settle are
     solved (all of them with ``exact``).
     """
-    ledger = Ledger(model.knowledge.geometry, requirements)
+    ledger = Ledger(model.knowledge.nvars, requirements)
     if witnesses is not None:
         witnesses.keep_feasible(model.knowledge)
         ledger.absorb(witnesses.matrix())

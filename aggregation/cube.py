@@ -90,7 +90,7 @@ class Cube:
         )
 
 
-def _person_ids(column: pl.Series) -> np.ndarray:
+def person_ids(column: pl.Series) -> np.ndarray:
     """Exact integer ids for the values of ``column`` (equal values, equal ids).
 
     A 64-bit hash is used when it provably separates the values (as many distinct hashes as
@@ -119,7 +119,7 @@ def _encoded(
     cell = np.zeros(coded.height, dtype=np.int64)
     for i, cats in enumerate(categories):
         cell = cell * len(cats) + coded.get_column(f"__d{i}").to_numpy()
-    return _person_ids(coded.get_column("__person")), cell
+    return person_ids(coded.get_column("__person")), cell
 
 
 def _fill_margins_by_sum(out: np.ndarray) -> None:

@@ -1,10 +1,10 @@
 """Renderings of a stored release: JSON (headers and rows, like DHIS2's analytics responses), CSV,
 and SDMX-CSV 2.0 with ``OBS_STATUS`` and ``CONF_STATUS``.
 
-Cell statuses map to the SDMX code lists: CONF_STATUS F (free), C (confidential: primary
-suppression), D (secondary confidentiality); OBS_STATUS A (normal), Q (missing value: suppressed),
+Cell statuses map to the SDMX code lists: CONF_STATUS F (free), C (confidential: withheld,
+whether small or to protect a small one); OBS_STATUS A (normal), Q (missing value: withheld),
 E (estimated: rounded or differentially private), U (low reliability), M (missing: cannot exist,
-an empty denominator). The exact Backbone status is kept in a custom ``BB_STATUS`` column.
+a structural zero of the agreement). The exact Backbone status is kept in a custom ``BB_STATUS`` column.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from typing import Any
 SDMX_CSV = "application/vnd.sdmx.data+csv; version=2.0.0"
 STATUS_CODES: dict[str, tuple[str, str]] = {
     "free": ("A", "F"),
+    "suppressed": ("Q", "C"),
+    "structural_zero": ("M", "F"),
     "primary": ("Q", "C"),
     "secondary": ("Q", "D"),
     "rounded": ("E", "F"),
     "dp": ("E", "F"),
     "low_reliability": ("U", "F"),
+    # Statuses of releases stored before every withheld cell became "suppressed".
     "empty": ("M", "F"),
 }
 VALUE_COLUMNS = ("numerator", "denominator", "value", "lower", "upper", "status")

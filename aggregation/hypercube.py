@@ -83,6 +83,14 @@ class Table:
     # corner that is not already suppressed is inadmissible, and its need is left to the
     # perturbation programs, which suppress a reserved cell only when nothing else protects.
     reserved: np.ndarray | None = None
+    # bool: the numerator (resp. denominator) of the cell is known exactly from elsewhere (an
+    # earlier release published that count): a move may not change it.
+    numerator_fixed: np.ndarray | None = None
+    denominator_fixed: np.ndarray | None = None
+    # Whether a withheld cell's status tells the attacker on which side of k it lies (primary:
+    # under k, secondary: at least k). Backbone publishes one status for every withheld cell,
+    # so a corner may move anywhere from 0; with statuses, only within what its status says.
+    statuses: bool = True
 
     @property
     def rate(self) -> bool:
@@ -92,9 +100,10 @@ class Table:
         """Per cell, the largest delta the cell can move by ``sign * delta * vector``."""
         ax, an = vector
         x = self.x.astype(float)
-        k = float(self.k)
+        k = float(self.k) if self.statuses else 0.0
+        cap = float(self.k - 1) if self.statuses else _INF
         lower_x = np.where(self.primary, 0.0, k)
-        upper_x = np.where(self.small.get(NUMERATOR, self.primary), k - 1, _INF)
+        upper_x = np.where(self.small.get(NUMERATOR, self.primary), cap, _INF)
         constraints: list[tuple[np.ndarray, float]] = [
             (x - lower_x, sign * ax),
             (upper_x - x, -sign * ax),
@@ -103,8 +112,8 @@ class Table:
             n = self.n.astype(float)
             c = n - x
             lower_c = np.where(self.primary, 0.0, k)
-            upper_c = np.where(self.small[COMPLEMENT], k - 1, _INF)
-            upper_n = np.where(self.small[DENOMINATOR], k - 1, _INF)
+            upper_c = np.where(self.small[COMPLEMENT], cap, _INF)
+            upper_n = np.where(self.small[DENOMINATOR], cap, _INF)
             constraints += [
                 (c - lower_c, sign * (an - ax)),
                 (upper_c - c, -sign * (an - ax)),
@@ -123,6 +132,10 @@ class Table:
             if slope < 0:
                 out = np.minimum(out, np.maximum(slack, 0.0) / -slope)
         out[self.immovable] = 0.0
+        if ax != 0.0 and self.numerator_fixed is not None:
+            out[self.numerator_fixed] = 0.0
+        if an != 0.0 and self.denominator_fixed is not None:
+            out[self.denominator_fixed] = 0.0
         return out
 
     def cost(self, vector: tuple[float, float]) -> np.ndarray:
@@ -221,8 +234,8 @@ def _endpoint(table: Table, need: Need, direction: float) -> tuple[float, float]
     amount = need.up if direction > 0 else need.down
     if amount <= 0:
         return None
-    cap_x = table.k - 1.0 if table.small[NUMERATOR][i] else _INF
-    cap_n = table.k - 1.0 if table.small[DENOMINATOR][i] else _INF
+    cap_x = table.k - 1.0 if table.small[NUMERATOR][i] and table.statuses else _INF
+    cap_n = table.k - 1.0 if table.small[DENOMINATOR][i] and table.statuses else _INF
     if need.quantity == NUMERATOR:
         x_end = x + direction * amount
         n_end = max(n, x_end)
@@ -302,8 +315,11 @@ def forced(table: Table, needs: Sequence[Need]) -> np.ndarray:
         # A coded cell publishes its denominator only: its numerator (and complement) can move.
         held = published & ~(table.numerator_hidden if quantity != DENOMINATOR else False)
         small = table.small.get(quantity, np.zeros(v.shape, dtype=bool))
-        lower = np.where(table.primary, 0.0, float(table.k))
-        upper = np.where(small, float(table.k - 1), _INF)
+        if table.statuses:
+            lower = np.where(table.primary, 0.0, float(table.k))
+            upper = np.where(small, float(table.k - 1), _INF)
+        else:
+            lower, upper = np.zeros(v.shape), np.full(v.shape, _INF)
         potential = {
             -1.0: np.where(table.immovable, 0.0, np.maximum(v - lower, 0.0)),
             1.0: np.where(table.immovable, 0.0, np.maximum(upper - v, 0.0)),

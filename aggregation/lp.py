@@ -157,7 +157,11 @@ class Program:
                 # Trouble from a warm start: solve again from scratch with the dual simplex.
                 h.clearSolver()
                 self._strategy = _DUAL
-            h.setOptionValue("simplex_strategy", self._strategy if self._solved_once else _DUAL)
+            cold = not self._solved_once or attempt == 1
+            # A cold solve is several times faster presolved; a warm one must not be (presolve
+            # would throw the basis away).
+            h.setOptionValue("presolve", "on" if cold else "off")
+            h.setOptionValue("simplex_strategy", _DUAL if cold else self._strategy)
             h.run()
             status = h.getModelStatus()
             if status == status_enum.kOptimal:

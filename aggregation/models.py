@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
 )
@@ -60,6 +61,12 @@ class Release(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
     audit_index: Mapped[int | None] = mapped_column(BigInteger)
+    # Suppressed releases: the dataset whose records they count (the population audited
+    # jointly), where their cells sit in its partition, and their true counts sealed under the
+    # data keys of those records (destroyed with them).
+    population: Mapped[str | None] = mapped_column(String(64))
+    publication: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    sealed_counts: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -69,6 +76,7 @@ class Release(Base):
         ),
         UniqueConstraint("indicator_id", "request_key"),
         Index("ix_releases_indicator_created", "indicator_id", "created_at"),
+        Index("ix_releases_population", "population", "created_at"),
     )
 
 

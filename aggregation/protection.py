@@ -1,8 +1,13 @@
 """Statistical disclosure control of a release: primary and secondary suppression, rounding and
-coding, proven safe by an audit of the attacker's linear programs, across linked releases.
+coding, proven safe by an audit of the attacker's linear programs over everything published
+from the same records.
 
-``protect(cube, k, ...)`` decides the status and the published form of every cell of a table
+``protect(cube, k, ...)`` decides the status and the published form of every cell of one table
 (all its margins included) and returns them with the audit that proves them safe.
+``protect_jointly(space, truth, release, earlier, ...)`` does the same for a table that sits in
+a larger space, the joint cube of a population (:mod:`aggregation.population`), together with
+every earlier release of that population: the audit then covers every requirement of every
+release at once, in one model of everything the attacker holds.
 
 Protection interval. A primary cell has one or more *sensitive quantities*, those under k: its
 numerator x, its complement n - x, its denominator n (a count table has only x). For each, with
@@ -23,7 +28,8 @@ and with the status knowledge (primary cells under k, all other cells at least k
 attacker's model, which neither tool does. A coded cell (published as ">= 95%") protects its
 complement (resp. numerator) over the whole coded range [k, floor(n * (100 - top) / 100)]
 (resp. [k, floor(n * bottom / 100)]): additivity must not give the exact rate back. Secondary
-cells are not sensitive and carry no interval, as in tau-ARGUS and sdcTable.
+cells are not sensitive and carry no interval, as in tau-ARGUS and sdcTable: their status says
+they are at least k, and nothing published pins them (an exact value would have been free).
 
 When even suppressing the whole release cannot meet an interval, because the statuses (every
 secondary cell is at least k) or earlier releases already reveal more, the requirement becomes
@@ -32,15 +38,15 @@ any further. Such checks are marked ``limited`` in the audit, with the interval 
 
 Method: iterative, and safe by construction at each step.
 
-1. Primary suppression (:mod:`aggregation.suppression`); coding of the remaining rates.
+1. Primary suppression (:mod:`aggregation.suppression`); coding of the remaining rates. Cells
+   that an earlier release of the same counts already suppressed are suppressed again.
 2. One hypercube per sensitive quantity (:mod:`aggregation.hypercube`, after GHMITER): a cheap,
    vectorized first pattern whose moves double as witnesses for the audit. No hypercube may
    suppress a headline margin (see *Margins* below).
-3. The audit (:mod:`aggregation.attacker`): min and max linear programs (SciPy/HiGHS) of every
+3. The audit (:mod:`aggregation.attacker`): min and max linear programs (HiGHS) of every
    requirement not already settled by a verified witness, over the joint model of this release
-   and every earlier release of the same data. Most sides are settled in bulk first, by programs
-   that push many quantities to their goals at once (``Ledger.sweep``), on slices of the
-   polytope (numerators alone, then denominators alone) and then on the whole of it.
+   and every earlier release of the same records. Most sides are settled in bulk first, by
+   programs that push many quantities to their goals at once (``Ledger.sweep``).
 4. At the first requirement found violated, a minimum-cost perturbation program (the linear
    relaxation of the Fischetti-Salazar model for that one cell): find a point of the attacker's
    polytope, with every not-yet-suppressed cell of this release free to move at a cost of its
@@ -59,10 +65,7 @@ first looks for a point with all of them held at their published values; only wh
 none (the requirement cannot be met otherwise) does it try again holding only the higher ones,
 down to the grand total, then none. This is the lexicographic form of the tau-ARGUS/sdcTable
 practice of giving margins a prohibitive cost, without a cost so large that it would hurt the
-solver's numerics. On the demo's sparse 3-dimensional releases (6 x 41 x 8 cells with margins,
-about 1,000 of them primary) it publishes every period total and the grand total, which a cost
-of "1 + population" alone did not: the first hypercube through the totals made them free for all
-later ones.
+solver's numerics.
 
 An optimal MILP (one binary per cell and one flow per requirement, as tau-ARGUS's "optimal")
 was rejected: for a 1,700-cell table with hundreds of sensitive cells it has millions of
@@ -73,11 +76,10 @@ Rounding (``base5`` / ``midpoint6``, :mod:`aggregation.rounding`) applies to pub
 after suppression; the audit treats each rounded count as its interval, so a rounded table is
 audited for what it really reveals (rounding only ever widens the attacker's intervals).
 
-Linked releases: a release of an indicator with other dimensions than an earlier release of the
-same data shares margins with it (neighborhood x year and race x year share the year totals).
-Pass the earlier releases as ``previous`` and the cube over the union of all their dimensions
-(``linked_dimensions``); the model is then the joint cube, whose cells no release publishes are
-unknowns too, and every requirement of every release must hold in it.
+Earlier releases whose records have changed since (a submission withdrawn or replaced) are
+placed on what is left of their records, with the difference between their own true counts and
+the counts of the space taken as known to the attacker (``EarlierRelease.x``/``n``): the
+strongest assumption, so the audit errs on the safe side.
 """
 
 from __future__ import annotations
@@ -102,27 +104,31 @@ from aggregation.attacker import (
     Model,
     ModelInconsistent,
     Requirement,
+    Space,
     Witnesses,
+    form_of,
 )
 from aggregation.cube import TOTAL, Cube
 from aggregation.hypercube import Move, Need, Table, forced
 from aggregation.hypercube import protect as hypercube_protect
-from aggregation.lp import OPTIMAL, Program
+from aggregation.lp import INFEASIBLE, OPTIMAL, Program, Solution
 from aggregation.suppression import (
     COMPLEMENT,
     DENOMINATOR,
-    EMPTY,
     FREE,
     NUMERATOR,
     PRIMARY,
     ROUNDED,
     SECONDARY,
+    STRUCTURAL,
+    SUPPRESSED,
     check_k,
     sensitive,
 )
 from core.errors import Conflict
 
 _PROBES = 8  # sides probed with single programs before a sweep's groups (see protect)
+_BATCH = 8  # violated requirements taken into one round of perturbation programs
 TOP = "top"
 BOTTOM = "bottom"
 
@@ -139,7 +145,7 @@ class ProtectionImpossible(Conflict):
 
 @dataclass(frozen=True)
 class PublishedTable:
-    """What an earlier release published: the attacker's view of it.
+    """What a release published: the attacker's view of it.
 
     ``numerator``/``denominator`` hold the published numbers (NaN where withheld); ``coded`` is
     ``"top"``/``"bottom"`` for coded cells and ``""`` elsewhere. All arrays have the table's
@@ -223,6 +229,33 @@ class PublishedTable:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the counts of a table's cells sit in a space (flat table order): the variable of
+    each cell's numerator and, for a rate table, of its denominator."""
+
+    x: np.ndarray
+    n: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class EarlierRelease:
+    """An earlier release placed in the space, with the true counts of its own records.
+
+    ``x``/``n`` are the counts the release was computed from (flat table order). Where they
+    differ from the space's counts at the same place (its records have changed since), the
+    difference is taken as known to the attacker.
+    """
+
+    table: PublishedTable
+    placement: Placement
+    x: np.ndarray
+    n: np.ndarray | None
+    # Requirements of its own that were limited when it was published (see the module's
+    # docstring): (cell, quantity) -> the interval its audit held them to, in its own counts.
+    limits: Mapping[tuple[int, str], tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Audit:
     """The proof: one check per requirement of every release in the model."""
 
@@ -233,10 +266,24 @@ class Audit:
     perturbations: int  # perturbation programs that added suppressions
     linked_tables: int
     seconds: Mapping[str, float] = field(default_factory=dict)  # primary, secondary, audit
+    joint: bool = False  # audited jointly with earlier releases in the population's space
+    reused: bool = False  # every cell already published alike: nothing new to audit
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    def limits(self) -> dict[tuple[int, str], tuple[float, float]]:
+        """The release's own limited requirements and the intervals they were held to (what
+        a later joint audit holds them to again)."""
+        return {
+            (c.requirement.cell, c.requirement.quantity): (
+                c.requirement.lower,
+                c.requirement.upper,
+            )
+            for c in self.checks
+            if c.limited and c.requirement.table == 0
+        }
 
     def violations(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
@@ -251,6 +298,8 @@ class Audit:
             "perturbations": self.perturbations,
             "linked_tables": self.linked_tables,
             "limited": sum(1 for c in self.checks if c.limited),
+            "joint": self.joint,
+            "reused": self.reused,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
         }
 
@@ -291,7 +340,7 @@ class Protection:
                     "numerator": self.numerator[index],
                     "denominator": None if self.denominator is None else self.denominator[index],
                     "value": self.value[index],
-                    "status": str(self.status[index]),
+                    "status": published_status(str(self.status[index])),
                     "lower": self.lower[index],
                     "upper": self.upper[index],
                 }
@@ -300,7 +349,7 @@ class Protection:
         return out
 
     def published(self) -> PublishedTable:
-        """This release as an earlier release for the next one (``previous=``)."""
+        """This release as the attacker sees it, for the next one."""
 
         def numbers(a: np.ndarray) -> np.ndarray:
             return np.array([np.nan if v is None else float(v) for v in a.ravel()]).reshape(a.shape)
@@ -308,7 +357,7 @@ class Protection:
         return PublishedTable(
             dimensions=self.table.dimensions,
             categories=self.table.categories,
-            status=self.status.copy(),
+            status=np.vectorize(published_status, otypes=[object])(self.status),
             numerator=numbers(self.numerator),
             denominator=None if self.denominator is None else numbers(self.denominator),
             k=self.k,
@@ -330,36 +379,33 @@ class Protection:
         }
 
 
-def linked_dimensions(
-    dimensions: Sequence[str], previous: Sequence[PublishedTable]
-) -> tuple[str, ...]:
-    """The dimensions of the cube ``protect`` needs: the release's, then any other dimension of
-    an earlier release, in first-seen order."""
-    out = list(dimensions)
-    for table in previous:
-        for d in table.dimensions:
-            if d not in out:
-                out.append(d)
-    return tuple(out)
+def published_status(status: str) -> str:
+    """The status a reader sees: ``suppressed`` for every withheld cell, small or withheld to
+    protect another, since that difference would itself tell on which side of k a cell lies."""
+    return SUPPRESSED if status in (PRIMARY, SECONDARY) else status
 
 
 # --------------------------------------------------------------------------------------------
-# Internals
+# Layers: the tables of the model, each placed in the space
 
 
 @dataclass
 class _Layer:
-    """One table (release) of the model: its cells on the joint cube and its status so far."""
+    """One table (release) of the model: where its cells sit, its counts and its status."""
 
     index: int
-    embed: np.ndarray  # joint flat index of each table cell (table shape, flattened)
-    x: np.ndarray  # true numerator of each table cell (flat)
+    shape: tuple[int, ...]  # the table's own shape
+    x_var: np.ndarray  # variable of each table cell's numerator (flat)
+    n_var: np.ndarray | None
+    x: np.ndarray  # true numerator of each table cell, of the table's own records
     n: np.ndarray | None
+    x_shift: np.ndarray  # own count minus the space's count at x_var (known to the attacker)
+    n_shift: np.ndarray | None
     k: int
     p: int
     small: dict[str, np.ndarray]
     primary: np.ndarray
-    empty: np.ndarray
+    structural: np.ndarray  # known to be empty (the agreement declares it impossible)
     hidden: np.ndarray
     coded: np.ndarray  # object: "", "top", "bottom"
     top: float | None
@@ -369,31 +415,20 @@ class _Layer:
     x_hi: np.ndarray
     n_lo: np.ndarray | None
     n_hi: np.ndarray | None
+    limits: Mapping[tuple[int, str], tuple[float, float]] = field(default_factory=dict)
 
-
-def _embedding(joint: Cube, dims: Sequence[str], categories: Sequence[Sequence[str]]) -> np.ndarray:
-    """Joint flat index of every cell of a table over ``dims`` (flattened, C order)."""
-    for d, cats in zip(dims, categories, strict=True):
-        if d not in joint.dimensions:
-            raise LinkedReleaseMismatch("An earlier release has a dimension the cube lacks.")
-        if tuple(cats) != joint.categories[joint.dimensions.index(d)]:
-            raise LinkedReleaseMismatch(
-                "An earlier release declares other categories for a dimension."
-            )
-    shape = tuple(len(c) + 1 for c in categories)
-    joint_shape = joint.shape
-    strides = [int(np.prod(joint_shape[i + 1 :], dtype=np.int64)) for i in range(len(joint_shape))]
-    flat = np.zeros(shape, dtype=np.int64)
-    for axis, size in enumerate(joint_shape):
-        name = joint.dimensions[axis]
-        if name in dims:
-            pos = list(dims).index(name)
-            view = [1] * len(shape)
-            view[pos] = shape[pos]
-            flat = flat + strides[axis] * np.arange(size).reshape(view)
-        else:
-            flat = flat + strides[axis] * (size - 1)
-    return flat.ravel()
+    def quantity(self, i: int, quantity: str) -> tuple[dict[int, float], float, int]:
+        """(form over the space, shift of the form, true value of the table's own count)."""
+        if quantity == NUMERATOR:
+            return {int(self.x_var[i]): 1.0}, float(self.x_shift[i]), int(self.x[i])
+        assert self.n is not None and self.n_var is not None and self.n_shift is not None
+        if quantity == DENOMINATOR:
+            return {int(self.n_var[i]): 1.0}, float(self.n_shift[i]), int(self.n[i])
+        return (
+            {int(self.n_var[i]): 1.0, int(self.x_var[i]): -1.0},
+            float(self.n_shift[i] - self.x_shift[i]),
+            int(self.n[i] - self.x[i]),
+        )
 
 
 def _requirements(layer: _Layer) -> list[Requirement]:
@@ -401,15 +436,19 @@ def _requirements(layer: _Layer) -> list[Requirement]:
     k, p = layer.k, layer.p
     for quantity, mask in layer.small.items():
         for i in np.flatnonzero(mask):
-            q = _quantity(layer, int(i), quantity)
+            form, shift, q = layer.quantity(int(i), quantity)
+            lower, upper = layer.limits.get(
+                (int(i), quantity), (float(max(0, q - p)), float(min(k - 1, q + p)))
+            )
             out.append(
                 Requirement(
                     layer.index,
-                    int(layer.embed[i]),
+                    int(i),
                     quantity,
-                    float(max(0, q - p)),
-                    float(min(k - 1, q + p)),
-                    "primary",
+                    form_of(form),
+                    lower - shift,
+                    upper - shift,
+                    "primary" if (int(i), quantity) not in layer.limits else "limited",
                 )
             )
     if layer.n is not None:
@@ -418,87 +457,108 @@ def _requirements(layer: _Layer) -> list[Requirement]:
             if layer.coded[i] == TOP:
                 assert layer.top is not None
                 top = math.floor(n * (100.0 - layer.top) / 100.0 + 1e-9)
+                form, shift, _ = layer.quantity(int(i), COMPLEMENT)
                 out.append(
-                    Requirement(layer.index, int(layer.embed[i]), COMPLEMENT, k, top, "top_coded")
+                    Requirement(
+                        layer.index,
+                        int(i),
+                        COMPLEMENT,
+                        form_of(form),
+                        k - shift,
+                        top - shift,
+                        "top_coded",
+                    )
                 )
             else:
                 assert layer.bottom is not None
                 bottom = math.floor(n * layer.bottom / 100.0 + 1e-9)
+                form, shift, _ = layer.quantity(int(i), NUMERATOR)
                 out.append(
                     Requirement(
-                        layer.index, int(layer.embed[i]), NUMERATOR, k, bottom, "bottom_coded"
+                        layer.index,
+                        int(i),
+                        NUMERATOR,
+                        form_of(form),
+                        k - shift,
+                        bottom - shift,
+                        "bottom_coded",
                     )
                 )
     return out
 
 
-def _quantity(layer: _Layer, i: int, quantity: str) -> int:
-    if quantity == NUMERATOR:
-        return int(layer.x[i])
-    assert layer.n is not None
-    if quantity == DENOMINATOR:
-        return int(layer.n[i])
-    return int(layer.n[i] - layer.x[i])
-
-
-def _facts(geometry: Geometry, layers: Sequence[_Layer], relax: np.ndarray | None) -> Facts:
+def _facts(
+    nvars: int, layers: Sequence[_Layer], relax: np.ndarray | None, zeros: np.ndarray
+) -> Facts:
     """What the attacker knows when each layer shows its pattern.
 
-    ``relax`` (for the perturbation programs) marks cells of layer 0 whose published numbers
-    are treated as unknown; they keep what their status says (at least k, inside their code),
-    so a point of the relaxed model whose relaxed cells did not move is a point of the real one.
+    ``zeros`` are the variables the agreements declare structurally empty (public knowledge).
+    ``relax`` (for the perturbation programs) marks cells of layer 0 that may be withheld: they
+    state nothing, and every one that moves is withheld, so a point of the relaxed model is a
+    point of the real one once the cells that moved are withheld.
     """
-    facts = Facts(geometry)
+    facts = Facts(nvars)
+    facts.within(zeros, 0.0, 0.0)
     for layer in layers:
-        hidden = layer.hidden
-        e = layer.embed
-        facts.empty(e[layer.empty])
-        shown = ~hidden & ~layer.empty
-        live = ~layer.empty
-        facts.not_small(e[live & ~layer.primary], layer.k)
-        for quantity, mask in layer.small.items():
-            facts.small(e[mask], quantity, layer.k)
+        k = float(layer.k)
+        ex, xs = layer.x_var, layer.x_shift
+        live = ~layer.structural
+        facts.within(ex[layer.structural], -xs[layer.structural], -xs[layer.structural])
+        # A withheld cell says nothing: Backbone publishes one status for every withheld cell,
+        # small or not. A published cell says its value (or rounding interval) and that every
+        # quantity of it is at least k (a small one would have been withheld).
+        shown = ~layer.hidden & live
+        # A relaxed cell that moves will be withheld (and then says nothing); one that does not
+        # stays at its true counts, which satisfy what it says.
         numbers = shown if relax is None or layer.index != 0 else shown & ~relax
+        facts.at_least(ex[numbers], k - xs[numbers])
         whole = numbers & (layer.coded == "")
-        facts.numerator_within(e[whole], layer.x_lo[whole], layer.x_hi[whole])
-        if layer.n_lo is not None and layer.n_hi is not None:
-            facts.denominator_within(e[numbers], layer.n_lo[numbers], layer.n_hi[numbers])
-            for side, percent in ((TOP, layer.top), (BOTTOM, layer.bottom)):
-                cells = shown & (layer.coded == side)
-                if np.any(cells):
-                    assert percent is not None
-                    if side == TOP:
-                        facts.coded_top(e[cells], percent)
-                    else:
-                        facts.coded_bottom(e[cells], percent)
+        facts.within(ex[whole], layer.x_lo[whole] - xs[whole], layer.x_hi[whole] - xs[whole])
+        if layer.n_var is None:
+            continue
+        assert layer.n_shift is not None and layer.n_lo is not None and layer.n_hi is not None
+        en, ns = layer.n_var, layer.n_shift
+        cs = ns - xs
+        facts.within(en[layer.structural], -ns[layer.structural], -ns[layer.structural])
+        facts.at_least(en[numbers], k - ns[numbers])
+        facts.complement(ex[numbers], en[numbers], k - cs[numbers], np.inf)
+        facts.complement(ex[live], en[live], -cs[live], np.inf)  # the numerator is a subset
+        facts.within(
+            en[numbers], layer.n_lo[numbers] - ns[numbers], layer.n_hi[numbers] - ns[numbers]
+        )
+        for side, percent in ((TOP, layer.top), (BOTTOM, layer.bottom)):
+            cells = numbers & (layer.coded == side)
+            if not np.any(cells):
+                continue
+            assert percent is not None
+            # 100 (x + xs) - percent (n + ns) >= 0 (at most 0 at the bottom)
+            constant = -100.0 * xs[cells] + percent * ns[cells]
+            if side == TOP:
+                facts.pair(ex[cells], en[cells], 100.0, -percent, constant, np.inf)
+            else:
+                facts.pair(ex[cells], en[cells], 100.0, -percent, -np.inf, constant)
     return facts
 
 
-def _published_intervals(
-    counts: np.ndarray, scheme: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r = rnd.round_counts(counts, scheme)
-    return r.published, r.lower, r.upper
-
-
-def _previous_layer(index: int, table: PublishedTable, joint: Cube, rate: bool) -> _Layer:
-    if (table.denominator is not None) != rate:
+def _earlier_layer(index: int, earlier: EarlierRelease, truth: np.ndarray) -> _Layer:
+    table = earlier.table
+    rate = table.denominator is not None
+    placement = earlier.placement
+    if rate != (placement.n is not None) or rate != (earlier.n is not None):
         raise LinkedReleaseMismatch("An earlier release is not of the same kind of table.")
-    embed = _embedding(joint, table.dimensions, table.categories)
-    x = joint.numerator.ravel()[embed]
-    n = joint.denominator.ravel()[embed] if joint.denominator is not None else None
+    x = np.asarray(earlier.x, dtype=np.int64).ravel()
+    n = None if earlier.n is None else np.asarray(earlier.n, dtype=np.int64).ravel()
     status = table.status.ravel()
-    small = sensitive(x, n, table.k)
-    primary = status == PRIMARY
-    empty = status == EMPTY
-    # The statuses must be those of this data: primary exactly where a quantity is under k.
-    computed = np.zeros(x.shape, dtype=bool)
+    structural = status == STRUCTURAL
+    small = sensitive(x, n, table.k, structural)
+    hidden = np.isin(status, [SUPPRESSED, PRIMARY, SECONDARY])
+    # Its statuses must be those of its own records: every cell with a quantity under k withheld.
+    primary = np.zeros(x.shape, dtype=bool)
     for mask in small.values():
-        computed |= mask
-    if np.any(computed != primary) or (n is not None and np.any((n == 0) != empty)):
+        primary |= mask
+    empty = (n if n is not None else x) == 0
+    if np.any(primary & ~hidden) or np.any(structural & ~empty):
         raise LinkedReleaseMismatch("An earlier release was computed from other data.")
-    small = {q: m & primary for q, m in small.items()}
-    hidden = primary | (status == SECONDARY)
     coded = (
         table.coded.ravel().astype(object)
         if table.coded is not None
@@ -517,19 +577,25 @@ def _previous_layer(index: int, table: PublishedTable, joint: Cube, rate: bool) 
         n_hi = np.full(x.shape, np.nan)
         for i in np.flatnonzero(~np.isnan(den)):
             n_lo[i], n_hi[i] = rnd.interval_of(float(den[i]), table.rounding)
-    withheld = ~hidden & ~empty & (coded == "") & ~shown
+    withheld = ~hidden & ~structural & (coded == "") & ~shown
     if np.any(withheld):
         raise LinkedReleaseMismatch("An earlier release withholds a cell it marks as published.")
+    x_var = np.asarray(placement.x, dtype=np.int64)
+    n_var = None if placement.n is None else np.asarray(placement.n, dtype=np.int64)
     return _Layer(
         index=index,
-        embed=embed,
+        shape=table.shape,
+        x_var=x_var,
+        n_var=n_var,
         x=x,
         n=n,
+        x_shift=(x - truth[x_var]).astype(float),
+        n_shift=None if n is None or n_var is None else (n - truth[n_var]).astype(float),
         k=table.k,
         p=table.k - 1 if table.protection_level is None else table.protection_level,
         small=small,
         primary=primary,
-        empty=empty,
+        structural=structural,
         hidden=hidden,
         coded=coded,
         top=table.top_code_percent,
@@ -538,6 +604,7 @@ def _previous_layer(index: int, table: PublishedTable, joint: Cube, rate: bool) 
         x_hi=x_hi,
         n_lo=n_lo,
         n_hi=n_hi,
+        limits=earlier.limits,
     )
 
 
@@ -559,28 +626,29 @@ class _Perturber:
 
     def __init__(
         self,
-        geometry: Geometry,
+        space: Space,
         layers: Sequence[_Layer],
-        truth: tuple[np.ndarray, np.ndarray | None],
+        truth: np.ndarray,
+        zeros: np.ndarray,
         relax: np.ndarray,
         weight: np.ndarray,
     ) -> None:
-        self.geometry = geometry
+        self.space = space
         self.release = layers[0]
         self.relax = relax
         self.weight = weight
-        self.model = Model(Knowledge.build(_facts(geometry, layers, relax), truth[0], truth[1]))
+        self.model = Model(Knowledge.build(space, _facts(space.nvars, layers, relax, zeros), truth))
         self.truth = self.model.knowledge.truth
-        cell_of = np.full(geometry.nvars, -1, dtype=np.int64)
-        cells = self.release.embed[relax]
-        cell_of[cells] = np.flatnonzero(relax)
-        if geometry.rate:
-            cell_of[geometry.size + cells] = np.flatnonzero(relax)
+        cell_of = np.full(space.nvars, -1, dtype=np.int64)
+        is_numerator = np.zeros(space.nvars, dtype=bool)
+        cells = np.flatnonzero(relax)
+        cell_of[self.release.x_var[cells]] = cells
+        is_numerator[self.release.x_var[cells]] = True
+        if self.release.n_var is not None:
+            cell_of[self.release.n_var[cells]] = cells
         self.cell_of = cell_of
-        self.is_numerator = np.arange(geometry.nvars) < geometry.size
-        self._programs: dict[
-            int, tuple[Program, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-        ] = {}
+        self.is_numerator = is_numerator
+        self._programs: dict[int, _PerturbProgram] = {}
 
     def _program(self, label: int) -> _PerturbProgram:
         cached = self._programs.get(label)
@@ -654,10 +722,13 @@ class _Perturber:
         hold = np.array([keep.size + dev.size + j if upward else keep.size + j])
         cols = np.concatenate([push, hold])
         old = (program.col_lb[cols].copy(), program.col_ub[cols].copy())
+        if gap > old[1][0] + TOL:
+            # The goal lies beyond what the variable's own bounds allow: no point reaches it.
+            return Solution(INFEASIBLE, np.nan, None)
         program.set_col_bounds(
             cols,
             np.array([max(old[0][0], gap), 0.0]),
-            np.array([max(old[1][0], gap), 0.0]),
+            np.array([old[1][0], 0.0]),
         )
         solution = program.solve()
         program.set_col_bounds(cols, *old)
@@ -668,14 +739,14 @@ class _Perturber:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Cells of the release to suppress and the witness, or None if no move reaches it."""
         model = self.model
-        form = self.geometry.var(requirement.cell, requirement.quantity)
-        const, rest = model.constant_part(form)
+        const, rest = model.constant_part(dict(requirement.form))
         if not rest:
             return None
         labels = {model.component_of(v) for v in rest}
         if len(labels) != 1:  # pragma: no cover - x and n of a cell share their n - x row
             return None
-        program, var_ids, dev, keep, shift = self._program(labels.pop())
+        label = labels.pop()
+        program, var_ids, dev, keep, shift = self._program(label)
         nk, m = keep.size, dev.size
         program.set_cost(np.arange(nk, nk + 2 * m), self._costs(var_ids, dev, numerator_hidden))
         goal = requirement.upper if maximize else requirement.lower
@@ -695,11 +766,13 @@ class _Perturber:
                 maximize,
             )
         else:
-            assert requirement.quantity == COMPLEMENT
-            knowledge_row = model.knowledge.complement_start + requirement.cell
-            row = np.array([model.row_position[knowledge_row]])
+            reduced = model.fact_row(rest)
+            if reduced < 0:  # pragma: no cover - every complement of a rate cell has its row
+                return None
+            comp_rows = model._component(label).rows
+            row = np.searchsorted(comp_rows, np.array([reduced]))
             old = (program.row_lb[row].copy(), program.row_ub[row].copy())
-            bound = goal - model.row_shift[row] - shift[row]
+            bound = goal - const - shift[row]
             if maximize:
                 program.set_row_bounds(row, np.maximum(old[0], bound), old[1])
             else:
@@ -759,18 +832,20 @@ class _Search:
 
     def __init__(
         self,
-        geometry: Geometry,
+        space: Space,
         layers: Sequence[_Layer],
-        truth: tuple[np.ndarray, np.ndarray | None],
+        truth: np.ndarray,
+        zeros: np.ndarray,
         movable: np.ndarray,
         weight: np.ndarray,
         tiers: Sequence[np.ndarray],
         numerator_hidden: np.ndarray,
     ) -> None:
-        self.geometry = geometry
+        self.space = space
         self.layers = layers
         self.release = layers[0]
         self.truth = truth
+        self.zeros = zeros
         self.movable = movable
         self.weight = weight
         self.tiers = list(tiers)
@@ -793,7 +868,7 @@ class _Search:
         if cached is None or (fresh and not np.array_equal(cached[1], held)):
             relax = self.movable & ~held
             cached = (
-                _Perturber(self.geometry, self.layers, self.truth, relax, self.weight),
+                _Perturber(self.space, self.layers, self.truth, self.zeros, relax, self.weight),
                 held,
             )
             self._perturbers[tier] = cached
@@ -858,13 +933,13 @@ class _Search:
             # Not even suppressing the whole release reaches it: the statuses (or earlier
             # releases) already reveal this much. Require what full suppression leaves.
             everything = self._perturber(len(self.tiers) - 1)
-            form = self.geometry.var(requirement.cell, requirement.quantity)
-            best = everything.model.optimize(form, maximize)
+            best = everything.model.optimize(dict(requirement.form), maximize)
             self.programs += 1
-            if best.status in ("optimal", "unbounded"):
+            # "fixed": earlier releases (or a structural zero) already determine it exactly.
+            if best.status in ("optimal", "unbounded", "fixed"):
                 self._limited.add((i, maximize))
                 ledger.limit(i, maximize, best.value)
-                if not np.any(candidates):
+                if not np.any(candidates) or best.status == "fixed":
                     return best.point  # the fully relaxed model is the real one
                 return self._side(ledger, i, maximize)
         if result is None:
@@ -883,6 +958,19 @@ class _Search:
         return point
 
 
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def _check_unit(unit: str | None, rate: bool) -> str:
+    unit = unit or ("percent" if rate else "count")
+    if unit not in rnd.UNIT_SCALE or (unit == "count") == rate:
+        raise ValueError(
+            "unit must be count for a count table, percent or rate_per_1000 for a rate"
+        )
+    return unit
+
+
 def protect(
     cube: Cube,
     k: int,
@@ -893,21 +981,72 @@ def protect(
     top_code_percent: float | None = None,
     bottom_code_percent: float | None = None,
     protection_level: int | None = None,
-    previous: Sequence[PublishedTable] = (),
+    structural: np.ndarray | None = None,
     exact_audit: bool = False,
 ) -> Protection:
-    """Protect the table of ``dimensions`` (default: all of the cube's) under threshold ``k``.
+    """Protect the table of ``dimensions`` (default: all of the cube's) under threshold ``k``,
+    on its own.
 
-    ``cube`` must cover the release's dimensions and every dimension of ``previous`` (see
-    :func:`linked_dimensions`) and be computed from the same data as the earlier releases.
     ``unit`` ("count", "percent", "rate_per_1000"; default "count" for a count table and
     "percent" for a rate) only shapes the published values. ``protection_level`` is p above
-    (default k - 1). ``exact_audit`` solves every audit program instead of accepting verified
-    witnesses (slower; the result is the same, the report has exact intervals).
+    (default k - 1). ``structural`` marks the cells (table shape) the agreement declares
+    impossible, published as structural zeros. ``exact_audit`` solves every audit program
+    instead of accepting verified witnesses (slower; the result is the same, the report has
+    exact intervals).
+    """
+    dims = tuple(cube.dimensions if dimensions is None else dimensions)
+    table = cube.project(dims) if dims != cube.dimensions else cube
+    rate = table.denominator is not None
+    geometry = Geometry(table.shape, rate)
+    size = geometry.size
+    truth = table.numerator.ravel().astype(float)
+    if table.denominator is not None:
+        truth = np.concatenate([truth, table.denominator.ravel().astype(float)])
+    placement = Placement(np.arange(size), np.arange(size, 2 * size) if rate else None)
+    return protect_jointly(
+        geometry.space,
+        truth,
+        table,
+        placement,
+        k,
+        unit=unit,
+        rounding=rounding,
+        top_code_percent=top_code_percent,
+        bottom_code_percent=bottom_code_percent,
+        protection_level=protection_level,
+        structural=structural,
+        exact_audit=exact_audit,
+    )
 
-    Raises :class:`LinkedReleaseMismatch` when an earlier release is not of this data, and
-    :class:`ProtectionImpossible` when earlier releases already disclose a cell so that no
-    suppression of this release can protect it.
+
+def protect_jointly(
+    space: Space,
+    truth: np.ndarray,
+    table: Cube,
+    placement: Placement,
+    k: int,
+    *,
+    earlier: Sequence[EarlierRelease] = (),
+    zeros: np.ndarray | None = None,
+    unit: str | None = None,
+    rounding: str = rnd.NONE,
+    top_code_percent: float | None = None,
+    bottom_code_percent: float | None = None,
+    protection_level: int | None = None,
+    structural: np.ndarray | None = None,
+    implied: np.ndarray | None = None,
+    exact_audit: bool = False,
+) -> Protection:
+    """Protect ``table``, whose counts sit at ``placement`` in ``space`` (``truth`` holds the
+    space's true counts), together with every ``earlier`` release placed in the same space.
+
+    ``implied`` are counts of the space that no release publishes as a cell but that the
+    publications together determine (the children not ready, from a count of all children and
+    a count of the ready ones): each under k is protected like a primary cell.
+
+    ``zeros`` are the space's variables that are structurally empty (public knowledge).
+    Raises
+    :class:`LinkedReleaseMismatch` when an earlier release contradicts its own counts.
     """
     clock = time.perf_counter()
     seconds = {"primary": 0.0, "secondary": 0.0, "audit": 0.0}
@@ -923,52 +1062,52 @@ def protect(
     p = k - 1 if protection_level is None else int(protection_level)
     if p < 0:
         raise ValueError("the protection level is never negative")
-    dims = tuple(cube.dimensions if dimensions is None else dimensions)
-    rate = cube.denominator is not None
-    unit = unit or ("percent" if rate else "count")
-    if unit not in rnd.UNIT_SCALE or (unit == "count") == rate:
-        raise ValueError(
-            "unit must be count for a count table, percent or rate_per_1000 for a rate"
-        )
+    rate = table.denominator is not None
+    if rate != (placement.n is not None):
+        raise ValueError("a rate table needs a denominator placement, a count table none")
+    unit = _check_unit(unit, rate)
     if (top_code_percent is not None or bottom_code_percent is not None) and not rate:
         top_code_percent = bottom_code_percent = None  # coding applies to rates only
-    needed = linked_dimensions(dims, previous)
-    if set(needed) != set(cube.dimensions):
-        raise ValueError(
-            "the cube must have exactly the release's and the earlier releases' dimensions"
-        )
-    table = cube.project(dims) if dims != cube.dimensions else cube
-    geometry = Geometry(cube.shape, rate)
-    truth = (
-        cube.numerator.ravel().astype(float),
-        None if cube.denominator is None else cube.denominator.ravel().astype(float),
-    )
+    truth = np.asarray(truth, dtype=float).ravel()
+    zero_vars = np.zeros(0, dtype=np.int64) if zeros is None else np.asarray(zeros, dtype=np.int64)
 
     # Layer 0: the release.
     x = table.numerator.ravel()
     n = table.denominator.ravel() if table.denominator is not None else None
-    small = sensitive(x, n, k)
+    known_empty = (
+        np.zeros(x.shape, dtype=bool)
+        if structural is None
+        else np.asarray(structural, dtype=bool).ravel()
+    )
+    if np.any((n if n is not None else x)[known_empty] != 0):
+        raise LinkedReleaseMismatch("A structural zero of the agreement holds records.")
+    small = sensitive(x, n, k, known_empty)
     primary = np.zeros(x.shape, dtype=bool)
     for mask in small.values():
         primary |= mask
-    empty = (n == 0) if n is not None else np.zeros(x.shape, dtype=bool)
     coded = np.full(x.shape, "", dtype=object)
     if n is not None:
         top_mask, bottom_mask = rnd.coded(x, n, top_code_percent, bottom_code_percent)
-        coded[top_mask & ~primary & ~empty] = TOP
-        coded[bottom_mask & ~primary & ~empty & (coded == "")] = BOTTOM
+        coded[top_mask & ~primary & ~known_empty] = TOP
+        coded[bottom_mask & ~primary & ~known_empty & (coded == "")] = BOTTOM
     xr = rnd.round_counts(x, rounding)
     nr = rnd.round_counts(n, rounding) if n is not None else None
+    x_var = np.asarray(placement.x, dtype=np.int64)
+    n_var = None if placement.n is None else np.asarray(placement.n, dtype=np.int64)
     release = _Layer(
         index=0,
-        embed=_embedding(cube, dims, table.categories),
+        shape=table.shape,
+        x_var=x_var,
+        n_var=n_var,
         x=x,
         n=n,
+        x_shift=np.zeros(x.shape),
+        n_shift=None if n is None else np.zeros(x.shape),
         k=k,
         p=p,
         small=small,
         primary=primary,
-        empty=empty,
+        structural=known_empty,
         hidden=primary.copy(),
         coded=coded,
         top=top_code_percent,
@@ -978,37 +1117,73 @@ def protect(
         n_lo=None if nr is None else nr.lower,
         n_hi=None if nr is None else nr.upper,
     )
-    try:
-        layers = [release] + [_previous_layer(i + 1, t, cube, rate) for i, t in enumerate(previous)]
-    except ModelInconsistent as exc:  # pragma: no cover - raised as LinkedReleaseMismatch below
-        raise LinkedReleaseMismatch(str(exc)) from exc
+    if np.any(np.abs(truth[x_var] - x) > 0.5) or (
+        n_var is not None and n is not None and np.any(np.abs(truth[n_var] - n) > 0.5)
+    ):
+        raise ValueError("the table's counts are not the space's counts at its placement")
+    layers = [release] + [_earlier_layer(i + 1, e, truth) for i, e in enumerate(earlier)]
 
-    # Cells of the release already published exactly by an earlier release cannot hide anything.
-    fixed_elsewhere = np.zeros(geometry.size, dtype=bool)
+    # Cells of the release that an earlier release already published exactly cannot hide
+    # anything; cells it hid with the same counts are hidden again (they will be needed).
+    exact = np.zeros(space.nvars, dtype=bool)
+    exact[zero_vars] = True
+    hidden_before = np.zeros(space.nvars, dtype=bool)
     for layer in layers[1:]:
-        shown = ~layer.hidden & ~layer.empty & (layer.coded == "")
-        exact = shown & (layer.x_lo == layer.x_hi)
-        if layer.n_lo is not None and layer.n_hi is not None:
-            exact &= layer.n_lo == layer.n_hi
-        fixed_elsewhere[layer.embed[exact]] = True
-    immovable = empty | fixed_elsewhere[release.embed]
+        shown = ~layer.hidden & ~layer.structural & (layer.coded == "")
+        same = layer.x_shift == 0
+        exact[layer.x_var[shown & (layer.x_lo == layer.x_hi) & same]] = True
+        hidden_before[layer.x_var[layer.hidden & same]] = True
+        if layer.n_var is not None and layer.n_lo is not None and layer.n_hi is not None:
+            assert layer.n_shift is not None
+            same_n = layer.n_shift == 0
+            exact[layer.n_var[shown & (layer.n_lo == layer.n_hi) & same_n]] = True
+    fixed_elsewhere = exact[x_var] if n_var is None else exact[x_var] & exact[n_var]
+    again = hidden_before[x_var] if n_var is None else hidden_before[x_var] | hidden_before[n_var]
+    release.hidden |= again & ~known_empty & ~fixed_elsewhere
+    immovable = known_empty | fixed_elsewhere
     weight = 1.0 + (n if n is not None else x).astype(float)
-    tiers = _tiers(_levels(table.shape), len(dims))
+    tiers = _tiers(_levels(table.shape), len(table.dimensions))
 
     requirements: list[Requirement] = []
+    seen: set[tuple[Any, ...]] = set()
     for layer in layers:
-        requirements.extend(_requirements(layer))
+        for req in _requirements(layer):
+            # The same count published by several releases is one requirement (the release's
+            # own are kept: they drive its hypercubes).
+            key = (req.form, req.lower, req.upper)
+            if layer.index > 0 and key in seen:
+                continue
+            seen.add(key)
+            requirements.append(req)
+    for var in [] if implied is None else np.asarray(implied, dtype=np.int64).tolist():
+        q = int(truth[var])
+        if q < k:
+            requirements.append(
+                Requirement(
+                    -1,
+                    int(var),
+                    "implied",
+                    ((int(var), 1.0),),
+                    float(max(0, q - p)),
+                    float(min(k - 1, q + p)),
+                    "implied",
+                )
+            )
+    if earlier:
+        requirements = _affected(space, truth, zero_vars, layers, requirements)
 
     # 2. Hypercubes on the release's own table.
-    local_of = {int(j): i for i, j in enumerate(release.embed)}
     needs = []
     for req in requirements:
         if req.table != 0:
             continue
-        i = local_of[req.cell]
-        q = _quantity(release, i, req.quantity)
-        needs.append(Need(i, req.quantity, req.upper - q, q - req.lower))
+        _, _, q = release.quantity(req.cell, req.quantity)
+        needs.append(Need(req.cell, req.quantity, req.upper - q, q - req.lower))
     numerator_hidden = coded != ""
+    known = np.zeros(space.nvars, dtype=bool)
+    if earlier:
+        facts_before = _facts(space.nvars, layers[1:], None, zero_vars)
+        known = facts_before.ub - facts_before.lb <= 1e-9
     hc_table = Table(
         shape=table.shape,
         x=x,
@@ -1027,6 +1202,9 @@ def protect(
         ),
         weight=weight,
         reserved=tiers[0],
+        numerator_fixed=known[x_var],
+        denominator_fixed=None if n_var is None else known[n_var],
+        statuses=False,
     )
     lap("primary")
     release.hidden |= forced(hc_table, needs)
@@ -1035,55 +1213,74 @@ def protect(
 
     # 3. Audit, with the hypercube moves as candidate witnesses (when the release's table is
     # the whole model; the model re-verifies every one of them).
-    knowledge = _knowledge(geometry, layers, truth, previous)
+    knowledge = _knowledge(space, layers, truth, zero_vars, bool(earlier))
     model = Model(knowledge)
-    ledger = Ledger(geometry, requirements)
-    if release.embed.size == geometry.size and moves:
-        shifts = _displacements(moves, release.embed, geometry)
+    ledger = Ledger(space.nvars, requirements)
+    ledger.absorb(knowledge.truth[None, :])  # the true counts are a point of every model
+    covered = x_var.size + (0 if n_var is None else n_var.size)
+    if covered == space.nvars and moves:
+        shifts = _displacements(moves, release, space.nvars)
         ledger.absorb_moves(knowledge.truth, shifts[knowledge.feasible_moves(shifts)])
+    elif earlier:
+        # Each table's own hypercube moves through the cells it hides, completed through the
+        # space's rest cells and verified against the joint model: many sides of many
+        # requirements are settled before any program runs.
+        fixed = knowledge.ub - knowledge.lb <= 1e-9
+        for layer in layers:
+            found = moves if layer.index == 0 else _witness_moves(layer, fixed)
+            if found:
+                shifts = space.lift(_displacements(found, layer, space.nvars))
+                ledger.absorb_moves(knowledge.truth, shifts[knowledge.feasible_moves(shifts)])
     programs = 0
     ledger.sweep(model, range(len(requirements)), groups=False)
-    if rate:
-        # Slices of the polytope first: numerators alone (denominators at their true values),
-        # then denominators alone. Their programs are a fraction of the size, and most points
-        # the audit needs move only one of the two.
-        numerators = np.arange(geometry.nvars) < geometry.size
-        for hold in (~numerators, numerators):
-            piece = Model(knowledge, hold=hold)
-            ledger.sweep(piece, range(len(requirements)))
-            programs += piece.solved
+    for hold in space.slices:
+        # Slices of the polytope first (in a rate table: numerators alone, denominators at
+        # their true values, then the other way round). Their programs are a fraction of the
+        # size, and most points the audit needs move only one of the two.
+        piece = Model(knowledge, hold=hold)
+        ledger.sweep(piece, range(len(requirements)))
+        programs += piece.solved
     lap("audit")
 
-    # 4-5. Exact programs for the sides no witness settles; at the first one found violated,
-    # perturbation programs for that requirement (see _Search), then the model of the new
+    # 4-5. Exact programs for the sides no witness settles; for the violated ones found (up to
+    # _BATCH at a time), perturbation programs (see _Search), then the model of the new
     # pattern, whose witnesses are verified against it and whose sweep settles most of the
     # sides still open, since one new suppression usually protects many cells at once. The
     # sides no point has moved toward their goal are probed first: they are the likeliest to
     # be violated, and a suppression they need is best found before the sweep's groups.
-    search = _Search(geometry, layers, truth, ~immovable & ~empty, weight, tiers, numerator_hidden)
+    search = _Search(
+        space,
+        layers,
+        truth,
+        zero_vars,
+        ~immovable,
+        weight,
+        tiers,
+        numerator_hidden,
+    )
     rounds = 0
     swept = False
     while True:
         probe = ledger.least_advanced(knowledge.truth)[:_PROBES]
-        violated = ledger.settle(model, probe, stop=True)
-        if violated is None and not swept:
+        violated = ledger.violations(model, probe, _BATCH)
+        if not violated and not swept:
             ledger.sweep(model, ledger.bad())
             swept = True
             continue
-        if violated is None:
-            violated = ledger.settle(model, ledger.bad(), stop=True)
+        if not violated:
+            violated = ledger.violations(model, ledger.bad(), _BATCH)
         programs += model.solved
         model.solved = 0
         lap("audit")
-        if violated is None:
+        if not violated:
             break
         rounds += 1
         if rounds > 2 * len(x) + 10:  # pragma: no cover - every round suppresses a new cell
             raise ProtectionImpossible("Secondary suppression did not converge.")
-        pending = search.round(ledger, [violated])
+        pending = search.round(ledger, violated)
         lap("secondary")
-        knowledge = _knowledge(geometry, layers, truth, previous)
-        fresh = Witnesses(geometry.nvars, pending)
+        knowledge = _knowledge(space, layers, truth, zero_vars, bool(earlier))
+        fresh = Witnesses(space.nvars, pending)
         fresh.keep_feasible(knowledge)
         ledger.absorb(fresh.matrix())
         model = Model(knowledge)
@@ -1095,7 +1292,7 @@ def protect(
     if exact_audit:
         # Independent of every witness: both programs of every requirement on the final model.
         limits = (ledger.lower, ledger.upper, ledger.limited)
-        ledger = Ledger(geometry, requirements)
+        ledger = Ledger(space.nvars, requirements)
         ledger.lower, ledger.upper, ledger.limited = limits
         ledger.settle(model, range(len(requirements)), exact=True)
         programs += model.solved
@@ -1109,8 +1306,9 @@ def protect(
         witnesses=witness_count,
         hypercubes=len(moves),
         perturbations=perturbations,
-        linked_tables=len(previous),
+        linked_tables=len(earlier),
         seconds=seconds,
+        joint=bool(earlier) or covered != space.nvars,
     )
     if not audit.ok:  # pragma: no cover - only if the exact programs contradict a witness
         raise ProtectionImpossible("The audit of this release did not pass.")
@@ -1119,35 +1317,128 @@ def protect(
     return out
 
 
-def _displacements(moves: Sequence[Move], embed: np.ndarray, geometry: Geometry) -> sp.csr_matrix:
+def _tightened(before: Facts, after: Facts) -> np.ndarray:
+    """Variables whose facts are stricter in ``after`` (a bound, or a row through them)."""
+    out = (after.lb > before.lb + TOL) | (after.ub < before.ub - TOL)
+    old = before.pairs()
+    new = after.pairs()
+    known = {
+        (int(f), int(g), float(a), float(b)): (float(lo), float(hi))
+        for f, g, a, b, lo, hi in zip(*old, strict=True)
+    }
+    for f, g, a, b, lo, hi in zip(*new, strict=True):
+        was = known.get((int(f), int(g), float(a), float(b)))
+        if was is None or lo > was[0] + TOL or hi < was[1] - TOL:
+            out[int(f)] = out[int(g)] = True
+    return out
+
+
+def _affected(
+    space: Space,
+    truth: np.ndarray,
+    zeros: np.ndarray,
+    layers: Sequence[_Layer],
+    requirements: Sequence[Requirement],
+) -> list[Requirement]:
+    """The requirements the release can affect: its own, and those of earlier releases whose
+    quantities lie in a component of the earlier model (the programs' connected unknowns) that
+    the release states something new about.
+
+    Everything published before was proven together (each release was audited jointly with all
+    before it), and the attacker's programs split by component: a component about which the
+    release says nothing new has the same programs, so the same ranges, as before. An earlier
+    release whose records have changed since (a shift) is audited whole: the shift is new
+    knowledge about it."""
+    before = _facts(space.nvars, layers[1:], None, zeros)
+    after = _facts(space.nvars, layers, None, zeros)
+    changed = _tightened(before, after)
+    model = Model(Knowledge.build(space, before, truth))
+    unknown = model.local >= 0
+    touched = np.zeros(int(model.var_label.max()) + 1 if model.var_label.size else 0, dtype=bool)
+    touched[model.var_label[model.local[changed & unknown]]] = True
+    shifted = {
+        layer.index
+        for layer in layers[1:]
+        if np.any(layer.x_shift != 0) or (layer.n_shift is not None and np.any(layer.n_shift != 0))
+    }
+    out = []
+    for req in requirements:
+        if req.table == 0 or req.table in shifted:
+            out.append(req)
+            continue
+        for var, _ in req.form:
+            j = model.local[var]
+            if j >= 0 and touched[model.var_label[j]]:
+                out.append(req)
+                break
+    return out
+
+
+def _witness_moves(layer: _Layer, fixed: np.ndarray) -> list[Move]:
+    """Hypercube moves of a layer's own table through cells it already hides, changing no count
+    the joint model knows exactly (``fixed``, per variable): points of its own model at the
+    ends of its requirements, candidates for witnesses of the joint model."""
+    needs = []
+    for quantity, mask in layer.small.items():
+        for i in np.flatnonzero(mask):
+            _, _, q = layer.quantity(int(i), quantity)
+            needs.append(
+                Need(int(i), quantity, min(layer.k - 1, q + layer.p) - q, q - max(0, q - layer.p))
+            )
+    if not needs or not layer.shape:
+        return []
+    weight = 1.0 + (layer.n if layer.n is not None else layer.x).astype(float)
+    hidden = layer.hidden.copy()
+    numerator_hidden = layer.coded != ""
+    table = Table(
+        shape=layer.shape,
+        x=layer.x,
+        n=layer.n,
+        k=layer.k,
+        primary=layer.primary,
+        small=layer.small,
+        immovable=layer.structural,
+        hidden=hidden.copy(),
+        numerator_hidden=numerator_hidden,
+        top=np.where(layer.coded == TOP, layer.top if layer.top else np.nan, np.nan),
+        bottom=np.where(
+            layer.coded == BOTTOM, layer.bottom if layer.bottom is not None else np.nan, np.nan
+        ),
+        weight=weight,
+        numerator_fixed=fixed[layer.x_var] & hidden,
+        denominator_fixed=None if layer.n_var is None else fixed[layer.n_var] & hidden,
+        statuses=False,
+    )
+    moves = hypercube_protect(table, needs)
+    free = hidden | numerator_hidden
+    return [m for m in moves if np.all((hidden if m.vector[1] != 0.0 else free)[m.corners])]
+
+
+def _displacements(moves: Sequence[Move], release: _Layer, nvars: int) -> sp.csr_matrix:
     """The hypercube moves as sparse displacements of the model's variables (one row each)."""
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
     for j, move in enumerate(moves):
         step = move.signs * move.delta
-        cells = embed[move.corners]
-        for offset, share in ((0, move.vector[0]), (geometry.size, move.vector[1])):
-            if share != 0.0 and (offset == 0 or geometry.rate):
-                rows.append(np.full(cells.size, j))
-                cols.append(offset + cells)
+        for variables, share in ((release.x_var, move.vector[0]), (release.n_var, move.vector[1])):
+            if share != 0.0 and variables is not None:
+                rows.append(np.full(move.corners.size, j))
+                cols.append(variables[move.corners])
                 vals.append(step * share)
     return sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(len(moves), geometry.nvars),
+        shape=(len(moves), nvars),
     )
 
 
 def _knowledge(
-    geometry: Geometry,
-    layers: Sequence[_Layer],
-    truth: tuple[np.ndarray, np.ndarray | None],
-    previous: Sequence[PublishedTable],
+    space: Space, layers: Sequence[_Layer], truth: np.ndarray, zeros: np.ndarray, linked: bool
 ) -> Knowledge:
     try:
-        return Knowledge.build(_facts(geometry, layers, None), truth[0], truth[1])
+        return Knowledge.build(space, _facts(space.nvars, layers, None, zeros), truth)
     except ModelInconsistent as exc:
-        if previous:
+        if linked:
             raise LinkedReleaseMismatch(
                 "An earlier release's published values do not match this data."
             ) from exc
@@ -1179,11 +1470,13 @@ def _publish(
         return int(v) if float(v).is_integer() else float(v)
 
     for i in range(size):
-        if release.empty[i]:
-            status[i] = EMPTY
+        if release.structural[i]:
+            status[i] = STRUCTURAL
             num_out[i] = 0
             if den_out is not None:
                 den_out[i] = 0
+            else:
+                value[i] = 0.0
             continue
         if release.hidden[i]:
             status[i] = PRIMARY if release.primary[i] else SECONDARY

@@ -22,12 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregation import suppression
-from aggregation.cube import TOTAL, Cube, build_cube
+from aggregation.cube import TOTAL
 from aggregation.definition import IndicatorDefinition
-from aggregation.expressions import compile_filter
+from aggregation.joint import Obligations, Shape, release_shape
 from aggregation.ledger import Charge, charge, period_of
 from aggregation.models import Indicator, IndicatorVersion, Release
-from aggregation.protection import PublishedTable, linked_dimensions, protect
+from aggregation.population import Sources, protect_release
+from agreements.expressions import compile_filter, tokens
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied
@@ -36,9 +37,10 @@ from core.keys import MasterKey
 from policy.engine import PolicySet, decide
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
 from policy.vocabulary import GEOGRAPHY_RANK
+from records.models import Submission
 from records.service import in_scope, load_frame
 
-CODE_VERSION = "backbone-aggregation/1"
+CODE_VERSION = "backbone-aggregation/2"
 _EMPTY_TYPES: dict[str, Any] = {
     "string": pl.String,
     "integer": pl.Int64,
@@ -85,6 +87,26 @@ def _finest_geography(ds: DatasetTerms, dims: Sequence[str]) -> str | None:
     return min(levels, key=lambda g: GEOGRAPHY_RANK.get(g, -1)) if levels else None
 
 
+def published_attributes(definition: IndicatorDefinition, dims: Sequence[str]) -> frozenset[str]:
+    """What a release breaks its population down by, for the agreements' dimension terms: its
+    dimensions and the categories its population is restricted to (a denominator's filter, or
+    a count's). The outcome a rate counts (its numerator's own condition) is the indicator's
+    measure, not a breakdown, and a cohort is checked as a linked dataset."""
+    population = definition.denominator if definition.unit != "count" else definition.numerator
+    restricted = _condition_fields(population.filter if population else None)
+    return frozenset(dims) | restricted
+
+
+def _condition_fields(text: str | None) -> frozenset[str]:
+    """The names a filter mentions (its attributes), without compiling it."""
+    if not text:
+        return frozenset()
+    try:
+        return frozenset(t.value for t in tokens(text) if t.kind == "name")
+    except InvalidInput:
+        return frozenset()
+
+
 def publish_decision(
     principal: Principal,
     policy: PolicySet,
@@ -108,7 +130,7 @@ def publish_decision(
         "publish",
         Resource(
             datasets=definition.datasets,
-            dimensions=frozenset(dims),
+            dimensions=published_attributes(definition, dims),
             geography=_finest_geography(ds, dims) if ds is not None else None,
             method=method,
             linked_datasets=frozenset(definition.datasets) if definition.cohort else frozenset(),
@@ -131,10 +153,41 @@ def _publish_decision(
     return publish_decision(ctx.principal, policy, definition, dims, method, ctx.now)
 
 
+def _shape(
+    policy: PolicySet, definition: IndicatorDefinition, dims: Sequence[str], now: datetime
+) -> Shape:
+    """Where a suppressed release of ``definition`` along ``dims`` sits in its population's
+    partition (raises when a filter is not a slice of the declared categories)."""
+    ds = _dataset_terms(policy, definition.dataset, now)
+    cohort = None
+    if definition.cohort is not None:
+        cohort = (
+            _dataset_terms(policy, definition.cohort.dataset, now),
+            definition.cohort.filter,
+        )
+    return release_shape(
+        ds,
+        dims,
+        definition.numerator.filter,
+        definition.denominator.filter if definition.denominator else None,
+        definition.denominator is not None,
+        cohort,
+    )
+
+
 def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: Any) -> None:
     ds = _dataset_terms(policy, definition.dataset, now)
     _person_field(ds)
     fields = _fields(ds)
+    if definition.cohort is not None:
+        cohort = _dataset_terms(policy, definition.cohort.dataset, now)
+        _person_field(cohort)
+        compile_filter(definition.cohort.filter, _fields(cohort))
+    if definition.method == "suppression":
+        if definition.unit == "mean":
+            raise IndicatorInvalid("Means are released by differential privacy only.")
+        _shape(policy, definition, definition.dimensions, now)
+        return
     compile_filter(definition.numerator.filter, fields)
     if definition.denominator is not None:
         compile_filter(definition.denominator.filter, fields)
@@ -151,10 +204,6 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
         spec = ds.field(definition.value_field)
         if spec is None or spec.type not in ("integer", "number"):
             raise IndicatorInvalid(f"{definition.value_field} is not a numeric field of {ds.name}.")
-    if definition.cohort is not None:
-        cohort = _dataset_terms(policy, definition.cohort.dataset, now)
-        _person_field(cohort)
-        compile_filter(definition.cohort.filter, _fields(cohort))
 
 
 def define(
@@ -247,37 +296,16 @@ def _request_key(
     return hashlib.sha256(raw).hexdigest()
 
 
-def _value(unit: str, num: int, den: int | None) -> float | None:
-    if unit == "count":
-        return float(num)
-    if not den:
-        return None
-    if unit == "percent":
-        return round(100.0 * num / den, 1)
-    if unit == "rate_per_1000":
-        return round(1000.0 * num / den, 1)
-    return None
-
-
-def _cells(cube: Cube, status: Any, unit: str) -> list[dict[str, Any]]:
-    cells: list[dict[str, Any]] = []
-    for index in cube.coordinates():
-        labels = cube.labels(index)
-        st = str(status[index])
-        num = int(cube.numerator[index])
-        den = int(cube.denominator[index]) if cube.denominator is not None else None
-        published = st == suppression.FREE
-        cell: dict[str, Any] = dict(zip(cube.dimensions, labels, strict=True))
-        cell.update(
-            {
-                "numerator": num if published else None,
-                "denominator": den if published else None,
-                "value": _value(unit, num, den) if published else None,
-                "status": st,
-            }
-        )
-        cells.append(cell)
-    return cells
+def _audit_counts(summary: dict[str, Any]) -> dict[str, int | float]:
+    """The suppression audit's figures for the audit log (auditors see them; readers do not:
+    they depend on the data)."""
+    out: dict[str, int | float] = {}
+    for name, value in summary.items():
+        if isinstance(value, bool):
+            out[f"audit_{name}"] = int(value)
+        elif isinstance(value, int | float):
+            out[f"audit_{name}"] = value
+    return out
 
 
 def create_release(
@@ -298,8 +326,18 @@ def create_release(
     )
     unknown = [d for d in dims if d not in definition.dimensions]
     if unknown:
-        raise IndicatorInvalid("A requested dimension is not one of the indicator's dimensions.")
+        raise IndicatorInvalid(
+            "A requested dimension is not one of the indicator's dimensions; they are "
+            + ", ".join(definition.dimensions)
+            + "."
+        )
     method = request.method or definition.method
+    shape: Shape | None = None
+    if method == "suppression":
+        if definition.unit == "mean":
+            raise IndicatorInvalid("Means are released by differential privacy only.")
+        # From the request alone, before anything is read: a refusal says nothing of the data.
+        shape = _shape(policy, definition, dims, ctx.now)
     decision = _publish_decision(ctx, policy, definition, dims, method)
     if not decision.permitted:
         raise PolicyDenied(decision.explanation, decision=decision)
@@ -327,70 +365,60 @@ def create_release(
         )
         return existing, False
 
-    ds = _dataset_terms(policy, definition.dataset, ctx.now)
-    person = _person_field(ds)
-    fields = _fields(ds)
-    frame = load_frame(session, master, base)
-    if frame is None:
-        frame = pl.DataFrame({f.name: pl.Series([], dtype=_EMPTY_TYPES[f.type]) for f in ds.fields})
-    population = frame.filter(
-        compile_filter(
-            definition.denominator.filter if definition.denominator else None, fields
-        ).expression
-    )
-    if definition.cohort is not None:
-        cohort_ds = _dataset_terms(policy, definition.cohort.dataset, ctx.now)
-        cohort_frame = load_frame(session, master, cohort)
-        members: list[bytes] = []
-        if cohort_frame is not None:
-            members = (
-                cohort_frame.filter(
-                    compile_filter(definition.cohort.filter, _fields(cohort_ds)).expression
-                )
-                .get_column(_person_field(cohort_ds))
-                .unique()
-                .to_list()
-            )
-        population = population.filter(pl.col(person).is_in(members))
-    numerator_expr = compile_filter(definition.numerator.filter, fields).expression
-    categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
     release_id = new_id("rel")
-    audit: dict[str, Any] = {}
+    audit: dict[str, int | float] = {}
+    population: str | None = None
+    publication: dict[str, Any] | None = None
+    sealed: bytes | None = None
     if method == "differential_privacy":
         outcome = _dp_release(
-            session,
-            ctx,
-            policy,
-            decision,
-            definition,
-            dims,
-            categories,
-            population,
-            person,
-            numerator_expr,
-            release_id,
-            key,
-            indicator_id,
+            session, ctx, master, policy, decision, definition, dims, base, cohort, release_id, key
         )
         if isinstance(outcome, Release):
             return outcome, False
         cells, parameters = outcome
     else:
-        if definition.unit == "mean":
-            raise IndicatorInvalid("Means are released by differential privacy only.")
-        cells, parameters, audit = _suppressed_release(
+        assert shape is not None
+        ob = decision.obligations
+        if ob.min_cell_size is None:
+            # Fail closed: a publication without a threshold is not a suppressed release.
+            raise IndicatorInvalid("The contributing agreements set no minimum cell size.")
+        own = {definition.dataset: base}
+        if definition.cohort is not None:
+            own[definition.cohort.dataset] = cohort
+        now = ctx.now
+
+        def scope(dataset: str) -> Sequence[Submission]:
+            # This release's datasets: under the agreements that permit it. A cohort of an
+            # earlier release only: under every agreement in force that covers it.
+            if dataset in own:
+                return own[dataset]
+            ids = frozenset(t.id for t in policy.covering(dataset) if t.in_force(now))
+            return in_scope(session, dataset, ids)
+
+        result = protect_release(
             session,
-            decision,
-            definition,
-            version.version,
-            dims,
-            ds,
-            population,
-            person,
-            numerator_expr,
-            used,
-            indicator_id,
+            master,
+            Sources(lambda name: _dataset_terms(policy, name, now), scope),
+            shape,
+            Obligations(
+                k=ob.min_cell_size,
+                rounding=ob.rounding or "none",
+                top_code_percent=ob.top_code_percent,
+                bottom_code_percent=ob.bottom_code_percent,
+            ),
+            definition.unit,
+            release_id,
         )
+        cells = result.protection.cells()
+        parameters = result.protection.parameters()
+        audit = _audit_counts(result.audit)
+        # Which withheld cells are small is for auditors only (readers see "suppressed").
+        audit["primary"] = int((result.protection.status == suppression.PRIMARY).sum())
+        audit["secondary"] = int((result.protection.status == suppression.SECONDARY).sum())
+        population = definition.dataset
+        publication = result.publication
+        sealed = result.sealed_counts
     release = Release(
         id=release_id,
         indicator_id=indicator_id,
@@ -410,19 +438,19 @@ def create_release(
             "deciding_rules": [r.as_dict() for r in decision.deciding_rules],
             "submissions": used,
             "method": method,
-            **({"audit": audit} if method == "suppression" else {}),
             "code_version": CODE_VERSION,
             "computed_at": ctx.now.isoformat(),
         },
         recipients=sorted(definition.recipients),
         created_at=ctx.now,
         created_by=ctx.principal.client_id,
+        population=population,
+        publication=publication,
+        sealed_counts=sealed,
     )
     session.add(release)
     session.flush()
-    suppressed = sum(
-        1 for c in cells if c["status"] in (suppression.PRIMARY, suppression.SECONDARY)
-    )
+    suppressed = sum(1 for c in cells if c["status"] == suppression.SUPPRESSED)
     unreliable = sum(1 for c in cells if c["status"] == "low_reliability")
     event = record(
         session,
@@ -439,71 +467,13 @@ def create_release(
                 "low_reliability": unreliable,
                 "submissions": len(used),
                 **({"epsilon": parameters["epsilon"]} if method == "differential_privacy" else {}),
+                **audit,
             },
         ),
     )
     release.audit_index = event.idx
     session.flush()
     return release, True
-
-
-def _categories(ds: DatasetTerms, dims: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
-
-
-def _suppressed_release(
-    session: Session,
-    decision: Decision,
-    definition: IndicatorDefinition,
-    version: int,
-    dims: tuple[str, ...],
-    ds: DatasetTerms,
-    population: pl.DataFrame,
-    person: str,
-    numerator_expr: pl.Expr,
-    used: Sequence[str],
-    indicator_id: str,
-) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """Suppression with every earlier suppressed release of the same indicator version over the
-    same submissions linked in, so that no shared margin can difference out a hidden cell."""
-    ob = decision.obligations
-    k = ob.min_cell_size or 11
-    rate = definition.denominator is not None
-    previous = [
-        PublishedTable.from_cells(
-            r.dimensions,
-            _categories(ds, r.dimensions),
-            r.cells,
-            k=int(r.parameters["min_cell_size"]),
-            rate=rate,
-            rounding=str(r.parameters.get("rounding", "none")),
-            top_code_percent=r.parameters.get("top_code_percent"),
-            bottom_code_percent=r.parameters.get("bottom_code_percent"),
-            protection_level=r.parameters.get("protection_level"),
-        )
-        for r in list_releases(session, indicator_id)
-        if r.method == "suppression"
-        and r.indicator_version == version
-        and sorted(r.provenance.get("submissions", [])) == sorted(used)
-        and tuple(r.dimensions) != dims
-    ]
-    joint = linked_dimensions(dims, previous)
-    numerator = population.filter(numerator_expr)
-    cube = build_cube(
-        numerator, population if rate else None, person, joint, _categories(ds, joint)
-    )
-    protection = protect(
-        cube,
-        k,
-        dimensions=dims,
-        unit=definition.unit,
-        rounding=ob.rounding or "none",
-        top_code_percent=ob.top_code_percent,
-        bottom_code_percent=ob.bottom_code_percent,
-        previous=previous,
-    )
-    audit = {**protection.audit.summary(), "linked_releases": len(previous)}
-    return protection.cells(), protection.parameters(), audit
 
 
 def _dp_charges(
@@ -542,20 +512,56 @@ def _dp_charges(
     return charges
 
 
+def _dp_population(
+    session: Session,
+    master: MasterKey,
+    policy: PolicySet,
+    definition: IndicatorDefinition,
+    base: Sequence[Submission],
+    cohort: Sequence[Submission],
+    now: datetime,
+) -> tuple[pl.DataFrame, str, pl.Expr]:
+    """(the records counted, the person field, the numerator condition) of a DP release."""
+    ds = _dataset_terms(policy, definition.dataset, now)
+    person = _person_field(ds)
+    fields = _fields(ds)
+    frame = load_frame(session, master, base)
+    if frame is None:
+        frame = pl.DataFrame({f.name: pl.Series([], dtype=_EMPTY_TYPES[f.type]) for f in ds.fields})
+    population = frame.filter(
+        compile_filter(
+            definition.denominator.filter if definition.denominator else None, fields
+        ).expression
+    )
+    if definition.cohort is not None:
+        cohort_ds = _dataset_terms(policy, definition.cohort.dataset, now)
+        cohort_frame = load_frame(session, master, cohort)
+        members: list[bytes] = []
+        if cohort_frame is not None:
+            members = (
+                cohort_frame.filter(
+                    compile_filter(definition.cohort.filter, _fields(cohort_ds)).expression
+                )
+                .get_column(_person_field(cohort_ds))
+                .unique()
+                .to_list()
+            )
+        population = population.filter(pl.col(person).is_in(members))
+    return population, person, compile_filter(definition.numerator.filter, fields).expression
+
+
 def _dp_release(
     session: Session,
     ctx: RequestContext,
+    master: MasterKey,
     policy: PolicySet,
     decision: Decision,
     definition: IndicatorDefinition,
     dims: tuple[str, ...],
-    categories: tuple[tuple[str, ...], ...],
-    population: pl.DataFrame,
-    person: str,
-    numerator_expr: pl.Expr,
+    base: Sequence[Submission],
+    cohort: Sequence[Submission],
     release_id: str,
     key: str,
-    indicator_id: str,
 ) -> Release | tuple[list[dict[str, Any]], dict[str, Any]]:
     """Plan, charge the ledger, then compute. The charge is in this transaction: a failure rolls
     it back (the refund), a stored release commits with it."""
@@ -565,8 +571,13 @@ def _dp_release(
     epsilon = decision.obligations.epsilon_per_release
     if epsilon is None:
         raise IndicatorInvalid("The contributing agreements set no privacy loss per release.")
+    ds = _dataset_terms(policy, definition.dataset, ctx.now)
+    categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
     plan = dp.plan(
         dims, categories, definition.unit, epsilon, decision.obligations.max_contributions or 1
+    )
+    population, person, numerator = _dp_population(
+        session, master, policy, definition, base, cohort, ctx.now
     )
     with session.begin_nested() as charged:
         charge(
@@ -578,12 +589,12 @@ def _dp_release(
         # The budgets are now locked: a concurrent identical request that got here first has
         # committed its release; return it and refund this charge.
         existing = session.scalars(
-            select(Release).where(Release.indicator_id == indicator_id, Release.request_key == key)
+            select(Release).where(Release.indicator_id == definition.id, Release.request_key == key)
         ).first()
         if existing is not None:
             charged.rollback()
             return existing
-    result = dp.release(population, plan, person=person, numerator=numerator_expr)
+    result = dp.release(population, plan, person=person, numerator=numerator)
     return result.cells, {**result.parameters, "epsilon": plan.epsilon}
 
 

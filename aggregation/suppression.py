@@ -1,24 +1,30 @@
 """Small-cell suppression: cell statuses and the primary rule.
 
 Statuses follow the SDMX confidentiality and observation-status code lists (``OBS_STATUS`` /
-``CONF_STATUS``): ``free`` (F), ``primary`` (A, primary confidentiality due to small counts),
-``secondary`` (D, secondary confidentiality), ``rounded`` (the value is published in a coarsened
+``CONF_STATUS``): ``free`` (F), ``suppressed`` (C, confidential), ``rounded`` (the value is published in a coarsened
 form: rounded, or top/bottom coded), ``dp`` (differentially private, with its interval),
-``low_reliability`` (U, published but unreliable) and ``empty`` (a rate whose population is
-empty: there is nothing to divide by).
+``low_reliability`` (U, published but unreliable) and ``structural_zero`` (M: the agreement
+declares that the combination cannot exist, so its count is 0 for everyone to know).
+
+Inside the engine a withheld cell is ``primary`` (a quantity of its own is under k) or
+``secondary`` (withheld so that no primary cell can be derived); readers see ``suppressed`` for
+both. Publishing the difference would tell them on which side of k a withheld cell lies: that a
+cell is *not* small is information too, and together with other releases it can pin a small one.
 
 Primary rule (``primary_mask``), with k the strictest minimum cell size of the contributing
 agreements:
 
 * a count table: a cell is primary when its count is under k; zero counts are under k too;
-* a rate table: a cell with an empty population (denominator 0) is ``empty``; otherwise it is
-  primary when its numerator, its denominator, or its complement (denominator minus numerator)
-  is under k, so that neither "2 of 80 children" nor "100% of 6 children" is ever published.
+* a rate table: a cell is primary when its numerator, its denominator, or its complement
+  (denominator minus numerator) is under k, so that neither "2 of 80 children" nor "100% of 6
+  children" is ever published. An empty population (denominator 0) is under k like any other:
+  publishing it as empty would answer "is anyone in this set?".
+
+The one exception is a *structural* zero: a cell the agreement declares impossible is known to
+be empty before any data arrives, so it reveals nothing and is published as such.
 
 The quantities that are under k are the cell's *sensitive quantities*: they are what the
 secondary suppression (:mod:`aggregation.protection`) must keep an attacker from narrowing.
-Secondary suppression, rounding and coding live in :mod:`aggregation.protection`;
-:func:`statuses` is the short form for callers that need only the status of each cell.
 """
 
 from __future__ import annotations
@@ -30,14 +36,14 @@ import numpy as np
 from aggregation.cube import Cube
 
 FREE: Final = "free"
+SUPPRESSED: Final = "suppressed"  # what a reader sees of a primary or secondary cell
 PRIMARY: Final = "primary"
 SECONDARY: Final = "secondary"
 ROUNDED: Final = "rounded"
 DP: Final = "dp"
 LOW_RELIABILITY: Final = "low_reliability"
-EMPTY: Final = "empty"
-STATUSES: Final = (FREE, PRIMARY, SECONDARY, ROUNDED, DP, LOW_RELIABILITY, EMPTY)
-SUPPRESSED: Final = frozenset({PRIMARY, SECONDARY})
+STRUCTURAL: Final = "structural_zero"
+STATUSES: Final = (FREE, SUPPRESSED, ROUNDED, DP, LOW_RELIABILITY, STRUCTURAL)
 
 NUMERATOR: Final = "numerator"
 DENOMINATOR: Final = "denominator"
@@ -52,21 +58,25 @@ def check_k(k: int) -> int:
     return int(k)
 
 
-def empty_mask(cube: Cube) -> np.ndarray:
-    """Cells of a rate table whose population is empty (never any in a count table)."""
-    if cube.denominator is None:
-        return np.zeros(cube.shape, dtype=bool)
-    return np.asarray(cube.denominator == 0)
-
-
 def sensitive(
-    numerator: np.ndarray, denominator: np.ndarray | None, k: int
+    numerator: np.ndarray,
+    denominator: np.ndarray | None,
+    k: int,
+    structural: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per quantity, the mask of cells where that quantity is under k (empty cells excluded)."""
+    """Per quantity, the mask of cells where that quantity is under k.
+
+    ``structural`` marks the cells known to be empty (their population, or in a count table
+    their count, is a structural zero): nothing of theirs is sensitive.
+    """
     k = check_k(k)
+    live = (
+        np.ones(np.shape(numerator), dtype=bool)
+        if structural is None
+        else ~np.asarray(structural, dtype=bool)
+    )
     if denominator is None:
-        return {NUMERATOR: numerator < k}
-    live = denominator > 0
+        return {NUMERATOR: live & (numerator < k)}
     return {
         NUMERATOR: live & (numerator < k),
         DENOMINATOR: live & (denominator < k),
@@ -74,21 +84,10 @@ def sensitive(
     }
 
 
-def primary_mask(cube: Cube, k: int) -> np.ndarray:
+def primary_mask(cube: Cube, k: int, structural: np.ndarray | None = None) -> np.ndarray:
     """Cells to suppress because a quantity of theirs counts fewer than k people."""
-    masks = sensitive(cube.numerator, cube.denominator, k)
+    masks = sensitive(cube.numerator, cube.denominator, k, structural)
     out = np.zeros(cube.shape, dtype=bool)
     for mask in masks.values():
         out |= mask
     return out
-
-
-def statuses(cube: Cube, k: int) -> np.ndarray:
-    """The status of every cell under primary and secondary suppression without rounding.
-
-    Kept for callers that need only statuses; :func:`aggregation.protection.protect` returns
-    the statuses together with the published values and the audit.
-    """
-    from aggregation.protection import protect
-
-    return protect(cube, k).status

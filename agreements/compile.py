@@ -10,9 +10,11 @@ from policy.model import (
     Constraint,
     ConstraintValue,
     DatasetTerms,
+    DerivedTerms,
     Disclosure,
     FieldTerms,
     Rule,
+    label_of,
 )
 
 
@@ -67,6 +69,19 @@ def compile_terms(
             ),
             key=tuple(d.primary_key),
             period_field=d.period_field,
+            derived=tuple(
+                DerivedTerms(
+                    name=x.name,
+                    when=x.when,
+                    categories=tuple((c.value, c.when) for c in x.categories or ()),
+                    otherwise=x.otherwise,
+                )
+                for x in d.derived
+            ),
+            structural_zeros=tuple(
+                tuple(sorted((name, label_of(value)) for name, value in combination.items()))
+                for combination in d.structural_zeros
+            ),
         )
         for d in document.datasets
     )

@@ -64,6 +64,53 @@ class FieldSpec(_Strict):
     constraints: FieldConstraints = FieldConstraints()
 
 
+class DerivedCategory(_Strict):
+    value: str = Field(min_length=1, max_length=64)
+    when: str = Field(min_length=1, max_length=2000)
+
+
+class DerivedField(_Strict):
+    """A category every record falls in, computed from its fields by the filter language, and
+    declared once here so that a threshold (a "ready" flag, a score band) is part of what may be
+    published rather than something each request makes up.
+
+    Either ``when`` (a flag: ``true`` where the condition holds, ``false`` elsewhere) or
+    ``categories`` (the first whose condition holds) with ``otherwise`` for the rest.
+    """
+
+    name: FieldName
+    title: str | None = None
+    description: str | None = None
+    when: str | None = Field(default=None, min_length=1, max_length=2000)
+    categories: list[DerivedCategory] | None = Field(default=None, min_length=1, max_length=50)
+    otherwise: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _shape(self) -> DerivedField:
+        if (self.when is None) == (self.categories is None):
+            raise ValueError(f"derived field {self.name}: give either when or categories")
+        if self.categories is not None:
+            if self.otherwise is None:
+                raise ValueError(
+                    f"derived field {self.name}: categories need an otherwise category, so that"
+                    " every record falls in one"
+                )
+            values = [c.value for c in self.categories] + [self.otherwise]
+            if len(set(values)) != len(values):
+                raise ValueError(f"derived field {self.name} lists a category twice")
+        elif self.otherwise is not None:
+            raise ValueError(f"derived field {self.name}: otherwise goes with categories")
+        return self
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The published categories, in declaration order."""
+        if self.categories is None:
+            return ("true", "false")
+        assert self.otherwise is not None
+        return (*(c.value for c in self.categories), self.otherwise)
+
+
 class DatasetSpec(_Strict):
     name: Slug
     title: str | None = None
@@ -76,12 +123,28 @@ class DatasetSpec(_Strict):
     primary_key: list[FieldName] = Field(default_factory=list, alias="primaryKey")
     period_field: FieldName | None = None
     fields: list[FieldSpec] = Field(min_length=1)
+    derived: list[DerivedField] = Field(
+        default_factory=list,
+        max_length=20,
+        description="categories computed from the fields, declared once (thresholds, bands, flags)",
+    )
+    structural_zeros: list[dict[FieldName, Scalar]] = Field(
+        default_factory=list,
+        max_length=200,
+        description=(
+            "combinations of dimension or derived values that cannot occur: records with them are"
+            " refused, and their cells are published as structural zeros"
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
-        names = [f.name for f in self.fields]
+        names = [f.name for f in self.fields] + [d.name for d in self.derived]
         if len(set(names)) != len(names):
             raise ValueError(f"dataset {self.name} lists a field twice")
+        for combination in self.structural_zeros:
+            if not combination:
+                raise ValueError(f"dataset {self.name} has an empty structural zero")
         for key in [*self.primary_key, *([self.period_field] if self.period_field else [])]:
             if key not in names:
                 raise ValueError(f"dataset {self.name} refers to an unknown field {key}")

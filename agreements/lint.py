@@ -4,7 +4,8 @@ Every finding has a stable ``code``, a ``path`` into the document and a message.
 block the agreement (the API answers 422); an agreement that lints clean can still be refused
 by the parties, but never for a mechanical reason.
 
-Checks: the closed vocabulary (actions, operands, operators, purposes, legal bases, geography
+Checks: derived fields that do not compile and structural zeros over undeclared categories;
+the closed vocabulary (actions, operands, operators, purposes, legal bases, geography
 levels, disclosure methods); the clauses the legal basis requires; the minimum cell size against
 the configured floor; privacy parameters when differential privacy is allowed; rules that can
 never apply (dead rules: unknown datasets, assignees that are not parties, constraints on
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec
+from agreements.expressions import InvalidExpression, compile_filter
 from policy import vocabulary as vocab
+from policy.model import label_of
 
 _OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
     "term": frozenset({"eq", "neq", "isAnyOf", "isNoneOf"}),
@@ -61,6 +64,7 @@ class _Linter:
         self.clauses()
         self.disclosure()
         self.fields()
+        self.categories()
         for kind in ("permission", "prohibition", "obligation"):
             for i, rule in enumerate(getattr(self.doc.rules, kind)):
                 self.rule(kind, i, rule)
@@ -136,7 +140,7 @@ class _Linter:
                         f"{path}.geography",
                         "Only a dimension can hold a geographic level.",
                     )
-                if f.role == "dimension" and not f.constraints.enum:
+                if f.role == "dimension" and f.type != "boolean" and not f.constraints.enum:
                     self.add(
                         "undeclared-categories",
                         f"{path}.constraints.enum",
@@ -148,6 +152,54 @@ class _Linter:
                         f"{path}.type",
                         "An identifier must be a string or an integer.",
                     )
+
+    def categories(self) -> None:
+        """Derived fields compile against their dataset; structural zeros name declared
+        categories (a combination of undeclared ones could never be enforced)."""
+        for i, ds in enumerate(self.doc.datasets):
+            fields = [(f.name, f.type, f.role) for f in ds.fields]
+            for j, derived in enumerate(ds.derived):
+                conditions = (
+                    [("when", derived.when)]
+                    if derived.when is not None
+                    else [
+                        (f"categories.{n}.when", c.when)
+                        for n, c in enumerate(derived.categories or [])
+                    ]
+                )
+                for where, text in conditions:
+                    try:
+                        compile_filter(text, fields)
+                    except InvalidExpression as exc:
+                        self.add(
+                            "bad-expression",
+                            f"datasets.{i}.derived.{j}.{where}",
+                            f"Derived field {derived.name}: {exc.detail}",
+                        )
+            declared: dict[str, tuple[str, ...]] = {}
+            for f in ds.fields:
+                if f.role == "dimension" and f.type == "boolean":
+                    declared[f.name] = ("true", "false")
+                elif f.role == "dimension" and f.constraints.enum:
+                    declared[f.name] = tuple(label_of(v) for v in f.constraints.enum)
+            for derived in ds.derived:
+                declared[derived.name] = derived.labels
+            for j, combination in enumerate(ds.structural_zeros):
+                path = f"datasets.{i}.structural_zeros.{j}"
+                for name, value in combination.items():
+                    if name not in declared:
+                        self.add(
+                            "dead-clause",
+                            f"{path}.{name}",
+                            f"A structural zero names {name}, which is not a dimension with"
+                            f" declared values or a derived field of dataset {ds.name}.",
+                        )
+                    elif label_of(value) not in declared[name]:
+                        self.add(
+                            "unknown-category",
+                            f"{path}.{name}",
+                            f"A structural zero gives {name} a value it does not declare.",
+                        )
 
     def rule(self, kind: str, index: int, rule: RuleSpec) -> None:
         path = f"rules.{kind}.{index}"
@@ -179,6 +231,7 @@ class _Linter:
             for name, ds in self.datasets.items():
                 if t in ("*", name):
                     target_dims |= {f.name for f in ds.fields if f.role == "dimension"}
+                    target_dims |= {x.name for x in ds.derived}
         for j, c in enumerate(rule.constraint):
             self.constraint(f"{path}.constraint.{j}", rule, c, target_dims)
 

@@ -54,6 +54,12 @@ def indicator_definitions() -> list[IndicatorDefinition]:
     return [IndicatorDefinition.model_validate(item) for item in yaml.safe_load(text)]
 
 
+def demo_releases() -> list[tuple[str, tuple[str, ...]]]:
+    """(indicator, dimensions) of every release the demo publishes, in order."""
+    text = (resources.files("demo") / "indicators" / "releases.yaml").read_text()
+    return [(str(r["indicator"]), tuple(r["dimensions"])) for r in yaml.safe_load(text)]
+
+
 def _ctx(session: Session, client_id: str | None) -> RequestContext:
     if client_id is None:
         return RequestContext(new_id("seed"), utcnow(), None)
@@ -158,13 +164,14 @@ def seed(
     manager = _ctx(session, "backbone-manager")
     for definition in indicator_definitions():
         indicators.define(session, manager, policies.get(session), definition)
+    for indicator_id, dims in demo_releases():
         indicators.create_release(
             session,
             manager,
             master,
             policies.get(session),
-            definition.id,
-            indicators.ReleaseRequest(),
+            indicator_id,
+            indicators.ReleaseRequest(dimensions=dims),
         )
     write_credentials(credentials_path, credentials)
     return {"seeded": True, "records": counts, "credentials": str(credentials_path)}

@@ -222,6 +222,30 @@ class FieldTerms:
     geography: str | None = None  # the geographic level a dimension field holds
 
 
+def label_of(value: object) -> str:
+    """The category label of a declared value: booleans as ``true``/``false``, the rest as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedTerms:
+    """A category computed from a record's fields by the filter language (a flag when
+    ``when`` is set, else the first of ``categories`` whose condition holds, or ``otherwise``)."""
+
+    name: str
+    when: str | None = None
+    categories: tuple[tuple[str, str], ...] = ()  # (label, condition)
+    otherwise: str | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        if self.when is not None:
+            return ("true", "false")
+        return (*(label for label, _ in self.categories), *((self.otherwise,) if self.otherwise else ()))
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetTerms:
     name: str
@@ -230,6 +254,9 @@ class DatasetTerms:
     fields: tuple[FieldTerms, ...]
     key: tuple[str, ...] = ()  # fields that identify a record; duplicates are refused
     period_field: str | None = None
+    derived: tuple[DerivedTerms, ...] = ()
+    # Combinations that cannot occur, each as sorted (attribute, label) pairs.
+    structural_zeros: tuple[tuple[tuple[str, str], ...], ...] = ()
     field_names: frozenset[str] = field(init=False, compare=False, repr=False)
     dimension_names: frozenset[str] = field(init=False, compare=False, repr=False)
 
@@ -243,6 +270,12 @@ class DatasetTerms:
         for f in self.fields:
             if f.name == name:
                 return f
+        return None
+
+    def derived_field(self, name: str) -> DerivedTerms | None:
+        for d in self.derived:
+            if d.name == name:
+                return d
         return None
 
 

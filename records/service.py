@@ -467,10 +467,21 @@ def in_scope(session: Session, dataset: str, agreement_ids: frozenset[str]) -> l
     )
 
 
+SUBMISSION_COLUMN = "__submission"
+
+
 def load_frame(
-    session: Session, master: MasterKey, submissions: Sequence[Submission]
+    session: Session,
+    master: MasterKey,
+    submissions: Sequence[Submission],
+    columns: Sequence[str] | None = None,
+    *,
+    with_submission: bool = False,
 ) -> pl.DataFrame | None:
-    """Decrypt and concatenate the segments of ``submissions`` (None when there are none)."""
+    """Decrypt and concatenate the segments of ``submissions`` (None when there are none).
+
+    ``columns`` limits what is decoded (the columns a submission lacks are left out);
+    ``with_submission`` adds the submission id of each row as ``__submission``."""
     keys = vault.KeyCache(session, master)
     frames: list[pl.DataFrame] = []
     for submission in submissions:
@@ -480,10 +491,26 @@ def load_frame(
         ctx = vault.SegmentContext(
             submission.agreement_id, submission.agreement_version, submission.dataset, submission.id
         )
-        frames.append(vault.load_segment(session, segment, ctx, keys))
+        wanted = None if columns is None else [c for c in columns if c in submission.columns]
+        frame = vault.load_segment(session, segment, ctx, keys, wanted)
+        if with_submission:
+            frame = frame.with_columns(pl.lit(submission.id).alias(SUBMISSION_COLUMN))
+        frames.append(frame)
     if not frames:
         return None
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+def data_keys(session: Session, submissions: Sequence[Submission]) -> list[str]:
+    """The data keys that protect these submissions' records."""
+    ids = [s.id for s in submissions]
+    if not ids:
+        return []
+    return sorted(
+        set(
+            session.scalars(select(Segment.data_key_id).where(Segment.submission_id.in_(ids))).all()
+        )
+    )
 
 
 def summary(receipt: Receipt) -> dict[str, Any]:

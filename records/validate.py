@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from agreements.categories import structural_mask
 from policy.model import DatasetTerms, FieldTerms
 
 MAX_REPORTED = 100
@@ -48,6 +50,7 @@ MESSAGES = {
     "max-length": "The value is longer than the field's maximum length.",
     "period": "The record's period is not the period the submission declares.",
     "duplicate-key": "Another record in this submission has the same key.",
+    "structural-zero": "The record's combination of values is one the agreement declares impossible.",
 }
 
 POLARS_TYPES: dict[str, Any] = {
@@ -257,7 +260,15 @@ class Validator:
             counts = flags.sum().row(0, named=True)
             bad = {label: n for label, n in counts.items() if n}
             if not bad:
-                return work.select(plan.output)
+                typed = work.select(plan.output)
+                impossible = structural_mask(typed, self.dataset)
+                if not impossible.any():
+                    return typed
+                self.report.count("structural-zero", int(impossible.sum()))
+                first = (np.flatnonzero(impossible) + offset + 1)[: self.report.room]
+                for row in first.tolist():
+                    self.report.add("structural-zero", None, int(row))
+                return None
         for label, n in bad.items():
             self.report.count(plan.labels[label][1], int(n))
         room = self.report.room

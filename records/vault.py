@@ -29,8 +29,9 @@ sealed as they are produced and spilled to a scratch file, so plaintext never re
 from __future__ import annotations
 
 import io
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -296,15 +297,46 @@ class KeyCache:
         return self._keys[data_key_id]
 
 
+def seal_under(keys: KeyCache, key_ids: Iterable[str], plaintext: bytes, label: str) -> bytes:
+    """Encrypt ``plaintext`` under every given data key in turn, so that destroying any of them
+    (crypto-shredding the records those keys protect) destroys it too. ``label`` binds the
+    result to its use (associated data)."""
+    ids = sorted(set(key_ids))
+    blob = plaintext
+    for key_id in ids:
+        blob = seal(keys.data_key(key_id), blob, f"backbone/under/v1|{label}|{key_id}".encode())
+    header = json.dumps(ids).encode()
+    return len(header).to_bytes(4, "big") + header + blob
+
+
+def open_under(keys: KeyCache, sealed: bytes, label: str) -> bytes:
+    """Inverse of :func:`seal_under`; raises :class:`DataDestroyed` when a key was destroyed."""
+    size = int.from_bytes(sealed[:4], "big")
+    ids = json.loads(sealed[4 : 4 + size])
+    blob = sealed[4 + size :]
+    for key_id in reversed(ids):
+        blob = unseal(keys.data_key(key_id), blob, f"backbone/under/v1|{label}|{key_id}".encode())
+    return blob
+
+
 def load_segment(
-    session: Session, segment: Segment, ctx: SegmentContext, keys: KeyCache
+    session: Session,
+    segment: Segment,
+    ctx: SegmentContext,
+    keys: KeyCache,
+    columns: list[str] | None = None,
 ) -> pl.DataFrame:
-    """Decrypt one segment into a frame, checking that its parts are exactly the sealed ones."""
+    """Decrypt one segment into a frame, checking that its parts are exactly the sealed ones.
+
+    ``columns`` selects the columns to decode (all when None)."""
     data_key = keys.data_key(segment.data_key_id)
     if segment.format == LEGACY_FORMAT:
         if segment.ciphertext is None:  # pragma: no cover - a legacy segment has its ciphertext
             raise SegmentCorrupt("a legacy segment without ciphertext")
-        return pl.read_ipc(io.BytesIO(unseal(data_key, segment.ciphertext, ctx.associated_data())))
+        return pl.read_ipc(
+            io.BytesIO(unseal(data_key, segment.ciphertext, ctx.associated_data())),
+            columns=columns,
+        )
     if segment.wrapped_key is None:
         raise DataDestroyed("The key of this submission has been destroyed.")
     segment_key = unseal(
@@ -324,7 +356,7 @@ def load_segment(
         if seq != expected:
             raise SegmentCorrupt(f"segment {segment.submission_id}: part {expected} is missing")
         plain = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], ctx.part_ad(seq))
-        frames.append(decode_part(plain))
+        frames.append(decode_part(plain, columns))
         expected += 1
     if expected != segment.part_count:
         raise SegmentCorrupt(f"segment {segment.submission_id}: parts are missing")

@@ -5,7 +5,7 @@ one variable per numerator and denominator of every cell of the joint cube (publ
 as fixed bounds, rounded ones as intervals), every line of the cube summing to its margin (less
 the people the line counts twice, which this attacker is assumed to know), 0 <= x <= n, and
 what the statuses say (primary: the quantities that really are under k are at most k - 1;
-any other non-empty cell: every quantity at least k; coded: 100 x >= top n or <= bottom n).
+any other cell but a structural zero: every quantity at least k; coded: 100 x >= top n or <= bottom n).
 Then it minimizes and maximizes every sensitive quantity with ``linprog``.
 """
 
@@ -112,7 +112,7 @@ class Attacker:
                 x = self.truth_x[c]
                 n = None if self.truth_n is None else self.truth_n[c]
                 k = table.k
-                if status == "empty":
+                if status == "structural_zero":
                     self._fix(c, 0.0, 0.0)
                     self._fix(self.size + c, 0.0, 0.0)
                     continue
@@ -233,8 +233,6 @@ def sensitive_requirements(cube: Cube, k: int, p: int | None = None):
             quantities = {"numerator": x}
         else:
             n = int(cube.denominator[index])
-            if n == 0:
-                continue
             quantities = {"numerator": x, "denominator": n, "complement": n - x}
         for quantity, q in quantities.items():
             if q < k:

@@ -136,7 +136,7 @@ def test_levels_and_tiers():
     assert [int(t.sum()) for t in _tiers(_levels(()), 0)] == [0]
 
 
-@pytest.mark.parametrize("seed", [16, 34, 40])
+@pytest.mark.parametrize("seed", [2, 34, 40])
 def test_sparse_tables_where_both_sides_of_a_cell_are_limited(seed):
     """Tables where the statuses alone narrow both ends of a small cell's range: each end is
     held to what full suppression leaves (this used to raise ProtectionImpossible)."""
@@ -160,14 +160,15 @@ def test_a_slice_of_the_polytope_gives_points_of_the_whole():
     )
     pr = protect(cube, 5)
     geometry = Geometry(cube.shape, True)
-    facts = Facts(geometry)
+    facts = Facts(geometry.nvars)
     hidden = (pr.status == PRIMARY) | (pr.status == SECONDARY)
     e = np.arange(geometry.size)
     shown_cells = e[~hidden.ravel()]
     x, n = cube.numerator.ravel().astype(float), cube.denominator.ravel().astype(float)
-    facts.numerator_within(shown_cells, x[shown_cells], x[shown_cells])
-    facts.denominator_within(shown_cells, n[shown_cells], n[shown_cells])
-    knowledge = Knowledge.build(facts, x, n)
+    facts.within(geometry.x(shown_cells), x[shown_cells], x[shown_cells])
+    facts.within(geometry.n(shown_cells), n[shown_cells], n[shown_cells])
+    facts.complement(geometry.x(e), geometry.n(e), 0.0, np.inf)
+    knowledge = Knowledge.build(geometry.space, facts, np.concatenate([x, n]))
     whole = Model(knowledge)
     numerators = np.arange(geometry.nvars) < geometry.size
     piece = Model(knowledge, hold=~numerators)
@@ -192,11 +193,11 @@ def test_moves_are_verified_like_points():
     rng = np.random.default_rng(5)
     cube = table(rng.integers(0, 30, size=(3, 4)))
     geometry = Geometry(cube.shape, False)
-    facts = Facts(geometry)
+    facts = Facts(geometry.nvars)
     x = cube.numerator.ravel().astype(float)
-    facts.not_small(np.flatnonzero(x >= 5), 5)
-    facts.small(np.flatnonzero(x < 5), "numerator", 5)
-    knowledge = Knowledge.build(facts, x, None)
+    facts.at_least(np.flatnonzero(x >= 5), 5)
+    facts.at_most(np.flatnonzero(x < 5), 4)
+    knowledge = Knowledge.build(geometry.space, facts, x)
     moves = sp.random(40, geometry.nvars, density=0.1, random_state=3, format="csr")
     moves.data = np.round((moves.data - 0.5) * 8)
     # Balanced moves too: a checkerboard rectangle keeps every line.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from aggregation import suppression
-from aggregation.protection import Protection, protect
-from aggregation.suppression import EMPTY, FREE, PRIMARY, SECONDARY
+from aggregation.protection import LinkedReleaseMismatch, Protection, protect
+from aggregation.suppression import FREE, PRIMARY, SECONDARY, STRUCTURAL
 from tests.aggregation.attack import Attacker, Shown, sensitive_requirements
 from tests.aggregation.tables import random_table, table
 
@@ -30,9 +30,12 @@ def shown(pr: Protection) -> Shown:
 
 
 def fully_suppressed(pr: Protection) -> Shown:
-    """The same release with every non-empty cell suppressed: what its statuses alone reveal."""
+    """The same release with every cell suppressed but its structural zeros: what its statuses
+    alone reveal."""
     view = shown(pr)
-    status = {key: (s if s in (PRIMARY, EMPTY) else SECONDARY) for key, s in view.status.items()}
+    status = {
+        key: (s if s in (PRIMARY, STRUCTURAL) else SECONDARY) for key, s in view.status.items()
+    }
     return Shown(view.dimensions, status, {}, {}, view.k)
 
 
@@ -100,28 +103,46 @@ def test_denominator_minus_numerator_under_k_is_primary():
     assert list(masks["numerator"]) == [False, True, False]
 
 
-def test_empty_cells_and_zero_counts():
-    # A rate cell with nobody in it is empty: published as 0 of 0, never suppressed.
+def test_an_empty_population_is_suppressed_like_any_small_count():
+    # A rate cell with nobody in it is primary, like any cell under k: published as "empty" it
+    # would answer "is anyone in this set?" for free.
     pr = protect(table([[0, 10, 12], [9, 11, 14]], [[0, 30, 25], [20, 33, 28]]), 5)
-    assert pr.status[0, 0] == EMPTY
-    assert pr.numerator[0, 0] == 0 and pr.denominator[0, 0] == 0 and pr.value[0, 0] is None
-    assert not any(c.requirement.cell == 0 for c in pr.audit.checks)
-    assert_protected(pr)
+    assert pr.status[0, 0] == PRIMARY
+    assert pr.numerator[0, 0] is None and pr.denominator[0, 0] is None
+    assert any(c.requirement.cell == 0 for c in pr.audit.checks)
+    attacker = assert_protected(pr)
+    assert attacker.interval(("d0", "d1"), ("d00", "d10"), "denominator") == pytest.approx((0, 4))
     # A zero count is under k.
     counts = protect(table([0, 30, 40]), 5)
     assert counts.status[0] == PRIMARY
     assert_protected(counts)
 
 
+def test_structural_zeros_are_published_and_protect_nothing():
+    # The agreement declares cell (0, 0) impossible: everybody knows it is 0 of 0.
+    structural = np.zeros((3, 4), dtype=bool)
+    structural[0, 0] = True
+    pr = protect(
+        table([[0, 10, 12], [9, 11, 14]], [[0, 30, 25], [20, 33, 28]]), 5, structural=structural
+    )
+    assert pr.status[0, 0] == STRUCTURAL
+    assert pr.numerator[0, 0] == 0 and pr.denominator[0, 0] == 0 and pr.value[0, 0] is None
+    assert not any(c.requirement.cell == 0 for c in pr.audit.checks)
+    assert (pr.status == FREE).sum() == pr.status.size - 1
+    assert_protected(pr)
+
+
+def test_a_structural_zero_with_records_is_refused():
+    structural = np.zeros(4, dtype=bool)
+    structural[1] = True
+    with pytest.raises(LinkedReleaseMismatch):
+        protect(table([3, 20, 30]), 5, structural=structural)
+
+
 def test_whole_table_under_k_is_suppressed_and_still_protected():
     pr = protect(table([1, 2]), 5)
     assert set(pr.status.ravel()) == {PRIMARY}
     assert_protected(pr)
-
-
-def test_statuses_shortcut_matches_protect():
-    cube = table([[3, 20, 30], [25, 40, 50]])
-    assert (suppression.statuses(cube, 5) == protect(cube, 5).status).all()
 
 
 def test_published_values_are_the_true_ones():
@@ -141,9 +162,7 @@ def test_random_tables_pass_the_independent_audit(seed):
     cube = random_table(rng, dims, rate)
     k = int(rng.choice([3, 5, 11]))
     pr = protect(cube, k, exact_audit=seed % 5 == 0)
-    primary = suppression.primary_mask(cube, k) & (
-        cube.denominator > 0 if cube.denominator is not None else True
-    )
+    primary = suppression.primary_mask(cube, k)
     assert ((pr.status == PRIMARY) == primary).all()
     assert_protected(pr)
     # Secondary cells are never small ones, and a published cell shows its true counts.

@@ -51,7 +51,8 @@ class _Tok:
     value: str
 
 
-def _tokens(text: str) -> list[_Tok]:
+def tokens(text: str) -> list[_Tok]:
+    """The tokens of a filter (a bounded, linear scan)."""
     if len(text) > MAX_LENGTH:
         raise InvalidExpression(f"The filter is longer than {MAX_LENGTH} characters.")
     out: list[_Tok] = []
@@ -72,7 +73,7 @@ def _tokens(text: str) -> list[_Tok]:
 
 class _Parser:
     def __init__(self, text: str, fields: dict[str, str]) -> None:
-        self.toks = _tokens(text)
+        self.toks = tokens(text)
         self.i = 0
         self.fields = fields
         self.used: set[str] = set()

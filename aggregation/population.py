@@ -1,0 +1,262 @@
+"""What the joint audit of a suppressed release needs from the database and the vault: the
+records of its population and of its cohorts, labelled along every attribute, and the earlier
+releases of the population with their true counts.
+
+Earlier releases are rebuilt from their stored cells and from their true counts, sealed at
+release time under the data keys of the records they counted (``sealed_counts``): destroying
+those records' keys destroys the counts, and the release then leaves the model (it shares no
+records with anything that can still be published). The audit itself is
+:func:`aggregation.joint.protect_in_population`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aggregation.cube import person_ids
+from aggregation.joint import (
+    PERSON,
+    SUBMISSION,
+    CohortRef,
+    Earlier,
+    Limits,
+    Obligations,
+    Population,
+    Shape,
+    placeable,
+    protect_in_population,
+)
+from aggregation.models import Release
+from aggregation.protection import Protection
+from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
+from core.errors import InvalidInput
+from core.keys import MasterKey
+from policy.model import DatasetTerms
+from records import vault
+from records.models import Submission
+from records.service import SUBMISSION_COLUMN, data_keys, load_frame
+
+_COUNTS_LABEL = "release-counts"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """How to reach a dataset's declared terms and its submissions in scope now."""
+
+    terms: Callable[[str], DatasetTerms]
+    scope: Callable[[str], Sequence[Submission]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The protected release, where it sits, its sealed true counts and the audit's figures."""
+
+    protection: Protection
+    publication: dict[str, Any]
+    sealed_counts: bytes
+    audit: dict[str, Any]
+
+
+def _encode(x: np.ndarray, n: np.ndarray | None, limits: Limits) -> bytes:
+    payload: dict[str, Any] = {"x": [int(v) for v in x.ravel()]}
+    if n is not None:
+        payload["n"] = [int(v) for v in n.ravel()]
+    payload["limits"] = [[cell, q, lo, hi] for (cell, q), (lo, hi) in sorted(limits.items())]
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _decode(raw: bytes) -> tuple[np.ndarray, np.ndarray | None, Limits]:
+    data = json.loads(raw)
+    n = data.get("n")
+    limits = {(int(c), str(q)): (float(lo), float(hi)) for c, q, lo, hi in data.get("limits", [])}
+    x = np.asarray(data["x"], dtype=np.int64)
+    return x, None if n is None else np.asarray(n, dtype=np.int64), limits
+
+
+def earlier_releases(
+    session: Session, keys: vault.KeyCache, dataset: str
+) -> tuple[list[Earlier], int]:
+    """The suppressed releases of a population whose true counts can still be opened, oldest
+    first, and how many could not (their records' keys were destroyed)."""
+    out: list[Earlier] = []
+    gone = 0
+    rows = session.scalars(
+        select(Release)
+        .where(Release.population == dataset, Release.method == "suppression")
+        .order_by(Release.created_at, Release.id)
+    ).all()
+    for row in rows:
+        if row.publication is None or row.sealed_counts is None:
+            gone += 1
+            continue
+        try:
+            x, n, limits = _decode(
+                vault.open_under(keys, row.sealed_counts, f"{_COUNTS_LABEL}|{row.id}")
+            )
+        except vault.DataDestroyed:
+            gone += 1
+            continue
+        out.append(
+            Earlier(
+                shape=Shape.from_dict(row.publication["shape"]),
+                scope=frozenset(row.publication["scope"]),
+                cells=row.cells,
+                parameters=row.parameters,
+                x=x,
+                n=n,
+                limits=limits,
+            )
+        )
+    return out, gone
+
+
+def person_field(ds: DatasetTerms) -> str:
+    """The identifier field by which a dataset's records count people."""
+    for f in ds.fields:
+        if f.role == "identifier":
+            return f.name
+    raise InvalidInput(f"Dataset {ds.name} has no identifier field to count people by.")
+
+
+def _source_columns(ds: DatasetTerms, names: Iterable[str]) -> set[str]:
+    """The stored columns the attributes ``names`` are computed from."""
+    fields = {f.name for f in ds.fields}
+    out: set[str] = set()
+    for name in names:
+        if name in fields:
+            out.add(name)
+        derived = ds.derived_field(name)
+        if derived is not None:
+            texts = [derived.when] if derived.when else [w for _, w in derived.categories]
+            for text in texts:
+                out |= fields & set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text or ""))
+    return out
+
+
+def _cohort_members(
+    session: Session,
+    master: MasterKey,
+    terms: DatasetTerms,
+    ref: CohortRef,
+    scope: Sequence[Submission],
+) -> pl.Series:
+    """The linkage tokens of the people of a cohort dataset (within its slices)."""
+    person = person_field(terms)
+    attrs = dataset_attributes(terms)
+    names = list(ref.slices)
+    columns = sorted({person} | _source_columns(terms, names))
+    frame = load_frame(session, master, scope, columns)
+    if frame is None or frame.height == 0:
+        return pl.Series([], dtype=pl.Binary)
+    if names:
+        objects = [attrs[name] for name in names]
+        keep = np.ones(frame.height, dtype=bool)
+        for name, column in zip(names, codes(frame, terms, objects), strict=True):
+            keep &= column == attrs[name].categories.index(ref.slices[name])
+        frame = frame.filter(pl.Series(keep))
+    return frame.get_column(person).drop_nulls().unique()
+
+
+def _population(
+    session: Session,
+    master: MasterKey,
+    sources: Sources,
+    ds: DatasetTerms,
+    shapes: Sequence[Shape],
+    scope: Sequence[Submission],
+) -> Population:
+    """The records of ``scope``, labelled along every attribute the ``shapes`` count by."""
+    declared: dict[str, tuple[str, ...]] = {
+        name: attr.categories for name, attr in dataset_attributes(ds).items()
+    }
+    cohorts: dict[str, CohortRef] = {}
+    for shape in shapes:
+        cohorts.update(shape.cohorts)
+    for name in cohorts:
+        declared[name] = (TRUE, FALSE)
+    wanted = sorted({a for shape in shapes for a in shape.attributes} & set(declared))
+    person = person_field(ds)
+    fields = [name for name in wanted if name not in cohorts]
+    columns = sorted({person} | _source_columns(ds, fields))
+    frame = load_frame(session, master, scope, columns, with_submission=True)
+    if frame is None:
+        frame = pl.DataFrame(
+            {c: pl.Series([], dtype=pl.String) for c in [*columns, SUBMISSION_COLUMN]}
+        )
+    frame = frame.filter(pl.col(person).is_not_null())
+    labelled = frame.select(
+        pl.col(SUBMISSION_COLUMN).alias(SUBMISSION),
+        *(label(ds, name).alias(name) for name in fields),
+    )
+    people = frame.get_column(person)
+    for name in wanted:
+        if name in cohorts:
+            ref = cohorts[name]
+            members = _cohort_members(
+                session, master, sources.terms(ref.dataset), ref, sources.scope(ref.dataset)
+            )
+            inside = people.is_in(members).to_numpy()
+            labelled = labelled.with_columns(pl.Series(name, np.where(inside, TRUE, FALSE)))
+    ids = person_ids(people) if frame.height else np.zeros(0, dtype=np.uint64)
+    labelled = labelled.with_columns(pl.Series(PERSON, ids))
+    return Population(labelled, declared, ds.structural_zeros)
+
+
+def protect_release(
+    session: Session,
+    master: MasterKey,
+    sources: Sources,
+    shape: Shape,
+    obligations: Obligations,
+    unit: str,
+    release_id: str,
+) -> Outcome:
+    """Protect a suppressed release of ``shape`` over the submissions in scope jointly with
+    everything published from the same records; seal its true counts for the next ones."""
+    ds = sources.terms(shape.dataset)
+    scope = sources.scope(shape.dataset)
+    keys = vault.KeyCache(session, master)
+    earlier, gone = earlier_releases(session, keys, shape.dataset)
+    current = frozenset(s.id for s in scope)
+    # Earlier releases that share records with this one (the others are independent of it).
+    declared = set(dataset_attributes(ds)) | {
+        name for e in [shape, *(x.shape for x in earlier)] for name in e.cohorts
+    }
+    linked = [
+        e for e in earlier if e.scope & current and placeable(e.shape, dict.fromkeys(declared, ()))
+    ]
+    population = _population(
+        session, master, sources, ds, [shape, *(e.shape for e in linked)], scope
+    )
+    joint = protect_in_population(population, shape, linked, obligations, unit)
+    cohort_scope = {
+        ref.dataset: sorted(s.id for s in sources.scope(ref.dataset))
+        for ref in shape.cohorts.values()
+    }
+    cohort_submissions = [s for ref in shape.cohorts.values() for s in sources.scope(ref.dataset)]
+    sealed = vault.seal_under(
+        keys,
+        data_keys(session, [*scope, *cohort_submissions]),
+        _encode(joint.x, joint.n, joint.protection.audit.limits()),
+        f"{_COUNTS_LABEL}|{release_id}",
+    )
+    publication = {
+        "shape": shape.as_dict(),
+        "scope": sorted(current),
+        "cohort_scope": cohort_scope,
+    }
+    summary = {
+        **joint.summary,
+        "unlinked_releases": len(earlier) - len(linked),
+        "destroyed_releases": gone,
+    }
+    return Outcome(joint.protection, publication, sealed, summary)
