@@ -578,6 +578,11 @@ class Model:
             return -1
         return int(self.row_position[knowledge_row])
 
+    def cappable(self, rest: dict[int, float]) -> bool:
+        """Whether a program can hold the unknown part of a form at a cap of its own: it is a
+        single variable, or the form of a fact row."""
+        return len(rest) == 1 or self.fact_row(rest) >= 0
+
     def bounded(self, rest: dict[int, float], maximize: bool) -> bool:
         """Whether the model bounds the unknown part of a form (a count, or n - x of a rate
         cell) in the direction of ``maximize`` by a bound of its own: a column's, or a fact
@@ -690,6 +695,27 @@ class _Sweep:
         self.costs = costs.tocsr()
         self.maximize = np.array([mx for _, mx, _ in sides])
         self.owner = np.array([i for i, _, _ in sides])
+        # A withheld cell says nothing, so the model does not stop a small quantity at its goal:
+        # a program that pushes the sum of many would spend the slack on one. Each side is
+        # therefore held at its goal while its program runs (a cap on its column, or on its fact
+        # row): a smaller polytope, so every optimal point is still a point of the model.
+        self.caps: list[tuple[str, int, float, float]] = []
+        for i, maximize, rest in sides:
+            const, _ = model.constant_part(ledger.form(i))
+            goal = (ledger.upper[i] if maximize else ledger.lower[i]) - const
+            if len(rest) == 1:
+                ((var, coef),) = rest.items()
+                at = int(np.searchsorted(comp.variables, var))
+                value = goal / coef
+                upward = (coef > 0) == maximize
+                self.caps.append(("col", at, value, 1.0 if upward else -1.0))
+                continue
+            row = model.fact_row(rest)
+            at = int(np.searchsorted(comp.rows, row)) if row >= 0 else -1
+            if at < 0 or at >= comp.rows.size or comp.rows[at] != row:
+                self.caps.append(("none", -1, 0.0, 0.0))
+            else:
+                self.caps.append(("row", at, goal, 1.0 if maximize else -1.0))
         self.done = np.zeros(len(sides), dtype=bool)
         self.basis: object | None = None
         self.spent = 0
@@ -724,13 +750,72 @@ class _Sweep:
                 break
         return self.spent
 
+    def _cap(
+        self, program: Program, members: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        cols: dict[int, tuple[float, float]] = {}
+        rows: dict[int, tuple[float, float]] = {}
+        for j in members:
+            kind, at, value, direction = self.caps[int(j)]
+            if kind == "none":
+                continue
+            target, lbs, ubs = (
+                (cols, program.col_lb, program.col_ub)
+                if kind == "col"
+                else (rows, program.row_lb, program.row_ub)
+            )
+            lo, hi = target.get(at, (float(lbs[at]), float(ubs[at])))
+            if direction > 0:
+                hi = min(hi, max(value, lo))
+            else:
+                lo = max(lo, min(value, hi))
+            target[at] = (lo, hi)
+        col_at = np.array(sorted(cols), dtype=np.int64)
+        row_at = np.array(sorted(rows), dtype=np.int64)
+        saved = (
+            col_at,
+            program.col_lb[col_at].copy(),
+            program.col_ub[col_at].copy(),
+            row_at,
+            program.row_lb[row_at].copy(),
+            program.row_ub[row_at].copy(),
+        )
+        if col_at.size:
+            program.set_col_bounds(
+                col_at,
+                np.array([cols[a][0] for a in col_at]),
+                np.array([cols[a][1] for a in col_at]),
+            )
+        if row_at.size:
+            program.set_row_bounds(
+                row_at,
+                np.array([rows[a][0] for a in row_at]),
+                np.array([rows[a][1] for a in row_at]),
+            )
+        return saved
+
+    @staticmethod
+    def _uncap(
+        program: Program,
+        saved: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        col_at, col_lb, col_ub, row_at, row_lb, row_ub = saved
+        if col_at.size:
+            program.set_col_bounds(col_at, col_lb, col_ub)
+        if row_at.size:
+            program.set_row_bounds(row_at, row_lb, row_ub)
+
     def reach(self, members: np.ndarray) -> int:
         """One program for these sides; how many open sides its point settles (-1: failed)."""
         program = self.comp.program
         cost = np.asarray(self.costs[members].sum(axis=0)).ravel()
         if self.basis is not None:
             program.restore_basis(self.basis)
-        solution = program.minimize(cost)
+        saved = self._cap(program, members)
+        try:
+            solution = program.minimize(cost)
+        finally:
+            self._uncap(program, saved)
         self.spent += 1
         self.model.solved += 1
         if solution.status != OPTIMAL or solution.x is None:
@@ -885,7 +970,9 @@ class Ledger:
                 continue
             label = labels.pop()
             for maximize in (True, False):
-                if (upper_ok[i] if maximize else lower_ok[i]) or not model.bounded(rest, maximize):
+                if upper_ok[i] if maximize else lower_ok[i]:
+                    continue
+                if not model.bounded(rest, maximize) and not model.cappable(rest):
                     continue
                 per_component.setdefault(label, []).append((i, maximize, rest))
         budget = programs

@@ -87,11 +87,18 @@ def _finest_geography(ds: DatasetTerms, dims: Sequence[str]) -> str | None:
     return min(levels, key=lambda g: GEOGRAPHY_RANK.get(g, -1)) if levels else None
 
 
-def published_attributes(definition: IndicatorDefinition, dims: Sequence[str]) -> frozenset[str]:
+def published_attributes(
+    definition: IndicatorDefinition, dims: Sequence[str], method: str
+) -> frozenset[str]:
     """What a release breaks its population down by, for the agreements' dimension terms: its
-    dimensions and the categories its population is restricted to (a denominator's filter, or
-    a count's). The outcome a rate counts (its numerator's own condition) is the indicator's
-    measure, not a breakdown, and a cohort is checked as a linked dataset."""
+    dimensions and, for a suppressed release, the categories its population is restricted to
+    (a denominator's filter, or a count's), since a slice is a cell of that breakdown published
+    exactly. The outcome a rate counts (its numerator's own condition) is the indicator's
+    measure, not a breakdown, and a cohort is checked as a linked dataset. A differentially
+    private release's filters are queries whose privacy loss the ledger charges: only its
+    dimensions are a breakdown."""
+    if method == "differential_privacy":
+        return frozenset(dims)
     population = definition.denominator if definition.unit != "count" else definition.numerator
     restricted = _condition_fields(population.filter if population else None)
     return frozenset(dims) | restricted
@@ -130,7 +137,7 @@ def publish_decision(
         "publish",
         Resource(
             datasets=definition.datasets,
-            dimensions=published_attributes(definition, dims),
+            dimensions=published_attributes(definition, dims, method),
             geography=_finest_geography(ds, dims) if ds is not None else None,
             method=method,
             linked_datasets=frozenset(definition.datasets) if definition.cohort else frozenset(),

@@ -137,6 +137,19 @@ PROBLEMS: dict[str, ProblemType] = {
         "An earlier release does not match this data",
         "Linked releases must be of the same indicator version over the same submissions.",
     ),
+    "filter-not-partition": ProblemType(
+        422,
+        "The filter is not a slice of the declared categories",
+        "A suppressed indicator filters by the categories the agreement declares (attribute =="
+        " value, joined by and). Exclusions, alternatives and thresholds on measures are for"
+        " differentially private indicators, or are declared once as derived fields.",
+    ),
+    "population-too-detailed": ProblemType(
+        422,
+        "The population is too detailed to audit jointly",
+        "Everything published from these records, with this release, would need a joint table"
+        " larger than the audit can check. Use fewer dimensions or differential privacy.",
+    ),
     "release-unprotectable": ProblemType(
         409,
         "The release could not be protected",

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     purge_on_start: bool = Field(
         default=True, description="enforce retention when the service starts"
     )
+    release_time_quantum: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="answer release requests on a multiple of this many seconds; 0 = off",
+    )
     rate_limit_storage: str = "memory://"
     token_rate_limit: str = "60/minute"
     write_rate_limit: str = "600/minute"

@@ -243,7 +243,10 @@ class DerivedTerms:
     def labels(self) -> tuple[str, ...]:
         if self.when is not None:
             return ("true", "false")
-        return (*(label for label, _ in self.categories), *((self.otherwise,) if self.otherwise else ()))
+        return (
+            *(label for label, _ in self.categories),
+            *((self.otherwise,) if self.otherwise else ()),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Set
         purge_on_start=False,
         audit_checkpoint_interval_seconds=0,
         audit_read_group_commit=False,
+        # Release padding is tested on its own (tests/indicators/test_disclosure_http.py).
+        release_time_quantum=0,
     )
 
 

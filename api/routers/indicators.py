@@ -8,9 +8,11 @@ filtered by dimension values (``filter=neighborhood:Ashland,Central``, repeatabl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 from typing import Annotated, Any
 
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session
 from aggregation import formats, service
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
+from aggregation.timing import padded_seconds
 from api.deps import Policy, UnitOfWork, audited, record_refusal, require, run_unit_of_work, state
 from api.schemas import ReleaseIn
 from core.context import RequestContext
@@ -244,9 +247,15 @@ async def create_release(
         dimensions=tuple(body.dimensions) if body and body.dimensions is not None else None,
         method=body.method if body else None,
     )
-    release, created = await run_in_threadpool(
-        service.create_release, session, ctx, st.master, policy, indicator_id, req
-    )
+    started = time.monotonic()
+    try:
+        release, created = await run_in_threadpool(
+            service.create_release, session, ctx, st.master, policy, indicator_id, req
+        )
+    finally:
+        # Answered, or refused, on a quantum boundary: the computing time is not observable.
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(padded_seconds(elapsed, st.settings.release_time_quantum) - elapsed)
 
     def render() -> bytes:
         view = service.release_view(session, release.id)

@@ -4,8 +4,8 @@ It builds, with plain SciPy, the linear program of someone who holds every publi
 one variable per numerator and denominator of every cell of the joint cube (published values
 as fixed bounds, rounded ones as intervals), every line of the cube summing to its margin (less
 the people the line counts twice, which this attacker is assumed to know), 0 <= x <= n, and
-what the statuses say (primary: the quantities that really are under k are at most k - 1;
-any other cell but a structural zero: every quantity at least k; coded: 100 x >= top n or <= bottom n).
+what the statuses say (a withheld cell, ``suppressed``, says nothing; a structural zero is 0 of 0;
+every published cell: every quantity at least k; coded: 100 x >= top n or <= bottom n).
 Then it minimizes and maximizes every sensitive quantity with ``linprog``.
 """
 
@@ -20,6 +20,9 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from aggregation.cube import TOTAL, Cube
+
+# Internal views of a protection still say primary or secondary; a reader sees "suppressed".
+WITHHELD = ("suppressed", "primary", "secondary")
 
 
 @dataclass
@@ -109,30 +112,19 @@ class Attacker:
         for table in tables:
             for labels, status in table.status.items():
                 c = self._joint_cell(table.dimensions, labels)
-                x = self.truth_x[c]
-                n = None if self.truth_n is None else self.truth_n[c]
                 k = table.k
                 if status == "structural_zero":
                     self._fix(c, 0.0, 0.0)
                     self._fix(self.size + c, 0.0, 0.0)
                     continue
-                if status == "primary":
-                    if x < k:
-                        self.ub[c] = min(self.ub[c], k - 1)
-                    if n is not None and n < k:
-                        self.ub[self.size + c] = min(self.ub[self.size + c], k - 1)
-                    if n is not None and n - x < k:
-                        rows.append({self.size + c: 1.0, c: -1.0})
-                        lo.append(-np.inf)
-                        hi.append(k - 1)
+                if status in WITHHELD:
+                    # One status for every withheld cell, small or not: it says nothing.
                     continue
                 self.lb[c] = max(self.lb[c], k)
                 if self.rate:
                     rows.append({self.size + c: 1.0, c: -1.0})
                     lo.append(k)
                     hi.append(np.inf)
-                if status == "secondary":
-                    continue
                 num = table.numerator[labels]
                 den = table.denominator.get(labels)
                 if num is not None:

@@ -45,22 +45,25 @@ def test_totals_stay_published_when_interior_cells_can_protect():
     assert all(s == FREE for s in pr.status[-1]), pr.status  # column totals, grand total
     assert all(s == FREE for s in pr.status[:, -1])  # row totals
     assert suppressed(pr) == {(0, 0), (0, 2), (1, 1), (1, 2)}
-    # By hand, with a = (0, 1) and b = (1, 0) in 0..4 and every other hidden cell at least 5:
-    # (0, 0) = 9 - b, (1, 1) = 31 - a, (0, 2) = 6 + b - a >= 5, (1, 2) = 27 - b + a. So a <= 1 + b
-    # and a reaches 4 (b = 4) and 0, b reaches 0 (a = 0) and 4: nothing is narrowed.
+    # By hand, with a = (0, 1) and b = (1, 0): a withheld cell says nothing, so every interior
+    # cell is only >= 0. a + (0, 0) + (0, 2) = 15 and a + (1, 1) = 31: a reaches 0 and 15;
+    # b + (0, 0) = 9: b reaches 0 and 9. Nothing is narrowed inside 0..4.
     attacker = assert_protected(pr)
-    assert attacker.interval(("d0", "d1"), ("d00", "d11"), "numerator") == pytest.approx((0, 4))
-    assert attacker.interval(("d0", "d1"), ("d01", "d10"), "numerator") == pytest.approx((0, 4))
+    assert attacker.interval(("d0", "d1"), ("d00", "d11"), "numerator") == pytest.approx((0, 15))
+    assert attacker.interval(("d0", "d1"), ("d01", "d10"), "numerator") == pytest.approx((0, 9))
 
 
-def test_a_total_the_table_cannot_do_without_is_suppressed():
-    # (2, 1) = 2 and (3, 1) = 2 under k = 5. Their row partners 6 and 5 are published or
-    # secondary, so at least 5: with the row totals 8 and 7 published, the small cells could
-    # not exceed 3 and 2. Those two totals must go (a line certificate proves it before any
-    # hypercube), and then they are all that is needed.
+def test_totals_next_to_small_cells_stay_published_when_withheld_cells_say_nothing():
+    # (2, 1) = 2 and (3, 1) = 2 under k = 5, with row totals 8 and 7. Were a withheld partner
+    # known to be at least k, the small cells could not exceed 3 and 2 and the totals would have
+    # to go. A withheld cell says nothing, so withholding the partners 6 and 5 is enough: with the
+    # column total, the two small cells sum to 4 and each ranges over 0..4; every total stays
+    # published.
     pr = protect(table([[23, 24], [5, 6], [6, 2], [5, 2]]), 5)
-    assert suppressed(pr) == {(2, 2), (3, 2)}
-    assert_protected(pr)
+    assert suppressed(pr) == {(2, 0), (3, 0)}
+    assert not headline(pr).any()
+    attacker = assert_protected(pr)
+    assert attacker.interval(("d0", "d1"), ("d02", "d11"), "numerator") == pytest.approx((0, 4))
 
 
 def test_line_certificate_names_only_necessary_totals():
@@ -137,12 +140,12 @@ def test_levels_and_tiers():
 
 
 @pytest.mark.parametrize("seed", [2, 34, 40])
-def test_sparse_tables_where_both_sides_of_a_cell_are_limited(seed):
-    """Tables where the statuses alone narrow both ends of a small cell's range: each end is
-    held to what full suppression leaves (this used to raise ProtectionImpossible)."""
+def test_sparse_tables_meet_every_interval_in_full(seed):
+    """Tables where a status "at least k" on withheld cells would narrow both ends of a small
+    cell's range (they once needed limited intervals): withheld cells say nothing, so every
+    small quantity keeps its whole interval 0..k-1."""
     pr = protect(sparse_table(seed), 5)
-    limited = [c for c in pr.audit.checks if c.limited]
-    assert any(c.wanted is not None for c in limited)
+    assert not any(c.limited for c in pr.audit.checks)
     assert_protected(pr)
 
 

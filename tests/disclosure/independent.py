@@ -103,8 +103,6 @@ class Attacker:
         for cell in release.cells:
             x = self.coverage(release, cell, "x")
             n = self.coverage(release, cell, "n") if rate else None
-            tx = float(x @ self.truth)
-            tn = float(n @ self.truth) if n is not None else None
             status = cell["status"]
             if status == "structural_zero":
                 self._row(x, 0, 0)
@@ -174,7 +172,7 @@ class Attacker:
                     n = self.coverage(release, cell, "n")
                     quantities |= {"denominator": n, "complement": n - x}
                 for name, vector in quantities.items():
-                    q = int(round(float(vector @ self.truth)))
+                    q = round(float(vector @ self.truth))
                     if q < release.k:
                         out.append((r, cell, name, vector, q))
         return out

@@ -88,8 +88,10 @@ class History:
     shown: list[Shown] = field(default_factory=list)
 
     def release(
-        self, shape: Shape, unit: str, scope: Sequence[str], rounding: str = "none"
+        self, shape: Shape, unit: str, scope: Sequence[str] | None = None, rounding: str = "none"
     ) -> None:
+        if scope is None:
+            scope = self.records.get_column("submission").unique().to_list()
         current = frozenset(scope)
         # Withdrawn submissions keep their records until they are destroyed: the audit counts
         # them as the data versions of the earlier releases.
