@@ -56,6 +56,11 @@ PROBLEMS: dict[str, ProblemType] = {
         "The body could not be parsed",
         "The body is empty, truncated or not well-formed for its Content-Type.",
     ),
+    "too-many-columns": ProblemType(
+        422,
+        "The header has more columns than the dataset has fields",
+        "Refused as soon as the header was read: it cannot succeed. Nothing was stored.",
+    ),
     "submission-rejected": ProblemType(
         422,
         "The submission does not satisfy the dataset's schema",

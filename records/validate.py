@@ -34,9 +34,12 @@ _FALSE = ("false", "f", "no", "n", "0")
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 _FLOATS = (pl.Float32, pl.Float64)
 _ROW = "__row"
+# What may be echoed as a column name: no spaces, no run of three digits (identifiers, dates and
+# numbers have them).
+_NAME_LIKE = re.compile(r"^(?!.*[0-9]{3})[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 MESSAGES = {
-    "unknown-field": "This field is not listed for the dataset in the governing agreement.",
+    "unknown-field": "This column is not a field of the dataset in the governing agreement.",
     "missing-field": "A required field of the dataset is missing from the submission.",
     "required": "A value is required.",
     "type": "The value is not of the field's type ({type}).",
@@ -217,6 +220,8 @@ class Validator:
         self.report = ValidationReport()
         self.rows = 0
         self._known = {f.name: f for f in dataset.fields}
+        # A hint for the header's problems (a ';' delimiter, a missing header row), if any.
+        self.hint: str | None = None
         self._hashes: list[pl.Series] = []
         self._plans: dict[tuple[tuple[tuple[str, pl.DataType], ...], bool], _Plan] = {}
 
@@ -225,16 +230,27 @@ class Validator:
         return not self.report.failed
 
     def check_header(self, columns: list[str]) -> bool:
-        """Check the column names of a format with a header row; False if the body must stop."""
+        """Check the column names of a format with a header row; False if the body must stop.
+
+        Linear in the number of columns. An unlisted column is named when the row is evidently a
+        header (it names at least one of the dataset's fields) and the name looks like a column
+        name; otherwise by position only: in a file without a header row the "names" are values.
+        """
+        present = set(columns)
+        is_header = any(name in self._known for name in present)
         for position, name in enumerate(columns, start=1):
             if name not in self._known:
-                # Named by position only: in a file without a header row the "names" are values.
+                label = name if is_header and _NAME_LIKE.match(name) else f"column {position}"
                 self.report.count("unknown-field", 1)
-                self.report.add("unknown-field", f"column {position}", None)
+                self.report.add("unknown-field", label, None)
         for spec in self.dataset.fields:
-            if spec.name not in columns and self._required(spec):
+            if spec.name not in present and self._required(spec):
                 self.report.count("missing-field", 1)
                 self.report.add("missing-field", spec.name, None)
+        if len(columns) == 1 and ";" in columns[0]:
+            self.hint = "The header is one column holding ';': separate fields with ',' not ';'."
+        elif not is_header and columns:
+            self.hint = "No column names a field of the dataset: is the header row missing?"
         return self.ok
 
     def _required(self, spec: FieldTerms) -> bool:
