@@ -109,9 +109,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
     blocked on it (waiting for more of the body) stops.
     """
     stream = intake.decoded(source, spec.fmt, spec.coding, spec.limits)
-    reader = intake.open_reader(
-        spec.fmt, stream, spec.limits, max_columns=len(spec.dataset.fields)
-    )
+    reader = intake.open_reader(spec.fmt, stream, spec.limits, max_columns=len(spec.dataset.fields))
     validator = Validator(spec.dataset, period=spec.period)
     columns: list[str] = []
     if isinstance(reader, intake.CsvReader):

@@ -36,6 +36,7 @@ from records.errors import (
     ReplacementInvalid,
 )
 from records.ingest import IngestSpec, Prepared, ingest
+from records.validate import unlisted_columns
 from records.models import Segment, Submission
 from records.pseudonymize import Tokenizer, linkage_key
 
@@ -124,14 +125,25 @@ def authorize(ctx: RequestContext, policy: PolicySet, dataset: str) -> Target:
 
 
 def field_guard(
-    ctx: RequestContext, policy: PolicySet, dataset: str
+    ctx: RequestContext, policy: PolicySet, dataset: str, fields: frozenset[str] = frozenset()
 ) -> Callable[[list[str]], None]:
-    """A check of the body's column names (data minimization), run as soon as they are known."""
+    """A check of the body's column names (data minimization), run as soon as they are known.
+
+    The refusal names the unlisted columns that are evidently column names (see
+    :func:`records.validate.unlisted_columns`), and hints at a ';' delimiter or a missing header.
+    """
 
     def check(columns: list[str]) -> None:
         decision = _decide(ctx, policy, dataset, columns)
         if not decision.permitted:
-            raise PolicyDenied(decision.explanation, decision=decision)
+            detail = decision.explanation
+            named, hint = unlisted_columns(columns, set(fields))
+            if named:
+                shown = ", ".join(named[:20]) + (", ..." if len(named) > 20 else "")
+                detail += f" Unlisted column(s): {shown}."
+            if hint:
+                detail += f" {hint}"
+            raise PolicyDenied(detail, decision=decision)
 
     return check
 
@@ -178,7 +190,7 @@ def ingest_spec(
             target.agreement_id, target.version, target.dataset.name, submission_id
         ),
         spill=spill,
-        on_columns=field_guard(ctx, policy, target.dataset.name),
+        on_columns=field_guard(ctx, policy, target.dataset.name, target.dataset.field_names),
     )
 
 

@@ -211,6 +211,25 @@ def _pattern_mismatch(typed: pl.Expr, pattern: str) -> pl.Expr:
     )
 
 
+def unlisted_columns(
+    columns: list[str], known: set[str] | dict[str, Any]
+) -> tuple[list[str], str | None]:
+    """The unlisted columns that may be named, and a hint about the header, if any.
+
+    A column is named only when the row is evidently a header (it names at least one of the
+    dataset's fields) and the name looks like a column name; in a file without a header row the
+    "names" are values, which are never echoed.
+    """
+    is_header = any(name in known for name in columns)
+    named = [c for c in columns if c not in known and is_header and _NAME_LIKE.match(c)]
+    hint = None
+    if len(columns) == 1 and ";" in columns[0]:
+        hint = "The header is one column holding ';': separate fields with ',' not ';'."
+    elif not is_header and columns:
+        hint = "No column names a field of the dataset: is the header row missing?"
+    return named, hint
+
+
 class Validator:
     """Validates the parts of one submission in order; see the module docstring."""
 
@@ -237,20 +256,17 @@ class Validator:
         name; otherwise by position only: in a file without a header row the "names" are values.
         """
         present = set(columns)
-        is_header = any(name in self._known for name in present)
+        named, self.hint = unlisted_columns(columns, self._known)
+        nameable = set(named)
         for position, name in enumerate(columns, start=1):
             if name not in self._known:
-                label = name if is_header and _NAME_LIKE.match(name) else f"column {position}"
+                label = name if name in nameable else f"column {position}"
                 self.report.count("unknown-field", 1)
                 self.report.add("unknown-field", label, None)
         for spec in self.dataset.fields:
             if spec.name not in present and self._required(spec):
                 self.report.count("missing-field", 1)
                 self.report.add("missing-field", spec.name, None)
-        if len(columns) == 1 and ";" in columns[0]:
-            self.hint = "The header is one column holding ';': separate fields with ',' not ';'."
-        elif not is_header and columns:
-            self.hint = "No column names a field of the dataset: is the header row missing?"
         return self.ok
 
     def _required(self, spec: FieldTerms) -> bool:

@@ -96,6 +96,16 @@ def test_over_http_a_too_wide_header_is_a_422_and_a_semicolon_header_gets_the_hi
     assert r.json()["type"] == "/problems/too-many-columns"
     body = b"student_id;school_year;neighborhood\nQA00000001;2025-26;Ashland\n"
     r = api.post(url, as_="district-sis", content=body, headers={"Content-Type": "text/csv"})
-    assert r.status_code == 422, r.text
+    assert r.status_code == 403, r.text
     assert "';'" in r.json()["detail"]
     assert "QA00000001" not in r.text
+    # An unlisted column of a real header is named; a headerless file's "names" never are.
+    body = b"student_id,school_year,home_address\nQA00000001,2025-26,1 Main St\n"
+    r = api.post(url, as_="district-sis", content=body, headers={"Content-Type": "text/csv"})
+    assert r.status_code == 403, r.text
+    assert "Unlisted column(s): home_address." in r.json()["detail"]
+    body = b"QA00000001,2025-26,Ashland\n"
+    r = api.post(url, as_="district-sis", content=body, headers={"Content-Type": "text/csv"})
+    assert r.status_code == 403, r.text
+    assert "QA00000001" not in r.text and "Ashland" not in r.text
+    assert "header row missing" in r.json()["detail"]
