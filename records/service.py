@@ -36,9 +36,9 @@ from records.errors import (
     ReplacementInvalid,
 )
 from records.ingest import IngestSpec, Prepared, ingest
-from records.validate import unlisted_columns
 from records.models import Segment, Submission
 from records.pseudonymize import Tokenizer, linkage_key
+from records.validate import unlisted_columns
 
 SUBMISSION_PREFIX = "sub"
 
