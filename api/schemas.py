@@ -8,6 +8,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# Bounds of every integer of the API, so that a huge number is a 422, never a database overflow:
+# versions are 32-bit columns; log indices and tree sizes 64-bit ones, kept within the integers a
+# JSON client represents exactly (2^53 - 1).
+MAX_VERSION = 2**31 - 1
+MAX_INDEX = 2**53 - 1
+MAX_PAGE = 2**31 - 1
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,7 +62,7 @@ class JwksIn(_In):
 
 
 class ApprovalIn(_In):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     content_hash: str
 
 

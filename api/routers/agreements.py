@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -17,7 +17,7 @@ from agreements.models import AgreementVersion
 from agreements.odrl import to_odrl
 from agreements.parse import parse_document
 from api.deps import Policy, UnitOfWork, audited, require, state
-from api.schemas import ApprovalIn, StatusChangeIn
+from api.schemas import MAX_VERSION, ApprovalIn, StatusChangeIn
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied, UnsupportedMediaType
 from policy.engine import decide
@@ -104,7 +104,11 @@ async def create_agreement(request: Request, session: UnitOfWork, ctx: Writer) -
 
 @router.get("/agreements/{agreement_id}/odrl", summary="The agreement as ODRL 2.2 JSON-LD")
 def get_odrl(
-    agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy, version: int | None = None
+    agreement_id: str,
+    session: UnitOfWork,
+    ctx: Reader,
+    policy: Policy,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> JSONResponse:
     agreement = repo.get(session, agreement_id)
     if agreement is None:
@@ -207,7 +211,11 @@ def get_agreement(
     dependencies=[Depends(audited("agreement.read", "agreement", "agreement_id"))],
 )
 def get_version(
-    agreement_id: str, version: int, session: UnitOfWork, ctx: Reader, policy: Policy
+    agreement_id: str,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    session: UnitOfWork,
+    ctx: Reader,
+    policy: Policy,
 ) -> dict[str, Any]:
     row = repo.get_version(session, agreement_id, version)
     if row is None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.deps import UnitOfWork, audited, require, state
+from api.schemas import MAX_INDEX
 from audit import export, queries
 from audit.checkpoints import as_json
 from audit.note import LogSigner, origin_for, signer_for
@@ -76,7 +77,9 @@ def list_events(
     session: UnitOfWork,
     ctx: Auditor,
     filters: Filters,
-    after: Annotated[int | None, Query(ge=-1, description="the last index already seen")] = None,
+    after: Annotated[
+        int | None, Query(ge=-1, le=MAX_INDEX, description="the last index already seen")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     items = queries.list_events(session, ctx, filters, after=after, limit=limit)
@@ -95,7 +98,7 @@ def export_log(
     ctx: Auditor,
     filters: Filters,
     format: Format | None = None,
-    tree_size: Annotated[int | None, Query(ge=0)] = None,
+    tree_size: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> StreamingResponse:
     fmt = format or ("csv" if _wants(request, "text/csv") else "ndjson")
     plan = export.plan(
@@ -130,7 +133,10 @@ def latest_checkpoint(request: Request, session: UnitOfWork, ctx: Authenticated)
     dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint", "tree_size"))],
 )
 def checkpoint_at(
-    request: Request, session: UnitOfWork, ctx: Authenticated, tree_size: int
+    request: Request,
+    session: UnitOfWork,
+    ctx: Authenticated,
+    tree_size: Annotated[int, Path(ge=0, le=MAX_INDEX)],
 ) -> Response:
     signer = _signer(request)
     row = queries.checkpoint_at(session, _auditor_or_partner(ctx), tree_size)
@@ -169,8 +175,8 @@ def inclusion_proof(
     request: Request,
     session: UnitOfWork,
     ctx: Authenticated,
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
     signer = _signer(request)
     return queries.inclusion_proof(
@@ -191,8 +197,8 @@ def consistency_proof(
     request: Request,
     session: UnitOfWork,
     ctx: Authenticated,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int | None, Query(ge=1)] = None,
+    first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
+    second: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
     signer = _signer(request)
     return queries.consistency_proof(

@@ -23,7 +23,7 @@ from aggregation import formats, service
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from api.deps import Policy, UnitOfWork, audited, record_refusal, require, run_unit_of_work, state
-from api.schemas import ReleaseIn
+from api.schemas import MAX_PAGE, ReleaseIn
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
 from policy.engine import PolicySet
@@ -306,7 +306,7 @@ async def get_release(
     filter: Annotated[
         list[str] | None, Query(description="dimension:value[,value]; repeatable")
     ] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
 ) -> Response:
     fmt = negotiate(request.headers.get("accept"))
