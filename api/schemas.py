@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 # Bounds of every integer of the API, so that a huge number is a 422, never a database overflow:
 # versions are 32-bit columns; log indices and tree sizes 64-bit ones, kept within the integers a
 # JSON client represents exactly (2^53 - 1).
