@@ -52,8 +52,11 @@ class BodyTooLarge(PayloadTooLarge):
     pass
 
 
-def _problem_bytes(kind: str, detail: str, request_id: str) -> tuple[int, bytes]:
+def _problem_bytes(kind: str, detail: str, request_id: str, oauth: bool) -> tuple[int, bytes]:
     spec = PROBLEMS[kind]
+    if oauth:  # RFC 6749 form at the OAuth endpoints
+        code = "server_error" if spec.status >= 500 else "invalid_request"
+        return spec.status, json.dumps({"error": code, "error_description": detail}).encode()
     body = {
         "type": problem_type(kind),
         "title": spec.title,
@@ -103,14 +106,17 @@ class RequestMiddleware:
             await send(message)
 
         async def reject(kind: str, detail: str) -> None:
-            status, body = _problem_bytes(kind, detail, rid)
+            oauth = scope.get("path", "").startswith("/oauth/")
+            status, body = _problem_bytes(kind, detail, rid, oauth)
+            ctype = b"application/json" if oauth else b"application/problem+json"
             await send_wrapper(
                 {
                     "type": "http.response.start",
                     "status": status,
                     "headers": [
-                        (b"content-type", b"application/problem+json"),
+                        (b"content-type", ctype),
                         (b"content-length", str(len(body)).encode()),
+                        (b"cache-control", b"no-store"),
                     ],
                 }
             )
