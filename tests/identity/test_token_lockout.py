@@ -21,8 +21,8 @@ def from_address(app, host: str) -> Iterator[TestClient]:
         yield c
 
 
-def limiter(app, token: str = "5/minute", failures: str = "10/minute") -> None:
-    app.state.backbone.limiter = RateLimiter("memory://", token, "100/minute", failures)
+def limiter(app, issuance: str = "5/minute", failures: str = "10/minute") -> None:
+    app.state.backbone.limiter = RateLimiter("memory://", issuance, "100/minute", failures)
 
 
 def assert_oauth_error(r, status: int, error: str) -> dict:
@@ -65,7 +65,7 @@ def test_strangers_claiming_a_clients_id_never_lock_it_out(app, demo_credentials
 def test_failures_under_the_claimed_id_are_limited_but_the_right_secret_still_works(
     app, demo_credentials
 ):
-    limiter(app, token="100/minute", failures="3/minute")
+    limiter(app, issuance="100/minute", failures="3/minute")
     cred = demo_credentials["district-sis"]
     for i in range(6):
         # Each stranger comes from a different address: only the claimed id's bucket fills.
