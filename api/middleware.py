@@ -48,6 +48,43 @@ access_log = logging.getLogger("backbone.access")
 error_log = logging.getLogger("backbone.error")
 
 
+# On every response. Pages and the documentation load their scripts and styles from the service
+# itself only; nothing may frame them.
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+HTML_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    b"frame-ancestors 'none'"
+)
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+_DROPPED = frozenset({b"server", b"x-powered-by"})
+
+
+def secure_headers(
+    headers: list[tuple[bytes, bytes]], authenticated: bool
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers with the security headers added and any banner removed.
+
+    HTML gets a strict Content-Security-Policy; everything else one that allows nothing. A JSON
+    answer to an authenticated request is ``Cache-Control: no-store`` unless the route chose a
+    policy itself (releases are ``private, no-cache``, with an ETag).
+    """
+    out = [(k, v) for k, v in headers if k.lower() not in _DROPPED]
+    names = {k.lower() for k, _ in out}
+    ctype = next((v for k, v in out if k.lower() == b"content-type"), b"").lower()
+    out.extend(h for h in SECURITY_HEADERS if h[0] not in names)
+    if b"content-security-policy" not in names:
+        csp = HTML_CSP if ctype.startswith(b"text/html") else API_CSP
+        out.append((b"content-security-policy", csp))
+    if authenticated and b"cache-control" not in names and b"json" in ctype:
+        out.append((b"cache-control", b"no-store"))
+    return out
+
+
 class BodyTooLarge(PayloadTooLarge):
     pass
 
@@ -91,6 +128,7 @@ class RequestMiddleware:
         }
         incoming = headers.get("x-request-id", "")
         rid = incoming if _RID.match(incoming) else _new_request_id()
+        authenticated = "authorization" in headers
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()
@@ -102,7 +140,10 @@ class RequestMiddleware:
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [
+                    *secure_headers(list(message["headers"]), authenticated),
+                    (b"x-request-id", rid.encode()),
+                ]
             await send(message)
 
         async def reject(kind: str, detail: str) -> None:

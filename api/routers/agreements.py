@@ -75,7 +75,7 @@ def _format(request: Request) -> str:
 @router.get(
     "/agreements/schema", summary="JSON Schema of the agreement document, and its vocabulary"
 )
-def agreement_schema() -> dict[str, Any]:
+def agreement_schema(ctx: Reader) -> dict[str, Any]:
     schema = AgreementDocument.model_json_schema(by_alias=True)
     schema["$id"] = "/v1/agreements/schema"
     schema["x-vocabulary"] = vocabulary_summary()

@@ -91,6 +91,15 @@ def list_events(
     summary="Export the log up to a checkpoint as NDJSON or CSV (verify it with `backbone audit verify`)",
     dependencies=[Depends(audited("audit.export", "audit_log"))],
     response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The log's entries, one a line (NDJSON) or a CSV row",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
 )
 def export_log(
     request: Request,
