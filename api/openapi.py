@@ -86,11 +86,9 @@ def _statuses(
     route: APIRoute, method: str, op: dict[str, Any], scopes: Any, writes: bool
 ) -> set[int]:
     codes = {503}
-    if "{" in route.path_format or method != "get":
-        codes.add(404)
     has_params = bool(op.get("parameters")) or "requestBody" in op
-    if has_params:
-        codes.add(422)
+    if has_params or method != "get":
+        codes |= {404, 422}
     if scopes is not None:
         codes |= {401, 403}
     if method in ("post", "put", "patch", "delete"):
