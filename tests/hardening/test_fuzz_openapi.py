@@ -35,6 +35,22 @@ def _caller(operation: Any) -> str | None:
     return HOLDER[scopes[0]] if scopes else "district-sis"
 
 
+def _fuzz(operation: Any, headers: dict[str, str]) -> None:
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy())
+    def run(case: Any) -> None:
+        response = case.call(headers={**headers, **(case.headers or {})})
+        case.validate_response(response, checks=(not_a_server_error, status_code_conformance))
+
+    run()
+
+
 @pytest.mark.slow
 def test_fuzz_every_operation_no_5xx_no_undeclared_status(app, api):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -44,22 +60,8 @@ def test_fuzz_every_operation_no_5xx_no_undeclared_status(app, api):
     for result in schema.get_all_operations():
         operation = result.ok()
         caller = _caller(operation)
-        headers = api.headers(caller) if caller else {}
-
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=operation.as_strategy())
-        def run(case: Any, headers: dict[str, str] = headers) -> None:
-            response = case.call(headers={**headers, **(case.headers or {})})
-            case.validate_response(response, checks=(not_a_server_error, status_code_conformance))
-
         try:
-            run()
+            _fuzz(operation, api.headers(caller) if caller else {})
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{operation.label}: {exc}"[:900])
         operations += 1
