@@ -15,8 +15,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+
 from api.logging import request_id_var
 from api.problems import PROBLEMS, problem_type
+from core import jsonscan
 from core.errors import PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -133,7 +136,13 @@ class RequestMiddleware:
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status_holder = {"status": 0, "started": False}
-        limit = self.max_upload if self.upload_path.match(scope.get("path", "")) else self.max_body
+        upload = bool(self.upload_path.match(scope.get("path", "")))
+        limit = self.max_upload if upload else self.max_body
+        json_body = (
+            not upload
+            and "json" in headers.get("content-type", "").lower()
+            and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE")
+        )
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -169,6 +178,42 @@ class RequestMiddleware:
                 await reject(
                     "payload-too-large", f"The request body exceeds the limit of {limit} bytes."
                 )
+                return
+            if json_body:
+                # Buffered (it is at most the body limit) and scanned before any parser sees it.
+                body = bytearray()
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    body += message.get("body", b"")
+                    if len(body) > limit:
+                        await reject(
+                            "payload-too-large",
+                            f"The request body exceeds the limit of {limit} bytes.",
+                        )
+                        return
+                    if not message.get("more_body"):
+                        break
+                data = bytes(body)
+                wrong = (
+                    await anyio.to_thread.run_sync(jsonscan.within, data)
+                    if len(data) > 65536
+                    else jsonscan.within(data)
+                )
+                if wrong is not None:
+                    await reject("json-too-complex", wrong)
+                    return
+                replayed = False
+
+                async def replay() -> Message:
+                    nonlocal replayed
+                    if not replayed:
+                        replayed = True
+                        return {"type": "http.request", "body": data, "more_body": False}
+                    return await receive()
+
+                await self.app(scope, replay, send_wrapper)
                 return
             received = 0
 

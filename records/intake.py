@@ -41,6 +41,7 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
+from core import jsonscan
 from records.errors import BodyTooLarge, MalformedBody, TooManyColumns, UnsupportedEncoding
 
 MEDIA_TYPES = {
@@ -336,7 +337,7 @@ def _safe(name: str) -> str:
 def _flat(frame: pl.DataFrame) -> pl.DataFrame:
     for dtype in frame.schema.values():
         if isinstance(dtype, pl.Struct | pl.List | pl.Array | pl.Object):
-            raise MalformedBody("A record holds a nested object or array; records must be flat.")
+            raise MalformedBody(_NESTED)
     return frame
 
 
@@ -471,9 +472,16 @@ def _record_boundary(text: bytes) -> int:
     return nl + 1
 
 
+_NESTED = "A record holds a nested object or array; records must be flat."
+
+
 def _read_ndjson(text: bytes) -> pl.DataFrame:
     if not text.strip():
         return pl.DataFrame()
+    # Records are flat objects, so nothing may nest deeper than one level; checked before polars
+    # sees the text, whose reader recurses (deeply nested brackets crash the process).
+    if jsonscan.shape(text).depth > 1:
+        raise MalformedBody(_NESTED)
     try:
         frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
 from typing import Annotated, Any
@@ -79,18 +80,35 @@ def negotiate(accept: str | None) -> str:
     return sorted(choices, key=lambda c: (-c[0], c[1]))[0][2]
 
 
+MAX_FILTERS = 20
+MAX_FILTER_VALUES = 1_000
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
 def parse_filters(
     raw: list[str], dimensions: tuple[str, ...] | list[str]
 ) -> dict[str, frozenset[str]]:
-    filters: dict[str, frozenset[str]] = {}
+    """``dimension:value[,value...]`` items, in time linear in their length and bounded."""
+    if len(raw) > MAX_FILTERS:
+        raise InvalidInput(f"At most {MAX_FILTERS} filter parameters are accepted.")
+    valid = ", ".join(dimensions) or "(none)"
+    collected: dict[str, set[str]] = {}
+    count = 0
     for item in raw:
         dim, sep, values = item.partition(":")
-        if not sep or dim not in dimensions or not values:
+        if not sep or not values:
             raise InvalidInput(
-                "A filter is dimension:value[,value...] on one of the release's dimensions."
+                f"A filter is dimension:value[,value...]; the release's dimensions are {valid}."
             )
-        filters[dim] = filters.get(dim, frozenset()) | frozenset(v for v in values.split(",") if v)
-    return filters
+        if dim not in dimensions:
+            named = f"'{dim}'" if _NAME.match(dim) else "the filter's dimension"
+            raise InvalidInput(f"Unknown dimension {named}; the release's dimensions are {valid}.")
+        parts = [v for v in values.split(",") if v]
+        count += len(parts)
+        if count > MAX_FILTER_VALUES:
+            raise InvalidInput(f"Filters may list at most {MAX_FILTER_VALUES} values in all.")
+        collected.setdefault(dim, set()).update(parts)
+    return {dim: frozenset(values) for dim, values in collected.items()}
 
 
 def _definition_out(version: int, definition: IndicatorDefinition) -> dict[str, Any]:
