@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -58,6 +59,10 @@ class IndicatorInvalid(InvalidInput):
 class ReleaseRequest:
     dimensions: tuple[str, ...] | None = None
     method: str | None = None
+
+
+# What may be echoed of a name the caller sent.
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
 def _dataset_terms(policy: PolicySet, dataset: str, now: Any) -> DatasetTerms:
@@ -298,7 +303,11 @@ def create_release(
     )
     unknown = [d for d in dims if d not in definition.dimensions]
     if unknown:
-        raise IndicatorInvalid("A requested dimension is not one of the indicator's dimensions.")
+        names = ", ".join(f"'{d}'" if _NAME.match(d) else "(unprintable)" for d in unknown[:10])
+        raise IndicatorInvalid(
+            f"Unknown dimension(s) {names}; the indicator's dimensions are "
+            f"{', '.join(definition.dimensions)}."
+        )
     method = request.method or definition.method
     decision = _publish_decision(ctx, policy, definition, dims, method)
     if not decision.permitted:

@@ -242,6 +242,9 @@ class Validator:
         # A hint for the header's problems (a ';' delimiter, a missing header row), if any.
         self.hint: str | None = None
         self._hashes: list[pl.Series] = []
+        # A 64-bit hash of each record's typed key (null where a key field is missing), so that
+        # duplicate keys are reported in the same pass as every other error of a rejected body.
+        self._typed_keys: list[pl.Series] = []
         self._plans: dict[tuple[tuple[tuple[str, pl.DataType], ...], bool], _Plan] = {}
 
     @property
@@ -289,7 +292,9 @@ class Validator:
             counts = flags.sum().row(0, named=True)
             bad = {label: n for label, n in counts.items() if n}
             if not bad:
+                self._remember_typed_keys(work)
                 return work.select(plan.output)
+        self._remember_typed_keys(work)
         for label, n in bad.items():
             self.report.count(plan.labels[label][1], int(n))
         room = self.report.room
@@ -310,6 +315,29 @@ class Validator:
         if self.dataset.key:
             self._hashes.append(stored.select(pl.struct(list(self.dataset.key)).hash()).to_series())
 
+    def _remember_typed_keys(self, work: pl.DataFrame) -> None:
+        if not self.dataset.key:
+            return
+        columns = [pl.col(f"__t_{name}") for name in self.dataset.key]
+        complete = pl.all_horizontal([c.is_not_null() for c in columns])
+        key = pl.when(complete).then(pl.struct(columns).hash(seed=7)).otherwise(None)
+        self._typed_keys.append(work.select(key.alias("k")).to_series())
+
+    def _typed_duplicates(self) -> None:
+        """Duplicate keys of a body that has other errors too, found from the typed keys' 64-bit
+        hashes (nothing is stored to compare exactly; a body that is rejected anyway)."""
+        keys, self._typed_keys = self._typed_keys, []
+        if not keys:
+            return
+        series = pl.concat(keys) if len(keys) > 1 else keys[0]
+        later = series.is_duplicated() & ~series.is_first_distinct() & series.is_not_null()
+        rows = later.arg_true()
+        if rows.len():
+            self.report.count("duplicate-key", rows.len())
+            names = ",".join(self.dataset.key)
+            for row in (rows + 1).head(self.report.room).to_list():
+                self.report.add("duplicate-key", names, row)
+
     def finish(self, read_back: Callable[[list[str]], Iterator[pl.DataFrame]]) -> None:
         """The checks that need every record: duplicate record keys.
 
@@ -318,7 +346,11 @@ class Validator:
         given columns) to compare the candidates exactly.
         """
         hashes, self._hashes = self._hashes, []
-        if not (self.ok and hashes):
+        if not self.ok:
+            self._typed_duplicates()
+            return
+        self._typed_keys = []
+        if not hashes:
             return
         series = pl.concat(hashes) if len(hashes) > 1 else hashes[0]
         candidates = series.is_duplicated().arg_true()

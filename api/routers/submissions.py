@@ -163,7 +163,7 @@ async def create_submission(
         raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters.")
     fmt = intake.media_format(request.headers.get("content-type"))
     coding = intake.content_coding(request.headers.get("content-encoding"))
-    target = service.authorize(ctx, policy, dataset)
+    target = await run_in_threadpool(service.authorize, ctx, policy, dataset, session)
     assert ctx.principal is not None
     client_id = ctx.principal.client_id
     hashed = (
