@@ -13,7 +13,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.deps import UnitOfWork, audited, require, state
-from api.schemas import MAX_INDEX
+from api.schemas import (
+    MAX_INDEX,
+    CheckpointOut,
+    ConsistencyProofOut,
+    EventPage,
+    InclusionProofOut,
+    PublicKeyOut,
+)
 from audit import export, queries
 from audit.checkpoints import as_json
 from audit.note import LogSigner, origin_for, signer_for
@@ -70,6 +77,8 @@ Filters = Annotated[queries.EventFilter, Depends(_filters)]
 
 @router.get(
     "/events",
+    response_model=EventPage,
+    response_model_exclude_unset=True,
     summary="Audit events, oldest first, filtered and paginated",
     dependencies=[Depends(audited("audit.read", "audit_log"))],
 )
@@ -125,6 +134,8 @@ def export_log(
 
 @router.get(
     "/checkpoints/latest",
+    response_model=CheckpointOut,
+    response_model_exclude_unset=True,
     summary="The latest signed checkpoint (made now if the log has grown); text/plain: the note",
     dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint"))],
 )
@@ -138,6 +149,8 @@ def latest_checkpoint(request: Request, session: UnitOfWork, ctx: Authenticated)
 
 @router.get(
     "/checkpoints/{tree_size}",
+    response_model=CheckpointOut,
+    response_model_exclude_unset=True,
     summary="The checkpoint of one tree size, e.g. an export's (text/plain: the note)",
     dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint", "tree_size"))],
 )
@@ -154,7 +167,12 @@ def checkpoint_at(
     return JSONResponse(as_json(row, signer.origin))
 
 
-@router.get("/public-key", summary="The log's Ed25519 public key (JSON, or ?format=pem / vkey)")
+@router.get(
+    "/public-key",
+    response_model=PublicKeyOut,
+    response_model_exclude_unset=True,
+    summary="The log's Ed25519 public key (JSON, or ?format=pem / vkey)",
+)
 def public_key(
     request: Request,
     format: Literal["json", "pem", "vkey"] = "json",
@@ -177,6 +195,8 @@ def public_key(
 
 @router.get(
     "/proofs/inclusion",
+    response_model=InclusionProofOut,
+    response_model_exclude_unset=True,
     summary="Inclusion proof of an event (RFC 9162 PATH) against a tree size, with its entry",
     dependencies=[Depends(audited("audit.proof.inclusion", "audit_event"))],
 )
@@ -199,6 +219,8 @@ def inclusion_proof(
 
 @router.get(
     "/proofs/consistency",
+    response_model=ConsistencyProofOut,
+    response_model_exclude_unset=True,
     summary="Consistency proof between two tree sizes (RFC 9162 PROOF)",
     dependencies=[Depends(audited("audit.proof.consistency", "audit_log"))],
 )

@@ -24,7 +24,14 @@ from aggregation import formats, service
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from api.deps import Policy, UnitOfWork, audited, record_refusal, require, run_unit_of_work, state
-from api.schemas import MAX_PAGE, ReleaseIn
+from api.schemas import (
+    MAX_PAGE,
+    IndicatorOut,
+    ReleaseDocumentOut,
+    ReleaseIn,
+    ReleaseSummaryOut,
+    SeriesOut,
+)
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
 from policy.engine import PolicySet
@@ -222,6 +229,8 @@ def _render(
 
 @router.post(
     "/indicators",
+    response_model=IndicatorOut,
+    response_model_exclude_unset=True,
     status_code=201,
     summary="Define an indicator (checked against the agreements)",
     dependencies=[Depends(audited("indicator.define", "indicator"))],
@@ -233,12 +242,22 @@ def define_indicator(
     return _definition_out(row.version, IndicatorDefinition.model_validate(row.definition))
 
 
-@router.get("/indicators", summary="Indicator definitions")
+@router.get(
+    "/indicators",
+    response_model=list[IndicatorOut],
+    response_model_exclude_unset=True,
+    summary="Indicator definitions",
+)
 def list_indicators(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     return [_definition_out(v.version, d) for v, d in service.list_definitions(session)]
 
 
-@router.get("/indicators/{indicator_id}", summary="One indicator definition")
+@router.get(
+    "/indicators/{indicator_id}",
+    response_model=IndicatorOut,
+    response_model_exclude_unset=True,
+    summary="One indicator definition",
+)
 def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[str, Any]:
     version, definition = service.get_definition(session, indicator_id)
     return _definition_out(version.version, definition)
@@ -246,6 +265,8 @@ def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[s
 
 @router.post(
     "/indicators/{indicator_id}/releases",
+    response_model=ReleaseDocumentOut,
+    response_model_exclude_unset=True,
     summary="Compute and publish a release (or get the stored one for the same request)",
     dependencies=[Depends(audited("release.create", "indicator", "indicator_id"))],
 )
@@ -279,7 +300,12 @@ async def create_release(
     )
 
 
-@router.get("/indicators/{indicator_id}/releases", summary="Releases of an indicator you may read")
+@router.get(
+    "/indicators/{indicator_id}/releases",
+    response_model=list[ReleaseSummaryOut],
+    response_model_exclude_unset=True,
+    summary="Releases of an indicator you may read",
+)
 def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     service.get_definition(session, indicator_id)
     assert ctx.principal is not None
@@ -293,6 +319,8 @@ def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[d
 
 @router.get(
     "/indicators/{indicator_id}/series",
+    response_model=SeriesOut,
+    response_model_exclude_unset=True,
     summary="The indicator over time, with baseline and target",
     dependencies=[Depends(audited("release.read", "indicator_series", "indicator_id"))],
 )
@@ -310,6 +338,8 @@ def get_series(
 
 @router.get(
     "/releases/{release_id}",
+    response_model=ReleaseDocumentOut,
+    response_model_exclude_unset=True,
     summary="A release's cells (recipients only): JSON, CSV or SDMX-CSV by Accept",
     dependencies=[Depends(audited("release.read", "release", "release_id"))],
     responses={

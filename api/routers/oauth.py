@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import UnitOfWork, anonymous_context, state
 from api.ratelimit import claimed_client_id, source_address
+from api.schemas import IntrospectionOut, JwksOut, RevocationOut, ServerMetadataOut, TokenOut
 from identity import service
 from identity.oauth_server import HttpRequest, metadata
 from identity.signing_keys import published_jwks
@@ -92,27 +93,52 @@ async def _endpoint(request: Request, session: UnitOfWork, endpoint: str) -> JSO
     return JSONResponse(response.body, status_code=response.status, headers=headers)
 
 
-@router.post("/oauth/token", summary="Issue an access token (client credentials)")
+@router.post(
+    "/oauth/token",
+    response_model=TokenOut,
+    response_model_exclude_unset=True,
+    summary="Issue an access token (client credentials)",
+)
 async def token(request: Request, session: UnitOfWork) -> JSONResponse:
     return await _endpoint(request, session, "token")
 
 
-@router.post("/oauth/revoke", summary="Revoke an access token (RFC 7009)")
+@router.post(
+    "/oauth/revoke",
+    response_model=RevocationOut,
+    response_model_exclude_unset=True,
+    summary="Revoke an access token (RFC 7009)",
+)
 async def revoke(request: Request, session: UnitOfWork) -> JSONResponse:
     return await _endpoint(request, session, "revocation")
 
 
-@router.post("/oauth/introspect", summary="Introspect an access token (RFC 7662)")
+@router.post(
+    "/oauth/introspect",
+    response_model=IntrospectionOut,
+    response_model_exclude_unset=True,
+    summary="Introspect an access token (RFC 7662)",
+)
 async def introspect(request: Request, session: UnitOfWork) -> JSONResponse:
     return await _endpoint(request, session, "introspection")
 
 
-@router.get("/.well-known/oauth-authorization-server", summary="Server metadata (RFC 8414)")
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    response_model=ServerMetadataOut,
+    response_model_exclude_unset=True,
+    summary="Server metadata (RFC 8414)",
+)
 def server_metadata(request: Request) -> dict[str, Any]:
     return metadata(state(request).oauth)
 
 
-@router.get("/oauth/jwks.json", summary="Public keys that verify access tokens")
+@router.get(
+    "/oauth/jwks.json",
+    response_model=JwksOut,
+    response_model_exclude_unset=True,
+    summary="Public keys that verify access tokens",
+)
 def jwks(request: Request, session: UnitOfWork) -> JSONResponse:
     st = state(request)
     body = published_jwks(session, st.clock())

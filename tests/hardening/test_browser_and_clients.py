@@ -105,3 +105,17 @@ def test_the_server_command_sends_no_banner():
 
     source = Path(main.__file__).read_text()
     assert '"server_header": False' in source
+
+
+def test_every_operation_declares_a_typed_success_response(client):
+    doc = client.get("/openapi.json").json()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            successes = {c: r for c, r in op["responses"].items() if c.startswith("2")}
+            assert successes, (method, path)
+            for code, response in successes.items():
+                for media, body in response.get("content", {}).items():
+                    schema = body.get("schema", {})
+                    if media in ("application/json", "application/ld+json"):
+                        typed = "$ref" in schema or "$ref" in schema.get("items", {})
+                        assert typed, (method, path, code, media, schema)

@@ -1,5 +1,6 @@
 """A schema-driven fuzz run (schemathesis) over every operation of the OpenAPI document, bounded
-in time: no 5xx, and no status code the document does not declare."""
+in time: no 5xx, no status code the document does not declare, and every answer matches the
+schema declared for it (response models and problem documents alike)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error, status_code_conformance
+from schemathesis.checks import (
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 # A demo client holding each scope.
 HOLDER = {
@@ -46,7 +51,10 @@ def _fuzz(operation: Any, headers: dict[str, str]) -> None:
     @given(case=operation.as_strategy())
     def run(case: Any) -> None:
         response = case.call(headers={**headers, **(case.headers or {})})
-        case.validate_response(response, checks=(not_a_server_error, status_code_conformance))
+        case.validate_response(
+            response,
+            checks=(not_a_server_error, status_code_conformance, response_schema_conformance),
+        )
 
     run()
 
