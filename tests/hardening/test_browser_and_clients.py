@@ -98,13 +98,59 @@ def test_authenticated_json_is_not_stored_by_caches(api):
     assert r.status_code == 404 and r.headers["cache-control"] == "no-store"
 
 
-def test_the_server_command_sends_no_banner():
+@pytest.mark.process
+def test_the_server_command_sends_no_banner(fresh_databases, tmp_path):
+    """``backbone serve`` (uvicorn adds its banner below the application: configured off)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
     from pathlib import Path
 
-    from cli import main
+    import httpx
 
-    source = Path(main.__file__).read_text()
-    assert '"server_header": False' in source
+    from core.migrate import upgrade
+
+    url = fresh_databases.url()
+    upgrade(url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {
+        **os.environ,
+        "BACKBONE_DATABASE_URL": url,
+        "BACKBONE_DATA_DIR": str(tmp_path),
+        "BACKBONE_ISSUER": f"http://127.0.0.1:{port}",
+        "BACKBONE_LOG_LEVEL": "WARNING",
+    }
+    backbone = Path(sys.executable).parent / "backbone"
+    proc = subprocess.Popen(
+        [str(backbone), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "the server exited"
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert r.status_code == 200
+        assert "server" not in r.headers
+        assert r.headers["x-content-type-options"] == "nosniff"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_every_operation_declares_a_typed_success_response(client):
