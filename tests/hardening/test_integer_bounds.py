@@ -85,3 +85,17 @@ def test_an_out_of_range_version_in_a_body_is_a_422(api, version):
     )
     assert r.status_code == 422, r.text
     assert r.json()["type"] == "/problems/validation-error"
+
+
+def test_an_agreement_field_length_beyond_any_value_is_refused_by_the_schema(api):
+    from tests.records.helpers import agreement_document
+
+    document = agreement_document("bounded-lengths")
+    document["datasets"][0]["fields"][0].setdefault("constraints", {})["maxLength"] = 2**70
+    r = api.post(
+        "/v1/agreements/lint",
+        as_="district-data-manager",
+        json=document,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == "/problems/invalid-agreement"
