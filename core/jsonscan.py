@@ -20,6 +20,9 @@ import numpy as np
 _QUOTE, _BACKSLASH, _COMMA = 34, 92, 44
 _OPEN = (91, 123)  # [ {
 _CLOSE = (93, 125)  # ] }
+_DELTA = np.zeros(256, dtype=np.int8)
+_DELTA[list(_OPEN)] = 1
+_DELTA[list(_CLOSE)] = -1
 
 # The limits of every JSON request body of the API (not submissions, whose records are flat).
 MAX_DEPTH = 32
@@ -52,22 +55,27 @@ def _unescaped_quotes(arr: np.ndarray) -> np.ndarray:
     return quotes[keep]
 
 
-def shape(data: bytes) -> JsonShape:
-    """The nesting depth and item count of ``data``, in time linear in its length."""
+def shape(data: bytes, *, count_items: bool = True) -> JsonShape:
+    """The nesting depth and (unless ``count_items`` is false, when ``items`` is 0) the item
+    count of ``data``, in time linear in its length: a few comparisons of every byte, then work
+    on the brackets and quotes only."""
     if not data:
         return JsonShape(0, 0)
     arr = np.frombuffer(data, dtype=np.uint8)
-    structural = np.isin(arr, (*_OPEN, *_CLOSE, _COMMA))
-    positions = np.flatnonzero(structural)
+    # Elementwise comparisons are faster here than a table lookup or np.isin.
+    mask = (arr == _OPEN[0]) | (arr == _OPEN[1]) | (arr == _CLOSE[0]) | (arr == _CLOSE[1])
+    if count_items:
+        mask |= arr == _COMMA
+    positions = np.flatnonzero(mask)
     if positions.size:
         quotes = _unescaped_quotes(arr)
         # Outside a string: an even number of unescaped quotes before the position.
         outside = (np.searchsorted(quotes, positions) % 2) == 0
         positions = positions[outside]
     chars = arr[positions]
-    delta = np.isin(chars, _OPEN).astype(np.int64) - np.isin(chars, _CLOSE).astype(np.int64)
-    depth = int(np.cumsum(delta).max()) if delta.size else 0
-    items = int(np.count_nonzero(chars == _COMMA)) + 1
+    delta = _DELTA[chars]
+    depth = int(np.cumsum(delta, dtype=np.int64).max()) if delta.size else 0
+    items = int(np.count_nonzero(chars == _COMMA)) + 1 if count_items else 0
     return JsonShape(max(depth, 0), items)
 
 

@@ -480,7 +480,7 @@ def _read_ndjson(text: bytes) -> pl.DataFrame:
         return pl.DataFrame()
     # Records are flat objects, so nothing may nest deeper than one level; checked before polars
     # sees the text, whose reader recurses (deeply nested brackets crash the process).
-    if jsonscan.shape(text).depth > 1:
+    if jsonscan.shape(text, count_items=False).depth > 1:
         raise MalformedBody(_NESTED)
     try:
         frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
