@@ -71,6 +71,8 @@ def parse_document(raw: bytes | str, fmt: str = "yaml") -> AgreementDocument:
             [{"code": "syntax", "path": "", "message": "the document must be UTF-8"}],
         ) from None
     check_limits(text, fmt)
+    if "\x00" in text:
+        raise _refuse("The document contains a NUL character.")
     try:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
@@ -78,6 +80,9 @@ def parse_document(raw: bytes | str, fmt: str = "yaml") -> AgreementDocument:
             f"The agreement is not well-formed {fmt.upper()}.",
             [{"code": "syntax", "path": "", "message": str(exc).splitlines()[0][:200]}],
         ) from None
+    if fmt == "yaml" and "\\u0000" in json.dumps(data, default=str):
+        # A YAML escape ("\0") made one: PostgreSQL stores no NUL in text or JSON.
+        raise _refuse("The document contains a NUL character.")
     return document_from_data(data)
 
 

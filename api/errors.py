@@ -55,6 +55,7 @@ def problem(
     if oauth:
         # The OAuth endpoints answer in RFC 6749 form (section 5.2), 429 and 413 included.
         code = status or spec.status
+        code = 400 if code == 422 else code  # RFC 6749: invalid_request is a 400
         return JSONResponse(
             {"error": oauth_error_code(code), "error_description": detail or spec.title},
             status_code=code,

@@ -88,6 +88,15 @@ def secure_headers(
     return out
 
 
+def _has_nul(scope: Scope) -> bool:
+    query = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query
+
+
+# A NUL character escaped in JSON text (a literal backslash-u0000 in a string is refused too).
+_JSON_NUL = b"\\u0000"
+
+
 class BodyTooLarge(PayloadTooLarge):
     pass
 
@@ -173,6 +182,10 @@ class RequestMiddleware:
             await send_wrapper({"type": "http.response.body", "body": body})
 
         try:
+            if _has_nul(scope):
+                # PostgreSQL refuses NUL in text: a 4xx here, never a 500 at the database.
+                await reject("invalid-input", "The path or query string contains a NUL character.")
+                return
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 await reject(
@@ -196,6 +209,9 @@ class RequestMiddleware:
                     if not message.get("more_body"):
                         break
                 data = bytes(body)
+                if b"\x00" in data or _JSON_NUL in data:
+                    await reject("invalid-input", "The JSON body contains a NUL character.")
+                    return
                 wrong = (
                     await anyio.to_thread.run_sync(jsonscan.within, data)
                     if len(data) > 65536

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from api.deps import UnitOfWork, anonymous_context, state
 from api.ratelimit import claimed_client_id, source_address
 from api.schemas import IntrospectionOut, JwksOut, RevocationOut, ServerMetadataOut, TokenOut
+from core.errors import InvalidInput
 from identity import service
 from identity.oauth_server import HttpRequest, metadata
 from identity.signing_keys import published_jwks
@@ -30,6 +31,8 @@ async def _http_request(request: Request) -> HttpRequest:
         parsed = await request.form()
         for key, value in parsed.multi_items():
             if isinstance(value, str):
+                if "\x00" in value or "\x00" in key:
+                    raise InvalidInput("The form contains a NUL character.")
                 form.setdefault(key, []).append(value)
     return HttpRequest(
         method=request.method, url=str(request.url), headers=dict(request.headers), form=form

@@ -173,3 +173,39 @@ def test_release_filters_are_bounded_and_name_the_valid_dimensions(api, release_
     wide = "neighborhood:" + ",".join(f"n{i}" for i in range(5_000))
     r = api.get(url, as_="backbone-dashboard", params={"filter": wide})
     assert r.status_code == 422 and "at most" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "caller"),
+    [
+        ("GET", "/v1/agreements/a%00b", "district-data-manager"),
+        ("GET", "/v1/submissions/a%00b", "district-sis"),
+        ("GET", "/v1/indicators/a%00b", "backbone-dashboard"),
+        ("GET", "/v1/audit/events?organization=a%00b", "county-auditor"),
+        ("GET", "/v1/submissions?after=a%00b", "district-sis"),
+        ("POST", "/v1/datasets/a%00b/submissions", "district-sis"),
+    ],
+)
+def test_a_nul_character_in_a_path_or_query_is_a_4xx(api, client, method, path, caller):
+    # PostgreSQL refuses NUL in text: this was a 500 there.
+    r = client.request(
+        method, path, headers={**api.headers(caller), "Content-Type": "text/csv"}, content=b"a\n"
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == "/problems/invalid-input"
+
+
+def test_a_nul_character_in_a_json_body_a_form_or_an_agreement_is_a_4xx(api, client):
+    r = api.post(
+        "/v1/policy/decide",
+        as_="district-data-manager",
+        content=b'{"action": "sub\\u0000mit"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    r = client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": "a\x00"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+    with pytest.raises(InvalidAgreement):
+        parse_document('uid: "a\\0b"\n', "yaml")
+    with pytest.raises(InvalidAgreement):
+        parse_document('{"uid": "a\x00b"}', "json")
