@@ -3,6 +3,7 @@ problem document, never a 500 (a 65-bit integer used to overflow the database dr
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -90,7 +91,8 @@ def test_an_out_of_range_version_in_a_body_is_a_422(api, version):
 def test_an_agreement_field_length_beyond_any_value_is_refused_by_the_schema(api):
     from tests.records.helpers import agreement_document
 
-    document = agreement_document("bounded-lengths")
+    # A deep copy: the helper's field descriptors are shared module data.
+    document = copy.deepcopy(agreement_document("bounded-lengths"))
     document["datasets"][0]["fields"][0].setdefault("constraints", {})["maxLength"] = 2**70
     r = api.post(
         "/v1/agreements/lint",
