@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -60,6 +61,10 @@ class IndicatorInvalid(InvalidInput):
 class ReleaseRequest:
     dimensions: tuple[str, ...] | None = None
     method: str | None = None
+
+
+# What may be echoed of a name the caller sent.
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
 def _dataset_terms(policy: PolicySet, dataset: str, now: Any) -> DatasetTerms:
@@ -333,10 +338,10 @@ def create_release(
     )
     unknown = [d for d in dims if d not in definition.dimensions]
     if unknown:
+        names = ", ".join(f"'{d}'" if _NAME.match(d) else "(unprintable)" for d in unknown[:10])
         raise IndicatorInvalid(
-            "A requested dimension is not one of the indicator's dimensions; they are "
-            + ", ".join(definition.dimensions)
-            + "."
+            f"Unknown dimension(s) {names}; the indicator's dimensions are "
+            f"{', '.join(definition.dimensions)}."
         )
     method = request.method or definition.method
     shape: Shape | None = None

@@ -36,8 +36,10 @@ class FieldConstraints(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
-    min_length: int | None = Field(default=None, alias="minLength", ge=0)
-    max_length: int | None = Field(default=None, alias="maxLength", ge=1)
+    # Bounded like every integer of the API: a length beyond any value's is meaningless, and a
+    # 65-bit one overflowed the validator at submission time.
+    min_length: int | None = Field(default=None, alias="minLength", ge=0, le=1 << 20)
+    max_length: int | None = Field(default=None, alias="maxLength", ge=1, le=1 << 20)
 
     @field_validator("pattern")
     @classmethod

@@ -43,6 +43,10 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
 MAX_LENGTH = 2000
+# The parser recurses once a parenthesis and once a prefix operator ("not", "-"), and polars
+# expressions nest as deep as the tree: both are bounded before parsing starts.
+MAX_DEPTH = 32
+MAX_TOKENS = 400
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,24 @@ def tokens(text: str) -> list[_Tok]:
             kind = "kw"
         out.append(_Tok(kind, value))
         pos = m.end()
+    _check_nesting(out)
     return out
+
+
+def _check_nesting(toks: list[_Tok]) -> None:
+    """Refuse, in one pass, a filter too long or nested too deeply for the recursive parser."""
+    if len(toks) > MAX_TOKENS:
+        raise InvalidExpression(f"The filter has more than {MAX_TOKENS} tokens.")
+    depth = prefix = 0
+    for tok in toks:
+        if tok.value in ("(", "["):
+            depth += 1
+        elif tok.value in (")", "]"):
+            depth -= 1
+        # Consecutive prefix operators nest as deep as parentheses do.
+        prefix = prefix + 1 if tok.value in ("not", "-") else 0
+        if depth + prefix > MAX_DEPTH:
+            raise InvalidExpression(f"The filter nests deeper than {MAX_DEPTH} levels.")
 
 
 class _Parser:

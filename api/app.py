@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import errors
+from api import docs, errors, openapi
 from api.logging import configure as configure_logging
 from api.middleware import RequestMiddleware
 from api.routers import (
@@ -115,7 +115,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served from the installed package, see api.docs
         redoc_url=None,
         # No OpenTelemetry providers are configured: FastAPI would otherwise look for them on
         # every request (a tenth of a cached read's time).
@@ -123,6 +123,7 @@ def create_app(
     )
     app.state.backbone = backbone
     errors.install(app)
+    openapi.install(app)
     # Routes are matched in order, one regular expression each, and no two modules' paths
     # overlap: the busiest (probes, token checks, dashboards' reads, tokens, submissions) first. Each
     # module's routes already carry their prefix, tags and dependencies; they are added to the
@@ -140,6 +141,7 @@ def create_app(
         audit,
         admin,
         problems,
+        docs,
     ):
         app.router.routes.extend(module.router.routes)
     app.add_middleware(

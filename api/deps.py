@@ -173,6 +173,9 @@ def require(*scopes: str, write: bool = False) -> Callable[..., Awaitable[Reques
             st.limiter.hit(st.limiter.write_limit, "write", principal.client_id)
         return RequestContext(request.state.request_id, st.clock(), principal)
 
+    # Read by api.openapi: the operation's security requirement and its error responses.
+    dependency.required_scopes = required  # type: ignore[attr-defined]
+    dependency.counts_writes = write  # type: ignore[attr-defined]
     return dependency
 
 

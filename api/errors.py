@@ -18,6 +18,17 @@ log = logging.getLogger("backbone.api")
 PROBLEM_JSON = "application/problem+json"
 
 
+OAUTH_PREFIX = "/oauth/"
+# RFC 6749 error codes for what the OAuth endpoints refuse outside Authlib's own handling.
+OAUTH_ERRORS = {401: "invalid_client", 429: "slow_down"}
+
+
+def oauth_error_code(status: int) -> str:
+    if status >= 500:
+        return "server_error"
+    return OAUTH_ERRORS.get(status, "invalid_request")
+
+
 def problem(
     kind: str,
     *,
@@ -26,6 +37,7 @@ def problem(
     status: int | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    oauth: bool = False,
 ) -> JSONResponse:
     spec = PROBLEMS.get(kind, PROBLEMS["domain-error"])
     body: dict[str, Any] = {
@@ -40,6 +52,15 @@ def problem(
         body["request_id"] = request_id
     if extra:
         body.update(extra)
+    if oauth:
+        # The OAuth endpoints answer in RFC 6749 form (section 5.2), 429 and 413 included.
+        code = status or spec.status
+        code = 400 if code == 422 else code  # RFC 6749: invalid_request is a 400
+        return JSONResponse(
+            {"error": oauth_error_code(code), "error_description": detail or spec.title},
+            status_code=code,
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})},
+        )
     return JSONResponse(
         body, status_code=status or spec.status, headers=headers, media_type=PROBLEM_JSON
     )
@@ -47,6 +68,10 @@ def problem(
 
 def _rid(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
+
+
+def _oauth(request: Request) -> bool:
+    return request.url.path.startswith(OAUTH_PREFIX)
 
 
 def _www_authenticate(exc: DomainError) -> str:
@@ -69,7 +94,12 @@ def domain_error_response(request: Request, exc: DomainError) -> JSONResponse:
         headers["Retry-After"] = str(int(retry_after))
     extra = {k: v for k, v in exc.extra.items() if k != "retry_after"}
     return problem(
-        exc.kind, detail=exc.detail, request_id=_rid(request), headers=headers or None, extra=extra
+        exc.kind,
+        detail=exc.detail,
+        request_id=_rid(request),
+        headers=headers or None,
+        extra=extra,
+        oauth=_oauth(request),
     )
 
 
@@ -100,12 +130,14 @@ def install(app: FastAPI) -> None:
                 "malformed-json",
                 detail="The request body is not well-formed JSON.",
                 request_id=_rid(request),
+                oauth=_oauth(request),
             )
         return problem(
             "validation-error",
             detail=f"{len(errors)} problem(s) with the request.",
             request_id=_rid(request),
             extra={"errors": errors},
+            oauth=_oauth(request),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -132,4 +164,5 @@ def install(app: FastAPI) -> None:
             request_id=_rid(request),
             status=exc.status_code,
             headers=dict(exc.headers or {}) or None,
+            oauth=_oauth(request),
         )

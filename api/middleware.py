@@ -15,8 +15,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+
 from api.logging import request_id_var
 from api.problems import PROBLEMS, problem_type
+from core import jsonscan
 from core.errors import PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -48,12 +51,61 @@ access_log = logging.getLogger("backbone.access")
 error_log = logging.getLogger("backbone.error")
 
 
+# On every response. Pages and the documentation load their scripts and styles from the service
+# itself only; nothing may frame them.
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+HTML_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    b"frame-ancestors 'none'"
+)
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+_DROPPED = frozenset({b"server", b"x-powered-by"})
+
+
+def secure_headers(
+    headers: list[tuple[bytes, bytes]], authenticated: bool
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers with the security headers added and any banner removed.
+
+    HTML gets a strict Content-Security-Policy; everything else one that allows nothing. A JSON
+    answer to an authenticated request is ``Cache-Control: no-store`` unless the route chose a
+    policy itself (releases are ``private, no-cache``, with an ETag).
+    """
+    out = [(k, v) for k, v in headers if k.lower() not in _DROPPED]
+    names = {k.lower() for k, _ in out}
+    ctype = next((v for k, v in out if k.lower() == b"content-type"), b"").lower()
+    out.extend(h for h in SECURITY_HEADERS if h[0] not in names)
+    if b"content-security-policy" not in names:
+        csp = HTML_CSP if ctype.startswith(b"text/html") else API_CSP
+        out.append((b"content-security-policy", csp))
+    if authenticated and b"cache-control" not in names and b"json" in ctype:
+        out.append((b"cache-control", b"no-store"))
+    return out
+
+
+def _has_nul(scope: Scope) -> bool:
+    query = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query
+
+
+# A NUL character escaped in JSON text (a literal backslash-u0000 in a string is refused too).
+_JSON_NUL = b"\\u0000"
+
+
 class BodyTooLarge(PayloadTooLarge):
     pass
 
 
-def _problem_bytes(kind: str, detail: str, request_id: str) -> tuple[int, bytes]:
+def _problem_bytes(kind: str, detail: str, request_id: str, oauth: bool) -> tuple[int, bytes]:
     spec = PROBLEMS[kind]
+    if oauth:  # RFC 6749 form at the OAuth endpoints
+        code = "server_error" if spec.status >= 500 else "invalid_request"
+        return spec.status, json.dumps({"error": code, "error_description": detail}).encode()
     body = {
         "type": problem_type(kind),
         "title": spec.title,
@@ -88,40 +140,96 @@ class RequestMiddleware:
         }
         incoming = headers.get("x-request-id", "")
         rid = incoming if _RID.match(incoming) else _new_request_id()
+        authenticated = "authorization" in headers
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status_holder = {"status": 0, "started": False}
-        limit = self.max_upload if self.upload_path.match(scope.get("path", "")) else self.max_body
+        upload = bool(self.upload_path.match(scope.get("path", "")))
+        limit = self.max_upload if upload else self.max_body
+        json_body = (
+            not upload
+            and "json" in headers.get("content-type", "").lower()
+            and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE")
+        )
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [
+                    *secure_headers(list(message["headers"]), authenticated),
+                    (b"x-request-id", rid.encode()),
+                ]
             await send(message)
 
         async def reject(kind: str, detail: str) -> None:
-            status, body = _problem_bytes(kind, detail, rid)
+            oauth = scope.get("path", "").startswith("/oauth/")
+            status, body = _problem_bytes(kind, detail, rid, oauth)
+            ctype = b"application/json" if oauth else b"application/problem+json"
             await send_wrapper(
                 {
                     "type": "http.response.start",
                     "status": status,
                     "headers": [
-                        (b"content-type", b"application/problem+json"),
+                        (b"content-type", ctype),
                         (b"content-length", str(len(body)).encode()),
+                        (b"cache-control", b"no-store"),
                     ],
                 }
             )
             await send_wrapper({"type": "http.response.body", "body": body})
 
         try:
+            if _has_nul(scope):
+                # PostgreSQL refuses NUL in text: a 4xx here, never a 500 at the database.
+                await reject("invalid-input", "The path or query string contains a NUL character.")
+                return
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 await reject(
                     "payload-too-large", f"The request body exceeds the limit of {limit} bytes."
                 )
+                return
+            if json_body:
+                # Buffered (it is at most the body limit) and scanned before any parser sees it.
+                body = bytearray()
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    body += message.get("body", b"")
+                    if len(body) > limit:
+                        await reject(
+                            "payload-too-large",
+                            f"The request body exceeds the limit of {limit} bytes.",
+                        )
+                        return
+                    if not message.get("more_body"):
+                        break
+                data = bytes(body)
+                if b"\x00" in data or _JSON_NUL in data:
+                    await reject("invalid-input", "The JSON body contains a NUL character.")
+                    return
+                wrong = (
+                    await anyio.to_thread.run_sync(jsonscan.within, data)
+                    if len(data) > 65536
+                    else jsonscan.within(data)
+                )
+                if wrong is not None:
+                    await reject("json-too-complex", wrong)
+                    return
+                replayed = False
+
+                async def replay() -> Message:
+                    nonlocal replayed
+                    if not replayed:
+                        replayed = True
+                        return {"type": "http.request", "body": data, "more_body": False}
+                    return await receive()
+
+                await self.app(scope, replay, send_wrapper)
                 return
             received = 0
 

@@ -25,6 +25,12 @@ PROBLEMS: dict[str, ProblemType] = {
     "malformed-json": ProblemType(
         400, "Malformed JSON", "The request body is not well-formed JSON."
     ),
+    "json-too-complex": ProblemType(
+        400,
+        "The JSON body nests too deeply or holds too many items",
+        "JSON request bodies may nest at most 32 levels and hold at most 100,000 items; "
+        "they are checked before they are parsed.",
+    ),
     "validation-error": ProblemType(
         422,
         "Request validation failed",
@@ -55,6 +61,11 @@ PROBLEMS: dict[str, ProblemType] = {
         400,
         "The body could not be parsed",
         "The body is empty, truncated or not well-formed for its Content-Type.",
+    ),
+    "too-many-columns": ProblemType(
+        422,
+        "The header has more columns than the dataset has fields",
+        "Refused as soon as the header was read: it cannot succeed. Nothing was stored.",
     ),
     "submission-rejected": ProblemType(
         422,

@@ -7,6 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Bounds of every integer of the API, so that a huge number is a 422, never a database overflow:
+# versions are 32-bit columns; log indices and tree sizes 64-bit ones, kept within the integers a
+# JSON client represents exactly (2^53 - 1).
+MAX_VERSION = 2**31 - 1
+MAX_INDEX = 2**53 - 1
+MAX_PAGE = 2**31 - 1
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -54,7 +61,7 @@ class JwksIn(_In):
 
 
 class ApprovalIn(_In):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     content_hash: str
 
 
@@ -94,3 +101,247 @@ class DecideIn(_In):
     draft: dict[str, Any] | None = Field(
         default=None, description="an agreement document to evaluate as if it were active"
     )
+
+
+# -- responses ------------------------------------------------------------------------------------
+# Every route declares one of these (or a model above) as its response model. They allow extra
+# members, so that a field added later is not a breaking change for a generated client.
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class HealthOut(_Out):
+    status: str
+
+
+class ReadyOut(_Out):
+    status: str
+    checks: dict[str, str]
+
+
+class WhoAmIOut(_Out):
+    client_id: str
+    organization: str
+    organization_kind: str
+    scopes: list[str]
+
+
+class ProblemTypeOut(_Out):
+    type: str
+    status: int
+    title: str
+    description: str
+
+
+class TokenOut(_Out):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str | None = None
+
+
+class IntrospectionOut(_Out):
+    active: bool
+
+
+class RevocationOut(_Out):
+    """Empty on success (RFC 7009)."""
+
+
+class ServerMetadataOut(_Out):
+    issuer: str
+    token_endpoint: str
+
+
+class JwksOut(_Out):
+    keys: list[dict[str, Any]]
+
+
+class AgreementRef(_Out):
+    id: str
+    version: int
+
+
+class ReceiptOut(_Out):
+    id: str
+    dataset: str
+    agreement: AgreementRef
+    row_count: int
+    body_sha256: str
+    received_at: str
+    status: str
+    audit_index: int | None
+    replaces: str | None
+    period: str | None
+
+
+class ReceiptPage(_Out):
+    items: list[ReceiptOut]
+    next: str | None
+
+
+class JsonSchemaOut(_Out):
+    """A JSON Schema document (draft 2020-12) with the vocabulary in ``x-vocabulary``."""
+
+
+class VersionStatus(_Out):
+    version: int
+    status: str
+
+
+class AgreementSummaryOut(_Out):
+    id: str
+    title: str
+    latest_version: int
+    versions: list[VersionStatus]
+
+
+class VersionOut(_Out):
+    agreement: str
+    version: int
+    status: str
+    content_hash: str
+    effective: str
+    expires: str
+    created_at: str
+    activated_at: str | None
+    ended_at: str | None
+    approved_by: list[str] | None = None
+    awaiting: list[str] | None = None
+
+
+class VersionDocumentOut(VersionOut):
+    document: dict[str, Any]
+
+
+class HistoryEntry(_Out):
+    version: int
+    status: str
+    at: str
+    by: str | None
+
+
+class AgreementOut(_Out):
+    id: str
+    title: str
+    versions: list[VersionOut]
+    history: list[HistoryEntry]
+
+
+class GoverningOut(_Out):
+    agreement: str
+    at: str
+    version: VersionOut | None
+
+
+class LintOut(_Out):
+    uid: str
+    content_hash: str
+    findings: list[dict[str, Any]]
+
+
+class OdrlOut(_Out):
+    """An ODRL 2.2 policy in JSON-LD (``application/ld+json``), its context embedded."""
+
+
+class DecisionOut(_Out):
+    principal: str
+    at: str
+    decision: dict[str, Any]
+    breaks: list[dict[str, Any]] | None = None
+
+
+class IndicatorOut(_Out):
+    id: str
+    version: int
+    title: str
+
+
+class ReleaseSummaryOut(_Out):
+    id: str
+    indicator: str
+    indicator_version: int
+    method: str
+    dimensions: list[str]
+    parameters: dict[str, Any]
+    created_at: str
+    audit_index: int | None
+
+
+class ReleaseDocumentOut(_Out):
+    """A release as JSON: ``headers`` and ``rows`` (like DHIS2's analytics), a ``pager`` and the
+    release's ``provenance``. CSV and SDMX-CSV by ``Accept``."""
+
+    headers: list[dict[str, Any]]
+    rows: list[list[Any]]
+    pager: dict[str, Any]
+    provenance: dict[str, Any]
+
+
+class SeriesOut(_Out):
+    indicator: str
+    version: int
+    title: str
+    unit: str
+    direction: str
+    period_dimension: str | None
+    filters: dict[str, list[str]]
+    baseline: dict[str, Any] | None
+    target: dict[str, Any] | None
+    points: list[dict[str, Any]]
+    releases: list[str]
+
+
+class BudgetOut(_Out):
+    agreement: str
+    dataset: str
+    period: str
+    epsilon_limit: float
+    epsilon_spent: float
+    epsilon_remaining: float
+    updated_at: str
+
+
+class EventPage(_Out):
+    items: list[dict[str, Any]]
+    next: int | None
+
+
+class CheckpointOut(_Out):
+    origin: str
+    tree_size: int
+    root_hash: str
+    time: str
+    key_id: str
+    note: str
+
+
+class PublicKeyOut(_Out):
+    origin: str
+    algorithm: str
+    key_id: str
+    vkey: str
+    pem: str
+
+
+class InclusionProofOut(_Out):
+    index: int
+    tree_size: int
+    leaf_hash: str
+    proof: list[str]
+    entry: dict[str, Any]
+    checkpoint: CheckpointOut | None
+
+
+class ConsistencyProofOut(_Out):
+    first: int
+    second: int
+    proof: list[str]
+    first_checkpoint: CheckpointOut | None
+    checkpoint: CheckpointOut | None
+
+
+class SigningKeyOut(_Out):
+    kid: str

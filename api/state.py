@@ -70,7 +70,10 @@ class AppState:
             policies=PolicyCache(sessions),
             audit_batcher=AuditBatcher(sessions, engine, settings.audit_read_group_commit),
             limiter=RateLimiter(
-                settings.rate_limit_storage, settings.token_rate_limit, settings.write_rate_limit
+                settings.rate_limit_storage,
+                settings.token_rate_limit,
+                settings.write_rate_limit,
+                settings.token_failure_rate_limit,
             ),
             clock=clock,
         )

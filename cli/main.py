@@ -74,6 +74,7 @@ def serve(
         "proxy_headers": proxy_headers,
         "forwarded_allow_ips": settings.forwarded_allow_ips or None,
         "access_log": False,
+        "server_header": False,  # no Server banner
         "log_config": None,
     }
     typer.echo(f"Backbone listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")

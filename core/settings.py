@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     rate_limit_storage: str = "memory://"
     token_rate_limit: str = "60/minute"
+    # Failed client authentications at the OAuth endpoints, per source address and, apart from
+    # it, per claimed client id (the verified client's own allowance is never spent by them).
+    token_failure_rate_limit: str = "20/minute"
     write_rate_limit: str = "600/minute"
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ JWT access tokens signed with ES256; revocation (RFC 7009) as a ``jti`` deny lis
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -23,6 +23,7 @@ from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidClientError,
+    OAuth2Error,
     OAuth2Payload,
     OAuth2Request,
 )
@@ -62,6 +63,29 @@ class OAuthResponse:
     status: int
     body: dict[str, Any]
     headers: list[tuple[str, str]]
+    # The client that authenticated, if one did (set by :func:`identity.service.oauth_endpoint`).
+    client_id: str | None = None
+
+
+# Called with the id of a client that has just authenticated; returns None to admit the request,
+# or the seconds the client must wait (its own allowance is spent).
+Admission = Callable[[str], int | None]
+
+
+class SlowDown(OAuth2Error):  # type: ignore[misc]
+    """429 in RFC 6749 form: the authenticated client has used up its own allowance."""
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            description=f"Too many requests for this client; retry after {retry_after} second(s)."
+        )
+        self.retry_after = retry_after
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
 
 
 @dataclass(frozen=True)
@@ -350,8 +374,10 @@ class BackboneAuthorizationServer(_AuthorizationServer):  # type: ignore[misc]
         public_keys: KeySet,
         now: datetime,
         request_url: str,
+        admit: Admission | None = None,
     ) -> None:
         super().__init__(scopes_supported=list(SCOPES))
+        self.admit = admit
         self.session = session
         self.config = config
         self.public_keys = public_keys
@@ -364,6 +390,15 @@ class BackboneAuthorizationServer(_AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(_Revocation(self))
         self.register_endpoint(_Introspection(self))
         self.authenticated_client: Client | None = None
+
+    def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
+        client = super().authenticate_client(request, methods, endpoint)
+        if client is not None and self.admit is not None:
+            retry_after = self.admit(client.get_client_id())
+            if retry_after is not None:
+                self.authenticated_client = client.row
+                raise SlowDown(retry_after)
+        return client
 
     def query_client(self, client_id: str) -> OAuthClient | None:
         if not isinstance(client_id, str) or len(client_id) > 64:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from identity.auth_state import record_change
 from identity.models import Client, Organization, RevokedToken, UsedClientAssertion
 from identity.oauth_server import (
     AUTH_METHODS,
+    Admission,
     BackboneAuthorizationServer,
     HttpRequest,
     OAuthResponse,
@@ -245,12 +247,17 @@ def oauth_endpoint(
     public_keys: KeySet,
     endpoint: str,
     request: HttpRequest,
+    admit: Admission | None = None,
 ) -> OAuthResponse:
-    """Run the token, revocation or introspection endpoint and audit the outcome."""
+    """Run the token, revocation or introspection endpoint and audit the outcome.
+
+    ``admit`` is asked, once a client has authenticated, whether its own allowance permits the
+    request; the response names the client that authenticated, if any.
+    """
     key_row = signing_keys.ensure_signing_key(session, master, ctx.now)
     active = signing_keys.load_private_key(key_row, master)
     server = BackboneAuthorizationServer(
-        session, config, active.key, public_keys, ctx.now, request.url
+        session, config, active.key, public_keys, ctx.now, request.url, admit
     )
     try:
         if endpoint == "token":
@@ -288,4 +295,4 @@ def oauth_endpoint(
             counts={"status": response.status},
         ),
     )
-    return response
+    return dataclasses.replace(response, client_id=client.id if client is not None else None)

@@ -22,6 +22,13 @@ class MalformedBody(InvalidInput):
     title = "The body could not be parsed"
 
 
+class TooManyColumns(MalformedBody):
+    """A header with more columns than the dataset has fields: refused before it is examined."""
+
+    kind = "too-many-columns"
+    title = "The header has more columns than the dataset has fields"
+
+
 class UnsupportedEncoding(UnsupportedMediaType):
     kind = "unsupported-encoding"
     title = "Unsupported character or content encoding"

@@ -109,25 +109,28 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
     blocked on it (waiting for more of the body) stops.
     """
     stream = intake.decoded(source, spec.fmt, spec.coding, spec.limits)
-    reader = intake.open_reader(spec.fmt, stream, spec.limits)
+    reader = intake.open_reader(spec.fmt, stream, spec.limits, max_columns=len(spec.dataset.fields))
     validator = Validator(spec.dataset, period=spec.period)
     columns: list[str] = []
     if isinstance(reader, intake.CsvReader):
         columns = reader.header()
         spec.on_columns(columns)
         if not validator.check_header(columns):
+            hint = f" {validator.hint}" if validator.hint else ""
             raise SubmissionRejected(
-                f"{validator.report.total} problem(s) with the header; nothing was stored.",
+                f"{validator.report.total} problem(s) with the header; nothing was stored.{hint}",
                 validator.report.as_dict(),
             )
     handoff: queue.Queue[object] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def typed_frames() -> Iterator[pl.DataFrame]:
+        known = set(columns)  # a set: a JSON batch's columns are checked in linear time
         for frame in reader.frames():
-            new = [c for c in frame.columns if c not in columns]
+            new = [c for c in frame.columns if c not in known]
             if new:
                 columns.extend(new)
+                known.update(new)
                 spec.on_columns(list(columns))
             typed = validator.check(frame)
             if typed is not None and validator.ok:

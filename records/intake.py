@@ -41,7 +41,8 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
-from records.errors import BodyTooLarge, MalformedBody, UnsupportedEncoding
+from core import jsonscan
+from records.errors import BodyTooLarge, MalformedBody, TooManyColumns, UnsupportedEncoding
 
 MEDIA_TYPES = {
     "text/csv": "csv",
@@ -336,16 +337,19 @@ def _safe(name: str) -> str:
 def _flat(frame: pl.DataFrame) -> pl.DataFrame:
     for dtype in frame.schema.values():
         if isinstance(dtype, pl.Struct | pl.List | pl.Array | pl.Object):
-            raise MalformedBody("A record holds a nested object or array; records must be flat.")
+            raise MalformedBody(_NESTED)
     return frame
 
 
 class CsvReader:
     """CSV with a header row, parsed by Arrow's streaming reader into string columns."""
 
-    def __init__(self, stream: DecodedStream, limits: IntakeLimits) -> None:
+    def __init__(
+        self, stream: DecodedStream, limits: IntakeLimits, max_columns: int | None = None
+    ) -> None:
         self.stream = stream
         self.limits = limits
+        self.max_columns = max_columns
         self.columns: list[str] | None = None
         self._ragged: tuple[int, int] | None = None
 
@@ -362,14 +366,22 @@ class CsvReader:
             header = next(csv.reader([text], strict=True), [])
         except csv.Error:
             raise MalformedBody("The CSV header row is not well-formed.") from None
+        if self.max_columns is not None and len(header) > self.max_columns:
+            # Refused before anything else looks at the names: it cannot succeed.
+            raise TooManyColumns(
+                f"The CSV header has {len(header)} columns; the dataset has only "
+                f"{self.max_columns} field(s)."
+            )
         names = [h.strip() for h in header]
+        seen: set[str] = set()  # linear: one set lookup a name
         for position, name in enumerate(names, start=1):
             if not name:
                 raise MalformedBody(f"The CSV header has an empty column name (column {position}).")
-            if name in names[: position - 1]:
+            if name in seen:
                 raise MalformedBody(
                     f"The CSV header repeats a column name (column {position}, {_safe(name)})."
                 )
+            seen.add(name)
         self.columns = names
         return names
 
@@ -460,9 +472,16 @@ def _record_boundary(text: bytes) -> int:
     return nl + 1
 
 
+_NESTED = "A record holds a nested object or array; records must be flat."
+
+
 def _read_ndjson(text: bytes) -> pl.DataFrame:
     if not text.strip():
         return pl.DataFrame()
+    # Records are flat objects, so nothing may nest deeper than one level; checked before polars
+    # sees the text, whose reader recurses (deeply nested brackets crash the process).
+    if jsonscan.shape(text, count_items=False).depth > 1:
+        raise MalformedBody(_NESTED)
     try:
         frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
@@ -690,9 +709,14 @@ class JsonArrayReader:
                 break
 
 
-def open_reader(fmt: str, stream: DecodedStream, limits: IntakeLimits) -> RecordReader:
+def open_reader(
+    fmt: str, stream: DecodedStream, limits: IntakeLimits, *, max_columns: int | None = None
+) -> RecordReader:
+    """A reader for ``fmt``. ``max_columns`` (the dataset's field count) refuses, as soon as the
+    header is read, a CSV header that cannot succeed."""
+    if fmt == "csv":
+        return CsvReader(stream, limits, max_columns)
     readers: dict[str, Callable[[DecodedStream, IntakeLimits], RecordReader]] = {
-        "csv": CsvReader,
         "ndjson": NdjsonReader,
         "json": JsonArrayReader,
     }

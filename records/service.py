@@ -11,6 +11,7 @@ Services flush and never commit; the request's unit of work commits.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agreements.models import AgreementStatusChange
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Conflict, Forbidden, NotFound, PolicyDenied
@@ -38,6 +40,7 @@ from records.errors import (
 from records.ingest import IngestSpec, Prepared, ingest
 from records.models import Segment, Submission
 from records.pseudonymize import Tokenizer, linkage_key
+from records.validate import unlisted_columns
 
 SUBMISSION_PREFIX = "sub"
 
@@ -115,23 +118,86 @@ def _target(policy: PolicySet, decision: Decision, dataset: str) -> Target:
     raise NotFound("The dataset is not defined by the governing agreement.")  # pragma: no cover
 
 
-def authorize(ctx: RequestContext, policy: PolicySet, dataset: str) -> Target:
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def submittable(ctx: RequestContext, policy: PolicySet) -> list[str]:
+    """The datasets this client may submit to now."""
+    names = {ds.name for terms in policy.agreements for ds in terms.datasets}
+    return sorted(n for n in names if _decide(ctx, policy, n, None).permitted)
+
+
+def _refusal(
+    session: Session | None,
+    ctx: RequestContext,
+    policy: PolicySet,
+    dataset: str,
+    decision: Decision,
+) -> str:
+    """The decision's explanation, with what helps: a dataset no agreement covers is named as
+    unknown with the datasets the client may submit to; an agreement of the client's organization
+    that covers it but is not in force is named with its status and the reason given."""
+    if not policy.covering(dataset):
+        shown = f"'{dataset}'" if _NAME.match(dataset) else "named in the path"
+        allowed = submittable(ctx, policy)
+        may = ", ".join(allowed) if allowed else "none at present"
+        return f"Unknown dataset {shown}: no agreement covers it. You may submit to: {may}."
+    org = _principal(ctx).organization_id
+    notes = []
+    for terms in policy.covering(dataset):
+        if terms.in_force(ctx.now) or org not in {p for p, _ in terms.parties}:
+            continue
+        status = terms.status if terms.status != "active" else "not in its term"
+        note = f"agreement {terms.id} v{terms.version} is {status}"
+        if session is not None and terms.status in ("suspended", "terminated"):
+            reason = session.scalars(
+                select(AgreementStatusChange.reason)
+                .where(
+                    AgreementStatusChange.agreement_id == terms.id,
+                    AgreementStatusChange.version == terms.version,
+                    AgreementStatusChange.status == terms.status,
+                )
+                .order_by(AgreementStatusChange.id.desc())
+                .limit(1)
+            ).first()
+            if reason:
+                note += f" (reason: {reason[:200]})"
+        notes.append(note)
+    if notes:
+        return f"{decision.explanation} Note: {'; '.join(notes)}."
+    return decision.explanation
+
+
+def authorize(
+    ctx: RequestContext, policy: PolicySet, dataset: str, session: Session | None = None
+) -> Target:
     """May this client submit to ``dataset`` at all? Decided before the body is read."""
     decision = _decide(ctx, policy, dataset, None)
     if not decision.permitted:
-        raise PolicyDenied(decision.explanation, decision=decision)
+        raise PolicyDenied(_refusal(session, ctx, policy, dataset, decision), decision=decision)
     return _target(policy, decision, dataset)
 
 
 def field_guard(
-    ctx: RequestContext, policy: PolicySet, dataset: str
+    ctx: RequestContext, policy: PolicySet, dataset: str, fields: frozenset[str] = frozenset()
 ) -> Callable[[list[str]], None]:
-    """A check of the body's column names (data minimization), run as soon as they are known."""
+    """A check of the body's column names (data minimization), run as soon as they are known.
+
+    The refusal names the unlisted columns that are evidently column names (see
+    :func:`records.validate.unlisted_columns`), and hints at a ';' delimiter or a missing header.
+    """
 
     def check(columns: list[str]) -> None:
         decision = _decide(ctx, policy, dataset, columns)
         if not decision.permitted:
-            raise PolicyDenied(decision.explanation, decision=decision)
+            detail = decision.explanation
+            named, hint = unlisted_columns(columns, set(fields))
+            if named:
+                shown = ", ".join(named[:20]) + (", ..." if len(named) > 20 else "")
+                detail += f" Unlisted column(s): {shown}."
+            if hint:
+                detail += f" {hint}"
+            raise PolicyDenied(detail, decision=decision)
 
     return check
 
@@ -178,7 +244,7 @@ def ingest_spec(
             target.agreement_id, target.version, target.dataset.name, submission_id
         ),
         spill=spill,
-        on_columns=field_guard(ctx, policy, target.dataset.name),
+        on_columns=field_guard(ctx, policy, target.dataset.name, target.dataset.field_names),
     )
 
 

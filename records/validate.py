@@ -36,9 +36,12 @@ _FALSE = ("false", "f", "no", "n", "0")
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 _FLOATS = (pl.Float32, pl.Float64)
 _ROW = "__row"
+# What may be echoed as a column name: no spaces, no run of three digits (identifiers, dates and
+# numbers have them).
+_NAME_LIKE = re.compile(r"^(?!.*[0-9]{3})[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 MESSAGES = {
-    "unknown-field": "This field is not listed for the dataset in the governing agreement.",
+    "unknown-field": "This column is not a field of the dataset in the governing agreement.",
     "missing-field": "A required field of the dataset is missing from the submission.",
     "required": "A value is required.",
     "type": "The value is not of the field's type ({type}).",
@@ -211,6 +214,25 @@ def _pattern_mismatch(typed: pl.Expr, pattern: str) -> pl.Expr:
     )
 
 
+def unlisted_columns(
+    columns: list[str], known: set[str] | dict[str, Any]
+) -> tuple[list[str], str | None]:
+    """The unlisted columns that may be named, and a hint about the header, if any.
+
+    A column is named only when the row is evidently a header (it names at least one of the
+    dataset's fields) and the name looks like a column name; in a file without a header row the
+    "names" are values, which are never echoed.
+    """
+    is_header = any(name in known for name in columns)
+    named = [c for c in columns if c not in known and is_header and _NAME_LIKE.match(c)]
+    hint = None
+    if len(columns) == 1 and ";" in columns[0]:
+        hint = "The header is one column holding ';': separate fields with ',' not ';'."
+    elif not is_header and columns:
+        hint = "No column names a field of the dataset: is the header row missing?"
+    return named, hint
+
+
 class Validator:
     """Validates the parts of one submission in order; see the module docstring."""
 
@@ -220,7 +242,12 @@ class Validator:
         self.report = ValidationReport()
         self.rows = 0
         self._known = {f.name: f for f in dataset.fields}
+        # A hint for the header's problems (a ';' delimiter, a missing header row), if any.
+        self.hint: str | None = None
         self._hashes: list[pl.Series] = []
+        # A 64-bit hash of each record's typed key (null where a key field is missing), so that
+        # duplicate keys are reported in the same pass as every other error of a rejected body.
+        self._typed_keys: list[pl.Series] = []
         self._plans: dict[tuple[tuple[tuple[str, pl.DataType], ...], bool], _Plan] = {}
 
     @property
@@ -228,14 +255,22 @@ class Validator:
         return not self.report.failed
 
     def check_header(self, columns: list[str]) -> bool:
-        """Check the column names of a format with a header row; False if the body must stop."""
+        """Check the column names of a format with a header row; False if the body must stop.
+
+        Linear in the number of columns. An unlisted column is named when the row is evidently a
+        header (it names at least one of the dataset's fields) and the name looks like a column
+        name; otherwise by position only: in a file without a header row the "names" are values.
+        """
+        present = set(columns)
+        named, self.hint = unlisted_columns(columns, self._known)
+        nameable = set(named)
         for position, name in enumerate(columns, start=1):
             if name not in self._known:
-                # Named by position only: in a file without a header row the "names" are values.
+                label = name if name in nameable else f"column {position}"
                 self.report.count("unknown-field", 1)
-                self.report.add("unknown-field", f"column {position}", None)
+                self.report.add("unknown-field", label, None)
         for spec in self.dataset.fields:
-            if spec.name not in columns and self._required(spec):
+            if spec.name not in present and self._required(spec):
                 self.report.count("missing-field", 1)
                 self.report.add("missing-field", spec.name, None)
         return self.ok
@@ -260,6 +295,7 @@ class Validator:
             counts = flags.sum().row(0, named=True)
             bad = {label: n for label, n in counts.items() if n}
             if not bad:
+                self._remember_typed_keys(work)
                 typed = work.select(plan.output)
                 impossible = structural_mask(typed, self.dataset)
                 if not impossible.any():
@@ -269,6 +305,7 @@ class Validator:
                 for row in first.tolist():
                     self.report.add("structural-zero", None, int(row))
                 return None
+        self._remember_typed_keys(work)
         for label, n in bad.items():
             self.report.count(plan.labels[label][1], int(n))
         room = self.report.room
@@ -289,6 +326,29 @@ class Validator:
         if self.dataset.key:
             self._hashes.append(stored.select(pl.struct(list(self.dataset.key)).hash()).to_series())
 
+    def _remember_typed_keys(self, work: pl.DataFrame) -> None:
+        if not self.dataset.key:
+            return
+        columns = [pl.col(f"__t_{name}") for name in self.dataset.key]
+        complete = pl.all_horizontal([c.is_not_null() for c in columns])
+        key = pl.when(complete).then(pl.struct(columns).hash(seed=7)).otherwise(None)
+        self._typed_keys.append(work.select(key.alias("k")).to_series())
+
+    def _typed_duplicates(self) -> None:
+        """Duplicate keys of a body that has other errors too, found from the typed keys' 64-bit
+        hashes (nothing is stored to compare exactly; a body that is rejected anyway)."""
+        keys, self._typed_keys = self._typed_keys, []
+        if not keys:
+            return
+        series = pl.concat(keys) if len(keys) > 1 else keys[0]
+        later = series.is_duplicated() & ~series.is_first_distinct() & series.is_not_null()
+        rows = later.arg_true()
+        if rows.len():
+            self.report.count("duplicate-key", rows.len())
+            names = ",".join(self.dataset.key)
+            for row in (rows + 1).head(self.report.room).to_list():
+                self.report.add("duplicate-key", names, row)
+
     def finish(self, read_back: Callable[[list[str]], Iterator[pl.DataFrame]]) -> None:
         """The checks that need every record: duplicate record keys.
 
@@ -297,7 +357,11 @@ class Validator:
         given columns) to compare the candidates exactly.
         """
         hashes, self._hashes = self._hashes, []
-        if not (self.ok and hashes):
+        if not self.ok:
+            self._typed_duplicates()
+            return
+        self._typed_keys = []
+        if not hashes:
             return
         series = pl.concat(hashes) if len(hashes) > 1 else hashes[0]
         candidates = series.is_duplicated().arg_true()

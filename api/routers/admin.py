@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from api.deps import UnitOfWork, audited, require, state
-from api.schemas import ClientIn, ClientOut, JwksIn, OrganizationIn, OrganizationOut
+from api.schemas import ClientIn, ClientOut, JwksIn, OrganizationIn, OrganizationOut, SigningKeyOut
 from core.context import RequestContext
 from identity import service
 from identity.models import Client
@@ -106,6 +106,8 @@ def disable_client(client_id: str, session: UnitOfWork, ctx: Admin) -> ClientOut
 
 @router.post(
     "/keys/rotate",
+    response_model=SigningKeyOut,
+    response_model_exclude_unset=True,
     summary="Rotate the access-token signing key",
     dependencies=[Depends(audited("signing_key.rotate", "signing_key"))],
 )

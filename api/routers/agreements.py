@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -17,7 +17,19 @@ from agreements.models import AgreementVersion
 from agreements.odrl import to_odrl
 from agreements.parse import parse_document
 from api.deps import Policy, UnitOfWork, audited, require, state
-from api.schemas import ApprovalIn, StatusChangeIn
+from api.schemas import (
+    MAX_VERSION,
+    AgreementOut,
+    AgreementSummaryOut,
+    ApprovalIn,
+    GoverningOut,
+    JsonSchemaOut,
+    LintOut,
+    OdrlOut,
+    StatusChangeIn,
+    VersionDocumentOut,
+    VersionOut,
+)
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied, UnsupportedMediaType
 from policy.engine import decide
@@ -73,9 +85,12 @@ def _format(request: Request) -> str:
 
 
 @router.get(
-    "/agreements/schema", summary="JSON Schema of the agreement document, and its vocabulary"
+    "/agreements/schema",
+    response_model=JsonSchemaOut,
+    response_model_exclude_unset=True,
+    summary="JSON Schema of the agreement document, and its vocabulary",
 )
-def agreement_schema() -> dict[str, Any]:
+def agreement_schema(ctx: Reader) -> dict[str, Any]:
     schema = AgreementDocument.model_json_schema(by_alias=True)
     schema["$id"] = "/v1/agreements/schema"
     schema["x-vocabulary"] = vocabulary_summary()
@@ -84,6 +99,8 @@ def agreement_schema() -> dict[str, Any]:
 
 @router.post(
     "/agreements",
+    response_model=VersionOut,
+    response_model_exclude_unset=True,
     status_code=201,
     summary="Draft an agreement or an amendment (YAML or JSON)",
     dependencies=[Depends(audited("agreement.create", "agreement"))],
@@ -102,9 +119,18 @@ async def create_agreement(request: Request, session: UnitOfWork, ctx: Writer) -
     return await run_in_threadpool(run)
 
 
-@router.get("/agreements/{agreement_id}/odrl", summary="The agreement as ODRL 2.2 JSON-LD")
+@router.get(
+    "/agreements/{agreement_id}/odrl",
+    response_model=OdrlOut,
+    response_model_exclude_unset=True,
+    summary="The agreement as ODRL 2.2 JSON-LD",
+)
 def get_odrl(
-    agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy, version: int | None = None
+    agreement_id: str,
+    session: UnitOfWork,
+    ctx: Reader,
+    policy: Policy,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> JSONResponse:
     agreement = repo.get(session, agreement_id)
     if agreement is None:
@@ -124,7 +150,12 @@ def get_odrl(
     return JSONResponse(body, media_type="application/ld+json")
 
 
-@router.get("/agreements/{agreement_id}/governing", summary="The version that governed a moment")
+@router.get(
+    "/agreements/{agreement_id}/governing",
+    response_model=GoverningOut,
+    response_model_exclude_unset=True,
+    summary="The version that governed a moment",
+)
 def governing(
     agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy, at: datetime | None = None
 ) -> dict[str, Any]:
@@ -137,7 +168,12 @@ def governing(
     return {"agreement": agreement_id, "at": moment.isoformat(), "version": version}
 
 
-@router.post("/agreements/lint", summary="Lint an agreement document without storing it")
+@router.post(
+    "/agreements/lint",
+    response_model=LintOut,
+    response_model_exclude_unset=True,
+    summary="Lint an agreement document without storing it",
+)
 async def lint_agreement(request: Request, ctx: Reader) -> dict[str, Any]:
     fmt = _format(request)
     raw = await request.body()
@@ -151,7 +187,12 @@ async def lint_agreement(request: Request, ctx: Reader) -> dict[str, Any]:
     return await run_in_threadpool(run)
 
 
-@router.get("/agreements", summary="Agreements your organization is party to")
+@router.get(
+    "/agreements",
+    response_model=list[AgreementSummaryOut],
+    response_model_exclude_unset=True,
+    summary="Agreements your organization is party to",
+)
 def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     assert ctx.principal is not None
     steward = ctx.principal.organization_kind in ("backbone", "auditor")
@@ -174,6 +215,8 @@ def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
 
 @router.get(
     "/agreements/{agreement_id}",
+    response_model=AgreementOut,
+    response_model_exclude_unset=True,
     summary="An agreement with all its versions",
     dependencies=[Depends(audited("agreement.read", "agreement", "agreement_id"))],
 )
@@ -203,11 +246,17 @@ def get_agreement(
 
 @router.get(
     "/agreements/{agreement_id}/versions/{version}",
+    response_model=VersionDocumentOut,
+    response_model_exclude_unset=True,
     summary="One version's document",
     dependencies=[Depends(audited("agreement.read", "agreement", "agreement_id"))],
 )
 def get_version(
-    agreement_id: str, version: int, session: UnitOfWork, ctx: Reader, policy: Policy
+    agreement_id: str,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    session: UnitOfWork,
+    ctx: Reader,
+    policy: Policy,
 ) -> dict[str, Any]:
     row = repo.get_version(session, agreement_id, version)
     if row is None:
@@ -220,6 +269,8 @@ def get_version(
 
 @router.post(
     "/agreements/{agreement_id}/approve",
+    response_model=VersionOut,
+    response_model_exclude_unset=True,
     summary="Approve a version for your organization",
     dependencies=[Depends(audited("agreement.approve", "agreement", "agreement_id"))],
 )
@@ -248,6 +299,8 @@ for _action in ("suspend", "resume", "terminate"):
         f"/agreements/{{agreement_id}}/{_action}",
         _status_route(_action),
         methods=["POST"],
+        response_model=VersionOut,
+        response_model_exclude_unset=True,
         summary=f"{_action.capitalize()} the agreement (takes effect on the next request)",
         dependencies=[Depends(audited(f"agreement.{_action}", "agreement", "agreement_id"))],
     )

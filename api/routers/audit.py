@@ -9,10 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.deps import UnitOfWork, audited, require, state
+from api.schemas import (
+    MAX_INDEX,
+    CheckpointOut,
+    ConsistencyProofOut,
+    EventPage,
+    InclusionProofOut,
+    PublicKeyOut,
+)
 from audit import export, queries
 from audit.checkpoints import as_json
 from audit.note import LogSigner, origin_for, signer_for
@@ -69,6 +77,8 @@ Filters = Annotated[queries.EventFilter, Depends(_filters)]
 
 @router.get(
     "/events",
+    response_model=EventPage,
+    response_model_exclude_unset=True,
     summary="Audit events, oldest first, filtered and paginated",
     dependencies=[Depends(audited("audit.read", "audit_log"))],
 )
@@ -76,7 +86,9 @@ def list_events(
     session: UnitOfWork,
     ctx: Auditor,
     filters: Filters,
-    after: Annotated[int | None, Query(ge=-1, description="the last index already seen")] = None,
+    after: Annotated[
+        int | None, Query(ge=-1, le=MAX_INDEX, description="the last index already seen")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     items = queries.list_events(session, ctx, filters, after=after, limit=limit)
@@ -88,6 +100,15 @@ def list_events(
     summary="Export the log up to a checkpoint as NDJSON or CSV (verify it with `backbone audit verify`)",
     dependencies=[Depends(audited("audit.export", "audit_log"))],
     response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The log's entries, one a line (NDJSON) or a CSV row",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
 )
 def export_log(
     request: Request,
@@ -95,7 +116,7 @@ def export_log(
     ctx: Auditor,
     filters: Filters,
     format: Format | None = None,
-    tree_size: Annotated[int | None, Query(ge=0)] = None,
+    tree_size: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> StreamingResponse:
     fmt = format or ("csv" if _wants(request, "text/csv") else "ndjson")
     plan = export.plan(
@@ -113,6 +134,8 @@ def export_log(
 
 @router.get(
     "/checkpoints/latest",
+    response_model=CheckpointOut,
+    response_model_exclude_unset=True,
     summary="The latest signed checkpoint (made now if the log has grown); text/plain: the note",
     dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint"))],
 )
@@ -126,11 +149,16 @@ def latest_checkpoint(request: Request, session: UnitOfWork, ctx: Authenticated)
 
 @router.get(
     "/checkpoints/{tree_size}",
+    response_model=CheckpointOut,
+    response_model_exclude_unset=True,
     summary="The checkpoint of one tree size, e.g. an export's (text/plain: the note)",
     dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint", "tree_size"))],
 )
 def checkpoint_at(
-    request: Request, session: UnitOfWork, ctx: Authenticated, tree_size: int
+    request: Request,
+    session: UnitOfWork,
+    ctx: Authenticated,
+    tree_size: Annotated[int, Path(ge=0, le=MAX_INDEX)],
 ) -> Response:
     signer = _signer(request)
     row = queries.checkpoint_at(session, _auditor_or_partner(ctx), tree_size)
@@ -139,7 +167,12 @@ def checkpoint_at(
     return JSONResponse(as_json(row, signer.origin))
 
 
-@router.get("/public-key", summary="The log's Ed25519 public key (JSON, or ?format=pem / vkey)")
+@router.get(
+    "/public-key",
+    response_model=PublicKeyOut,
+    response_model_exclude_unset=True,
+    summary="The log's Ed25519 public key (JSON, or ?format=pem / vkey)",
+)
 def public_key(
     request: Request,
     format: Literal["json", "pem", "vkey"] = "json",
@@ -162,6 +195,8 @@ def public_key(
 
 @router.get(
     "/proofs/inclusion",
+    response_model=InclusionProofOut,
+    response_model_exclude_unset=True,
     summary="Inclusion proof of an event (RFC 9162 PATH) against a tree size, with its entry",
     dependencies=[Depends(audited("audit.proof.inclusion", "audit_event"))],
 )
@@ -169,8 +204,8 @@ def inclusion_proof(
     request: Request,
     session: UnitOfWork,
     ctx: Authenticated,
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
     signer = _signer(request)
     return queries.inclusion_proof(
@@ -184,6 +219,8 @@ def inclusion_proof(
 
 @router.get(
     "/proofs/consistency",
+    response_model=ConsistencyProofOut,
+    response_model_exclude_unset=True,
     summary="Consistency proof between two tree sizes (RFC 9162 PROOF)",
     dependencies=[Depends(audited("audit.proof.consistency", "audit_log"))],
 )
@@ -191,8 +228,8 @@ def consistency_proof(
     request: Request,
     session: UnitOfWork,
     ctx: Authenticated,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int | None, Query(ge=1)] = None,
+    first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
+    second: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
     signer = _signer(request)
     return queries.consistency_proof(

@@ -9,13 +9,19 @@ from fastapi import APIRouter, Depends
 from aggregation.ledger import budgets
 from agreements import repository as agreements
 from api.deps import UnitOfWork, require
+from api.schemas import BudgetOut
 from core.context import RequestContext
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
 
 
-@router.get("/budgets", summary="Privacy budgets of the agreements you may read")
+@router.get(
+    "/budgets",
+    response_model=list[BudgetOut],
+    response_model_exclude_unset=True,
+    summary="Privacy budgets of the agreements you may read",
+)
 def list_budgets(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     assert ctx.principal is not None
     if ctx.principal.organization_kind in ("backbone", "auditor"):

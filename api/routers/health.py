@@ -9,17 +9,28 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import state
+from api.schemas import HealthOut, ReadyOut
 from core.migrate import head_revision
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get(
+    "/healthz",
+    response_model=HealthOut,
+    response_model_exclude_unset=True,
+    summary="The process is up",
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database is reachable and migrated to head")
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    response_model_exclude_unset=True,
+    summary="The database is reachable and migrated to head",
+)
 def readyz(request: Request) -> Any:
     st = state(request)
     checks: dict[str, str] = {}

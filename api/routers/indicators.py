@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -26,7 +27,14 @@ from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from aggregation.timing import padded_seconds
 from api.deps import Policy, UnitOfWork, audited, record_refusal, require, run_unit_of_work, state
-from api.schemas import ReleaseIn
+from api.schemas import (
+    MAX_PAGE,
+    IndicatorOut,
+    ReleaseDocumentOut,
+    ReleaseIn,
+    ReleaseSummaryOut,
+    SeriesOut,
+)
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
 from policy.engine import PolicySet
@@ -82,18 +90,35 @@ def negotiate(accept: str | None) -> str:
     return sorted(choices, key=lambda c: (-c[0], c[1]))[0][2]
 
 
+MAX_FILTERS = 20
+MAX_FILTER_VALUES = 1_000
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
 def parse_filters(
     raw: list[str], dimensions: tuple[str, ...] | list[str]
 ) -> dict[str, frozenset[str]]:
-    filters: dict[str, frozenset[str]] = {}
+    """``dimension:value[,value...]`` items, in time linear in their length and bounded."""
+    if len(raw) > MAX_FILTERS:
+        raise InvalidInput(f"At most {MAX_FILTERS} filter parameters are accepted.")
+    valid = ", ".join(dimensions) or "(none)"
+    collected: dict[str, set[str]] = {}
+    count = 0
     for item in raw:
         dim, sep, values = item.partition(":")
-        if not sep or dim not in dimensions or not values:
+        if not sep or not values:
             raise InvalidInput(
-                "A filter is dimension:value[,value...] on one of the release's dimensions."
+                f"A filter is dimension:value[,value...]; the release's dimensions are {valid}."
             )
-        filters[dim] = filters.get(dim, frozenset()) | frozenset(v for v in values.split(",") if v)
-    return filters
+        if dim not in dimensions:
+            named = f"'{dim}'" if _NAME.match(dim) else "the filter's dimension"
+            raise InvalidInput(f"Unknown dimension {named}; the release's dimensions are {valid}.")
+        parts = [v for v in values.split(",") if v]
+        count += len(parts)
+        if count > MAX_FILTER_VALUES:
+            raise InvalidInput(f"Filters may list at most {MAX_FILTER_VALUES} values in all.")
+        collected.setdefault(dim, set()).update(parts)
+    return {dim: frozenset(values) for dim, values in collected.items()}
 
 
 def _definition_out(version: int, definition: IndicatorDefinition) -> dict[str, Any]:
@@ -207,6 +232,8 @@ def _render(
 
 @router.post(
     "/indicators",
+    response_model=IndicatorOut,
+    response_model_exclude_unset=True,
     status_code=201,
     summary="Define an indicator (checked against the agreements)",
     dependencies=[Depends(audited("indicator.define", "indicator"))],
@@ -218,12 +245,22 @@ def define_indicator(
     return _definition_out(row.version, IndicatorDefinition.model_validate(row.definition))
 
 
-@router.get("/indicators", summary="Indicator definitions")
+@router.get(
+    "/indicators",
+    response_model=list[IndicatorOut],
+    response_model_exclude_unset=True,
+    summary="Indicator definitions",
+)
 def list_indicators(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     return [_definition_out(v.version, d) for v, d in service.list_definitions(session)]
 
 
-@router.get("/indicators/{indicator_id}", summary="One indicator definition")
+@router.get(
+    "/indicators/{indicator_id}",
+    response_model=IndicatorOut,
+    response_model_exclude_unset=True,
+    summary="One indicator definition",
+)
 def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[str, Any]:
     version, definition = service.get_definition(session, indicator_id)
     return _definition_out(version.version, definition)
@@ -231,6 +268,8 @@ def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[s
 
 @router.post(
     "/indicators/{indicator_id}/releases",
+    response_model=ReleaseDocumentOut,
+    response_model_exclude_unset=True,
     summary="Compute and publish a release (or get the stored one for the same request)",
     dependencies=[Depends(audited("release.create", "indicator", "indicator_id"))],
 )
@@ -270,7 +309,12 @@ async def create_release(
     )
 
 
-@router.get("/indicators/{indicator_id}/releases", summary="Releases of an indicator you may read")
+@router.get(
+    "/indicators/{indicator_id}/releases",
+    response_model=list[ReleaseSummaryOut],
+    response_model_exclude_unset=True,
+    summary="Releases of an indicator you may read",
+)
 def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     service.get_definition(session, indicator_id)
     assert ctx.principal is not None
@@ -284,6 +328,8 @@ def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[d
 
 @router.get(
     "/indicators/{indicator_id}/series",
+    response_model=SeriesOut,
+    response_model_exclude_unset=True,
     summary="The indicator over time, with baseline and target",
     dependencies=[Depends(audited("release.read", "indicator_series", "indicator_id"))],
 )
@@ -301,6 +347,8 @@ def get_series(
 
 @router.get(
     "/releases/{release_id}",
+    response_model=ReleaseDocumentOut,
+    response_model_exclude_unset=True,
     summary="A release's cells (recipients only): JSON, CSV or SDMX-CSV by Accept",
     dependencies=[Depends(audited("release.read", "release", "release_id"))],
     responses={
@@ -315,7 +363,7 @@ async def get_release(
     filter: Annotated[
         list[str] | None, Query(description="dimension:value[,value]; repeatable")
     ] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
 ) -> Response:
     fmt = negotiate(request.headers.get("accept"))

@@ -7,12 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from api.deps import require
+from api.schemas import WhoAmIOut
 from core.context import RequestContext
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
 
-@router.get("/whoami", summary="The client, organization and scopes of the access token")
+@router.get(
+    "/whoami",
+    response_model=WhoAmIOut,
+    response_model_exclude_unset=True,
+    summary="The client, organization and scopes of the access token",
+)
 async def whoami(ctx: Annotated[RequestContext, Depends(require())]) -> dict[str, Any]:
     assert ctx.principal is not None
     p = ctx.principal

@@ -10,7 +10,7 @@ from aggregation.impact import breaking_indicators
 from agreements import service as agreements
 from agreements.parse import document_from_data
 from api.deps import Policy, UnitOfWork, audited, require, state
-from api.schemas import DecideIn
+from api.schemas import DecideIn, DecisionOut
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound
@@ -41,6 +41,8 @@ def _principal(session: Any, ctx: RequestContext, client_id: str | None) -> Prin
 
 @router.post(
     "/decide",
+    response_model=DecisionOut,
+    response_model_exclude_unset=True,
     summary="Decide without acting; optionally evaluate a draft agreement and what it would break",
     dependencies=[Depends(audited("policy.decide", "policy"))],
 )

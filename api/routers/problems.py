@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.problems import PROBLEMS, problem_type
+from api.schemas import ProblemTypeOut
 from core.errors import NotFound
 
 router = APIRouter(tags=["operations"])
@@ -22,12 +23,22 @@ def _out(kind: str) -> dict[str, Any]:
     }
 
 
-@router.get("/problems", summary="Every problem type this API returns")
+@router.get(
+    "/problems",
+    response_model=list[ProblemTypeOut],
+    response_model_exclude_unset=True,
+    summary="Every problem type this API returns",
+)
 def list_problems() -> list[dict[str, Any]]:
     return [_out(kind) for kind in sorted(PROBLEMS)]
 
 
-@router.get("/problems/{kind}", summary="One problem type")
+@router.get(
+    "/problems/{kind}",
+    response_model=ProblemTypeOut,
+    response_model_exclude_unset=True,
+    summary="One problem type",
+)
 def get_problem(kind: str) -> dict[str, Any]:
     if kind not in PROBLEMS:
         raise NotFound("No such problem type.")

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from api.deps import Policy, UnitOfWork, audited, require, state
+from api.schemas import ReceiptOut, ReceiptPage
 from api.state import AppState
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
@@ -143,6 +144,8 @@ def _receipt_response(receipt: service.Receipt, *, replayed: bool) -> JSONRespon
 
 @router.post(
     "/datasets/{dataset}/submissions",
+    response_model=ReceiptOut,
+    response_model_exclude_unset=True,
     status_code=201,
     summary="Submit records (text/csv, application/x-ndjson, application/json; optionally gzip)",
     dependencies=[Depends(audited("submission.create", "dataset", "dataset"))],
@@ -163,7 +166,7 @@ async def create_submission(
         raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters.")
     fmt = intake.media_format(request.headers.get("content-type"))
     coding = intake.content_coding(request.headers.get("content-encoding"))
-    target = service.authorize(ctx, policy, dataset)
+    target = await run_in_threadpool(service.authorize, ctx, policy, dataset, session)
     assert ctx.principal is not None
     client_id = ctx.principal.client_id
     hashed = (
@@ -252,7 +255,12 @@ async def create_submission(
     return _receipt_response(receipt, replayed=not created)
 
 
-@router.get("/submissions", summary="Your organization's submissions, newest first")
+@router.get(
+    "/submissions",
+    response_model=ReceiptPage,
+    response_model_exclude_unset=True,
+    summary="Your organization's submissions, newest first",
+)
 def list_submissions(
     session: UnitOfWork,
     ctx: Reader,
@@ -267,6 +275,8 @@ def list_submissions(
 
 @router.get(
     "/submissions/{submission_id}",
+    response_model=ReceiptOut,
+    response_model_exclude_unset=True,
     summary="One of your submissions' receipt",
     dependencies=[Depends(audited("submission.read", "submission", "submission_id"))],
 )
@@ -276,6 +286,8 @@ def get_submission(submission_id: str, session: UnitOfWork, ctx: Reader) -> dict
 
 @router.delete(
     "/submissions/{submission_id}",
+    response_model=ReceiptOut,
+    response_model_exclude_unset=True,
     summary="Withdraw a submission",
     dependencies=[Depends(audited("submission.withdraw", "submission", "submission_id"))],
 )

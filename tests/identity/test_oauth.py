@@ -406,7 +406,7 @@ def test_token_endpoint_is_rate_limited_with_retry_after(app, client, demo_crede
         auth=(cred["client_id"], cred["client_secret"]),
     )
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    assert r.json()["type"] == "/problems/rate-limited"
+    assert r.json()["error"] == "slow_down" and r.json()["error_description"]
 
 
 def test_write_endpoints_are_rate_limited_per_client(app, api):

@@ -336,11 +336,19 @@ BAD_INPUTS = {
         "malformed-body",
     ),
     "unlisted column": (
-        HEADER.replace("\n", ",home_address\n") + rows(2).replace("\n", ",1 Main St\n"),
+        HEADER.replace("assessment_score", "home_address")
+        + rows(2).replace(",0\n", ",1 Main St\n").replace(",1\n", ",1 Main St\n"),
         "text/csv",
         {},
         403,
         "policy-denied",
+    ),
+    "more columns than fields": (
+        HEADER.replace("\n", ",home_address\n") + rows(2).replace("\n", ",1 Main St\n"),
+        "text/csv",
+        {},
+        422,
+        "too-many-columns",
     ),
     "invalid values": (csv(2, prefix="qa"), "text/csv", {}, 422, "submission-rejected"),
     "duplicate key": (HEADER + rows(2) + rows(1), "text/csv", {}, 422, "submission-rejected"),
