@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregation.expressions import InvalidExpression, compile_filter
+from agreements.expressions import InvalidExpression, compile_filter
 from agreements.errors import InvalidAgreement
 from agreements.parse import parse_document
 from core.jsonscan import shape
