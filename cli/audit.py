@@ -178,9 +178,9 @@ def export_log(
     """Export the log from the database (audited like an API export)."""
     from audit import checkpoints, export
     from audit.queries import EventFilter
-    from core.db import make_engine, make_session_factory
+    from cli.database import open_engine
+    from core.db import make_session_factory
     from core.errors import DomainError
-    from core.settings import get_settings
 
     signer = _signer()
     ctx = command_context()
@@ -193,7 +193,7 @@ def export_log(
             note = cp.note if cp is not None else None
     except DomainError as exc:
         _fail(exc.detail)
-    engine = make_engine(get_settings().database_url)
+    engine = open_engine()
     try:
         sink = output.open("wb") if output else sys.stdout.buffer
         try:
