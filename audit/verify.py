@@ -10,7 +10,8 @@ which one of these holds:
 
 ``malformed``          the line is not an export line (or CSV row) at all.
 ``missing``            the line at position p holds event q > p: events p..q-1 were deleted.
-``out-of-order``       the line at position p holds event q < p: events were reordered/duplicated.
+``out-of-order``       the line at position p holds event q < p: events were reordered/duplicated;
+                       or the entries at p and p+d are the logged events p+d and p (exchanged).
 ``inserted``           from position p on, entries carry the logged hashes of the events c places
                        earlier, renumbered: c events were inserted at p-c..p-1 (reported at p-c).
 ``deleted``            from position p on, entries carry the logged hashes of the events c places
@@ -286,11 +287,30 @@ def _diagnose(
     indexes: list[int | None] = []
     content: list[tuple[int, Finding]] = []
     shifted = False  # once entries are found renumbered, the later mismatches are that shift
+    # An entry that is the logged event d places later is a deletion only if the entry d places
+    # on is shifted the same way; if that one is the event logged here, the two were exchanged.
+    pending: tuple[int, int] | None = None  # (position of the "deleted" finding, d)
     for position, entry, index, stated in _entries(path, fmt):
         indexes.append(None if position in malformed else index)
+        if pending is not None and position == pending[0] + pending[1]:
+            first, d = pending
+            pending = None
+            if position in mismatched and entry is not None and _renumbering(entry, stated) == d:
+                content = [pair for pair in content if pair[0] != first]
+                message = (
+                    f"entries {first} and {position} are the logged events {position} and "
+                    f"{first}: they exchanged places"
+                )
+                content.append((first, Finding(first, "out-of-order", message)))
+                shifted = False
+                continue
         if position in mismatched and entry is not None and not shifted:
             found = _content_finding(position, entry, stated)
             shifted = found[1].kind in ("inserted", "deleted")
+            if found[1].kind == "deleted":
+                c = _renumbering(entry, stated)
+                assert c is not None
+                pending = (position, -c)
             if len(content) < MAX_FINDINGS:
                 content.append(found)
     out = _index_findings(indexes) + content
