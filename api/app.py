@@ -31,6 +31,7 @@ from api.routers import (
 )
 from api.state import AppState
 from audit.checkpoints import CheckpointTimer
+from audit.integrity import IntegrityWatch
 from audit.note import origin_for, signer_for
 from core.clock import utcnow
 from core.context import RequestContext
@@ -77,6 +78,7 @@ def create_app(
     backbone = AppState.build(settings, engine, sessions, master, clock)
 
     timer: list[CheckpointTimer] = []
+    audit_watch = IntegrityWatch()
 
     def start() -> None:
         _ensure_signing_key(backbone)
@@ -94,7 +96,13 @@ def create_app(
         if settings.audit_checkpoint_interval_seconds > 0:
             signer = signer_for(backbone.master, origin_for(settings.issuer))
             timer.append(
-                CheckpointTimer(sessions, signer, clock, settings.audit_checkpoint_interval_seconds)
+                CheckpointTimer(
+                    sessions,
+                    signer,
+                    clock,
+                    settings.audit_checkpoint_interval_seconds,
+                    on_integrity_failure=audit_watch.fail,
+                )
             )
             timer[-1].start()
 
@@ -130,6 +138,7 @@ def create_app(
     )
     app.state.backbone = backbone
     app.state.readiness = readiness
+    app.state.audit_watch = audit_watch
     errors.install(app)
     # Routes are matched in order, one regular expression each, and no two modules' paths
     # overlap: the busiest (probes, token checks, dashboards' reads, tokens, submissions) first. Each

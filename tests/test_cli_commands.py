@@ -166,7 +166,7 @@ def test_serve_on_an_unmigrated_database_answers_readyz_503_then_becomes_ready(
         assert "database migrated to head" in deployment.run("migrate").stdout
         r = httpx.get(f"{deployment.base}/readyz", timeout=60)
         assert r.status_code == 200, r.text
-        assert r.json()["checks"] == {"database": "ok", "migrations": "ok"}
+        assert r.json()["checks"] == {"database": "ok", "migrations": "ok", "audit_log": "ok"}
         r = httpx.get(f"{deployment.base}/v1/whoami", timeout=60)
         assert r.status_code == 401  # served: a token is needed
     finally:
@@ -339,6 +339,9 @@ def test_audit_commands(served: Deployment, tmp_path: Path):
         "audit", "verify", str(export), "--checkpoint", str(cp), "--public-key", str(vkey)
     )
     assert "OK" in done.stdout
+    done = served.run("audit", "self-check")
+    assert done.stdout.startswith("OK: ")
+    assert json.loads(served.run("audit", "self-check", "--json").stdout)["ok"] is True
     csv_export = tmp_path / "audit.csv"
     served.run("audit", "export", "-o", str(csv_export), "--format", "csv")
 

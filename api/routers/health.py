@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import state
 from api.readiness import Readiness, migration_state
+from audit.integrity import IntegrityWatch
 
 router = APIRouter(tags=["operations"])
 
@@ -25,5 +26,13 @@ def readyz(request: Request) -> Any:
     if ok and not readiness.started:
         # The database has become usable since start-up: finish starting now.
         ok = readiness.try_start()
+    if ok:
+        # The audit log re-hashes from its rows (and no checkpoint was refused): an altered
+        # log takes the service out of rotation until an operator has looked.
+        watch: IntegrityWatch = request.app.state.audit_watch
+        with state(request).sessions() as session:
+            problem = watch.check(session)
+        checks["audit_log"] = "ok" if problem is None else f"integrity check failed: {problem}"
+        ok = problem is None
     body = {"status": "ready" if ok else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from audit.errors import AuditIntegrityError
 from audit.models import STORED_LEVEL, AuditCheckpoint, AuditEvent, AuditHead, AuditNode
 from audit.note import open_checkpoint, signer_for
 from audit.proofs import StoredTree
-from audit.service import AuditRecord, entry_of, record
+from audit.service import AuditRecord, entry_of, format_time, record
 from core.context import RequestContext
 from core.db import make_engine, make_session_factory
 from core.errors import InvalidInput
@@ -252,7 +253,14 @@ def test_migration_0005_backfills_the_subtrees_of_an_existing_log(fresh_database
     url = fresh_databases.url()
     upgrade(url, "0001")
     engine = make_engine(url)
-    leaves = [merkle.leaf_hash(f"old event {i}".encode()) for i in range(700)]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    empty: dict[str, Any] = {"agreements": [], "rules": [], "reasons": [], "counts": {}}
+    entries = [
+        {"index": i, "at": format_time(at), "action": "old", "outcome": "succeeded", **empty}
+        for i in range(700)
+    ]
+    # The events' real leaf hashes: the service re-hashes the rows before it signs.
+    leaves = [merkle.leaf_hash(canonical_bytes(e)) for e in entries]
     frontier = merkle.Frontier()
     for leaf in leaves:
         frontier.append(leaf)
@@ -277,7 +285,7 @@ def test_migration_0005_backfills_the_subtrees_of_an_existing_log(fresh_database
         conn.execute(
             events.insert(),
             [
-                {"idx": i, "at": datetime(2026, 1, 1), "action": "old", "agreements": "[]", "rules": "[]",
+                {"idx": i, "at": at if engine.dialect.name == "postgresql" else at.replace(tzinfo=None), "action": "old", "agreements": "[]", "rules": "[]",
                  "reasons": "[]", "counts": "{}", "outcome": "succeeded", "leaf_hash": leaf}
                 for i, leaf in enumerate(leaves)
             ],
