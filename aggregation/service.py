@@ -30,6 +30,7 @@ from aggregation.models import Indicator, IndicatorVersion, Release
 from aggregation.protection import PublishedTable, linked_dimensions, protect
 from audit.service import AuditRecord, record
 from core.context import RequestContext
+from core.db import end_reads
 from core.errors import InvalidInput, NotFound, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
@@ -356,6 +357,17 @@ def create_release(
     categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
     release_id = new_id("rel")
     audit: dict[str, Any] = {}
+    if method != "differential_privacy" and definition.unit == "mean":
+        raise IndicatorInvalid("Means are released by differential privacy only.")
+    previous = (
+        _previous_tables(session, definition, version.version, dims, ds, used, indicator_id)
+        if method != "differential_privacy"
+        else []
+    )
+    # Every input is read: end the (read-only) transaction so that the computation, which may
+    # take long, holds no database connection (nor SQLite's write lock). A connection lost
+    # meanwhile costs nothing: the results are stored in a new transaction on a fresh one.
+    end_reads(session)
     if method == "differential_privacy":
         outcome = _dp_release(
             session,
@@ -376,21 +388,15 @@ def create_release(
             return outcome, False
         cells, parameters = outcome
     else:
-        if definition.unit == "mean":
-            raise IndicatorInvalid("Means are released by differential privacy only.")
         cells, parameters, audit = _suppressed_release(
-            session,
-            decision,
-            definition,
-            version.version,
-            dims,
-            ds,
-            population,
-            person,
-            numerator_expr,
-            used,
-            indicator_id,
+            decision, definition, dims, ds, population, person, numerator_expr, previous
         )
+        # The same request may have been stored meanwhile (releases are immutable).
+        stored = session.scalars(
+            select(Release).where(Release.indicator_id == indicator_id, Release.request_key == key)
+        ).first()
+        if stored is not None:
+            return stored, False
     release = Release(
         id=release_id,
         indicator_id=indicator_id,
@@ -451,25 +457,19 @@ def _categories(ds: DatasetTerms, dims: Sequence[str]) -> tuple[tuple[str, ...],
     return tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
 
 
-def _suppressed_release(
+def _previous_tables(
     session: Session,
-    decision: Decision,
     definition: IndicatorDefinition,
     version: int,
     dims: tuple[str, ...],
     ds: DatasetTerms,
-    population: pl.DataFrame,
-    person: str,
-    numerator_expr: pl.Expr,
     used: Sequence[str],
     indicator_id: str,
-) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """Suppression with every earlier suppressed release of the same indicator version over the
-    same submissions linked in, so that no shared margin can difference out a hidden cell."""
-    ob = decision.obligations
-    k = ob.min_cell_size or 11
+) -> list[PublishedTable]:
+    """Every earlier suppressed release of the same indicator version over the same submissions
+    (read before the computation, which holds no database connection)."""
     rate = definition.denominator is not None
-    previous = [
+    return [
         PublishedTable.from_cells(
             r.dimensions,
             _categories(ds, r.dimensions),
@@ -487,6 +487,24 @@ def _suppressed_release(
         and sorted(r.provenance.get("submissions", [])) == sorted(used)
         and tuple(r.dimensions) != dims
     ]
+
+
+def _suppressed_release(
+    decision: Decision,
+    definition: IndicatorDefinition,
+    dims: tuple[str, ...],
+    ds: DatasetTerms,
+    population: pl.DataFrame,
+    person: str,
+    numerator_expr: pl.Expr,
+    previous: list[PublishedTable],
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Suppression with every earlier suppressed release of the same indicator version over the
+    same submissions linked in, so that no shared margin can difference out a hidden cell. Pure:
+    no database."""
+    ob = decision.obligations
+    k = ob.min_cell_size or 11
+    rate = definition.denominator is not None
     joint = linked_dimensions(dims, previous)
     numerator = population.filter(numerator_expr)
     cube = build_cube(

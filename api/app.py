@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
+from api.dbfaults import DatabaseFaults
 from api.logging import configure as configure_logging
 from api.middleware import RequestMiddleware
 from api.readiness import Readiness, ReadinessGate
@@ -159,6 +160,7 @@ def create_app(
         problems,
     ):
         app.router.routes.extend(module.router.routes)
+    app.add_middleware(DatabaseFaults)
     app.add_middleware(ReadinessGate, readiness=readiness)
     app.add_middleware(
         RequestMiddleware,
