@@ -119,7 +119,7 @@ class ReadinessGate:
             scope["type"] != "http"
             or self.readiness.started
             or scope.get("path", "") in ALWAYS_OPEN
-            or scope.get("path", "").startswith("/problems/")
+            or scope.get("path", "").startswith(("/problems/", "/docs"))
         ):
             await self.app(scope, receive, send)
             return
