@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Every command reads the same settings: without BACKBONE_ISSUER, the issuer (and the audit log's
+# name) is http://127.0.0.1:$(PORT) for the server and the CLI alike.
+export PORT
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 .PHONY: run test test-sqlite test-postgres bench lint format typecheck migrate demo clean venv
@@ -61,7 +64,7 @@ migrate: $(STAMP)
 	$(BIN)/backbone migrate
 
 demo: $(STAMP)
-	$(BIN)/backbone demo
+	$(BIN)/backbone demo --url $${BACKBONE_URL:-http://$(HOST):$(PORT)}
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

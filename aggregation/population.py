@@ -38,6 +38,7 @@ from aggregation.joint import (
 from aggregation.models import Release
 from aggregation.protection import Protection
 from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
+from core.db import end_reads
 from core.errors import InvalidInput
 from core.keys import MasterKey
 from policy.model import DatasetTerms
@@ -237,15 +238,22 @@ def protect_release(
     population = _population(
         session, master, sources, ds, [shape, *(e.shape for e in linked)], scope
     )
-    joint = protect_in_population(population, shape, linked, obligations, unit)
     cohort_scope = {
         ref.dataset: sorted(s.id for s in sources.scope(ref.dataset))
         for ref in shape.cohorts.values()
     }
     cohort_submissions = [s for ref in shape.cohorts.values() for s in sources.scope(ref.dataset)]
+    sealing = data_keys(session, [*scope, *cohort_submissions])
+    for key_id in sealing:
+        keys.data_key(key_id)  # unsealed now, while the transaction is open
+    # Every input is read: end the read-only transaction, so that the computation, which may
+    # take long, holds no database connection (nor SQLite's write lock). A connection lost
+    # meanwhile costs nothing: the caller stores the result in a new transaction.
+    end_reads(session)
+    joint = protect_in_population(population, shape, linked, obligations, unit)
     sealed = vault.seal_under(
         keys,
-        data_keys(session, [*scope, *cohort_submissions]),
+        sealing,
         _encode(joint.x, joint.n, joint.protection.audit.limits()),
         f"{_COUNTS_LABEL}|{release_id}",
     )

@@ -431,6 +431,13 @@ def create_release(
         population = definition.dataset
         publication = result.publication
         sealed = result.sealed_counts
+        # The computation held no database connection (see protect_release): the same request
+        # may have been stored meanwhile, and releases are immutable.
+        stored = session.scalars(
+            select(Release).where(Release.indicator_id == indicator_id, Release.request_key == key)
+        ).first()
+        if stored is not None:
+            return stored, False
     release = Release(
         id=release_id,
         indicator_id=indicator_id,

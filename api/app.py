@@ -13,8 +13,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import docs, errors, openapi
+from api.dbfaults import DatabaseFaults
 from api.logging import configure as configure_logging
 from api.middleware import RequestMiddleware
+from api.readiness import Readiness, ReadinessGate
 from api.routers import (
     admin,
     agreements,
@@ -30,6 +32,7 @@ from api.routers import (
 )
 from api.state import AppState
 from audit.checkpoints import CheckpointTimer
+from audit.integrity import IntegrityWatch
 from audit.note import origin_for, signer_for
 from core.clock import utcnow
 from core.context import RequestContext
@@ -75,38 +78,51 @@ def create_app(
     sessions = sessions or make_session_factory(engine)
     backbone = AppState.build(settings, engine, sessions, master, clock)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(_ensure_signing_key, backbone)
+    timer: list[CheckpointTimer] = []
+    audit_watch = IntegrityWatch()
+
+    def start() -> None:
+        _ensure_signing_key(backbone)
         if settings.purge_on_start:
             # Retention is enforced at start too: data past its agreement's grace period is
             # destroyed before the service answers anything.
-            await run_in_threadpool(
-                purge_and_scrub,
-                backbone.sessions,
-                engine,
-                backbone.clock(),
-                settings.data_dir,
-                scrub_attempts=4,
+            purge_and_scrub(
+                backbone.sessions, engine, backbone.clock(), settings.data_dir, scrub_attempts=4
             )
-        await run_in_threadpool(backbone.auth.load)
-        await run_in_threadpool(backbone.policies.refresh)
+        backbone.auth.load()
+        backbone.policies.refresh()
         backbone.auth.start(settings.auth_sync_seconds)
         backbone.policies.start(settings.auth_sync_seconds)
         backbone.audit_batcher.start()
-        timer = None
         if settings.audit_checkpoint_interval_seconds > 0:
             signer = signer_for(backbone.master, origin_for(settings.issuer))
-            timer = CheckpointTimer(
-                sessions, signer, clock, settings.audit_checkpoint_interval_seconds
+            timer.append(
+                CheckpointTimer(
+                    sessions,
+                    signer,
+                    clock,
+                    settings.audit_checkpoint_interval_seconds,
+                    on_integrity_failure=audit_watch.fail,
+                )
             )
-            timer.start()
-        yield
-        if timer is not None:
-            timer.stop()
+            timer[-1].start()
+
+    def stop() -> None:
+        while timer:
+            timer.pop().stop()
         backbone.audit_batcher.stop()
         backbone.policies.stop()
         backbone.auth.stop()
+
+    readiness = Readiness(backbone.sessions, start, stop)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A database that is down or not migrated does not stop the service from starting:
+        # /readyz says why (503) until it can be used, and start-up then completes by itself.
+        await run_in_threadpool(readiness.try_start)
+        yield
+        await run_in_threadpool(readiness.stop)
         engine.dispose()
 
     app = FastAPI(
@@ -122,6 +138,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.backbone = backbone
+    app.state.readiness = readiness
+    app.state.audit_watch = audit_watch
     errors.install(app)
     openapi.install(app)
     # Routes are matched in order, one regular expression each, and no two modules' paths
@@ -144,6 +162,8 @@ def create_app(
         docs,
     ):
         app.router.routes.extend(module.router.routes)
+    app.add_middleware(DatabaseFaults)
+    app.add_middleware(ReadinessGate, readiness=readiness)
     app.add_middleware(
         RequestMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -180,6 +180,20 @@ PROBLEMS: dict[str, ProblemType] = {
         "The stored log is missing events or no longer extends a checkpoint it signed; nothing "
         "was signed or served. Operators: compare an export with your saved checkpoints.",
     ),
+    "service-not-ready": ProblemType(
+        503,
+        "The service is not ready",
+        "The service has started but its database is unreachable or not migrated to the current "
+        "schema (see /readyz); retry after the seconds in Retry-After. Operators: run "
+        "`backbone migrate`.",
+    ),
+    "database-unavailable": ProblemType(
+        503,
+        "The database is unavailable",
+        "The connection to the database was lost while the request was processed (a restart, "
+        "a failover); nothing was committed. Retry after the seconds in Retry-After: reads, and "
+        "requests with an Idempotency-Key, are safe to repeat.",
+    ),
     "domain-error": ProblemType(
         400, "Request could not be completed", "The request could not be completed."
     ),

@@ -1,8 +1,12 @@
 """The byte form of an audit event that its Merkle leaf hashes, and the export line formats.
 
-An entry's canonical form is JSON with keys sorted, no insignificant whitespace, UTF-8 (not
-ASCII-escaped), no NaN or infinities, and times as RFC 3339 UTC strings with microseconds. An
-exported event carries exactly these fields, so anyone can recompute the leaf hash.
+An entry's canonical form is the RFC 8785 JSON Canonicalization Scheme (JCS) of an object with
+exactly the fields of :data:`ENTRY_FIELDS` (absent values null): members sorted by their UTF-16
+code units, no insignificant whitespace, UTF-8, strings escaped minimally, numbers in
+ECMAScript's shortest form (``1.0`` is ``1``), integers within +-(2**53 - 1). Times are RFC 3339
+UTC strings with microseconds. An exported event carries exactly these fields, so anyone can
+recompute the leaf hash with any JCS implementation, whatever spacing or member order the file
+was re-serialized with.
 
 Export formats (both carry the leaf hash the log recorded, base64 as in RFC 9162's JSON API):
 
@@ -23,6 +27,8 @@ import json
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any
+
+import rfc8785
 
 ENTRY_FIELDS = (
     "index",
@@ -52,11 +58,39 @@ _SUFFIX_LEN = len(_SUFFIX_START) + 44 + 2  # base64 of 32 bytes, then '"}'
 _FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
+MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 (I-JSON): integers beyond cannot be exact numbers
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds only what :func:`json.dumps` (sorted, compact, UTF-8) writes
+    exactly as RFC 8785 does: null, booleans, safe integers, strings, lists, and objects whose
+    keys sort the same by code point as by UTF-16 code unit (none at U+E000 or above)."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    if t is dict:
+        return all(
+            type(k) is str and (k.isascii() or max(k) < "\ue000") and _plain(v)
+            for k, v in value.items()
+        )
+    if t is list or t is tuple:
+        return all(_plain(v) for v in value)
+    return False  # floats (ECMAScript number form) and anything else: the reference decides
+
+
 def canonical_json(value: Any) -> bytes:
-    """Canonical JSON bytes of any JSON value (sorted keys, no whitespace, UTF-8, finite)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    """The RFC 8785 canonical bytes of a JSON value. Raises ValueError for what JCS cannot
+    represent (non-finite or unsafe numbers, non-string keys, lone surrogates).
+
+    Values without floats are written by the standard library's C encoder, which gives the same
+    bytes for them (a property test checks this against the ``rfc8785`` package) several times
+    faster; everything else goes to the ``rfc8785`` package itself.
+    """
+    if _plain(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return rfc8785.dumps(value)
 
 
 def canonical_bytes(entry: Mapping[str, Any]) -> bytes:
@@ -109,6 +143,39 @@ def split_ndjson_line(line: bytes) -> tuple[bytes | None, bytes]:
     if line.startswith(_REDACTED_START) and line[len(_REDACTED_START) : cut].isdigit():
         return None, leaf
     raise ValueError("not an audit export line")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a member name occurs twice")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_ndjson_line(line: bytes) -> tuple[dict[str, Any] | None, bytes, int]:
+    """An export line in *any* JSON serialization (spacing, member order, escapes, number
+    forms): (the entry, or None for a withheld event; the stated leaf hash; the index).
+    Its leaf hash is that of ``canonical_bytes(entry)``: this is what a third party implements;
+    :func:`split_ndjson_line` is the fast path for lines exactly as the service writes them."""
+    try:
+        obj = json.loads(line, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError("not JSON") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("leaf_hash"), str):
+        raise ValueError("not an audit export line")
+    leaf = unb64(obj.pop("leaf_hash"))
+    index = obj.get("index")
+    if type(index) is not int or index < 0:
+        raise ValueError("the index is not a number")
+    if set(obj) == {"index"}:
+        return None, leaf, index
+    if set(obj) != set(ENTRY_FIELDS):
+        raise ValueError("the entry does not have exactly the fields of an audit event")
+    return obj, leaf, index
 
 
 def withheld_index(line: bytes) -> int:

@@ -3,8 +3,10 @@
 A checkpoint is made only when the log has grown since the last one, under the ``audit_head``
 row lock, so concurrent callers (API workers, cron, the timer) never sign two heads of one size.
 Before signing, the service checks the stored tree against itself and against the previous
-checkpoint (a consistency proof from stored hashes): it never signs a head that does not extend
-what it signed before, so an altered database stops checkpointing instead of laundering history.
+checkpoint (a consistency proof from stored hashes), and re-hashes the events added since that
+checkpoint from their rows: it never signs a head that does not extend what it signed before or
+that holds an edited event, so an altered database stops checkpointing instead of laundering
+history.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audit.canonical import b64
 from audit.errors import AuditIntegrityError
+from audit.integrity import first_problem
 from audit.merkle import Frontier, verify_consistency
 from audit.models import AuditCheckpoint, AuditHead
 from audit.note import LogSigner
@@ -59,6 +62,12 @@ def create(session: Session, signer: LogSigner, now: datetime) -> AuditCheckpoin
             raise AuditIntegrityError(
                 f"The stored log no longer extends the checkpoint of size {last.tree_size}."
             )
+    # The tree is made of the stored leaf hashes: re-hash the events it has gained since the
+    # last checkpoint from their rows, so that a row edited behind the service's back (its leaf
+    # hash left alone) is not signed into history.
+    problem = first_problem(session, last.tree_size if last is not None else 0, size)
+    if problem is not None:
+        raise AuditIntegrityError(f"The stored log failed its self-check: {problem}.")
     note, signature = signer.sign(size, root, now)
     row = AuditCheckpoint(
         tree_size=size,
@@ -96,6 +105,7 @@ class CheckpointTimer:
         signer: LogSigner,
         clock: Callable[[], datetime],
         interval: float,
+        on_integrity_failure: Callable[[str], None] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("the checkpoint interval must be positive")
@@ -103,6 +113,7 @@ class CheckpointTimer:
         self.signer = signer
         self.clock = clock
         self.interval = interval
+        self.on_integrity_failure = on_integrity_failure
         self._timer = Periodic("audit-checkpoints", self.tick, "could not make an audit checkpoint")
 
     def tick(self) -> AuditCheckpoint | None:
@@ -112,8 +123,10 @@ class CheckpointTimer:
                 row = create(session, self.signer, self.clock())
                 session.commit()
                 return row
-        except AuditIntegrityError:
-            log.error("audit log integrity check failed; no checkpoint was signed", exc_info=True)
+        except AuditIntegrityError as exc:
+            log.error("audit log integrity check failed; no checkpoint was signed: %s", exc.detail)
+            if self.on_integrity_failure is not None:
+                self.on_integrity_failure(exc.detail)
         except Exception:
             log.exception("could not make an audit checkpoint")
         return None

@@ -14,7 +14,6 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -29,37 +28,18 @@ from audit.canonical import (
     ndjson_line,
     ndjson_withheld,
 )
+from audit.integrity import EVENT_COLUMNS, entry_from_row
 from audit.models import AuditEvent
 from audit.note import LogSigner
 from audit.proofs import head_size
 from audit.queries import EventFilter, authorize_auditor
-from audit.service import AuditRecord, format_time, record
+from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput
 from policy.model import Decision
 
 FORMATS = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 BATCH = 2000
-
-_COLUMNS = (
-    AuditEvent.idx,
-    AuditEvent.at,
-    AuditEvent.request_id,
-    AuditEvent.organization_id,
-    AuditEvent.client_id,
-    AuditEvent.action,
-    AuditEvent.resource_type,
-    AuditEvent.resource_id,
-    AuditEvent.agreements,
-    AuditEvent.purpose,
-    AuditEvent.decision,
-    AuditEvent.rules,
-    AuditEvent.reasons,
-    AuditEvent.counts,
-    AuditEvent.outcome,
-    AuditEvent.detail,
-    AuditEvent.leaf_hash,
-)
 
 
 @dataclass(frozen=True)
@@ -143,34 +123,11 @@ def _plan(
     return ExportPlan(size, fmt, filters)
 
 
-def _entry(row: Any) -> tuple[dict[str, Any], datetime, bytes]:
-    at: datetime = row[1]
-    entry = {
-        "index": row[0],
-        "at": format_time(at),
-        "request_id": row[2],
-        "organization": row[3],
-        "client": row[4],
-        "action": row[5],
-        "resource_type": row[6],
-        "resource_id": row[7],
-        "agreements": row[8],
-        "purpose": row[9],
-        "decision": row[10],
-        "rules": row[11],
-        "reasons": row[12],
-        "counts": row[13],
-        "outcome": row[14],
-        "detail": row[15],
-    }
-    return entry, at, bytes(row[16])
-
-
 def _batches(sessions: sessionmaker[Session], size: int) -> Iterator[list[Any]]:
     for lo in range(0, size, BATCH):
         with sessions() as session:
             rows = session.execute(
-                select(*_COLUMNS)
+                select(*EVENT_COLUMNS)
                 .where(AuditEvent.idx >= lo, AuditEvent.idx < min(lo + BATCH, size))
                 .order_by(AuditEvent.idx)
             ).all()
@@ -188,7 +145,7 @@ def stream(sessions: sessionmaker[Session], export: ExportPlan) -> Iterator[byte
         writer.writerow(EXPORT_COLUMNS)
         for rows in _batches(sessions, export.tree_size):
             for row in rows:
-                entry, at, leaf = _entry(row)
+                entry, at, leaf = entry_from_row(row)
                 if everything or filters.matches(entry, at):
                     writer.writerow(csv_row(entry, leaf))
                 else:
@@ -202,7 +159,7 @@ def stream(sessions: sessionmaker[Session], export: ExportPlan) -> Iterator[byte
     for rows in _batches(sessions, export.tree_size):
         out = []
         for row in rows:
-            entry, at, leaf = _entry(row)
+            entry, at, leaf = entry_from_row(row)
             if everything or filters.matches(entry, at):
                 out.append(ndjson_line(canonical_bytes(entry), leaf))
             else:

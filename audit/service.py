@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.orm import Session
 
-from audit.canonical import JSON_FIELDS, canonical_json
+from audit.canonical import JSON_FIELDS, MAX_SAFE_INTEGER, canonical_json
 from audit.merkle import Frontier, leaf_hash
 from audit.models import STORED_LEVEL, AuditEvent, AuditHead, AuditNode
 from core.context import RequestContext
@@ -129,6 +129,8 @@ def _json(value: Any) -> Any:
         return [_json(v) for v in items]
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("audit values must be finite numbers")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        return str(value)  # RFC 8785 numbers are exact only within +-(2**53 - 1)
     if value is None or isinstance(value, bool | int | float):
         return value
     return _text(str(value)) or ""

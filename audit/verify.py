@@ -10,7 +10,8 @@ which one of these holds:
 
 ``malformed``          the line is not an export line (or CSV row) at all.
 ``missing``            the line at position p holds event q > p: events p..q-1 were deleted.
-``out-of-order``       the line at position p holds event q < p: events were reordered/duplicated.
+``out-of-order``       the line at position p holds event q < p: events were reordered/duplicated;
+                       or the entries at p and p+d are the logged events p+d and p (exchanged).
 ``inserted``           from position p on, entries carry the logged hashes of the events c places
                        earlier, renumbered: c events were inserted at p-c..p-1 (reported at p-c).
 ``deleted``            from position p on, entries carry the logged hashes of the events c places
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import time
 from binascii import b2a_base64
 from collections.abc import Iterator, Sequence
@@ -42,10 +42,9 @@ from audit.canonical import (
     EXPORT_COLUMNS,
     canonical_bytes,
     csv_canonical,
+    load_ndjson_line,
     parse_csv_row,
-    split_ndjson_line,
     unb64,
-    withheld_index,
 )
 from audit.merkle import fold, leaf_hash, verify_consistency, verify_inclusion
 from audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
@@ -146,18 +145,23 @@ def _pass_ndjson(path: Path, tree: _Tree, mismatched: list[int], malformed: list
                 and line[cut : cut + len(_SUFFIX_START)] == _SUFFIX_START
                 and line[-2:] == b'"}'
             ):
+                # The line as the service writes it: the canonical entry is sliced out.
                 leaf = _sha256(b"\x00" + line[:cut] + b"}").digest()
-                if b2a_base64(leaf, newline=False) != stated:
-                    mismatched.append(position)
+                if b2a_base64(leaf, newline=False) == stated:
+                    add(leaf)
+                    position += 1
+                    continue
+            # Any other serialization of an export line (or a changed one): parse it and hash
+            # the RFC 8785 form of its entry.
+            try:
+                entry, stated_leaf, _index = load_ndjson_line(line)
+                leaf = stated_leaf if entry is None else leaf_hash(canonical_bytes(entry))
+            except ValueError:
+                malformed.append(position)
+                leaf = _sha256(b"\x02" + line).digest()  # never a valid leaf: the root differs
             else:
-                try:
-                    entry, leaf = split_ndjson_line(line)
-                except ValueError:
-                    malformed.append(position)
-                    leaf = _sha256(b"\x02" + line).digest()  # never a valid leaf: the root differs
-                else:
-                    if entry is not None:  # pragma: no cover - the fast path took every entry
-                        leaf = leaf_hash(entry)
+                if leaf != stated_leaf:
+                    mismatched.append(position)
             add(leaf)
             position += 1
 
@@ -201,15 +205,7 @@ def _entries(
     with path.open("rb") as fh:
         for position, raw in enumerate(fh):
             try:
-                canonical, stated = split_ndjson_line(raw)
-                if canonical is None:
-                    yield position, None, withheld_index(raw), stated
-                    continue
-                entry = json.loads(canonical)
-                found = entry.get("index") if isinstance(entry, dict) else None
-                if not isinstance(found, int) or isinstance(found, bool):
-                    raise ValueError("no index")
-                index = found
+                entry, stated, index = load_ndjson_line(raw.rstrip(b"\r\n"))
             except ValueError:
                 yield position, None, None, b""
                 continue
@@ -286,11 +282,30 @@ def _diagnose(
     indexes: list[int | None] = []
     content: list[tuple[int, Finding]] = []
     shifted = False  # once entries are found renumbered, the later mismatches are that shift
+    # An entry that is the logged event d places later is a deletion only if the entry d places
+    # on is shifted the same way; if that one is the event logged here, the two were exchanged.
+    pending: tuple[int, int] | None = None  # (position of the "deleted" finding, d)
     for position, entry, index, stated in _entries(path, fmt):
         indexes.append(None if position in malformed else index)
+        if pending is not None and position == pending[0] + pending[1]:
+            first, d = pending
+            pending = None
+            if position in mismatched and entry is not None and _renumbering(entry, stated) == d:
+                content = [pair for pair in content if pair[0] != first]
+                message = (
+                    f"entries {first} and {position} are the logged events {position} and "
+                    f"{first}: they exchanged places"
+                )
+                content.append((first, Finding(first, "out-of-order", message)))
+                shifted = False
+                continue
         if position in mismatched and entry is not None and not shifted:
             found = _content_finding(position, entry, stated)
             shifted = found[1].kind in ("inserted", "deleted")
+            if found[1].kind == "deleted":
+                c = _renumbering(entry, stated)
+                assert c is not None
+                pending = (position, -c)
             if len(content) < MAX_FINDINGS:
                 content.append(found)
     out = _index_findings(indexes) + content

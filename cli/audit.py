@@ -166,6 +166,38 @@ def checkpoint() -> None:
     typer.echo(row.note, nl=False)
 
 
+@audit_app.command("self-check")
+def self_check(
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Re-hash the whole stored log from its rows and check the tree head and every stored
+    checkpoint against it. Exit status 0: intact; 1: the database was altered."""
+    from audit.integrity import MAX_FINDINGS
+    from audit.integrity import self_check as run
+
+    with unit_of_work() as session:
+        report = run(session)
+        session.rollback()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    elif report.ok:
+        typer.secho(
+            f"OK: {report.size} events re-hashed from their rows in {report.seconds:.2f} s; the "
+            f"tree head and {report.checkpoints} checkpoint(s) match.",
+            fg="green",
+        )
+    else:
+        typer.secho(
+            f"FAILED: {len(report.problems)} problem(s) in {report.size} events; first: "
+            f"{report.problems[0]}",
+            fg="red",
+        )
+        for problem in report.problems[1:MAX_FINDINGS]:
+            typer.echo(f"  also: {problem}")
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @audit_app.command("export")
 def export_log(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="default: stdout")] = None,
@@ -178,9 +210,9 @@ def export_log(
     """Export the log from the database (audited like an API export)."""
     from audit import checkpoints, export
     from audit.queries import EventFilter
-    from core.db import make_engine, make_session_factory
+    from cli.database import open_engine
+    from core.db import make_session_factory
     from core.errors import DomainError
-    from core.settings import get_settings
 
     signer = _signer()
     ctx = command_context()
@@ -193,7 +225,7 @@ def export_log(
             note = cp.note if cp is not None else None
     except DomainError as exc:
         _fail(exc.detail)
-    engine = make_engine(get_settings().database_url)
+    engine = open_engine()
     try:
         sink = output.open("wb") if output else sys.stdout.buffer
         try:

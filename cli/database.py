@@ -6,16 +6,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+
+
+def open_engine() -> Engine:
+    """An engine on the configured database, with every model registered.
+
+    A command runs in a fresh interpreter that has imported only what it needed so far: the
+    mapper of one model may name another by a foreign key or relationship that nothing has
+    imported yet. The model registry imports them all, so every command sees the whole schema.
+    """
+    import core.models  # noqa: F401  (registers every model)
+    from core.db import make_engine
+    from core.settings import get_settings
+
+    return make_engine(get_settings().database_url)
 
 
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
     """A session on the configured database: committed if the command succeeds, else rolled back."""
-    from core.db import make_engine, make_session_factory
-    from core.settings import get_settings
+    from core.db import make_session_factory
 
-    engine = make_engine(get_settings().database_url)
+    engine = open_engine()
     try:
         with make_session_factory(engine)() as session:
             try:

@@ -11,8 +11,73 @@ import typer
 
 from cli.database import command_context, unit_of_work
 
-app = typer.Typer(
-    help="Backbone: federated data sharing for Collective Impact initiatives.", no_args_is_help=True
+DEBUG_VARIABLE = "BACKBONE_DEBUG"
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:limit]
+
+
+def error_message(exc: BaseException) -> tuple[str, int]:
+    """One line for an operator, and the exit status, for an error a command did not handle.
+
+    Database errors are named by the driver's first line only: SQLAlchemy's own text repeats
+    the statement and its parameters, which may hold record values or identifiers.
+    """
+    import httpx
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from core.errors import DomainError
+    from core.keys import MasterKeyError
+
+    if isinstance(exc, DomainError):
+        return f"error: {exc.detail}", 1
+    if isinstance(exc, MasterKeyError):
+        return f"error: {exc}", 2
+    if isinstance(exc, DBAPIError):
+        text = _first_line(str(exc.orig))
+        if "no such table" in text or ("does not exist" in text and "relation" in text):
+            return "error: the database is not migrated; run `backbone migrate` first", 1
+        if (
+            exc.connection_invalidated
+            or isinstance(exc.orig, ConnectionError)
+            or (type(exc).__name__ in ("OperationalError", "InterfaceError"))
+        ):
+            return f"error: the database cannot be used (BACKBONE_DATABASE_URL): {text}", 1
+        return f"error: the database refused the command: {text}", 1
+    if isinstance(exc, SQLAlchemyError):
+        return f"error: database error ({type(exc).__name__})", 1
+    if isinstance(exc, httpx.TransportError):
+        return f"error: cannot reach the service ({type(exc).__name__}): {_first_line(str(exc))}", 1
+    if isinstance(exc, OSError):
+        return f"error: {exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "), 1
+    return f"error: {type(exc).__name__}: {_first_line(str(exc))}", 1
+
+
+class _Cli(typer.Typer):
+    """Every command's unexpected error becomes one line on stderr and a non-zero exit status,
+    not a traceback (``BACKBONE_DEBUG=1`` shows the traceback)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import os
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE):
+                raise
+            message, status = error_message(exc)
+            typer.secho(message, fg=typer.colors.RED, err=True)
+            sys.exit(status)
+
+
+app = _Cli(
+    help="Backbone: federated data sharing for Collective Impact initiatives.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 client_app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
@@ -52,18 +117,31 @@ def _fail(message: str) -> None:
 @app.command()
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[
+        int | None, typer.Option(help="default: PORT or BACKBONE_PORT, else 8000")
+    ] = None,
     workers: int = 1,
     proxy_headers: Annotated[
         bool, typer.Option(help="Trust X-Forwarded-* from BACKBONE_FORWARDED_ALLOW_IPS")
     ] = False,
 ) -> None:
     """Serve the API with uvicorn."""
+    import os
+
     import uvicorn
 
     from core.keys import MasterKeyError, load_master_key
+    from core.settings import get_settings
 
     settings = _settings()
+    if port is None:
+        port = int(settings.port)
+    elif port != settings.port:
+        # The application (in this process or its workers) reads the port from the settings:
+        # without BACKBONE_ISSUER, the issuer and the audit log's name follow the port served.
+        os.environ["BACKBONE_PORT"] = str(port)
+        get_settings.cache_clear()
+        settings = _settings()
     try:
         load_master_key(settings)
     except MasterKeyError as exc:
@@ -123,14 +201,21 @@ def seed_demo() -> None:
 
 
 @app.command()
-def demo(url: str = "http://127.0.0.1:8000", credentials: Path | None = None) -> None:
+def demo(
+    url: Annotated[
+        str | None,
+        typer.Option(envvar="BACKBONE_URL", help="the service; default: BACKBONE_ISSUER's URL"),
+    ] = None,
+    credentials: Path | None = None,
+) -> None:
     """Walk through the whole flow against a running service and print what each user sees."""
     from demo.walkthrough import run
 
-    path = credentials or _settings().data_dir / "demo-credentials.json"
+    settings = _settings()
+    path = credentials or settings.data_dir / "demo-credentials.json"
     if not path.exists():
         _fail(f"{path} not found: start the service with `make run` first")
-    sys.exit(run(url, json.loads(path.read_text())))
+    sys.exit(run(url or settings.issuer, json.loads(path.read_text())))
 
 
 @org_app.command("create")

@@ -66,15 +66,16 @@ def purge(
     submissions withdrawn or replaced, once their grace period has passed."""
     from datetime import UTC
 
+    from cli.database import open_engine
     from core.clock import utcnow
     from core.context import RequestContext
-    from core.db import make_engine, make_session_factory
+    from core.db import make_session_factory
     from core.ids import new_id
     from records import retention
 
     settings = _settings()
     now = utcnow() if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
-    engine = make_engine(settings.database_url)
+    engine = open_engine()
     sessions = make_session_factory(engine)
     try:
         if dry_run:
@@ -106,9 +107,10 @@ def rewrap(
     Segments are not touched. Afterwards, destroy the old key: every copy of the database made
     before the re-wrap becomes unreadable with it, including data purged since.
     """
+    from cli.database import open_engine
     from core.clock import utcnow
     from core.context import RequestContext
-    from core.db import make_engine, make_session_factory
+    from core.db import make_session_factory
     from core.ids import new_id
     from core.keys import MasterKey, MasterKeyError, load_master_key
     from records import retention
@@ -123,7 +125,7 @@ def rewrap(
     if old.raw == new.raw:
         typer.secho("the old key is the configured key: nothing to do", err=True)
         raise typer.Exit(2)
-    engine = make_engine(settings.database_url)
+    engine = open_engine()
     try:
         with make_session_factory(engine)() as session:
             now = utcnow()

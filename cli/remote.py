@@ -24,7 +24,10 @@ indicator_app = typer.Typer(
     help="Indicators: define and release (the backbone's tools).", no_args_is_help=True
 )
 
-Url = Annotated[str, typer.Option(envvar="BACKBONE_URL", help="the service's base URL")]
+Url = Annotated[
+    str | None,
+    typer.Option(envvar="BACKBONE_URL", help="the service's base URL; default: BACKBONE_ISSUER"),
+]
 ClientId = Annotated[str | None, typer.Option(envvar="BACKBONE_CLIENT_ID")]
 ClientSecret = Annotated[str | None, typer.Option(envvar="BACKBONE_CLIENT_SECRET")]
 Credentials = Annotated[
@@ -35,9 +38,22 @@ As = Annotated[
 ]
 
 
+def service_url(url: str | None) -> str:
+    """``--url``, else ``BACKBONE_URL``, else the issuer every command derives the same way."""
+    if url:
+        return url
+    from core.settings import get_settings
+
+    return str(get_settings().issuer)
+
+
 @contextmanager
 def _client(
-    url: str, client_id: str | None, secret: str | None, credentials: Path | None, as_: str | None
+    url: str | None,
+    client_id: str | None,
+    secret: str | None,
+    credentials: Path | None,
+    as_: str | None,
 ) -> Iterator[httpx.Client]:
     if credentials is not None:
         entries = {c["client_id"]: c for c in json.loads(credentials.read_text())["clients"]}
@@ -46,12 +62,17 @@ def _client(
         client_id, secret = as_, entries[as_]["client_secret"]
     if not client_id or not secret:
         raise typer.BadParameter("give --client-id and --client-secret, or --credentials with --as")
-    with httpx.Client(base_url=url, timeout=120) as http:
+    with httpx.Client(base_url=service_url(url), timeout=120) as http:
         r = http.post(
             "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
         )
         if r.status_code != 200:
-            raise typer.BadParameter(f"could not get a token: {r.text}")
+            typer.secho(
+                f"error: could not get a token ({r.status_code}): {r.text[:300]}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(1)
         http.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
         yield http
 
@@ -93,7 +114,7 @@ def lint(path: Path, k_floor: int = 5) -> None:
 @agreement_app.command("draft")
 def draft(
     path: Path,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     credentials: Credentials = None,
@@ -108,7 +129,7 @@ def draft(
 @agreement_app.command("show")
 def show(
     agreement_id: str,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     credentials: Credentials = None,
@@ -123,7 +144,7 @@ def show(
 def approve(
     agreement_id: str,
     version: int,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     credentials: Credentials = None,
@@ -155,7 +176,7 @@ def status(
     agreement_id: str,
     action: Annotated[str, typer.Argument(help="suspend, resume or terminate")],
     reason: str | None = None,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     credentials: Credentials = None,
@@ -171,7 +192,7 @@ def status(
 @indicator_app.command("define")
 def define(
     path: Path,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     credentials: Credentials = None,
@@ -188,7 +209,7 @@ def release(
     indicator_id: str,
     dimension: Annotated[list[str] | None, typer.Option()] = None,
     method: str | None = None,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     credentials: Credentials = None,

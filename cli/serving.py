@@ -11,14 +11,13 @@ own mode is used.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
+import json
 import logging
-import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from types import FrameType
@@ -26,7 +25,6 @@ from typing import Any
 
 log = logging.getLogger("backbone.serve")
 _STARTUP_SECONDS = 5.0
-_PR_SET_PDEATHSIG = 1
 
 
 def reuse_port_supported() -> bool:
@@ -37,7 +35,7 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -57,26 +55,6 @@ def _ensure_free(host: str, port: int) -> None:
         probe.close()
 
 
-def _die_with(parent: int) -> None:
-    """Have the kernel send SIGTERM to this worker when the supervisor dies, even by SIGKILL
-    (Linux), so that no orphaned worker keeps serving on the port."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _worker(app: str, host: str, port: int, options: dict[str, Any], parent: int) -> None:
-    import uvicorn
-
-    _die_with(parent)
-
-    sock = _listen(host, port)
-    config = uvicorn.Config(app, host=host, port=port, **options)
-    uvicorn.Server(config).run(sockets=[sock])
-
-
 def serve_workers(app: str, host: str, port: int, workers: int, options: dict[str, Any]) -> int:
     """Run ``workers`` uvicorn processes on ``host:port`` until SIGINT or SIGTERM; a worker that
     dies is replaced. Returns the exit status."""
@@ -87,17 +65,17 @@ def serve_workers(app: str, host: str, port: int, workers: int, options: dict[st
             print(f"refusing to start: {host}:{port} is already in use", file=sys.stderr)
             return 1
         raise
-    ctx = multiprocessing.get_context("spawn")
     stopping = False
-
+    spec = json.dumps({"app": app, "host": host, "port": port, "options": options})
     started: dict[int, float] = {}
 
-    def start() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(
-            target=_worker, args=(app, host, port, options, os.getpid()), daemon=False
+    def start() -> subprocess.Popen[bytes]:
+        # A fresh interpreter that arms its parent-death signal before it imports anything else
+        # (see cli.worker); multiprocessing's spawn would first re-import this command's modules.
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "cli.worker", str(os.getpid()), spec]
         )
-        proc.start()
-        started[id(proc)] = time.monotonic()
+        started[proc.pid] = time.monotonic()
         return proc
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -111,23 +89,25 @@ def serve_workers(app: str, host: str, port: int, workers: int, options: dict[st
         while not stopping:
             time.sleep(0.2)
             for i, proc in enumerate(procs):
-                if proc.is_alive() or stopping:
+                if proc.poll() is None or stopping:
                     continue
-                if time.monotonic() - started[id(proc)] < _STARTUP_SECONDS:
+                if time.monotonic() - started[proc.pid] < _STARTUP_SECONDS:
                     # It could not start (configuration, database): so will the next one.
-                    log.error("a worker failed to start (exit status %s)", proc.exitcode)
+                    log.error("a worker failed to start (exit status %s)", proc.returncode)
                     stopping, status = True, 1
                     break
-                log.warning("a worker exited (status %s); starting another", proc.exitcode)
+                log.warning("a worker exited (status %s); starting another", proc.returncode)
                 procs[i] = start()
     finally:
         for proc in procs:
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.terminate()  # SIGTERM: uvicorn finishes the requests in flight
         for proc in procs:
-            proc.join(timeout=30)
-            if proc.is_alive():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status

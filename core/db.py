@@ -100,3 +100,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_session_factory(bind: Engine | Any) -> sessionmaker[Session]:
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=True)
+
+
+def end_reads(session: Session) -> None:
+    """End a transaction that has only read, so that its connection goes back to the pool (and,
+    on SQLite, the write lock is released) during a long computation; the session begins a new
+    transaction, on a fresh connection, at its next statement.
+
+    Only for a unit of work that has written nothing yet: the transaction is committed, which
+    for a read-only one changes nothing.
+    """
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("end_reads would commit pending changes")
+    session.commit()

@@ -12,14 +12,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BACKBONE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BACKBONE_", extra="ignore", populate_by_name=True)
 
     env: Environment = "development"
     data_dir: Path = Path("var")
@@ -29,7 +29,14 @@ class Settings(BaseSettings):
     )
     master_key_file: Path | None = None
 
-    issuer: str = "http://127.0.0.1:8000"
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("BACKBONE_PORT", "PORT", "port"),
+        description="the port `backbone serve` listens on; the default issuer names it",
+    )
+    issuer: str = ""
     audience: str = "backbone-api"
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
     client_assertion_max_lifetime_seconds: int = Field(default=300, ge=30, le=300)
@@ -73,6 +80,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
+        if not self.issuer:
+            # Every command (the server, the CLI's audit key and checkpoints, the demo) derives
+            # the same issuer, and so the same audit log name, from the same variables.
+            self.issuer = f"http://127.0.0.1:{self.port}"
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'backbone.db'}"
         if self.master_key_file is None and self.env != "production":

@@ -23,7 +23,7 @@ def test_healthz_and_readyz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200
-    assert r.json()["checks"] == {"database": "ok", "migrations": "ok"}
+    assert r.json()["checks"] == {"database": "ok", "migrations": "ok", "audit_log": "ok"}
 
 
 def test_every_response_has_a_request_id_and_honours_a_sane_incoming_one(client):

@@ -57,8 +57,11 @@ def _children(pid: int) -> set[int]:
 
 
 def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's exit status is collected by init, eventually)."""
-    deadline = time.monotonic() + 10
+    """Alive and not a zombie (an orphan's exit status is collected by init, eventually).
+
+    A process that is gone answers at once; the long wait is only a bound on a failure, so that
+    a slow, loaded machine does not make a correct server fail the test."""
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -143,6 +146,49 @@ def test_workers_do_not_outlive_a_killed_supervisor(fresh_databases: FreshDataba
         proc.kill()
         proc.wait()
         assert not any(_running(pid) for pid in workers)
+
+
+@needs_proc
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_do_not_outlive_a_supervisor_killed_while_they_start(
+    fresh_databases: FreshDatabase, tmp_path
+):
+    url = fresh_databases.url()
+    upgrade(url)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BACKBONE), "serve", "--port", str(port), "--workers", "2"],
+        env=_env(url, tmp_path, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            workers = _children(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(workers) == 2
+    assert not any(_running(pid) for pid in workers)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_whose_supervisor_is_gone_exits_before_importing_anything():
+    """A worker arms its parent-death signal first thing, then checks its parent: one started
+    for a supervisor that is not its parent (as if it had died) exits without loading uvicorn or
+    the application, however long those would take."""
+    spec = '{"app": "api.main:app", "host": "127.0.0.1", "port": 1, "options": {}}'
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cli.worker", str(os.getpid() + 1), spec],
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.decode().splitlines()}
+    assert "cli" in imported  # the worker ran (as __main__)
+    assert not {"uvicorn", "api", "api.main", "sqlalchemy"} & imported
 
 
 def test_a_taken_port_is_refused(fresh_databases: FreshDatabase, tmp_path):

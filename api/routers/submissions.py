@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from api.dbfaults import retry_once
 from api.deps import Policy, UnitOfWork, audited, require, state
 from api.schemas import ReceiptOut, ReceiptPage
 from api.state import AppState
@@ -243,7 +244,12 @@ async def create_submission(
                 session, ctx, st.master, st.policies.get(session), prepared, envelope
             )
 
-        receipt, created = await run_in_threadpool(store)
+        if hashed is not None:
+            # Idempotent by its key: a connection lost while storing is retried once on a
+            # fresh one (the body is already validated and sealed on disk).
+            receipt, created = await run_in_threadpool(retry_once, store, session.rollback)
+        else:
+            receipt, created = await run_in_threadpool(store)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(session.rollback)

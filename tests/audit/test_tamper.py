@@ -215,6 +215,23 @@ def test_reordered_rows_are_found(log, signed, tmp_path, p):
     _check(verify_export(_tampered(log, tmp_path, tamper), signed), min(p, q), "content-changed")
 
 
+@pytest.mark.parametrize("d", (1, 2, 3))
+@pytest.mark.parametrize("p", range(0, N - 3, 3))
+def test_two_swapped_rows_are_out_of_order(log, signed, tmp_path, p, d):
+    """Two events exchanged in the database (within the window where a renumbering is
+    recognized) are reported as out of order, not as a deletion."""
+    q = p + d
+
+    def tamper(conn: Connection) -> None:
+        conn.execute(update(EVENTS).where(EVENTS.c.idx == p).values(idx=-1))
+        conn.execute(update(EVENTS).where(EVENTS.c.idx == q).values(idx=p))
+        conn.execute(update(EVENTS).where(EVENTS.c.idx == -1).values(idx=q))
+
+    for fmt in ("ndjson", "csv"):
+        report = verify_export(_tampered(log, tmp_path, tamper, fmt), signed)
+        _check(report, p, "out-of-order")
+
+
 def _fake(conn: Connection, p: int) -> None:
     """Insert a plausible event at p, hashed correctly, moving the rest up by one."""
     template = _row(conn, p)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agreements.expressions import InvalidExpression, compile_filter
 from agreements.errors import InvalidAgreement
+from agreements.expressions import InvalidExpression, compile_filter
 from agreements.parse import parse_document
 from core.jsonscan import shape
 
