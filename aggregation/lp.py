@@ -35,6 +35,8 @@ UNBOUNDED = "unbounded"
 INFEASIBLE = "infeasible"
 FAILED = "failed"
 _DUAL, _PRIMAL = 1, 4
+_WARM_PIVOTS = 10_000  # see Program._solve_highs
+_NO_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,10 @@ class Program:
             # would throw the basis away).
             h.setOptionValue("presolve", "on" if cold else "off")
             h.setOptionValue("simplex_strategy", _DUAL if cold else self._strategy)
+            # A warm start is usually a few pivots from the optimum, but on a degenerate
+            # polytope HiGHS can stall from one for minutes where a presolved cold solve takes a
+            # second: past this many pivots (counted per run), the cold solve takes over.
+            h.setOptionValue("simplex_iteration_limit", _NO_LIMIT if cold else _WARM_PIVOTS)
             h.run()
             status = h.getModelStatus()
             if status == status_enum.kOptimal:
