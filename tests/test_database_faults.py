@@ -24,7 +24,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-import aggregation.service as aggregation_service
+import aggregation.population as aggregation_population
 import records.service as records_service
 from api.app import create_app
 from core.db import make_engine, make_session_factory
@@ -211,7 +211,7 @@ def test_a_keyed_submission_that_loses_its_connection_is_stored_once(
 def test_a_release_holds_no_connection_while_it_computes(service, database, monkeypatch):
     client, engine = service
     headers = _token(client, database[1], "backbone-manager")
-    real = aggregation_service.protect
+    real = aggregation_population.protect_in_population
     seen: list[int] = []
 
     def computing(*args: Any, **kwargs: Any) -> Any:
@@ -221,7 +221,7 @@ def test_a_release_holds_no_connection_while_it_computes(service, database, monk
             _kill_all_backends(str(engine.url.render_as_string(hide_password=False)))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(aggregation_service, "protect", computing)
+    monkeypatch.setattr(aggregation_population, "protect_in_population", computing)
     r = client.post(
         "/v1/indicators/kindergarten-enrollment/releases",
         json={"dimensions": ["neighborhood"]},
