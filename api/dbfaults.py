@@ -10,14 +10,13 @@ others before handing them out). Writes are retried where the route knows they a
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from api.problems import PROBLEMS, problem_type
+from api.problems import send_problem
 
 log = logging.getLogger("backbone.database")
 
@@ -103,27 +102,10 @@ class DatabaseFaults:
 
 
 async def _answer_503(scope: Scope, send: Send) -> None:
-    spec = PROBLEMS["database-unavailable"]
-    body: dict[str, Any] = {
-        "type": problem_type("database-unavailable"),
-        "title": spec.title,
-        "status": spec.status,
-        "detail": "The database connection was lost; nothing was committed. Retry later.",
-    }
-    rid = scope.get("state", {}).get("request_id")
-    if rid:
-        body["instance"] = f"urn:backbone:request:{rid}"
-        body["request_id"] = rid
-    raw = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": spec.status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(raw)).encode()),
-                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-            ],
-        }
+    await send_problem(
+        send,
+        "database-unavailable",
+        "The database connection was lost; nothing was committed. Retry later.",
+        scope.get("state", {}).get("request_id"),
+        RETRY_AFTER_SECONDS,
     )
-    await send({"type": "http.response.body", "body": raw})

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from api.logging import request_id_var
-from api.problems import PROBLEMS, problem_type
+from api.problems import PROBLEMS, problem_body
 from core import jsonscan
 from core.errors import PayloadTooLarge
 
@@ -106,15 +106,7 @@ def _problem_bytes(kind: str, detail: str, request_id: str, oauth: bool) -> tupl
     if oauth:  # RFC 6749 form at the OAuth endpoints
         code = "server_error" if spec.status >= 500 else "invalid_request"
         return spec.status, json.dumps({"error": code, "error_description": detail}).encode()
-    body = {
-        "type": problem_type(kind),
-        "title": spec.title,
-        "status": spec.status,
-        "detail": detail,
-        "instance": f"urn:backbone:request:{request_id}",
-        "request_id": request_id,
-    }
-    return spec.status, json.dumps(body).encode()
+    return spec.status, json.dumps(problem_body(kind, detail, request_id)).encode()
 
 
 class RequestMiddleware:

@@ -3,7 +3,10 @@ that path by the service itself, and never changes meaning."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -207,3 +210,37 @@ PROBLEMS: dict[str, ProblemType] = {
 
 def problem_type(kind: str) -> str:
     return f"/problems/{kind}"
+
+
+def problem_body(kind: str, detail: str, request_id: str | None) -> dict[str, Any]:
+    """The RFC 9457 document of a problem of ``kind``."""
+    spec = PROBLEMS[kind]
+    body: dict[str, Any] = {
+        "type": problem_type(kind),
+        "title": spec.title,
+        "status": spec.status,
+        "detail": detail,
+    }
+    if request_id:
+        body["instance"] = f"urn:backbone:request:{request_id}"
+        body["request_id"] = request_id
+    return body
+
+
+async def send_problem(
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    kind: str,
+    detail: str,
+    request_id: str | None,
+    retry_after: int | None = None,
+) -> None:
+    """Answer an ASGI request with a problem document, below the framework (middleware)."""
+    raw = json.dumps(problem_body(kind, detail, request_id)).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(raw)).encode()),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": PROBLEMS[kind].status, "headers": headers})
+    await send({"type": "http.response.body", "body": raw})

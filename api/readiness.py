@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from api.problems import PROBLEMS, problem_type
+from api.problems import send_problem
 from core.migrate import head_revision
 
 log = logging.getLogger("backbone.startup")
@@ -124,38 +125,16 @@ class ReadinessGate:
             await self.app(scope, receive, send)
             return
         if self.readiness.due():
-            from starlette.concurrency import run_in_threadpool
-
             try:
                 if await run_in_threadpool(self.readiness.try_start):
                     await self.app(scope, receive, send)
                     return
             except Exception:
                 log.exception("start-up failed; retrying on a later request")
-        spec = PROBLEMS["service-not-ready"]
-        rid = scope.get("state", {}).get("request_id")
-        body: dict[str, Any] = {
-            "type": problem_type("service-not-ready"),
-            "title": spec.title,
-            "status": spec.status,
-            "detail": "The service is not ready: its database is unreachable or not migrated. "
-            "See /readyz.",
-        }
-        if rid:
-            body["instance"] = f"urn:backbone:request:{rid}"
-            body["request_id"] = rid
-        import json
-
-        raw = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": spec.status,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(raw)).encode()),
-                    (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-                ],
-            }
+        await send_problem(
+            send,
+            "service-not-ready",
+            "The service is not ready: its database is unreachable or not migrated. See /readyz.",
+            scope.get("state", {}).get("request_id"),
+            RETRY_AFTER_SECONDS,
         )
-        await send({"type": "http.response.body", "body": raw})
