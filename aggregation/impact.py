@@ -11,6 +11,7 @@ from aggregation.models import Indicator
 from aggregation.service import list_definitions, publish_decision
 from identity.models import Organization
 from policy.engine import PolicySet
+from policy.explain import decision_document
 from policy.model import Principal
 
 
@@ -36,7 +37,7 @@ def breaking_indicators(
                 {
                     "indicator": definition.id,
                     "version": version.version,
-                    "decision": after.as_dict(),
+                    "decision": decision_document(after),
                 }
             )
     return broken

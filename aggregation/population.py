@@ -205,7 +205,7 @@ def _population(
             members = _cohort_members(
                 session, master, sources.terms(ref.dataset), ref, sources.scope(ref.dataset)
             )
-            inside = people.is_in(members).to_numpy()
+            inside = people.is_in(members.implode()).to_numpy()
             labelled = labelled.with_columns(pl.Series(name, np.where(inside, TRUE, FALSE)))
     ids = person_ids(people) if frame.height else np.zeros(0, dtype=np.uint64)
     labelled = labelled.with_columns(pl.Series(PERSON, ids))

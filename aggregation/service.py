@@ -36,6 +36,7 @@ from core.errors import InvalidInput, NotFound, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
 from policy.engine import PolicySet, decide
+from policy.explain import explanation
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
 from policy.vocabulary import GEOGRAPHY_RANK
 from records.models import Submission
@@ -226,7 +227,7 @@ def define(
     _check_definition(policy, definition, ctx.now)
     decision = _publish_decision(ctx, policy, definition, definition.dimensions, definition.method)
     if not decision.permitted:
-        raise PolicyDenied(decision.explanation, decision=decision)
+        raise PolicyDenied(explanation(decision), decision=decision)
     indicator = session.get(Indicator, definition.id)
     if indicator is None:
         indicator = Indicator(
@@ -352,7 +353,7 @@ def create_release(
         shape = _shape(policy, definition, dims, ctx.now)
     decision = _publish_decision(ctx, policy, definition, dims, method)
     if not decision.permitted:
-        raise PolicyDenied(decision.explanation, decision=decision)
+        raise PolicyDenied(explanation(decision), decision=decision)
     agreement_ids = frozenset(a for a, _ in decision.agreements)
     base = in_scope(session, definition.dataset, agreement_ids)
     cohort = (
@@ -705,7 +706,7 @@ def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) ->
         ctx.principal, "read", Resource(datasets=view.datasets), Context(), policy, ctx.now
     )
     if not decision.permitted:
-        raise PolicyDenied(decision.explanation, decision=decision)
+        raise PolicyDenied(explanation(decision), decision=decision)
     if ctx.principal.organization_id not in view.recipients:
         raise PolicyDenied(
             "Denied: your organization is not among the recipients this indicator was published to."

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import send_problem
-from core.migrate import head_revision
+from migrations.commands import head_revision
 
 log = logging.getLogger("backbone.startup")
 

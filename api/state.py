@@ -16,6 +16,7 @@ from core.keys import MasterKey
 from core.settings import Settings
 from identity.auth_state import AuthState
 from identity.oauth_server import ServerConfig
+from identity.signing_keys import published_jwks
 from identity.tokens import KeyCache, TokenVerifier
 
 
@@ -43,8 +44,6 @@ class AppState:
         master: MasterKey,
         clock: Callable[[], datetime],
     ) -> AppState:
-        from identity.signing_keys import published_jwks
-
         def load_jwks() -> dict[str, object]:
             with sessions() as session:
                 return published_jwks(session, clock())

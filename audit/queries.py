@@ -27,9 +27,9 @@ from audit.note import LogSigner
 from audit.proofs import StoredTree, head_size
 from audit.service import AuditRecord, entry_of, record
 from core.context import RequestContext
-from core.errors import Forbidden, InvalidInput, NotFound, PolicyDenied
-from identity.errors import ObjectAccessDenied
+from core.errors import Forbidden, InvalidInput, NotFound, ObjectAccessDenied, PolicyDenied
 from policy.engine import decide
+from policy.explain import explanation
 from policy.model import Context, Decision, Resource
 
 AUDITOR_SCOPE = "audit:read"
@@ -146,7 +146,7 @@ def authorize_auditor(ctx: RequestContext) -> Decision:
     assert ctx.principal is not None
     decision = decide(ctx.principal, "read_audit", Resource(), Context(), [], ctx.now)
     if not decision.permitted:
-        raise PolicyDenied(decision.explanation, decision=decision)
+        raise PolicyDenied(explanation(decision), decision=decision)
     return decision
 
 

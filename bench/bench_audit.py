@@ -52,9 +52,9 @@ def bench_submission(tmp: Path, rounds: int) -> float:
     from core.db import make_engine, make_session_factory
     from core.ids import new_id
     from core.keys import MasterKey
-    from core.migrate import upgrade
     from demo.generator import generate
     from demo.seed import seed
+    from migrations.commands import upgrade
     from policy.model import Principal
     from records.intake import IntakeLimits
 
@@ -321,7 +321,7 @@ def bench_proofs(tmp: Path, n: int) -> float:
     from audit.models import STORED_LEVEL, AuditEvent, AuditHead, AuditNode
     from audit.proofs import StoredTree
     from core.db import make_engine, make_session_factory
-    from core.migrate import upgrade
+    from migrations.commands import upgrade
 
     url = f"sqlite:///{tmp / 'proofs.db'}"
     upgrade(url)

@@ -228,8 +228,8 @@ def seed(url: str, master_raw: bytes) -> dict[str, str]:
     from agreements.document import AgreementDocument
     from core.context import RequestContext
     from core.db import make_engine
-    from core.migrate import upgrade
     from identity import service as identity
+    from migrations.commands import upgrade
     from policy.model import Principal
 
     upgrade(url)

@@ -17,7 +17,7 @@ def open_engine() -> Engine:
     mapper of one model may name another by a foreign key or relationship that nothing has
     imported yet. The model registry imports them all, so every command sees the whole schema.
     """
-    import core.models  # noqa: F401  (registers every model)
+    import migrations.schema  # noqa: F401  (registers every model)
     from core.db import make_engine
     from core.settings import get_settings
 

@@ -164,7 +164,7 @@ def serve(
 @app.command()
 def migrate(revision: str = "head") -> None:
     """Upgrade the database schema (Alembic) to REVISION."""
-    from core.migrate import upgrade
+    from migrations.commands import upgrade
 
     upgrade(_settings().database_url, revision)
     typer.echo(f"database migrated to {revision}")
@@ -173,7 +173,7 @@ def migrate(revision: str = "head") -> None:
 @app.command()
 def downgrade(revision: str) -> None:
     """Downgrade the database schema to REVISION (``base`` drops everything)."""
-    from core.migrate import downgrade as run
+    from migrations.commands import downgrade as run
 
     run(_settings().database_url, revision)
     typer.echo(f"database downgraded to {revision}")

@@ -7,10 +7,10 @@ must never contain record values or direct identifiers: they are shown to caller
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from policy.model import Decision
+from policy.explain import decision_document
+from policy.model import Decision
 
 
 class DomainError(Exception):
@@ -45,6 +45,13 @@ class Forbidden(DomainError):
     title = "Not allowed"
 
 
+class ObjectAccessDenied(Forbidden):
+    """The caller is authenticated and scoped, but the object is not theirs to see."""
+
+    kind = "object-access-denied"
+    title = "Not allowed on this object"
+
+
 class PolicyDenied(Forbidden):
     """A policy decision denied the request; the decision and its reasons travel with it."""
 
@@ -52,7 +59,9 @@ class PolicyDenied(Forbidden):
     title = "Denied by the governing data-sharing agreements"
 
     def __init__(self, detail: str, *, decision: Decision | None = None) -> None:
-        super().__init__(detail, extra={"decision": decision.as_dict()} if decision else None)
+        super().__init__(
+            detail, extra={"decision": decision_document(decision)} if decision else None
+        )
         self.decision = decision
 
 

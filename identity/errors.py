@@ -26,10 +26,3 @@ class InsufficientScope(Forbidden):
             extra={"required_scopes": sorted(required)},
         )
         self.required = required
-
-
-class ObjectAccessDenied(Forbidden):
-    """The caller is authenticated and scoped, but the object is not theirs to see."""
-
-    kind = "object-access-denied"
-    title = "Not allowed on this object"

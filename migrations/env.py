@@ -7,8 +7,8 @@ from typing import Any
 from alembic import context
 
 from core.db import UTCDateTime, make_engine, normalize_url
-from core.models import metadata
 from core.settings import Settings
+from migrations.schema import metadata
 
 config = context.config
 

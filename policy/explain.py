@@ -35,7 +35,19 @@ def _failure(f: FailedConstraint) -> str:
     return f"{where} requires {subject} to {op} {_fmt(f.expected)}, but it was {_fmt(f.actual)}"
 
 
+def explanation(decision: Decision) -> str:
+    """One paragraph a data manager can read about ``decision`` (written on demand: most
+    callers need only the effect, and the prose costs more than the decision)."""
+    return explain(decision, decision.principal, decision.resource)
+
+
+def decision_document(decision: Decision) -> dict[str, Any]:
+    """The decision as JSON for people and clients: its reasons and its explanation."""
+    return {**decision.as_dict(), "explanation": explanation(decision)}
+
+
 def explain(decision: Decision, principal: Principal | None, resource: Resource | None) -> str:
+    """The explanation of ``decision`` taken for ``principal`` on ``resource``."""
     who = f"organization {principal.organization_id}" if principal else "the caller"
     what = decision.action
     if resource is not None and resource.datasets:

@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
+from policy.vocabulary import GEOGRAPHY_RANK, PURPOSES
+
 Action = Literal[
     "submit",
     "compute",
@@ -70,8 +72,6 @@ def _predicate(left: str, op: str, right: Any, rights: frozenset[Any]) -> Callab
     A missing value (None) never satisfies a constraint. Purposes match through their lineage
     (a narrower purpose satisfies a broader one); geographic levels compare by coarseness.
     """
-    from policy.vocabulary import GEOGRAPHY_RANK, PURPOSES
-
     if left == "purpose":
         lineages: dict[str, frozenset[str]] = {}
 
@@ -410,14 +410,6 @@ class Decision:
     def permitted(self) -> bool:
         return self.effect is Effect.PERMIT
 
-    @property
-    def explanation(self) -> str:
-        """One paragraph a data manager can read (written on demand: most callers need only
-        the effect, and the prose costs more than the decision)."""
-        from policy.explain import explain
-
-        return explain(self, self.principal, self.resource)
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "effect": self.effect.value,
@@ -427,5 +419,4 @@ class Decision:
             "failed_constraints": [f.as_dict() for f in self.failed_constraints],
             "obligations": self.obligations.as_dict(),
             "agreements": [{"agreement": a, "version": v} for a, v in self.agreements],
-            "explanation": self.explanation,
         }

@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session
 from agreements.models import AgreementStatusChange
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import Conflict, Forbidden, NotFound, PolicyDenied
+from core.errors import Conflict, Forbidden, NotFound, ObjectAccessDenied, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
-from identity.errors import ObjectAccessDenied
 from policy.engine import PolicySet, decide
+from policy.explain import explanation
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
 from records import idempotency, intake, vault
 from records.errors import (
@@ -164,8 +164,8 @@ def _refusal(
                 note += f" (reason: {reason[:200]})"
         notes.append(note)
     if notes:
-        return f"{decision.explanation} Note: {'; '.join(notes)}."
-    return decision.explanation
+        return f"{explanation(decision)} Note: {'; '.join(notes)}."
+    return explanation(decision)
 
 
 def authorize(
@@ -190,7 +190,7 @@ def field_guard(
     def check(columns: list[str]) -> None:
         decision = _decide(ctx, policy, dataset, columns)
         if not decision.permitted:
-            detail = decision.explanation
+            detail = explanation(decision)
             named, hint = unlisted_columns(columns, set(fields))
             if named:
                 shown = ", ".join(named[:20]) + (", ..." if len(named) > 20 else "")
@@ -299,7 +299,7 @@ def store(
     # The agreement may have ended while the body was being read: decide again, now.
     decision = _decide(ctx, policy, segment_ctx.dataset, prepared.columns)
     if not decision.permitted:
-        raise PolicyDenied(decision.explanation, decision=decision)
+        raise PolicyDenied(explanation(decision), decision=decision)
     target = _target(policy, decision, segment_ctx.dataset)
     if (target.agreement_id, target.version) != (
         segment_ctx.agreement_id,

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from core.db import make_engine
 from core.keys import MasterKey
-from core.migrate import upgrade
 from core.settings import Settings
+from migrations.commands import upgrade
 
 BACKEND = os.environ.get("BACKBONE_TEST_DATABASE", "sqlite")
 PG_ADMIN_URL = os.environ.get(

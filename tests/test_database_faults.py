@@ -28,8 +28,8 @@ import aggregation.population as aggregation_population
 import records.service as records_service
 from api.app import create_app
 from core.db import make_engine, make_session_factory
-from core.migrate import upgrade
 from core.settings import Settings
+from migrations.commands import upgrade
 from tests.conftest import BACKEND, BASE_URL, MASTER, PG_ADMIN_URL, SMALL_BIRTHS, FreshDatabase
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from core.db import make_engine
-from core.migrate import downgrade, head_revision, upgrade
-from core.models import metadata
+from migrations.commands import downgrade, head_revision, upgrade
+from migrations.schema import metadata
 
 
 def _diff(url: str) -> list:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from cli.serving import reuse_port_supported
-from core.migrate import upgrade
+from migrations.commands import upgrade
 from tests.conftest import FreshDatabase
 
 BACKBONE = Path(sys.executable).parent / "backbone"

@@ -33,6 +33,7 @@ from api.schemas import (
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied, UnsupportedMediaType
 from policy.engine import decide
+from policy.explain import explanation
 from policy.model import Context, Resource
 
 router = APIRouter(prefix="/v1", tags=["agreements"])
@@ -72,7 +73,7 @@ def _check_read(ctx: RequestContext, policy: Any, agreement_id: str) -> None:
         ctx.now,
     )
     if not decision.permitted:
-        raise PolicyDenied(decision.explanation, decision=decision)
+        raise PolicyDenied(explanation(decision), decision=decision)
 
 
 def _format(request: Request) -> str:

@@ -13,10 +13,10 @@ from api.deps import Policy, UnitOfWork, audited, require, state
 from api.schemas import DecideIn, DecisionOut
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import InvalidInput, NotFound
-from identity.errors import ObjectAccessDenied
+from core.errors import InvalidInput, NotFound, ObjectAccessDenied
 from identity.models import Client, Organization
 from policy.engine import decide
+from policy.explain import decision_document
 from policy.model import Context, Principal, Resource
 
 router = APIRouter(prefix="/v1/policy", tags=["agreements"])
@@ -93,7 +93,7 @@ def decide_what_if(
     out: dict[str, Any] = {
         "principal": principal.client_id,
         "at": now.isoformat(),
-        "decision": decision.as_dict(),
+        "decision": decision_document(decision),
     }
     if impact is not None:
         out["breaks"] = impact

@@ -16,7 +16,7 @@ from audit.models import AuditEvent, AuditHead
 from audit.service import AuditRecord
 from core.context import RequestContext
 from core.db import make_engine, make_session_factory
-from core.migrate import upgrade
+from migrations.commands import upgrade
 from tests.audit.helpers import all_leaves, principal
 from tests.conftest import FreshDatabase
 

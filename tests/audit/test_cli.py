@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from audit.note import VerifierKey
 from cli.audit import audit_app
 from core.db import make_engine, make_session_factory
-from core.migrate import upgrade
 from core.settings import get_settings
+from migrations.commands import upgrade
 from tests.audit.helpers import add_events
 from tests.conftest import MASTER
 

@@ -22,7 +22,7 @@ from audit.service import AuditRecord, entry_of, format_time, record
 from core.context import RequestContext
 from core.db import make_engine, make_session_factory
 from core.errors import InvalidInput
-from core.migrate import upgrade
+from migrations.commands import upgrade
 from policy.model import Principal
 from tests.audit.helpers import add_events, all_leaves, drop_append_only_triggers, principal
 from tests.conftest import MASTER

@@ -24,7 +24,7 @@ from audit.integrity import self_check
 from audit.models import AuditEvent, AuditHead
 from audit.note import signer_for
 from core.db import make_engine, make_session_factory
-from core.migrate import upgrade
+from migrations.commands import upgrade
 from tests.audit.helpers import add_events, drop_append_only_triggers
 from tests.conftest import MASTER, FreshDatabase
 

@@ -32,7 +32,7 @@ from audit.verify import Report, verify_export
 from cli.audit import audit_app
 from core.db import make_engine, make_session_factory
 from core.keys import MasterKey
-from core.migrate import upgrade
+from migrations.commands import upgrade
 from tests.audit.helpers import add_events, drop_append_only_triggers
 from tests.conftest import MASTER
 

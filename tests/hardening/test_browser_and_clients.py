@@ -110,7 +110,7 @@ def test_the_server_command_sends_no_banner(fresh_databases, tmp_path):
 
     import httpx
 
-    from core.migrate import upgrade
+    from migrations.commands import upgrade
 
     url = fresh_databases.url()
     upgrade(url)

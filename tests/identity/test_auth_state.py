@@ -10,10 +10,10 @@ from sqlalchemy.orm import sessionmaker
 
 from core.context import RequestContext
 from core.db import make_engine
-from core.migrate import upgrade
 from identity import service
 from identity.auth_state import AuthState, record_change
 from identity.errors import AuthenticationFailed
+from migrations.commands import upgrade
 
 
 @pytest.fixture

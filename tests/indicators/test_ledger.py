@@ -13,7 +13,7 @@ from aggregation.ledger import BudgetExhausted, Charge, budgets, charge, period_
 from aggregation.models import PrivacyBudget, PrivacyCharge
 from core.context import RequestContext
 from core.db import make_engine
-from core.migrate import upgrade
+from migrations.commands import upgrade
 
 
 @pytest.fixture

@@ -158,9 +158,9 @@ class Seeded:
 def seed_minimal(url: str, master: MasterKey, documents: list[dict[str, Any]]) -> Seeded:
     """Migrate ``url`` and create the demo's organizations and clients plus ``documents``."""
     from core.db import make_engine
-    from core.migrate import upgrade
     from demo.initiative import CLIENTS, ORGANIZATIONS
     from identity import service as identity
+    from migrations.commands import upgrade
 
     upgrade(url)
     engine = make_engine(url)

@@ -9,12 +9,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-import migrations
-
 
 def alembic_config(database_url: str | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    cfg.set_main_option("script_location", str(Path(__file__).parent))
     if database_url:
         cfg.set_main_option("sqlalchemy.url", database_url)
     return cfg
