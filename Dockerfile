@@ -12,6 +12,7 @@ COPY agreements ./agreements
 COPY policy ./policy
 COPY records ./records
 COPY aggregation ./aggregation
+COPY disclosure ./disclosure
 COPY audit ./audit
 COPY demo ./demo
 COPY cli ./cli

@@ -6,13 +6,14 @@ Earlier releases are rebuilt from their stored cells and from their true counts,
 release time under the data keys of the records they counted (``sealed_counts``): destroying
 those records' keys destroys the counts, and the release then leaves the model (it shares no
 records with anything that can still be published). The audit itself is
-:func:`aggregation.joint.protect_in_population`.
+:func:`disclosure.joint.protect_in_population`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,13 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aggregation.cube import person_ids
-from aggregation.joint import (
+from aggregation.models import Release
+from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
+from core.db import end_reads
+from core.errors import InvalidInput
+from core.keys import MasterKey
+from disclosure.cube import person_ids
+from disclosure.joint import (
     PERSON,
     SUBMISSION,
     CohortRef,
@@ -35,12 +41,7 @@ from aggregation.joint import (
     placeable,
     protect_in_population,
 )
-from aggregation.models import Release
-from aggregation.protection import Protection
-from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
-from core.db import end_reads
-from core.errors import InvalidInput
-from core.keys import MasterKey
+from disclosure.protection import Protection
 from policy.model import DatasetTerms
 from records import vault
 from records.models import Submission
@@ -250,7 +251,9 @@ def protect_release(
     # take long, holds no database connection (nor SQLite's write lock). A connection lost
     # meanwhile costs nothing: the caller stores the result in a new transaction.
     end_reads(session)
-    joint = protect_in_population(population, shape, linked, obligations, unit)
+    joint = protect_in_population(
+        population, shape, linked, obligations, unit, timer=time.perf_counter
+    )
     sealed = vault.seal_under(
         keys,
         sealing,

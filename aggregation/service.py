@@ -22,10 +22,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aggregation import suppression
-from aggregation.cube import TOTAL
 from aggregation.definition import IndicatorDefinition
-from aggregation.joint import Obligations, Shape, release_shape
 from aggregation.ledger import Charge, charge, period_of
 from aggregation.models import Indicator, IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
@@ -35,6 +32,9 @@ from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
+from disclosure import suppression
+from disclosure.cube import TOTAL
+from disclosure.joint import Obligations, Shape, release_shape
 from policy.engine import PolicySet, decide
 from policy.explain import explanation
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
@@ -586,7 +586,7 @@ def _dp_release(
     """Plan, charge the ledger, then compute. The charge is in this transaction: a failure rolls
     it back (the refund), a stored release commits with it."""
     # OpenDP's prelude imports its scikit-learn extras (seconds at every start): only here.
-    from aggregation import dp
+    from disclosure import dp
 
     epsilon = decision.obligations.epsilon_per_release
     if epsilon is None:

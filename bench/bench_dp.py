@@ -10,12 +10,12 @@ margins; the indicator is a rate (numerator flag on each record), the heavier of
     ``context.query().truncate_per_group(...).group_by(...).agg(dp.len(...)).with_keys(...)
     .release().collect()``. Also shown: OpenDP executing an already-built measurement (no scale
     search), the strictest baseline.
-(b) Backbone: ``aggregation.dp.plan`` + ``aggregation.dp.release`` (OpenDP, margins, exact 95%
+(b) Backbone: ``disclosure.dp.plan`` + ``disclosure.dp.release`` (OpenDP, margins, exact 95%
     intervals, post-processing, reliability, cells).
 
 The figure is the ratio (b)/(a); target at most 1.5. ``--strategies`` also compares, on the demo
 kindergarten readiness table, measuring the finest cells only (margins by summation, what
-``aggregation.dp`` does) against measuring every grouping with the budget split between them.
+``disclosure.dp`` does) against measuring every grouping with the budget split between them.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import opendp.prelude as dp
 import polars as pl
 from opendp.extras.polars import dp_len
 
-from aggregation import dp as dprel
-from aggregation.dp_accuracy import half_width
+from disclosure import dp as dprel
+from disclosure.dp_accuracy import half_width
 
 dp.enable_features("contrib")
 
@@ -149,9 +149,9 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def _strategy_table(dims: tuple[str, ...]) -> None:
-    from aggregation.cube import build_cube
     from demo.generator import generate
     from demo.initiative import NEIGHBORHOODS, RACE_ETHNICITY
+    from disclosure.cube import build_cube
 
     k = generate().kindergarten_readiness
     known = {

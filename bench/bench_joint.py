@@ -4,7 +4,7 @@ Run: ``.venv/bin/python -m bench.bench_joint`` (``--quick`` for 100,000 records 
 releases).
 
 Two histories, each timed as the release alone (no earlier release) beside the same release
-audited jointly with the whole history (``aggregation.joint.protect_in_population``, the pure
+audited jointly with the whole history (``disclosure.joint.protect_in_population``, the pure
 core the service runs after reading the records):
 
 * the demo initiative's publications over kindergarten readiness at real size
@@ -27,7 +27,7 @@ import time
 import numpy as np
 import polars as pl
 
-from aggregation.joint import (
+from disclosure.joint import (
     PERSON,
     SUBMISSION,
     Earlier,

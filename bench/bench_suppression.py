@@ -8,7 +8,7 @@ demo's shares and per-neighborhood mixes, readiness near 55%), each child a 32-b
 token, stored as one AES-256-GCM segment per school year with ``records.vault``. Timed: decrypt
 the segments, filter the population and numerator, count the cube (40 x 5 x 7 = 1,400 cells,
 1,728 with margins) by distinct person, primary and secondary suppression and the LP audit
-(``aggregation.protection.protect``, k = 11). The comparison is a plain polars group-by count of
+(``disclosure.protection.protect``, k = 11). The comparison is a plain polars group-by count of
 the same decrypted frame over the same three dimensions: the least any release must do.
 
 ``--demo`` times instead ``protect`` on the demo initiative's two sparse three-dimensional
@@ -30,10 +30,10 @@ import numpy as np
 import polars as pl
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from aggregation.cube import build_cube
-from aggregation.protection import protect
 from core.keys import NONCE_BYTES
 from demo.initiative import NEIGHBORHOODS, RACE_ETHNICITY, SCHOOL_YEARS
+from disclosure.cube import build_cube
+from disclosure.protection import protect
 from records.ingest import PART_ROWS
 from records.vault import SegmentContext, SegmentWriter, decode_part
 

@@ -1,4 +1,4 @@
-"""An attacker written independently of aggregation.attacker, to audit releases in the tests.
+"""An attacker written independently of disclosure.attacker, to audit releases in the tests.
 
 It builds, with plain SciPy, the linear program of someone who holds every published table:
 one variable per numerator and denominator of every cell of the joint cube (published values
@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from aggregation.cube import TOTAL, Cube
+from disclosure.cube import TOTAL, Cube
 
 # Internal views of a protection still say primary or secondary; a reader sees "suppressed".
 WITHHELD = ("suppressed", "primary", "secondary")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aggregation.cube import Cube
+from disclosure.cube import Cube
 
 
 def with_margins(inner: np.ndarray) -> np.ndarray:

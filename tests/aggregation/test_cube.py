@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from aggregation.cube import TOTAL, build_cube
+from disclosure.cube import TOTAL, build_cube
 
 DIMS = ("hood", "year", "race")
 CATS = (("a", "b", "c"), ("2021", "2022"), ("x", "y", "z", "w"))

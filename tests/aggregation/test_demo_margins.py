@@ -11,11 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from aggregation.cube import TOTAL, build_cube
-from aggregation.protection import Protection, protect
-from aggregation.suppression import FREE, PRIMARY, SECONDARY
 from demo.generator import generate
 from demo.initiative import BIRTH_YEARS, NEIGHBORHOODS, RACE_ETHNICITY, SCHOOL_YEARS
+from disclosure.cube import TOTAL, build_cube
+from disclosure.protection import Protection, protect
+from disclosure.suppression import FREE, PRIMARY, SECONDARY
 from tests.aggregation.attack import Attacker, sensitive_requirements
 from tests.aggregation.test_protection import shown
 

@@ -8,7 +8,7 @@ import numpy as np
 import opendp.prelude as dp
 import pytest
 
-from aggregation.dp_accuracy import half_width, tail
+from disclosure.dp_accuracy import half_width, tail
 
 
 def _pmf(scale: float, support: int) -> np.ndarray:

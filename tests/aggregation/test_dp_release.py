@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from aggregation import dp as dprel
-from aggregation.cube import TOTAL, build_cube
-from aggregation.dp_accuracy import half_width
 from core.errors import DomainError, InvalidInput
+from disclosure import dp as dprel
+from disclosure.cube import TOTAL, build_cube
+from disclosure.dp_accuracy import half_width
 
 HOODS = ("Ashland", "Bayview", "Central")
 YEARS = ("2023-24", "2024-25")

@@ -1,5 +1,5 @@
 """Releases of the same records with other dimensions and filters, and the differencing attacks
-across them: the joint audit (aggregation.joint) against an independent attacker."""
+across them: the joint audit (disclosure.joint) against an independent attacker."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from aggregation.cube import TOTAL, build_cube
-from aggregation.joint import Earlier, Shape
-from aggregation.protection import LinkedReleaseMismatch, PublishedTable, protect
+from disclosure.cube import TOTAL, build_cube
+from disclosure.joint import Earlier, Shape
+from disclosure.protection import LinkedReleaseMismatch, PublishedTable, protect
 from tests.aggregation.attack import Attacker, sensitive_requirements
 from tests.aggregation.test_protection import fully_suppressed, shown
 from tests.disclosure.independent import disclosures

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from aggregation.attacker import Facts, Geometry, Knowledge, Model
-from aggregation.cube import Cube
-from aggregation.hypercube import Need, Table, forced
-from aggregation.hypercube import protect as hypercube_protect
-from aggregation.protection import _levels, _tiers, protect
-from aggregation.suppression import FREE, PRIMARY, SECONDARY, sensitive
+from disclosure.attacker import Facts, Geometry, Knowledge, Model
+from disclosure.cube import Cube
+from disclosure.hypercube import Need, Table, forced
+from disclosure.hypercube import protect as hypercube_protect
+from disclosure.protection import _levels, _tiers, protect
+from disclosure.suppression import FREE, PRIMARY, SECONDARY, sensitive
 from tests.aggregation.tables import table
 from tests.aggregation.test_protection import assert_protected
 

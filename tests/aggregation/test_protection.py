@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aggregation import suppression
-from aggregation.protection import LinkedReleaseMismatch, Protection, protect
-from aggregation.suppression import FREE, PRIMARY, SECONDARY, STRUCTURAL
+from disclosure import suppression
+from disclosure.protection import LinkedReleaseMismatch, Protection, protect
+from disclosure.suppression import FREE, PRIMARY, SECONDARY, STRUCTURAL
 from tests.aggregation.attack import Attacker, Shown, sensitive_requirements
 from tests.aggregation.tables import random_table, table
 
@@ -199,7 +199,7 @@ def test_bad_inputs_are_refused():
 
 def test_same_answers_without_highspy(monkeypatch):
     """Without highspy the programs run through scipy's linprog (same HiGHS, no warm start)."""
-    from aggregation import lp
+    from disclosure import lp
 
     cube = random_table(np.random.default_rng(3), 3, rate=True)
     with_warm_start = protect(cube, 5, exact_audit=True)
@@ -212,7 +212,7 @@ def test_same_answers_without_highspy(monkeypatch):
 
 
 def test_a_table_without_dimensions_is_its_grand_total():
-    from aggregation.cube import Cube
+    from disclosure.cube import Cube
 
     small = protect(Cube((), (), np.array(3), None), 5)
     assert small.status[()] == PRIMARY and small.cells()[0]["numerator"] is None

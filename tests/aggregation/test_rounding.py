@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aggregation import rounding as rnd
-from aggregation.protection import protect
-from aggregation.suppression import FREE, PRIMARY, ROUNDED
+from disclosure import rounding as rnd
+from disclosure.protection import protect
+from disclosure.suppression import FREE, PRIMARY, ROUNDED
 from tests.aggregation.attack import Attacker, coded_requirements
 from tests.aggregation.tables import random_table, table
 from tests.aggregation.test_protection import assert_protected, fully_suppressed, shown

@@ -1,5 +1,5 @@
 """An attacker of everything published from one population, written independently of the
-engine (aggregation.lattice, joint, attacker, protection): plain SciPy over the records.
+engine (disclosure.lattice, joint, attacker, protection): plain SciPy over the records.
 
 One unknown per *atom*: a combination of one category of every attribute and one submission.
 The records are generated with one record per person, so every published count is the sum of

@@ -1,5 +1,5 @@
 """Random populations and random sequences of releases over them, run through the pure joint
-audit (aggregation.joint) the way the service runs it, for the independent attacker."""
+audit (disclosure.joint) the way the service runs it, for the independent attacker."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from aggregation.joint import (
+from disclosure.joint import (
     PERSON,
     SUBMISSION,
     Earlier,

@@ -24,7 +24,7 @@ The one exception is a *structural* zero: a cell the agreement declares impossib
 be empty before any data arrives, so it reveals nothing and is published as such.
 
 The quantities that are under k are the cell's *sensitive quantities*: they are what the
-secondary suppression (:mod:`aggregation.protection`) must keep an attacker from narrowing.
+secondary suppression (:mod:`disclosure.protection`) must keep an attacker from narrowing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Final
 
 import numpy as np
 
-from aggregation.cube import Cube
+from disclosure.cube import Cube
 
 FREE: Final = "free"
 SUPPRESSED: Final = "suppressed"  # what a reader sees of a primary or secondary cell

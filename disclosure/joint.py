@@ -3,10 +3,10 @@ already published from the same records.
 
 A *population* is the records of one dataset. Every suppressed release of it, whatever its
 indicator, definition version, dimensions or data version, counts cells of one joint cube
-(:mod:`aggregation.lattice`) over the dataset's base partition (:mod:`aggregation.partition`):
+(:mod:`disclosure.lattice`) over the dataset's base partition (:mod:`disclosure.partition`):
 its dimensions and the attributes its filters slice, its cohort memberships, and the data
 version (which submissions it counted). A new release is placed in that cube next to every
-earlier one, and :func:`aggregation.protection.protect_jointly` chooses its secondary
+earlier one, and :func:`disclosure.protection.protect_jointly` chooses its secondary
 suppression so that every requirement of every release holds in the one model of everything
 published; a count that the releases together determine without publishing it (the children
 not ready, from a count of all children and a count of the ready ones) is protected too.
@@ -20,17 +20,19 @@ filter that is not a slice, or a joint cube too large to audit (``PopulationTooD
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from aggregation.cube import Cube
-from aggregation.lattice import Axis, Lattice
-from aggregation.partition import NotPartitionFilter, cohort_attribute, parse_slices
-from aggregation.protection import (
+from agreements.categories import TRUE, dataset_attributes
+from core.errors import InvalidInput
+from disclosure.cube import Cube
+from disclosure.lattice import Axis, Lattice
+from disclosure.partition import NotPartitionFilter, cohort_attribute, parse_slices
+from disclosure.protection import (
     EarlierRelease,
     Placement,
     Protection,
@@ -38,8 +40,6 @@ from aggregation.protection import (
     protect,
     protect_jointly,
 )
-from agreements.categories import TRUE, dataset_attributes
-from core.errors import InvalidInput
 from policy.model import DatasetTerms
 
 VERSION_AXIS = "data_version"
@@ -216,7 +216,7 @@ class _Axes:
     An attribute that some release breaks down by keeps every category it has (the current
     declaration first, then any an earlier release published that the agreement no longer
     declares). An attribute releases only slice has the categories they select, and one
-    ``_rest`` category for all the others (see :class:`aggregation.lattice.Axis`).
+    ``_rest`` category for all the others (see :class:`disclosure.lattice.Axis`).
     """
 
     order: list[str] = field(default_factory=list)
@@ -324,6 +324,7 @@ def protect_in_population(
     obligations: Obligations,
     unit: str,
     scope: frozenset[str] | None = None,
+    timer: Callable[[], float] | None = None,
 ) -> Joint:
     """Protect a release of ``shape`` over the submissions ``scope`` (default: every record of
     ``population``) jointly with the ``earlier`` releases that share records with it.
@@ -332,7 +333,7 @@ def protect_in_population(
     counted whose records still exist (withdrawn or replaced, not yet destroyed): they are
     classes of the data-version axis, so that an earlier release over them is placed exactly.
     An earlier release whose records are partly destroyed is placed on what remains, with the
-    difference known to the attacker (see :mod:`aggregation.protection`)."""
+    difference known to the attacker (see :mod:`disclosure.protection`)."""
     records = population.records
     available = (
         frozenset(records.get_column(SUBMISSION).unique().to_list())
@@ -474,6 +475,7 @@ def protect_in_population(
         "top_code_percent": obligations.top_code_percent,
         "bottom_code_percent": obligations.bottom_code_percent,
         "structural": structural,
+        "timer": timer,
     }
     if not layers:
         # Nothing earlier shares its records: its own table is the whole model, where its own

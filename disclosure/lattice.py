@@ -9,10 +9,10 @@ categories changed between agreement versions has a group for each older categor
 
 Counts are of distinct people. A person in several categories of an axis (a child in two school
 years) is counted once in every group holding them, so a group is not in general the sum of its
-members; the line constraints of the attacker's model (:mod:`aggregation.attacker`) carry the
+members; the line constraints of the attacker's model (:mod:`disclosure.attacker`) carry the
 difference, which the attacker is assumed to know.
 
-Why our own code: this is the cube of :mod:`aggregation.cube` with groups besides the total and
+Why our own code: this is the cube of :mod:`disclosure.cube` with groups besides the total and
 over every attribute of a population at once; counting is vectorized with numpy and polars.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from aggregation.attacker import Space
+from disclosure.attacker import Space
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ Margins
 
 Intervals and reliability
     Each cell carries a 95% interval for its published value: for counts the exact interval of the
-    sum of m discrete Laplace draws (:mod:`aggregation.dp_accuracy`; m = 1 is OpenDP's accuracy);
+    sum of m discrete Laplace draws (:mod:`disclosure.dp_accuracy`; m = 1 is OpenDP's accuracy);
     for rates, 97.5% intervals for the numerator and the complement combined by monotonicity
     (Bonferroni), so the rate interval covers with probability at least 95%. Intervals describe
     the privacy noise only (the records are a census, not a sample). A cell is "low_reliability"
@@ -66,9 +66,9 @@ import opendp.prelude as dp
 import polars as pl
 from opendp.extras.polars import dp_len
 
-from aggregation.cube import TOTAL, Cube
-from aggregation.dp_accuracy import half_width
 from core.errors import DomainError, InvalidInput
+from disclosure.cube import TOTAL, Cube
+from disclosure.dp_accuracy import half_width
 
 dp.enable_features("contrib")
 

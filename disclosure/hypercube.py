@@ -15,12 +15,12 @@ over all choices of the a_i), keep those whose capacity covers the requirement i
 directions (else each direction on its own), and take the cheapest, where a corner already
 suppressed costs nothing and any other costs its population (so small interior cells are
 preferred and margins avoided). A cube with a *reserved* corner (a headline margin of the table,
-see :func:`aggregation.protection._tiers`) that is not already suppressed is never taken: in a
+see :func:`disclosure.protection._tiers`) that is not already suppressed is never taken: in a
 sparse table the cheapest cube is often the one through the totals (every corner a margin, all
 moving up together), and taking it once makes the totals free for every later cube, so the
 period totals and the grand total ended up suppressed although interior cells could protect
 every small cell. A requirement no admissible cube meets is left to the linear programs of
-:mod:`aggregation.protection`, which suppress a reserved cell only when nothing else protects.
+:mod:`disclosure.protection`, which suppress a reserved cell only when nothing else protects.
 A rate table offers two ways of moving a quantity: the numerator alone or the numerator and
 denominator together (for the complement, the numerator down or the denominator up), so both
 are tried. A requirement that an earlier move already meets (its cell was a corner of that
@@ -29,7 +29,7 @@ move, moved far enough) gets no cube of its own.
 Each chosen move is a candidate *witness*: a point of the attacker's polytope that reaches the
 end of the protection interval. The audit re-verifies every witness against the full model and
 solves linear programs for anything the hypercubes did not settle; requirements no hypercube can
-protect are left to the linear-programming pass in :mod:`aggregation.protection`.
+protect are left to the linear-programming pass in :mod:`disclosure.protection`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregation.suppression import COMPLEMENT, DENOMINATOR, NUMERATOR
+from disclosure.suppression import COMPLEMENT, DENOMINATOR, NUMERATOR
 
 _INF = np.inf
 

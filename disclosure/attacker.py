@@ -31,7 +31,7 @@ rate cell, a code); a fact stated by several releases is one row with the tighte
 
 The audit (``Model.optimize``, ``certify``): for each requirement (a sensitive quantity q, a
 linear form over the space, and its protection interval [lo, hi], see
-:mod:`aggregation.protection`) the attacker's linear programs min q and max q over the polytope
+:mod:`disclosure.protection`) the attacker's linear programs min q and max q over the polytope
 must reach lo and hi. The programs run with HiGHS on the unknown variables only (published
 values are constants), split into connected components of the constraint graph, so each program
 is as small and sparse as the facts allow. A program is skipped only when a *witness* already
@@ -68,8 +68,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from aggregation.lp import OPTIMAL, UNBOUNDED, Program
-from aggregation.suppression import COMPLEMENT, DENOMINATOR, NUMERATOR
+from disclosure.lp import OPTIMAL, UNBOUNDED, Program
+from disclosure.suppression import COMPLEMENT, DENOMINATOR, NUMERATOR
 
 TOL = 1e-6  # feasibility tolerance on counts (whole people), far below any privacy-relevant gap
 _INF = np.inf

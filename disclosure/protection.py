@@ -38,12 +38,12 @@ any further. Such checks are marked ``limited`` in the audit, with the interval 
 
 Method: iterative, and safe by construction at each step.
 
-1. Primary suppression (:mod:`aggregation.suppression`); coding of the remaining rates. Cells
+1. Primary suppression (:mod:`disclosure.suppression`); coding of the remaining rates. Cells
    that an earlier release of the same counts already suppressed are suppressed again.
-2. One hypercube per sensitive quantity (:mod:`aggregation.hypercube`, after GHMITER): a cheap,
+2. One hypercube per sensitive quantity (:mod:`disclosure.hypercube`, after GHMITER): a cheap,
    vectorized first pattern whose moves double as witnesses for the audit. No hypercube may
    suppress a headline margin (see *Margins* below).
-3. The audit (:mod:`aggregation.attacker`): min and max linear programs (HiGHS) of every
+3. The audit (:mod:`disclosure.attacker`): min and max linear programs (HiGHS) of every
    requirement not already settled by a verified witness, over the joint model of this release
    and every earlier release of the same records. Most sides are settled in bulk first, by
    programs that push many quantities to their goals at once (``Ledger.sweep``).
@@ -72,7 +72,7 @@ was rejected: for a 1,700-cell table with hundreds of sensitive cells it has mil
 variables. The heuristic may suppress more than the optimum; it never suppresses less than
 safety needs, and the audit, not the heuristic, is what proves it.
 
-Rounding (``base5`` / ``midpoint6``, :mod:`aggregation.rounding`) applies to published cells
+Rounding (``base5`` / ``midpoint6``, :mod:`disclosure.rounding`) applies to published cells
 after suppression; the audit treats each rounded count as its interval, so a rounded table is
 audited for what it really reveals (rounding only ever widens the attacker's intervals).
 
@@ -85,16 +85,16 @@ strongest assumption, so the audit errs on the safe side.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from aggregation import rounding as rnd
-from aggregation.attacker import (
+from core.errors import Conflict
+from disclosure import rounding as rnd
+from disclosure.attacker import (
     TOL,
     Check,
     Facts,
@@ -108,11 +108,11 @@ from aggregation.attacker import (
     Witnesses,
     form_of,
 )
-from aggregation.cube import TOTAL, Cube
-from aggregation.hypercube import Move, Need, Table, forced
-from aggregation.hypercube import protect as hypercube_protect
-from aggregation.lp import INFEASIBLE, OPTIMAL, Program, Solution
-from aggregation.suppression import (
+from disclosure.cube import TOTAL, Cube
+from disclosure.hypercube import Move, Need, Table, forced
+from disclosure.hypercube import protect as hypercube_protect
+from disclosure.lp import INFEASIBLE, OPTIMAL, Program, Solution
+from disclosure.suppression import (
     COMPLEMENT,
     DENOMINATOR,
     FREE,
@@ -125,7 +125,6 @@ from aggregation.suppression import (
     check_k,
     sensitive,
 )
-from core.errors import Conflict
 
 _PROBES = 8  # sides probed with single programs before a sweep's groups (see protect)
 _BATCH = 8  # violated requirements taken into one round of perturbation programs
@@ -983,6 +982,7 @@ def protect(
     protection_level: int | None = None,
     structural: np.ndarray | None = None,
     exact_audit: bool = False,
+    timer: Callable[[], float] | None = None,
 ) -> Protection:
     """Protect the table of ``dimensions`` (default: all of the cube's) under threshold ``k``,
     on its own.
@@ -992,7 +992,8 @@ def protect(
     (default k - 1). ``structural`` marks the cells (table shape) the agreement declares
     impossible, published as structural zeros. ``exact_audit`` solves every audit program
     instead of accepting verified witnesses (slower; the result is the same, the report has
-    exact intervals).
+    exact intervals). ``timer`` (``time.perf_counter``, say) times the phases for the audit
+    report; the engine reads no clock of its own.
     """
     dims = tuple(cube.dimensions if dimensions is None else dimensions)
     table = cube.project(dims) if dims != cube.dimensions else cube
@@ -1016,6 +1017,7 @@ def protect(
         protection_level=protection_level,
         structural=structural,
         exact_audit=exact_audit,
+        timer=timer,
     )
 
 
@@ -1036,6 +1038,7 @@ def protect_jointly(
     structural: np.ndarray | None = None,
     implied: np.ndarray | None = None,
     exact_audit: bool = False,
+    timer: Callable[[], float] | None = None,
 ) -> Protection:
     """Protect ``table``, whose counts sit at ``placement`` in ``space`` (``truth`` holds the
     space's true counts), together with every ``earlier`` release placed in the same space.
@@ -1048,12 +1051,13 @@ def protect_jointly(
     Raises
     :class:`LinkedReleaseMismatch` when an earlier release contradicts its own counts.
     """
-    clock = time.perf_counter()
+    read = timer if timer is not None else _no_timer
+    clock = read()
     seconds = {"primary": 0.0, "secondary": 0.0, "audit": 0.0}
 
     def lap(name: str) -> None:
         nonlocal clock
-        now = time.perf_counter()
+        now = read()
         seconds[name] += now - clock
         clock = now
 
@@ -1315,6 +1319,10 @@ def protect_jointly(
     out = _publish(table, release, audit, unit, rounding, p, protection_level)
     lap("primary")
     return out
+
+
+def _no_timer() -> float:
+    return 0.0
 
 
 def _tightened(before: Facts, after: Facts) -> np.ndarray:

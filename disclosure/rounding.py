@@ -3,7 +3,7 @@
 Pure functions from true counts to what is published and to what the published form tells an
 attacker (the interval the true count must lie in). Rounding is applied cell by cell, margins
 included, so a rounded table is not additive; that is part of the protection, and it is why the
-attacker model (:mod:`aggregation.attacker`) treats each rounded value as the interval below,
+attacker model (:mod:`disclosure.attacker`) treats each rounded value as the interval below,
 never as a number.
 
 Schemes (``ROUNDING``):
@@ -27,7 +27,7 @@ code (at or below the bottom code) is published only as that range, for example 
 numerator is withheld, the denominator is published (rounded if rounding applies), and the cell
 carries status ``rounded``. Because additivity could otherwise give the numerator back (a row
 total minus the other cells), a coded cell is protected like a suppressed one: the published
-table must not narrow its rate inside the coded range (see :mod:`aggregation.protection`).
+table must not narrow its rate inside the coded range (see :mod:`disclosure.protection`).
 """
 
 from __future__ import annotations
