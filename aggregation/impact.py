@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from aggregation.definitions import list_definitions, publish_decision
 from aggregation.models import Indicator
-from aggregation.service import list_definitions, publish_decision
 from identity.models import Organization
 from policy.engine import PolicySet
 from policy.explain import decision_document

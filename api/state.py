@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from aggregation.reads import ReleaseViews
 from agreements.service import PolicyCache
 from api.ratelimit import RateLimiter
+from api.rendering import RenderedPages
 from audit.batcher import AuditBatcher
 from core.keys import MasterKey
 from core.settings import Settings
@@ -34,6 +36,8 @@ class AppState:
     limiter: RateLimiter
     audit_batcher: AuditBatcher
     clock: Callable[[], datetime]
+    release_views: ReleaseViews
+    rendered: RenderedPages
 
     @classmethod
     def build(
@@ -75,4 +79,6 @@ class AppState:
                 settings.token_failure_rate_limit,
             ),
             clock=clock,
+            release_views=ReleaseViews(),
+            rendered=RenderedPages(),
         )

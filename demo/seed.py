@@ -18,7 +18,7 @@ import polars as pl
 import yaml
 from sqlalchemy.orm import Session
 
-from aggregation import service as indicators
+from aggregation import definitions, releases
 from aggregation.definition import IndicatorDefinition
 from agreements import service as agreements
 from agreements.parse import parse_document
@@ -163,15 +163,15 @@ def seed(
         counts[dataset] = frame.height
     manager = _ctx(session, "backbone-manager")
     for definition in indicator_definitions():
-        indicators.define(session, manager, policies.get(session), definition)
+        definitions.define(session, manager, policies.get(session), definition)
     for indicator_id, dims in demo_releases():
-        indicators.create_release(
+        releases.create_release(
             session,
             manager,
             master,
             policies.get(session),
             indicator_id,
-            indicators.ReleaseRequest(dimensions=dims),
+            releases.ReleaseRequest(dimensions=dims),
         )
     write_credentials(credentials_path, credentials)
     return {"seeded": True, "records": counts, "credentials": str(credentials_path)}

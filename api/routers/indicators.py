@@ -9,12 +9,8 @@ filtered by dimension values (``filter=neighborhood:Ashland,Central``, repeatabl
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import re
-import threading
 import time
-from collections import OrderedDict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from aggregation import formats, service
+from aggregation import definitions, formats, reads, releases
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from aggregation.timing import padded_seconds
@@ -138,98 +134,6 @@ def _release_summary(release: Release) -> dict[str, Any]:
     }
 
 
-class _Rendered(OrderedDict[tuple[Any, ...], tuple[bytes, str, dict[str, Any]]]):
-    """Rendered release pages by (release, format, filters, page): releases are immutable."""
-
-    def __init__(self, size: int = 512) -> None:
-        super().__init__()
-        self.size = size
-        self.lock = threading.Lock()
-
-
-_rendered = _Rendered()
-
-
-def _key(
-    view: service.ReleaseView,
-    fmt: str,
-    filters: dict[str, frozenset[str]],
-    page: int,
-    page_size: int,
-) -> tuple[Any, ...]:
-    return (
-        view.id,
-        fmt,
-        tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())),
-        page,
-        page_size,
-    )
-
-
-def cached_render(
-    view: service.ReleaseView,
-    fmt: str,
-    filters: dict[str, frozenset[str]],
-    page: int,
-    page_size: int,
-) -> tuple[bytes, str, dict[str, Any]] | None:
-    with _rendered.lock:
-        hit = _rendered.get(_key(view, fmt, filters, page, page_size))
-        if hit is not None:
-            _rendered.move_to_end(_key(view, fmt, filters, page, page_size))
-        return hit
-
-
-def _render(
-    view: service.ReleaseView,
-    fmt: str,
-    filters: dict[str, frozenset[str]],
-    page: int,
-    page_size: int,
-) -> tuple[bytes, str, dict[str, Any]]:
-    """The page's bytes, a strong ETag and the pager; computed once per page of a release."""
-    key = (
-        view.id,
-        fmt,
-        tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())),
-        page,
-        page_size,
-    )
-    with _rendered.lock:
-        hit = _rendered.get(key)
-        if hit is not None:
-            _rendered.move_to_end(key)
-            return hit
-    selected = formats.select(view.cells, filters)
-    total = len(selected)
-    pager = {
-        "page": page,
-        "page_size": page_size,
-        "total": total,
-        "page_count": max(1, -(-total // page_size)),
-    }
-    chunk = selected[(page - 1) * page_size : page * page_size]
-    if fmt == "json":
-        document = {
-            **formats.to_json(view.summary(), view.dimensions, chunk, pager),
-            "provenance": view.provenance,
-        }
-        body = json.dumps(document, separators=(",", ":")).encode()
-    elif fmt == "csv":
-        body = formats.to_csv(view.dimensions, chunk).encode()
-    else:
-        body = formats.to_sdmx_csv(
-            view.indicator_id, view.indicator_version, view.unit, view.dimensions, chunk
-        ).encode()
-    etag = '"' + hashlib.sha256(repr(key).encode()).hexdigest()[:32] + '"'
-    rendered = (body, etag, pager)
-    with _rendered.lock:
-        _rendered[key] = rendered
-        while len(_rendered) > _rendered.size:
-            _rendered.popitem(last=False)
-    return rendered
-
-
 @router.post(
     "/indicators",
     response_model=IndicatorOut,
@@ -241,7 +145,7 @@ def _render(
 def define_indicator(
     body: IndicatorDefinition, session: UnitOfWork, ctx: Writer, policy: Policy
 ) -> dict[str, Any]:
-    row = service.define(session, ctx, policy, body)
+    row = definitions.define(session, ctx, policy, body)
     return _definition_out(row.version, IndicatorDefinition.model_validate(row.definition))
 
 
@@ -252,7 +156,7 @@ def define_indicator(
     summary="Indicator definitions",
 )
 def list_indicators(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
-    return [_definition_out(v.version, d) for v, d in service.list_definitions(session)]
+    return [_definition_out(v.version, d) for v, d in definitions.list_definitions(session)]
 
 
 @router.get(
@@ -262,7 +166,7 @@ def list_indicators(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     summary="One indicator definition",
 )
 def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[str, Any]:
-    version, definition = service.get_definition(session, indicator_id)
+    version, definition = definitions.get_definition(session, indicator_id)
     return _definition_out(version.version, definition)
 
 
@@ -282,14 +186,14 @@ async def create_release(
     body: ReleaseIn | None = None,
 ) -> Response:
     st = state(request)
-    req = service.ReleaseRequest(
+    req = releases.ReleaseRequest(
         dimensions=tuple(body.dimensions) if body and body.dimensions is not None else None,
         method=body.method if body else None,
     )
     started = time.monotonic()
     try:
         release, created = await run_in_threadpool(
-            service.create_release, session, ctx, st.master, policy, indicator_id, req
+            releases.create_release, session, ctx, st.master, policy, indicator_id, req
         )
     finally:
         # Answered, or refused, on a quantum boundary: the computing time is not observable.
@@ -297,8 +201,8 @@ async def create_release(
         await asyncio.sleep(padded_seconds(elapsed, st.settings.release_time_quantum) - elapsed)
 
     def render() -> bytes:
-        view = service.release_view(session, release.id)
-        return _render(view, "json", {}, 1, 100_000)[0]
+        view = st.release_views.load(session, release.id)
+        return st.rendered.render(view, "json", {}, 1, 100_000)[0]
 
     body_bytes = await run_in_threadpool(render)
     return Response(
@@ -316,12 +220,12 @@ async def create_release(
     summary="Releases of an indicator you may read",
 )
 def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
-    service.get_definition(session, indicator_id)
+    definitions.get_definition(session, indicator_id)
     assert ctx.principal is not None
     org = ctx.principal.organization_id
     return [
         _release_summary(r)
-        for r in service.list_releases(session, indicator_id)
+        for r in reads.list_releases(session, indicator_id)
         if org in r.recipients
     ]
 
@@ -335,14 +239,15 @@ def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[d
 )
 def get_series(
     indicator_id: str,
+    request: Request,
     session: UnitOfWork,
     ctx: Reader,
     policy: Policy,
     filter: Annotated[list[str] | None, Query(description="dimension:value; repeatable")] = None,
 ) -> dict[str, Any]:
-    _version, definition = service.get_definition(session, indicator_id)
+    _version, definition = definitions.get_definition(session, indicator_id)
     filters = parse_filters(filter or [], definition.dimensions)
-    return service.series(session, ctx, policy, indicator_id, filters)
+    return reads.series(session, ctx, policy, state(request).release_views, indicator_id, filters)
 
 
 @router.get(
@@ -371,27 +276,27 @@ async def get_release(
     # The hot path touches no database and no thread: the release and the agreements are held
     # in memory (releases never change; agreements are followed), only the audit event is
     # written, group-committed with those of concurrent reads.
-    cached_view = service.cached_view(release_id)
+    cached_view = st.release_views.cached(release_id)
     current_policy = st.policies.current()
     if cached_view is not None and current_policy is not None:
         view, policy = cached_view, current_policy
     else:
 
-        def load(session: Session) -> tuple[service.ReleaseView, PolicySet]:
-            return service.release_view(session, release_id), st.policies.get(session)
+        def load(session: Session) -> tuple[reads.ReleaseView, PolicySet]:
+            return st.release_views.load(session, release_id), st.policies.get(session)
 
         view, policy = await run_in_threadpool(run_unit_of_work, request, load)
     try:
-        decision = service.authorize_read(ctx, policy, view)
+        decision = reads.authorize_read(ctx, policy, view)
         filters = parse_filters(filter or [], view.dimensions)
     except DomainError as exc:
         await run_in_threadpool(record_refusal, request, exc)
         raise
-    rendered = cached_render(view, fmt, filters, page, page_size)
+    rendered = st.rendered.cached(view, fmt, filters, page, page_size)
     if rendered is None:
-        rendered = await run_in_threadpool(_render, view, fmt, filters, page, page_size)
+        rendered = await run_in_threadpool(st.rendered.render, view, fmt, filters, page, page_size)
     body, etag, pager = rendered
-    event = service.read_record(view, decision)
+    event = reads.read_record(view, decision)
     # The answer waits until its audit event is committed.
     batcher = st.audit_batcher
     if batcher.batching:

@@ -1,0 +1,234 @@
+"""Reading releases: who may read a stored release, its audit event, and an indicator's series
+over time."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aggregation.definition import IndicatorDefinition
+from aggregation.definitions import IndicatorInvalid, get_definition
+from aggregation.models import IndicatorVersion, Release
+from audit.service import AuditRecord, record
+from core.context import RequestContext
+from core.errors import NotFound, PolicyDenied
+from disclosure.cube import TOTAL
+from policy.engine import PolicySet, decide
+from policy.explain import explanation
+from policy.model import Context, Decision, Resource
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    """A stored release with the definition it was computed from. Releases never change, so
+    views are cached by id (the authorization check and the audit event are not)."""
+
+    id: str
+    indicator_id: str
+    indicator_version: int
+    unit: str
+    purpose: str
+    datasets: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    method: str
+    parameters: dict[str, Any]
+    cells: tuple[dict[str, Any], ...]
+    provenance: dict[str, Any]
+    recipients: frozenset[str]
+    created_at: datetime
+    audit_index: int | None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "indicator": self.indicator_id,
+            "indicator_version": self.indicator_version,
+            "unit": self.unit,
+            "method": self.method,
+            "dimensions": list(self.dimensions),
+            "parameters": self.parameters,
+            "created_at": self.created_at.isoformat(),
+            "audit_index": self.audit_index,
+        }
+
+
+class ReleaseViews:
+    """Views of stored releases by id, most recently used kept (releases never change, so a view
+    never goes stale). One per application (on its state), so that tests and workers own its
+    lifetime; the authorization check and the audit event are never cached."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._views: OrderedDict[str, ReleaseView] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def cached(self, release_id: str) -> ReleaseView | None:
+        """The view of a release loaded before, if it is still held."""
+        with self._lock:
+            view = self._views.get(release_id)
+            if view is not None:
+                self._views.move_to_end(release_id)
+            return view
+
+    def load(self, session: Session, release_id: str) -> ReleaseView:
+        """The view of a stored release (raises :class:`NotFound`)."""
+        view = self.cached(release_id)
+        if view is not None:
+            return view
+        release = session.get(Release, release_id)
+        if release is None:
+            raise NotFound("No such release.")
+        row = session.get(IndicatorVersion, (release.indicator_id, release.indicator_version))
+        assert row is not None
+        definition = IndicatorDefinition.model_validate(row.definition)
+        view = ReleaseView(
+            id=release.id,
+            indicator_id=release.indicator_id,
+            indicator_version=release.indicator_version,
+            unit=definition.unit,
+            purpose=definition.purpose,
+            datasets=definition.datasets,
+            dimensions=tuple(release.dimensions),
+            method=release.method,
+            parameters=dict(release.parameters),
+            cells=tuple(release.cells),
+            provenance=dict(release.provenance),
+            recipients=frozenset(release.recipients),
+            created_at=release.created_at,
+            audit_index=release.audit_index,
+        )
+        with self._lock:
+            self._views[release_id] = view
+            while len(self._views) > self._size:
+                self._views.popitem(last=False)
+        return view
+
+
+def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) -> Decision:
+    """The caller's organization must be a recipient of the release and, under every
+    contributing agreement in force, a permitted reader."""
+    assert ctx.principal is not None
+    decision = decide(
+        ctx.principal, "read", Resource(datasets=view.datasets), Context(), policy, ctx.now
+    )
+    if not decision.permitted:
+        raise PolicyDenied(explanation(decision), decision=decision)
+    if ctx.principal.organization_id not in view.recipients:
+        raise PolicyDenied(
+            "Denied: your organization is not among the recipients this indicator was published to."
+        )
+    return decision
+
+
+def read_record(view: ReleaseView, decision: Decision) -> AuditRecord:
+    """The audit event of a permitted read of ``view``."""
+    return AuditRecord(
+        action="release.read", resource_type="release", resource_id=view.id, decision=decision
+    )
+
+
+def read_release(
+    session: Session, ctx: RequestContext, policy: PolicySet, views: ReleaseViews, release_id: str
+) -> tuple[ReleaseView, Decision]:
+    """Return a stored release to a permitted reader, and audit the read."""
+    view = views.load(session, release_id)
+    decision = authorize_read(ctx, policy, view)
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="release.read", resource_type="release", resource_id=view.id, decision=decision
+        ),
+    )
+    return view, decision
+
+
+def list_releases(session: Session, indicator_id: str) -> Sequence[Release]:
+    """Every release of an indicator, newest first."""
+    return session.scalars(
+        select(Release)
+        .where(Release.indicator_id == indicator_id)
+        .order_by(Release.created_at.desc())
+    ).all()
+
+
+def series(
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    views: ReleaseViews,
+    indicator_id: str,
+    filters: dict[str, frozenset[str]],
+) -> dict[str, Any]:
+    """The indicator over time: for each period, the value of the most recent release that
+    has it, at the totals of every dimension not filtered on; with baseline and target."""
+    version, definition = get_definition(session, indicator_id)
+    period = definition.period_dimension
+    if period is None:
+        raise IndicatorInvalid("This indicator has no period dimension, so it has no time series.")
+    unknown = set(filters) - set(definition.dimensions)
+    if unknown or period in filters:
+        raise IndicatorInvalid("Filter on the indicator's non-period dimensions only.")
+    if any(len(v) != 1 for v in filters.values()):
+        raise IndicatorInvalid("A series takes one value per filtered dimension.")
+    points: dict[str, dict[str, Any]] = {}
+    used: list[str] = []
+    decision: Decision | None = None
+    for release in list_releases(session, indicator_id):
+        if period not in release.dimensions or not set(filters) <= set(release.dimensions):
+            continue
+        view = views.load(session, release.id)
+        decision = authorize_read(ctx, policy, view)
+        contributed = False
+        for cell in view.cells:
+            label = cell.get(period)
+            if label == TOTAL or label in points:
+                continue
+            if all(
+                (str(cell.get(d)) in filters[d]) if d in filters else cell.get(d) == TOTAL
+                for d in view.dimensions
+                if d != period
+            ):
+                points[str(label)] = {
+                    "period": label,
+                    **{d: cell.get(d) for d in filters},
+                    **{
+                        k: cell.get(k)
+                        for k in ("value", "lower", "upper", "status", "numerator", "denominator")
+                    },
+                    "release": view.id,
+                }
+                contributed = True
+        if contributed:
+            used.append(view.id)
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action="release.read",
+            resource_type="indicator_series",
+            resource_id=indicator_id,
+            decision=decision,
+            counts={"releases": len(used), "points": len(points)},
+        ),
+    )
+    return {
+        "indicator": indicator_id,
+        "version": version.version,
+        "title": definition.title,
+        "unit": definition.unit,
+        "direction": definition.direction,
+        "period_dimension": period,
+        "filters": {d: sorted(v) for d, v in filters.items()},
+        "baseline": definition.baseline.model_dump() if definition.baseline else None,
+        "target": definition.target.model_dump() if definition.target else None,
+        "points": [points[p] for p in sorted(points)],
+        "releases": used,
+    }

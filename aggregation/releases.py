@@ -1,0 +1,395 @@
+"""Releases: a definition computed over the submissions in force under the strictest
+disclosure obligations, and stored immutably (asking for the same release again returns the
+stored one).
+
+A suppressed release is protected jointly with everything published from the same records
+(:mod:`aggregation.population`, :mod:`disclosure.joint`); a differentially private one charges
+the privacy budget (:mod:`aggregation.ledger`) in the transaction that stores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aggregation.definition import IndicatorDefinition
+from aggregation.definitions import (
+    ECHOABLE_NAME,
+    IndicatorInvalid,
+    dataset_terms,
+    field_specs,
+    get_definition,
+    identifier_field,
+    publish_decision,
+    suppressed_shape,
+)
+from aggregation.ledger import Charge, charge, period_of
+from aggregation.models import IndicatorVersion, Release
+from aggregation.population import Sources, protect_release
+from agreements.expressions import compile_filter
+from audit.service import AuditRecord, record
+from core.context import RequestContext
+from core.errors import PolicyDenied
+from core.ids import new_id
+from core.keys import MasterKey
+from disclosure import suppression
+from disclosure.joint import Obligations, Shape
+from policy.engine import PolicySet
+from policy.explain import explanation
+from policy.model import Decision
+from records.models import Submission
+from records.service import in_scope, load_frame
+
+CODE_VERSION = "backbone-aggregation/2"
+_EMPTY_TYPES: dict[str, Any] = {
+    "string": pl.String,
+    "integer": pl.Int64,
+    "number": pl.Float64,
+    "boolean": pl.Boolean,
+    "date": pl.Date,
+    "year": pl.Int32,
+}
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    dimensions: tuple[str, ...] | None = None
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class _Computation:
+    """What a release is computed from, once the request is decided and not stored yet."""
+
+    session: Session
+    ctx: RequestContext
+    master: MasterKey
+    policy: PolicySet
+    decision: Decision
+    definition: IndicatorDefinition
+    dims: tuple[str, ...]
+    base: Sequence[Submission]
+    cohort: Sequence[Submission]
+    release_id: str
+    key: str
+
+
+def _request_key(
+    version: IndicatorVersion, dims: Sequence[str], method: str, submissions: Sequence[str]
+) -> str:
+    """Same definition, dimensions, method and data: the same release, never a fresh one."""
+    raw = json.dumps(
+        {
+            "definition": version.content_hash,
+            "version": version.version,
+            "dimensions": list(dims),
+            "method": method,
+            "submissions": sorted(submissions),
+        },
+        sort_keys=True,
+    ).encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _audit_counts(summary: dict[str, Any]) -> dict[str, int | float]:
+    """The suppression audit's figures for the audit log (auditors see them; readers do not:
+    they depend on the data)."""
+    out: dict[str, int | float] = {}
+    for name, value in summary.items():
+        if isinstance(value, bool):
+            out[f"audit_{name}"] = int(value)
+        elif isinstance(value, int | float):
+            out[f"audit_{name}"] = value
+    return out
+
+
+def create_release(
+    session: Session,
+    ctx: RequestContext,
+    master: MasterKey,
+    policy: PolicySet,
+    indicator_id: str,
+    request: ReleaseRequest,
+) -> tuple[Release, bool]:
+    """Compute and store a release, or return the stored one for the same request."""
+    assert ctx.principal is not None
+    version, definition = get_definition(session, indicator_id)
+    dims = (
+        tuple(request.dimensions)
+        if request.dimensions is not None
+        else tuple(definition.dimensions)
+    )
+    unknown = [d for d in dims if d not in definition.dimensions]
+    if unknown:
+        names = ", ".join(
+            f"'{d}'" if ECHOABLE_NAME.match(d) else "(unprintable)" for d in unknown[:10]
+        )
+        raise IndicatorInvalid(
+            f"Unknown dimension(s) {names}; the indicator's dimensions are "
+            f"{', '.join(definition.dimensions)}."
+        )
+    method = request.method or definition.method
+    shape: Shape | None = None
+    if method == "suppression":
+        if definition.unit == "mean":
+            raise IndicatorInvalid("Means are released by differential privacy only.")
+        # From the request alone, before anything is read: a refusal says nothing of the data.
+        shape = suppressed_shape(policy, definition, dims, ctx.now)
+    decision = publish_decision(ctx.principal, policy, definition, dims, method, ctx.now)
+    if not decision.permitted:
+        raise PolicyDenied(explanation(decision), decision=decision)
+    agreement_ids = frozenset(a for a, _ in decision.agreements)
+    base = in_scope(session, definition.dataset, agreement_ids)
+    cohort = (
+        in_scope(session, definition.cohort.dataset, agreement_ids) if definition.cohort else []
+    )
+    used = [s.id for s in base] + [s.id for s in cohort]
+    key = _request_key(version, dims, method, used)
+    existing = session.scalars(
+        select(Release).where(Release.indicator_id == indicator_id, Release.request_key == key)
+    ).first()
+    if existing is not None:
+        record(
+            session,
+            ctx,
+            AuditRecord(
+                action="release.create",
+                resource_type="release",
+                resource_id=existing.id,
+                decision=decision,
+                detail="returned the stored release",
+            ),
+        )
+        return existing, False
+
+    release_id = new_id("rel")
+    job = _Computation(
+        session, ctx, master, policy, decision, definition, dims, base, cohort, release_id, key
+    )
+    audit: dict[str, int | float] = {}
+    population: str | None = None
+    publication: dict[str, Any] | None = None
+    sealed: bytes | None = None
+    if method == "differential_privacy":
+        outcome = _dp_release(job)
+        if isinstance(outcome, Release):
+            return outcome, False
+        cells, parameters = outcome
+    else:
+        assert shape is not None
+        ob = decision.obligations
+        if ob.min_cell_size is None:
+            # Fail closed: a publication without a threshold is not a suppressed release.
+            raise IndicatorInvalid("The contributing agreements set no minimum cell size.")
+        own = {definition.dataset: base}
+        if definition.cohort is not None:
+            own[definition.cohort.dataset] = cohort
+        now = ctx.now
+
+        def scope(dataset: str) -> Sequence[Submission]:
+            # This release's datasets: under the agreements that permit it. A cohort of an
+            # earlier release only: under every agreement in force that covers it.
+            if dataset in own:
+                return own[dataset]
+            ids = frozenset(t.id for t in policy.covering(dataset) if t.in_force(now))
+            return in_scope(session, dataset, ids)
+
+        result = protect_release(
+            session,
+            master,
+            Sources(lambda name: dataset_terms(policy, name, now), scope),
+            shape,
+            Obligations(
+                k=ob.min_cell_size,
+                rounding=ob.rounding or "none",
+                top_code_percent=ob.top_code_percent,
+                bottom_code_percent=ob.bottom_code_percent,
+            ),
+            definition.unit,
+            release_id,
+        )
+        cells = result.protection.cells()
+        parameters = result.protection.parameters()
+        audit = _audit_counts(result.audit)
+        # Which withheld cells are small is for auditors only (readers see "suppressed").
+        audit["primary"] = int((result.protection.status == suppression.PRIMARY).sum())
+        audit["secondary"] = int((result.protection.status == suppression.SECONDARY).sum())
+        population = definition.dataset
+        publication = result.publication
+        sealed = result.sealed_counts
+        # The computation held no database connection (see protect_release): the same request
+        # may have been stored meanwhile, and releases are immutable.
+        stored = session.scalars(
+            select(Release).where(Release.indicator_id == indicator_id, Release.request_key == key)
+        ).first()
+        if stored is not None:
+            return stored, False
+    release = Release(
+        id=release_id,
+        indicator_id=indicator_id,
+        indicator_version=version.version,
+        request_key=key,
+        method=method,
+        dimensions=list(dims),
+        parameters=parameters,
+        cells=cells,
+        provenance={
+            "definition": {
+                "id": indicator_id,
+                "version": version.version,
+                "hash": version.content_hash,
+            },
+            "agreements": [{"agreement": a, "version": v} for a, v in decision.agreements],
+            "deciding_rules": [r.as_dict() for r in decision.deciding_rules],
+            "submissions": used,
+            "method": method,
+            "code_version": CODE_VERSION,
+            "computed_at": ctx.now.isoformat(),
+        },
+        recipients=sorted(definition.recipients),
+        created_at=ctx.now,
+        created_by=ctx.principal.client_id,
+        population=population,
+        publication=publication,
+        sealed_counts=sealed,
+    )
+    session.add(release)
+    session.flush()
+    suppressed = sum(1 for c in cells if c["status"] == suppression.SUPPRESSED)
+    unreliable = sum(1 for c in cells if c["status"] == "low_reliability")
+    event = record(
+        session,
+        ctx,
+        AuditRecord(
+            action="release.create",
+            resource_type="release",
+            resource_id=release.id,
+            decision=decision,
+            purpose=definition.purpose,
+            counts={
+                "cells": len(cells),
+                "suppressed": suppressed,
+                "low_reliability": unreliable,
+                "submissions": len(used),
+                **({"epsilon": parameters["epsilon"]} if method == "differential_privacy" else {}),
+                **audit,
+            },
+        ),
+    )
+    release.audit_index = event.idx
+    session.flush()
+    return release, True
+
+
+def _dp_charges(
+    policy: PolicySet,
+    decision: Decision,
+    definition: IndicatorDefinition,
+    epsilon: float,
+    now: datetime,
+) -> list[Charge]:
+    """One charge per (contributing agreement, dataset, period of data the release covers).
+
+    Budgets are per period of the data: a release covering five school years spends its loss
+    from each of their budgets; a new school year starts with a fresh one.
+    """
+    charges: list[Charge] = []
+    for agreement_id, version in decision.agreements:
+        terms = next((t for t in policy.versions(agreement_id) if t.version == version), None)
+        if terms is None:  # pragma: no cover - decisions only name versions in the policy set
+            continue
+        limit = terms.disclosure.epsilon_per_period
+        if limit is None:
+            raise IndicatorInvalid(f"Agreement {agreement_id} sets no privacy budget.")
+        for name in definition.datasets:
+            ds = terms.dataset(name)
+            if ds is None:
+                continue
+            kind = terms.disclosure.budget_period
+            period_field = ds.field(ds.period_field) if ds.period_field else None
+            if kind == "agreement_term":
+                periods = ["term"]
+            elif period_field is not None and period_field.enum:
+                periods = [str(v) for v in period_field.enum]
+            else:
+                periods = [period_of(kind, now)]
+            charges.extend(Charge(agreement_id, name, period, epsilon, limit) for period in periods)
+    return charges
+
+
+def _dp_population(job: _Computation) -> tuple[pl.DataFrame, str, pl.Expr]:
+    """(the records counted, the person field, the numerator condition) of a DP release."""
+    session, master, policy, definition = job.session, job.master, job.policy, job.definition
+    base, cohort, now = job.base, job.cohort, job.ctx.now
+    ds = dataset_terms(policy, definition.dataset, now)
+    person = identifier_field(ds)
+    fields = field_specs(ds)
+    frame = load_frame(session, master, base)
+    if frame is None:
+        frame = pl.DataFrame({f.name: pl.Series([], dtype=_EMPTY_TYPES[f.type]) for f in ds.fields})
+    population = frame.filter(
+        compile_filter(
+            definition.denominator.filter if definition.denominator else None, fields
+        ).expression
+    )
+    if definition.cohort is not None:
+        cohort_ds = dataset_terms(policy, definition.cohort.dataset, now)
+        cohort_frame = load_frame(session, master, cohort)
+        members: list[bytes] = []
+        if cohort_frame is not None:
+            members = (
+                cohort_frame.filter(
+                    compile_filter(definition.cohort.filter, field_specs(cohort_ds)).expression
+                )
+                .get_column(identifier_field(cohort_ds))
+                .unique()
+                .to_list()
+            )
+        population = population.filter(pl.col(person).is_in(members))
+    return population, person, compile_filter(definition.numerator.filter, fields).expression
+
+
+def _dp_release(job: _Computation) -> Release | tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Plan, charge the ledger, then compute. The charge is in this transaction: a failure rolls
+    it back (the refund), a stored release commits with it."""
+    session, ctx, policy, decision = job.session, job.ctx, job.policy, job.decision
+    definition, dims = job.definition, job.dims
+    # OpenDP's prelude imports its scikit-learn extras (seconds at every start): only here.
+    from disclosure import dp
+
+    epsilon = decision.obligations.epsilon_per_release
+    if epsilon is None:
+        raise IndicatorInvalid("The contributing agreements set no privacy loss per release.")
+    ds = dataset_terms(policy, definition.dataset, ctx.now)
+    categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
+    plan = dp.plan(
+        dims, categories, definition.unit, epsilon, decision.obligations.max_contributions or 1
+    )
+    population, person, numerator = _dp_population(job)
+    with session.begin_nested() as charged:
+        charge(
+            session,
+            ctx,
+            _dp_charges(policy, decision, definition, plan.epsilon, ctx.now),
+            job.release_id,
+        )
+        # The budgets are now locked: a concurrent identical request that got here first has
+        # committed its release; return it and refund this charge.
+        existing = session.scalars(
+            select(Release).where(
+                Release.indicator_id == definition.id, Release.request_key == job.key
+            )
+        ).first()
+        if existing is not None:
+            charged.rollback()
+            return existing
+    result = dp.release(population, plan, person=person, numerator=numerator)
+    return result.cells, {**result.parameters, "epsilon": plan.epsilon}
