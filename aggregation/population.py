@@ -65,7 +65,7 @@ class Outcome:
     protection: Protection
     publication: dict[str, Any]
     sealed_counts: bytes
-    audit: dict[str, Any]
+    proof: dict[str, Any]  # the suppression proof's figures, for the audit log
 
 
 def _encode(x: np.ndarray, n: np.ndarray | None, limits: Limits) -> bytes:
@@ -85,7 +85,7 @@ def _decode(raw: bytes) -> tuple[np.ndarray, np.ndarray | None, Limits]:
 
 
 def earlier_releases(
-    session: Session, keys: vault.KeyCache, dataset: str
+    session: Session, keys: vault.DataKeys, dataset: str
 ) -> tuple[list[Earlier], int]:
     """The suppressed releases of a population whose true counts can still be opened, oldest
     first, and how many could not (their records' keys were destroyed)."""
@@ -226,7 +226,7 @@ def protect_release(
     everything published from the same records; seal its true counts for the next ones."""
     ds = sources.terms(shape.dataset)
     scope = sources.scope(shape.dataset)
-    keys = vault.KeyCache(session, master)
+    keys = vault.DataKeys(session, master)
     earlier, gone = earlier_releases(session, keys, shape.dataset)
     current = frozenset(s.id for s in scope)
     # Earlier releases that share records with this one (the others are independent of it).
@@ -257,7 +257,7 @@ def protect_release(
     sealed = vault.seal_under(
         keys,
         sealing,
-        _encode(joint.x, joint.n, joint.protection.audit.limits()),
+        _encode(joint.x, joint.n, joint.protection.proof.limits()),
         f"{_COUNTS_LABEL}|{release_id}",
     )
     publication = {

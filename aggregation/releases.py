@@ -218,7 +218,7 @@ def create_release(
         )
         cells = result.protection.cells()
         parameters = result.protection.parameters()
-        audit = _audit_counts(result.audit)
+        audit = _audit_counts(result.proof)
         # Which withheld cells are small is for auditors only (readers see "suppressed").
         audit["primary"] = int((result.protection.status == suppression.PRIMARY).sum())
         audit["secondary"] = int((result.protection.status == suppression.SECONDARY).sum())

@@ -97,7 +97,7 @@ def _has_nul(scope: Scope) -> bool:
 _JSON_NUL = b"\\u0000"
 
 
-class BodyTooLarge(PayloadTooLarge):
+class RequestTooLarge(PayloadTooLarge):
     pass
 
 
@@ -231,7 +231,9 @@ class RequestMiddleware:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
-                        raise BodyTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+                        raise RequestTooLarge(
+                            f"The request body exceeds the limit of {limit} bytes."
+                        )
                 return message
 
             await self.app(scope, limited_receive, send_wrapper)

@@ -19,7 +19,7 @@ from core.settings import Settings
 from identity.auth_state import AuthState
 from identity.oauth_server import ServerConfig
 from identity.signing_keys import published_jwks
-from identity.tokens import KeyCache, TokenVerifier
+from identity.tokens import TokenVerifier, VerificationKeys
 
 
 @dataclass
@@ -29,7 +29,7 @@ class AppState:
     sessions: sessionmaker[Session]
     master: MasterKey
     oauth: ServerConfig
-    keys: KeyCache
+    keys: VerificationKeys
     verifier: TokenVerifier
     auth: AuthState
     policies: PolicyCache
@@ -52,7 +52,7 @@ class AppState:
             with sessions() as session:
                 return published_jwks(session, clock())
 
-        keys = KeyCache(load_jwks)
+        keys = VerificationKeys(load_jwks)
         oauth = ServerConfig(
             issuer=settings.issuer,
             audience=settings.audience,

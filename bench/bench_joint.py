@@ -48,7 +48,7 @@ def _earlier(shape: Shape, joint) -> Earlier:  # type: ignore[no-untyped-def]
         parameters=joint.protection.parameters(),
         x=joint.x.ravel(),
         n=None if joint.n is None else joint.n.ravel(),
-        limits=joint.protection.audit.limits(),
+        limits=joint.protection.proof.limits(),
     )
 
 

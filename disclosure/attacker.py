@@ -42,7 +42,7 @@ suppression heuristic used; each is re-verified against the current model before
 the audit does not trust the heuristic (``Knowledge.feasible_moves`` checks the hypercube moves
 as sparse displacements from the true counts). ``exact=True`` solves every program regardless.
 
-Most sides are settled in bulk (``Ledger.sweep``): with the default protection level a side's
+Most sides are settled in bulk (``ReachedRanges.sweep``): with the default protection level a side's
 goal is the bound the model itself puts on its quantity (0 or k - 1), so a program optimizing
 the sum of many quantities stops each at its goal, and its optimum settles every side it takes
 there. Sweeps may run on slices of the polytope first (``Model(knowledge, hold=...)``: in a
@@ -675,11 +675,11 @@ class Check:
 
 
 class _Sweep:
-    """The sweep of one component (see :meth:`Ledger.sweep`)."""
+    """The sweep of one component (see :meth:`ReachedRanges.sweep`)."""
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: ReachedRanges,
         model: Model,
         comp: _Component,
         sides: Sequence[tuple[int, bool, dict[int, float]]],
@@ -871,7 +871,7 @@ def forms(nvars: int, requirements: Sequence[Requirement]) -> sp.csr_matrix:
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(requirements), nvars))
 
 
-class Ledger:
+class ReachedRanges:
     """The audit in progress: per requirement, the lowest and highest value of its quantity
     proven reachable so far (by verified witnesses or by optimal points of the programs)."""
 
@@ -1051,7 +1051,7 @@ def certify(
     ``witnesses`` are verified against the model first; only programs they do not settle are
     solved (all of them with ``exact``).
     """
-    ledger = Ledger(model.knowledge.nvars, requirements)
+    ledger = ReachedRanges(model.knowledge.nvars, requirements)
     if witnesses is not None:
         witnesses.keep_feasible(model.knowledge)
         ledger.absorb(witnesses.matrix())

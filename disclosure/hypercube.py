@@ -357,7 +357,7 @@ def forced(table: Table, needs: Sequence[Need]) -> np.ndarray:
     return out
 
 
-def protect(table: Table, needs: Sequence[Need]) -> list[Move]:
+def choose_moves(table: Table, needs: Sequence[Need]) -> list[Move]:
     """Suppress hypercube corners (in ``table.hidden``) for each need; returns the moves."""
     moves: list[Move] = []
     if not table.shape:

@@ -494,7 +494,7 @@ def protect_in_population(
             **options,
         )
     summary = {
-        **protection.audit.summary(),
+        **protection.proof.summary(),
         "joint_cells": lattice.size,
         "earlier_releases": len(layers),
         "data_versions": len(classes),

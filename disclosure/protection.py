@@ -46,7 +46,7 @@ Method: iterative, and safe by construction at each step.
 3. The audit (:mod:`disclosure.attacker`): min and max linear programs (HiGHS) of every
    requirement not already settled by a verified witness, over the joint model of this release
    and every earlier release of the same records. Most sides are settled in bulk first, by
-   programs that push many quantities to their goals at once (``Ledger.sweep``).
+   programs that push many quantities to their goals at once (``ReachedRanges.sweep``).
 4. At the first requirement found violated, a minimum-cost perturbation program (the linear
    relaxation of the Fischetti-Salazar model for that one cell): find a point of the attacker's
    polytope, with every not-yet-suppressed cell of this release free to move at a cost of its
@@ -100,17 +100,16 @@ from disclosure.attacker import (
     Facts,
     Geometry,
     Knowledge,
-    Ledger,
     Model,
     ModelInconsistent,
+    ReachedRanges,
     Requirement,
     Space,
     Witnesses,
     form_of,
 )
 from disclosure.cube import TOTAL, Cube
-from disclosure.hypercube import Move, Need, Table, forced
-from disclosure.hypercube import protect as hypercube_protect
+from disclosure.hypercube import Move, Need, Table, choose_moves, forced
 from disclosure.lp import INFEASIBLE, OPTIMAL, Program, Solution
 from disclosure.suppression import (
     COMPLEMENT,
@@ -255,7 +254,7 @@ class EarlierRelease:
 
 
 @dataclass(frozen=True)
-class Audit:
+class Proof:
     """The proof: one check per requirement of every release in the model."""
 
     checks: tuple[Check, ...]
@@ -305,7 +304,7 @@ class Audit:
 
 @dataclass(frozen=True)
 class Protection:
-    """The protected release: status and published form of every cell, and the audit.
+    """The protected release: status and published form of every cell, and the proof that it is safe.
 
     Object arrays with the table's shape; ``numerator``/``denominator``/``value``/``lower``/
     ``upper`` hold what is published (None when withheld). Rounded counts are ints under base 5
@@ -324,7 +323,7 @@ class Protection:
     top_code_percent: float | None
     bottom_code_percent: float | None
     protection_level: int | None
-    audit: Audit
+    proof: Proof
     coded: np.ndarray = field(repr=False)
 
     def cells(self) -> list[dict[str, Any]]:
@@ -896,7 +895,7 @@ class _Search:
                 return result
         return None
 
-    def round(self, ledger: Ledger, bad: Sequence[int]) -> list[np.ndarray]:
+    def round(self, ledger: ReachedRanges, bad: Sequence[int]) -> list[np.ndarray]:
         """Perturbation programs for the open sides of the requirements ``bad``, in order.
 
         Returns the points found: each is a witness of the pattern the round leaves (later
@@ -919,7 +918,7 @@ class _Search:
                     np.maximum(highs, values, out=highs)
         return pending
 
-    def _side(self, ledger: Ledger, i: int, maximize: bool) -> np.ndarray | None:
+    def _side(self, ledger: ReachedRanges, i: int, maximize: bool) -> np.ndarray | None:
         requirement = ledger.requirements[i]
         candidates = ~self.release.hidden & self.movable
         target = (
@@ -1212,14 +1211,14 @@ def protect_jointly(
     )
     lap("primary")
     release.hidden |= forced(hc_table, needs)
-    moves = hypercube_protect(hc_table, needs)
+    moves = choose_moves(hc_table, needs)
     lap("secondary")
 
     # 3. Audit, with the hypercube moves as candidate witnesses (when the release's table is
     # the whole model; the model re-verifies every one of them).
     knowledge = _knowledge(space, layers, truth, zero_vars, bool(earlier))
     model = Model(knowledge)
-    ledger = Ledger(space.nvars, requirements)
+    ledger = ReachedRanges(space.nvars, requirements)
     ledger.absorb(knowledge.truth[None, :])  # the true counts are a point of every model
     covered = x_var.size + (0 if n_var is None else n_var.size)
     if covered == space.nvars and moves:
@@ -1296,7 +1295,7 @@ def protect_jointly(
     if exact_audit:
         # Independent of every witness: both programs of every requirement on the final model.
         limits = (ledger.lower, ledger.upper, ledger.limited)
-        ledger = Ledger(space.nvars, requirements)
+        ledger = ReachedRanges(space.nvars, requirements)
         ledger.lower, ledger.upper, ledger.limited = limits
         ledger.settle(model, range(len(requirements)), exact=True)
         programs += model.solved
@@ -1304,7 +1303,7 @@ def protect_jointly(
     checks = ledger.checks()
     witness_count = ledger.witnesses
 
-    audit = Audit(
+    proof = Proof(
         checks=tuple(checks),
         programs=programs,
         witnesses=witness_count,
@@ -1314,9 +1313,9 @@ def protect_jointly(
         seconds=seconds,
         joint=bool(earlier) or covered != space.nvars,
     )
-    if not audit.ok:  # pragma: no cover - only if the exact programs contradict a witness
+    if not proof.ok:  # pragma: no cover - only if the exact programs contradict a witness
         raise ProtectionImpossible("The audit of this release did not pass.")
-    out = _publish(table, release, audit, unit, rounding, p, protection_level)
+    out = _publish(table, release, proof, unit, rounding, p, protection_level)
     lap("primary")
     return out
 
@@ -1417,7 +1416,7 @@ def _witness_moves(layer: _Layer, fixed: np.ndarray) -> list[Move]:
         denominator_fixed=None if layer.n_var is None else fixed[layer.n_var] & hidden,
         statuses=False,
     )
-    moves = hypercube_protect(table, needs)
+    moves = choose_moves(table, needs)
     free = hidden | numerator_hidden
     return [m for m in moves if np.all((hidden if m.vector[1] != 0.0 else free)[m.corners])]
 
@@ -1456,7 +1455,7 @@ def _knowledge(
 def _publish(
     table: Cube,
     release: _Layer,
-    audit: Audit,
+    proof: Proof,
     unit: str,
     rounding: str,
     p: int,
@@ -1532,6 +1531,6 @@ def _publish(
         top_code_percent=release.top,
         bottom_code_percent=release.bottom,
         protection_level=protection_level,
-        audit=audit,
+        proof=proof,
         coded=release.coded.reshape(shape),
     )

@@ -50,7 +50,7 @@ class _Validator(JWTBearerTokenValidator):  # type: ignore[misc]
         return super().authenticate_token(token_string)
 
 
-class KeyCache:
+class VerificationKeys:
     """Caches the published verification keys; refreshes on expiry or on an unknown ``kid``."""
 
     def __init__(self, load: Callable[[], dict[str, Any]], ttl_seconds: float = 60.0) -> None:
@@ -94,7 +94,7 @@ class TokenVerifier:
     :class:`identity.auth_state.AuthState`."""
 
     def __init__(
-        self, issuer: str, audience: str, keys: KeyCache, cache_size: int = 10_000
+        self, issuer: str, audience: str, keys: VerificationKeys, cache_size: int = 10_000
     ) -> None:
         self._issuer = issuer
         self._audience = audience

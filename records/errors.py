@@ -34,7 +34,7 @@ class UnsupportedEncoding(UnsupportedMediaType):
     title = "Unsupported character or content encoding"
 
 
-class BodyTooLarge(PayloadTooLarge):
+class SubmissionTooLarge(PayloadTooLarge):
     kind = "payload-too-large"
 
 

@@ -42,7 +42,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
 from core import jsonscan
-from records.errors import BodyTooLarge, MalformedBody, TooManyColumns, UnsupportedEncoding
+from records.errors import MalformedBody, SubmissionTooLarge, TooManyColumns, UnsupportedEncoding
 
 MEDIA_TYPES = {
     "text/csv": "csv",
@@ -261,13 +261,13 @@ class DecodedStream:
             return
         self.text_bytes += len(data)
         if self.text_bytes > self.limits.max_bytes:
-            raise BodyTooLarge(
+            raise SubmissionTooLarge(
                 f"The decompressed body exceeds the limit of {self.limits.max_bytes} bytes."
             )
         # The ratio is checked against what has been read so far, with 1 MiB of slack so that
         # the first block of a small, highly compressible body is not refused.
         if self._gzip and self.text_bytes > self.raw_bytes * self.limits.max_ratio + CHUNK:
-            raise BodyTooLarge(
+            raise SubmissionTooLarge(
                 f"The body expands more than {self.limits.max_ratio} times when decompressed."
             )
         if not self._started:

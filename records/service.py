@@ -548,7 +548,7 @@ def load_frame(
 
     ``columns`` limits what is decoded (the columns a submission lacks are left out);
     ``with_submission`` adds the submission id of each row as ``__submission``."""
-    keys = vault.KeyCache(session, master)
+    keys = vault.DataKeys(session, master)
     frames: list[pl.DataFrame] = []
     for submission in submissions:
         segment = session.get(Segment, submission.id)

@@ -280,7 +280,7 @@ def store_segment(
     return segment
 
 
-class KeyCache:
+class DataKeys:
     """Unwrapped data keys for the duration of one read (never kept beyond it)."""
 
     def __init__(self, session: Session, master: MasterKey) -> None:
@@ -297,7 +297,7 @@ class KeyCache:
         return self._keys[data_key_id]
 
 
-def seal_under(keys: KeyCache, key_ids: Iterable[str], plaintext: bytes, label: str) -> bytes:
+def seal_under(keys: DataKeys, key_ids: Iterable[str], plaintext: bytes, label: str) -> bytes:
     """Encrypt ``plaintext`` under every given data key in turn, so that destroying any of them
     (crypto-shredding the records those keys protect) destroys it too. ``label`` binds the
     result to its use (associated data)."""
@@ -309,7 +309,7 @@ def seal_under(keys: KeyCache, key_ids: Iterable[str], plaintext: bytes, label: 
     return len(header).to_bytes(4, "big") + header + blob
 
 
-def open_under(keys: KeyCache, sealed: bytes, label: str) -> bytes:
+def open_under(keys: DataKeys, sealed: bytes, label: str) -> bytes:
     """Inverse of :func:`seal_under`; raises :class:`DataDestroyed` when a key was destroyed."""
     size = int.from_bytes(sealed[:4], "big")
     ids = json.loads(sealed[4 : 4 + size])
@@ -323,7 +323,7 @@ def load_segment(
     session: Session,
     segment: Segment,
     ctx: SegmentContext,
-    keys: KeyCache,
+    keys: DataKeys,
     columns: list[str] | None = None,
 ) -> pl.DataFrame:
     """Decrypt one segment into a frame, checking that its parts are exactly the sealed ones.

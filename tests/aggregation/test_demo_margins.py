@@ -59,8 +59,8 @@ def releases() -> dict[str, Protection]:
 @pytest.mark.parametrize("name", [i[0] for i in INDICATORS])
 def test_period_totals_and_grand_total_are_published(releases, name):
     pr = releases[name]
-    assert pr.audit.ok
-    summary = pr.audit.summary()
+    assert pr.proof.ok
+    summary = pr.proof.summary()
     assert summary["violations"] == 0 and summary["limited"] == 0
     periods = pr.table.categories[0]
     totals = [c for c in pr.cells() if c["neighborhood"] == TOTAL and c["race_ethnicity"] == TOTAL]

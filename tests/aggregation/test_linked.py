@@ -129,7 +129,7 @@ def test_earlier_leak_limits_but_never_blocks():
         )
     )
     history.release(shape("area", "period"), "count")
-    audit = history.last.protection.audit
+    audit = history.last.protection.proof
     assert audit.ok
     # 17 of 20 published: a0, a2 and a3 share 3 people, so each is known to be at most 3. The
     # new release's all-period cells of those areas are the same counts (one requirement each).
@@ -192,7 +192,7 @@ def test_people_in_several_cells(seed):
     overlap = cube.numerator[:-1, :-1].sum(axis=1) - cube.numerator[:-1, -1]
     assert overlap.max() > 0
     pr = protect(cube, 5)
-    assert pr.audit.ok
+    assert pr.proof.ok
     attacker = Attacker(cube, [shown(pr)])
     baseline = Attacker(cube, [fully_suppressed(pr)])
     for labels, quantity, lower, upper in sensitive_requirements(cube, 5):

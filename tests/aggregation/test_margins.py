@@ -8,8 +8,7 @@ import scipy.sparse as sp
 
 from disclosure.attacker import Facts, Geometry, Knowledge, Model
 from disclosure.cube import Cube
-from disclosure.hypercube import Need, Table, forced
-from disclosure.hypercube import protect as hypercube_protect
+from disclosure.hypercube import Need, Table, choose_moves, forced
 from disclosure.protection import _levels, _tiers, protect
 from disclosure.suppression import FREE, PRIMARY, SECONDARY, sensitive
 from tests.aggregation.tables import table
@@ -120,7 +119,7 @@ def test_no_hypercube_takes_an_unsuppressed_reserved_corner():
         weight=1.0 + x,
         reserved=reserved,
     )
-    moves = hypercube_protect(hc, [Need(0, "numerator", 1.0, 3.0)])
+    moves = choose_moves(hc, [Need(0, "numerator", 1.0, 3.0)])
     assert moves and not any(reserved[move.corners].any() for move in moves)
     assert all(move.corners[0] == 0 for move in moves)  # the first corner is the target
     # Down to 0: an interior rectangle. Up to 4: the target's row and column partners are at
@@ -145,7 +144,7 @@ def test_sparse_tables_meet_every_interval_in_full(seed):
     cell's range (they once needed limited intervals): withheld cells say nothing, so every
     small quantity keeps its whole interval 0..k-1."""
     pr = protect(sparse_table(seed), 5)
-    assert not any(c.limited for c in pr.audit.checks)
+    assert not any(c.limited for c in pr.proof.checks)
     assert_protected(pr)
 
 

@@ -43,7 +43,7 @@ def assert_protected(pr: Protection, p: int | None = None) -> Attacker:
     """Every sensitive quantity's protection interval lies inside the independent attacker's
     interval, except where the statuses alone already reveal more: there, the attacker must
     learn nothing beyond what a fully suppressed release would leave him."""
-    assert pr.audit.ok, pr.audit.violations()
+    assert pr.proof.ok, pr.proof.violations()
     attacker = Attacker(pr.table, [shown(pr)])
     baseline = Attacker(pr.table, [fully_suppressed(pr)])
     for labels, quantity, lower, upper in sensitive_requirements(pr.table, pr.k, p):
@@ -61,7 +61,7 @@ def test_one_small_count_needs_one_complement():
     attacker = assert_protected(pr)
     # Hand check: a + b = 23, and a withheld cell says nothing more: a in [0, 23].
     assert attacker.interval(("d0",), ("d00",), "numerator") == pytest.approx((0.0, 23.0))
-    (check,) = pr.audit.checks
+    (check,) = pr.proof.checks
     assert check.min_exact and check.max_exact
     assert (check.min_value, check.max_value) == pytest.approx((0.0, 23.0))
 
@@ -109,7 +109,7 @@ def test_an_empty_population_is_suppressed_like_any_small_count():
     pr = protect(table([[0, 10, 12], [9, 11, 14]], [[0, 30, 25], [20, 33, 28]]), 5)
     assert pr.status[0, 0] == PRIMARY
     assert pr.numerator[0, 0] is None and pr.denominator[0, 0] is None
-    assert any(c.requirement.cell == 0 for c in pr.audit.checks)
+    assert any(c.requirement.cell == 0 for c in pr.proof.checks)
     attacker = assert_protected(pr)
     assert attacker.interval(("d0", "d1"), ("d00", "d10"), "denominator") == pytest.approx((0, 20))
     # A zero count is under k.
@@ -127,7 +127,7 @@ def test_structural_zeros_are_published_and_protect_nothing():
     )
     assert pr.status[0, 0] == STRUCTURAL
     assert pr.numerator[0, 0] == 0 and pr.denominator[0, 0] == 0 and pr.value[0, 0] is None
-    assert not any(c.requirement.cell == 0 for c in pr.audit.checks)
+    assert not any(c.requirement.cell == 0 for c in pr.proof.checks)
     assert (pr.status == FREE).sum() == pr.status.size - 1
     assert_protected(pr)
 
@@ -206,7 +206,7 @@ def test_same_answers_without_highspy(monkeypatch):
     monkeypatch.setattr(lp, "_HIGHS", None)
     without = protect(cube, 5, exact_audit=True)
     assert (without.status == with_warm_start.status).all()
-    for a, b in zip(with_warm_start.audit.checks, without.audit.checks, strict=True):
+    for a, b in zip(with_warm_start.proof.checks, without.proof.checks, strict=True):
         assert a.min_value == pytest.approx(b.min_value, abs=1e-6)
         assert a.max_value == pytest.approx(b.max_value, abs=1e-6)
 

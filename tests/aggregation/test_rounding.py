@@ -86,7 +86,7 @@ def test_top_and_bottom_coding():
     assert pr.status[0, 0] == ROUNDED and pr.numerator[0, 0] is None
     assert pr.denominator[0, 0] == 100 and (pr.lower[0, 0], pr.upper[0, 0]) == (95.0, 100.0)
     assert pr.status[0, 2] == ROUNDED and (pr.lower[0, 2], pr.upper[0, 2]) == (0.0, 5.0)
-    assert pr.audit.ok
+    assert pr.proof.ok
     view = shown(pr)
     attacker = Attacker(pr.table, [view])
     baseline = Attacker(pr.table, [fully_suppressed(pr)])
@@ -96,7 +96,7 @@ def test_top_and_bottom_coding():
         low, high = attacker.interval(pr.table.dimensions, labels, quantity)
         floor, ceiling = baseline.interval(pr.table.dimensions, labels, quantity)
         assert low <= max(lower, floor) + 1e-6 and high >= min(upper, ceiling) - 1e-6
-    assert {c.requirement.reason for c in pr.audit.checks} >= {"top_coded", "bottom_coded"}
+    assert {c.requirement.reason for c in pr.proof.checks} >= {"top_coded", "bottom_coded"}
 
 
 def test_coding_applies_to_rates_only():

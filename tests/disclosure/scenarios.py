@@ -116,7 +116,7 @@ class History:
                 parameters=joint.protection.parameters(),
                 x=joint.x.ravel(),
                 n=None if joint.n is None else joint.n.ravel(),
-                limits=joint.protection.audit.limits(),
+                limits=joint.protection.proof.limits(),
             )
         )
         self.shown.append(

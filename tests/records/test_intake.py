@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from records import intake
-from records.errors import BodyTooLarge, MalformedBody, UnsupportedEncoding
+from records.errors import MalformedBody, SubmissionTooLarge, UnsupportedEncoding
 
 LIMITS = intake.IntakeLimits(max_bytes=1 << 24, max_ratio=20, max_line_bytes=4096)
 
@@ -188,7 +188,7 @@ def test_gzip_bomb_stops_early():
     bomb = gzip_bomb(b"a\n", 100 << 20)
     assert len(bomb) < 200_000
     stream = intake.decoded(io.BytesIO(bomb), "csv", "gzip", LIMITS)
-    with pytest.raises(BodyTooLarge, match="expands more than 20 times"):
+    with pytest.raises(SubmissionTooLarge, match="expands more than 20 times"):
         while stream.read(1 << 20):
             pass
     # It stopped within a couple of blocks of crossing the ratio, not at the end of the bomb.
@@ -198,7 +198,7 @@ def test_gzip_bomb_stops_early():
 def test_decompressed_size_limit():
     limits = intake.IntakeLimits(max_bytes=10_000, max_ratio=1000)
     body = gzip.compress(b"a\n" + b"123456789\n" * 2000)
-    with pytest.raises(BodyTooLarge, match="limit of 10000 bytes"):
+    with pytest.raises(SubmissionTooLarge, match="limit of 10000 bytes"):
         frames(body, "csv", "gzip", limits)
 
 
