@@ -374,6 +374,49 @@ def store(
 
 
 @dataclass(frozen=True)
+class Opening:
+    """A submission decided before its body is read: where it goes, its hashed
+    Idempotency-Key, and the earlier submission that key names (a replay) if any."""
+
+    target: Target
+    idempotency_key: str | None
+    previous: Submission | None
+
+
+def open_submission(
+    session: Session,
+    ctx: RequestContext,
+    master: MasterKey,
+    policy: PolicySet,
+    dataset: str,
+    *,
+    idempotency_key: str | None,
+    period: str | None,
+    replaces: str | None,
+) -> Opening:
+    """Everything decided before a body is read, in one order for every way a body comes (a
+    stream over HTTP, a file from the demo or a tool): the client must be allowed to submit to
+    ``dataset`` first, so that a replayed key never answers a client the agreements no longer
+    allow; then a repeated key is a replay; otherwise the submission it replaces must be its
+    own and current."""
+    principal = _principal(ctx)
+    target = authorize(ctx, policy, dataset, session)
+    hashed = (
+        idempotency.key_hash(master, principal.client_id, idempotency_key)
+        if idempotency_key is not None
+        else None
+    )
+    previous = (
+        idempotency.previous_submission(session, principal.client_id, hashed)
+        if hashed is not None
+        else None
+    )
+    if previous is None:
+        check_replacement(session, ctx, dataset, period, replaces)
+    return Opening(target, hashed, previous)
+
+
+@dataclass(frozen=True)
 class SubmissionRequest:
     """A whole body already on disk (the demo seed and tools); the API streams instead."""
 
@@ -397,25 +440,27 @@ def submit(
     req: SubmissionRequest,
 ) -> tuple[Receipt, bool]:
     """Accept a body from a file, in the caller's transaction. Returns (receipt, is_new)."""
-    principal = _principal(ctx)
-    hashed = (
-        idempotency.key_hash(master, principal.client_id, req.idempotency_key)
-        if req.idempotency_key is not None
-        else None
-    )
-    if hashed is not None:
-        previous = idempotency.previous_submission(session, principal.client_id, hashed)
-        if previous is not None:
-            return replay(session, ctx, previous, req.dataset, req.body_sha256), False
     fmt = intake.media_format(req.content_type)
     coding = intake.content_coding(req.content_encoding)
-    target = authorize(ctx, policy, req.dataset)
-    check_replacement(session, ctx, req.dataset, req.period, req.replaces)
+    opening = open_submission(
+        session,
+        ctx,
+        master,
+        policy,
+        req.dataset,
+        idempotency_key=req.idempotency_key,
+        period=req.period,
+        replaces=req.replaces,
+    )
+    if opening.previous is not None:
+        req.scratch.unlink(missing_ok=True)
+        return replay(session, ctx, opening.previous, req.dataset, req.body_sha256), False
+    hashed = opening.idempotency_key
     spec = ingest_spec(
         ctx,
         master,
         policy,
-        target,
+        opening.target,
         submission_id=new_submission_id(),
         fmt=fmt,
         coding=coding,

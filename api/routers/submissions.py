@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -167,21 +168,22 @@ async def create_submission(
         raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters.")
     fmt = intake.media_format(request.headers.get("content-type"))
     coding = intake.content_coding(request.headers.get("content-encoding"))
-    target = await run_in_threadpool(service.authorize, ctx, policy, dataset, session)
     assert ctx.principal is not None
     client_id = ctx.principal.client_id
-    hashed = (
-        idempotency.key_hash(st.master, client_id, idempotency_key)
-        if idempotency_key is not None
-        else None
+    opening = await run_in_threadpool(
+        partial(
+            service.open_submission,
+            session,
+            ctx,
+            st.master,
+            policy,
+            dataset,
+            idempotency_key=idempotency_key,
+            period=period,
+            replaces=replaces,
+        )
     )
-    previous = (
-        await run_in_threadpool(idempotency.previous_submission, session, client_id, hashed)
-        if hashed is not None
-        else None
-    )
-    if previous is None:
-        await run_in_threadpool(service.check_replacement, session, ctx, dataset, period, replaces)
+    target, hashed, previous = opening.target, opening.idempotency_key, opening.previous
     # End the transaction authentication opened: an upload may take minutes, and must hold
     # neither a pooled connection nor (on SQLite) the write lock meanwhile.
     await run_in_threadpool(session.commit)
