@@ -8,6 +8,11 @@ change of objective the basis stays primal feasible (primal simplex), after a ch
 it stays dual feasible (dual simplex). We call HiGHS through ``highspy``, its own binding, which
 SciPy's ``linprog`` also wraps, and fall back to ``scipy.optimize.linprog(method="highs")``
 (same solver, same answers, no warm start) when it is not importable.
+
+A program solved from scratch with at least a thousand variables goes by HiGHS's interior-point
+method with crossover: the audit's polytopes are highly degenerate, and the simplex method takes
+thousands of pivots on them where the interior point takes a few dozen iterations; crossover
+leaves an optimal basis for the warm starts that follow.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ UNBOUNDED = "unbounded"
 INFEASIBLE = "infeasible"
 FAILED = "failed"
 _DUAL, _PRIMAL = 1, 4
-_WARM_PIVOTS = 10_000  # see Program._solve_highs
+_WARM_PIVOTS = 5_000  # see Program._solve_highs
+_IPM_COLUMNS = 1_000  # a cold solve of a program this large goes by interior point
 _NO_LIMIT = 2**31 - 1
 
 
@@ -74,6 +80,7 @@ class Program:
         self._highs: Any = None
         self._strategy = _DUAL
         self._solved_once = False
+        self._stalls = 0
 
     # -- modifications ---------------------------------------------------------------------
     def set_cost(self, index: np.ndarray, values: np.ndarray) -> None:
@@ -159,17 +166,29 @@ class Program:
                 # Trouble from a warm start: solve again from scratch with the dual simplex.
                 h.clearSolver()
                 self._strategy = _DUAL
-            cold = not self._solved_once or attempt == 1
+            # After a warm start that stalled, this polytope is one where they do: every later
+            # solve of the program starts cold (a stall costs seconds, a cold solve by interior
+            # point a fraction of one).
+            cold = not self._solved_once or attempt == 1 or self._stalls >= 1
             # A cold solve is several times faster presolved; a warm one must not be (presolve
             # would throw the basis away).
             h.setOptionValue("presolve", "on" if cold else "off")
+            # A large polytope of the audit is degenerate: the simplex method takes thousands of
+            # pivots from scratch where the interior-point method (with crossover to an optimal
+            # basis, from which the next warm start goes on) takes a few dozen iterations.
+            ipm = cold and self.columns >= _IPM_COLUMNS
+            h.setOptionValue("solver", "ipm" if ipm else "simplex")
             h.setOptionValue("simplex_strategy", _DUAL if cold else self._strategy)
             # A warm start is usually a few pivots from the optimum, but on a degenerate
             # polytope HiGHS can stall from one for minutes where a presolved cold solve takes a
             # second: past this many pivots (counted per run), the cold solve takes over.
+            # (seed 7 of tests/disclosure/test_joint_random.py: 475 s with stalls of 10,000
+            # pivots and cold solves by simplex, 36 s like this; the demo's history unchanged.)
             h.setOptionValue("simplex_iteration_limit", _NO_LIMIT if cold else _WARM_PIVOTS)
             h.run()
             status = h.getModelStatus()
+            if not cold:
+                self._stalls = self._stalls + 1 if status == status_enum.kIterationLimit else 0
             if status == status_enum.kOptimal:
                 self._solved_once = True
                 x = np.asarray(h.getSolution().col_value, dtype=float)
