@@ -42,6 +42,7 @@ from core.db import end_reads
 from core.errors import InvalidInput
 from core.keys import MasterKey
 from policy.model import DatasetTerms
+from policy.vocabulary import DisclosureMethod
 from records import vault
 from records.models import Submission
 from records.service import SUBMISSION_COLUMN, data_keys, load_frame
@@ -92,7 +93,7 @@ def earlier_releases(
     gone = 0
     rows = session.scalars(
         select(Release)
-        .where(Release.population == dataset, Release.method == "suppression")
+        .where(Release.population == dataset, Release.method == DisclosureMethod.SUPPRESSION.value)
         .order_by(Release.created_at, Release.id)
     ).all()
     for row in rows:

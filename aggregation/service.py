@@ -29,6 +29,7 @@ from aggregation.joint import Obligations, Shape, release_shape
 from aggregation.ledger import Charge, charge, period_of
 from aggregation.models import Indicator, IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
+from aggregation.vocabulary import Unit
 from agreements.expressions import compile_filter, tokens
 from audit.service import AuditRecord, record
 from core.context import RequestContext
@@ -37,7 +38,7 @@ from core.ids import new_id
 from core.keys import MasterKey
 from policy.engine import PolicySet, decide
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
-from policy.vocabulary import GEOGRAPHY_RANK
+from policy.vocabulary import GEOGRAPHY_RANK, DisclosureMethod, RoundingScheme
 from records.models import Submission
 from records.service import in_scope, load_frame
 
@@ -102,9 +103,9 @@ def published_attributes(
     measure, not a breakdown, and a cohort is checked as a linked dataset. A differentially
     private release's filters are queries whose privacy loss the ledger charges: only its
     dimensions are a breakdown."""
-    if method == "differential_privacy":
+    if method == DisclosureMethod.DIFFERENTIAL_PRIVACY:
         return frozenset(dims)
-    population = definition.denominator if definition.unit != "count" else definition.numerator
+    population = definition.denominator if definition.unit != Unit.COUNT else definition.numerator
     restricted = _condition_fields(population.filter if population else None)
     return frozenset(dims) | restricted
 
@@ -195,8 +196,8 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
         cohort = _dataset_terms(policy, definition.cohort.dataset, now)
         _person_field(cohort)
         compile_filter(definition.cohort.filter, _fields(cohort))
-    if definition.method == "suppression":
-        if definition.unit == "mean":
+    if definition.method == DisclosureMethod.SUPPRESSION:
+        if definition.unit == Unit.MEAN:
             raise IndicatorInvalid("Means are released by differential privacy only.")
         _shape(policy, definition, definition.dimensions, now)
         return
@@ -345,8 +346,8 @@ def create_release(
         )
     method = request.method or definition.method
     shape: Shape | None = None
-    if method == "suppression":
-        if definition.unit == "mean":
+    if method == DisclosureMethod.SUPPRESSION:
+        if definition.unit == Unit.MEAN:
             raise IndicatorInvalid("Means are released by differential privacy only.")
         # From the request alone, before anything is read: a refusal says nothing of the data.
         shape = _shape(policy, definition, dims, ctx.now)
@@ -382,7 +383,7 @@ def create_release(
     population: str | None = None
     publication: dict[str, Any] | None = None
     sealed: bytes | None = None
-    if method == "differential_privacy":
+    if method == DisclosureMethod.DIFFERENTIAL_PRIVACY:
         outcome = _dp_release(
             session, ctx, master, policy, decision, definition, dims, base, cohort, release_id, key
         )
@@ -415,7 +416,7 @@ def create_release(
             shape,
             Obligations(
                 k=ob.min_cell_size,
-                rounding=ob.rounding or "none",
+                rounding=ob.rounding or RoundingScheme.NONE,
                 top_code_percent=ob.top_code_percent,
                 bottom_code_percent=ob.bottom_code_percent,
             ),
@@ -470,7 +471,7 @@ def create_release(
     session.add(release)
     session.flush()
     suppressed = sum(1 for c in cells if c["status"] == suppression.SUPPRESSED)
-    unreliable = sum(1 for c in cells if c["status"] == "low_reliability")
+    unreliable = sum(1 for c in cells if c["status"] == suppression.LOW_RELIABILITY)
     event = record(
         session,
         ctx,
@@ -485,7 +486,11 @@ def create_release(
                 "suppressed": suppressed,
                 "low_reliability": unreliable,
                 "submissions": len(used),
-                **({"epsilon": parameters["epsilon"]} if method == "differential_privacy" else {}),
+                **(
+                    {"epsilon": parameters["epsilon"]}
+                    if method == DisclosureMethod.DIFFERENTIAL_PRIVACY
+                    else {}
+                ),
                 **audit,
             },
         ),

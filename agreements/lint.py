@@ -23,6 +23,7 @@ from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec
 from agreements.expressions import InvalidExpression, compile_filter
 from policy import vocabulary as vocab
 from policy.model import label_of
+from policy.vocabulary import DisclosureMethod
 
 _OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
     "term": frozenset({"eq", "neq", "isAnyOf", "isNoneOf"}),
@@ -98,7 +99,7 @@ class _Linter:
                 "disclosure.min_cell_size",
                 f"The minimum cell size {d.min_cell_size} is below this service's floor of {self.k_floor}.",
             )
-        if "differential_privacy" in d.methods:
+        if DisclosureMethod.DIFFERENTIAL_PRIVACY in d.methods:
             if d.privacy is None:
                 self.add(
                     "missing-privacy-budget",
@@ -272,7 +273,7 @@ class _Linter:
                     )
         elif c.left_operand == "disclosureMethod":
             for v in values:
-                if v not in vocab.DISCLOSURE_METHODS:
+                if v not in frozenset(vocab.DisclosureMethod):
                     self.add(
                         "unknown-term", f"{path}.rightOperand", f"Unknown disclosure method '{v}'."
                     )

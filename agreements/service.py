@@ -33,6 +33,7 @@ from core.errors import Forbidden, NotFound
 from core.periodic import Periodic
 from policy.engine import PolicySet
 from policy.model import AgreementTerms
+from policy.vocabulary import OrganizationKind
 
 LIVE_STATUSES = ("active", "suspended")
 
@@ -81,7 +82,7 @@ def create(
     """Lint ``document`` and store it as a new draft version (version 1, or the next amendment)."""
     org, _client, kind = _principal(ctx)
     check(document, k_floor=k_floor)
-    if org not in document.party_ids and kind != "backbone":
+    if org not in document.party_ids and kind != OrganizationKind.BACKBONE:
         raise Forbidden("Only a party to the agreement or the backbone may draft it.")
     agreement = repo.get(session, document.uid)
     if agreement is None:
@@ -95,7 +96,11 @@ def create(
         session.add(agreement)
     else:
         previous = repo.get_version(session, agreement.id, agreement.latest_version)
-        if previous is not None and org not in previous.document_parties() and kind != "backbone":
+        if (
+            previous is not None
+            and org not in previous.document_parties()
+            and kind != OrganizationKind.BACKBONE
+        ):
             raise Forbidden("Only a party to the agreement or the backbone may amend it.")
         agreement.title = document.title
     agreement.latest_version += 1
@@ -222,7 +227,7 @@ def change_status(
     """Suspend, resume or terminate the live version; effective from the next request."""
     org, _client, kind = _principal(ctx)
     row = _live_version(session, agreement_id)
-    if org not in row.document_parties() and kind != "backbone":
+    if org not in row.document_parties() and kind != OrganizationKind.BACKBONE:
         raise Forbidden("Only a party to the agreement or the backbone may change its status.")
     transitions = {
         "suspend": ("active", "suspended"),

@@ -30,11 +30,10 @@ from policy.model import (
     Rule,
     RuleRef,
 )
-from policy.vocabulary import GEOGRAPHY_LEVELS
+from policy.vocabulary import GEOGRAPHY_LEVELS, ROUNDING_STRICTNESS, OrganizationKind, is_steward
 
 _NO_OBLIGATIONS = Obligations()
 _READER_OPERANDS = frozenset({"recipient", "dateTime"})
-_ROUNDING_STRICTNESS = {"none": 0, "base5": 1, "midpoint6": 2}
 _DATA_ACTIONS = frozenset(
     {"submit", "compute", "publish", "link", "read", "export_records", "redisclose"}
 )
@@ -214,7 +213,7 @@ def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
     for terms, dataset in parts:
         d = terms.disclosure
         k = d.min_cell_size if k is None else max(k, d.min_cell_size)
-        if rounding is None or _ROUNDING_STRICTNESS[d.rounding] > _ROUNDING_STRICTNESS[rounding]:
+        if rounding is None or ROUNDING_STRICTNESS[d.rounding] > ROUNDING_STRICTNESS[rounding]:
             rounding = d.rounding
         methods = set(d.methods) if methods is None else methods & set(d.methods)
         if d.top_code_percent is not None:
@@ -285,7 +284,7 @@ def _decision(
 def _decide_agreement_read(principal: Principal, resource: Resource, ps: PolicySet) -> Decision:
     versions = ps.versions(resource.agreement_id or "")
     is_party = any(principal.organization_id in t.party_ids for t in versions)
-    steward = principal.organization_kind in ("backbone", "auditor")
+    steward = is_steward(principal.organization_kind)
     if is_party or steward:
         rule = "system:agreement-party" if is_party else "system:agreement-steward"
         ref = RuleRef(resource.agreement_id or "", versions[-1].version if versions else 0, rule)
@@ -317,7 +316,7 @@ def _decide_agreement_read(principal: Principal, resource: Resource, ps: PolicyS
 
 
 def _decide_audit_read(principal: Principal) -> Decision:
-    if principal.organization_kind == "auditor":
+    if principal.organization_kind == OrganizationKind.AUDITOR:
         return _decision(
             Effect.PERMIT,
             Basis.PERMITTED,
@@ -331,7 +330,7 @@ def _decide_audit_read(principal: Principal) -> Decision:
         "system:auditors-read-log",
         "organizationKind",
         "eq",
-        "auditor",
+        OrganizationKind.AUDITOR.value,
         principal.organization_kind,
     )
     return _decision(

@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
+from policy.vocabulary import DisclosureMethod, RoundingScheme
+
 Action = Literal[
     "submit",
     "compute",
@@ -284,9 +286,9 @@ class DatasetTerms:
 
 @dataclass(frozen=True, slots=True)
 class Disclosure:
-    methods: tuple[str, ...] = ("suppression",)
+    methods: tuple[str, ...] = (DisclosureMethod.SUPPRESSION.value,)
     min_cell_size: int = 11
-    rounding: str = "none"
+    rounding: str = RoundingScheme.NONE.value
     top_code_percent: float | None = None
     bottom_code_percent: float | None = None
     epsilon_per_release: float | None = None

@@ -34,6 +34,7 @@ from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied, UnsupportedMediaType
 from policy.engine import decide
 from policy.model import Context, Resource
+from policy.vocabulary import is_steward
 
 router = APIRouter(prefix="/v1", tags=["agreements"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
@@ -195,7 +196,7 @@ async def lint_agreement(request: Request, ctx: Reader) -> dict[str, Any]:
 )
 def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     assert ctx.principal is not None
-    steward = ctx.principal.organization_kind in ("backbone", "auditor")
+    steward = is_steward(ctx.principal.organization_kind)
     out = []
     for agreement in repo.visible_to(session, None if steward else ctx.principal.organization_id):
         versions = repo.versions(session, agreement.id)

@@ -18,6 +18,7 @@ from identity.errors import ObjectAccessDenied
 from identity.models import Client, Organization
 from policy.engine import decide
 from policy.model import Context, Principal, Resource
+from policy.vocabulary import OrganizationKind
 
 router = APIRouter(prefix="/v1/policy", tags=["agreements"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
@@ -32,7 +33,7 @@ def _principal(session: Any, ctx: RequestContext, client_id: str | None) -> Prin
         raise NotFound("No such client.")
     if (
         client.organization_id != ctx.principal.organization_id
-        and ctx.principal.organization_kind != "backbone"
+        and ctx.principal.organization_kind != OrganizationKind.BACKBONE
     ):
         raise ObjectAccessDenied("You may ask about your own organization's clients only.")
     org = session.get(Organization, client.organization_id)
