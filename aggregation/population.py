@@ -42,7 +42,7 @@ from core.db import end_reads
 from core.errors import InvalidInput
 from core.keys import MasterKey
 from policy.model import DatasetTerms
-from policy.vocabulary import DisclosureMethod
+from policy.vocabulary import DisclosureMethod, FieldRole
 from records import vault
 from records.models import Submission
 from records.service import SUBMISSION_COLUMN, data_keys, load_frame
@@ -124,7 +124,7 @@ def earlier_releases(
 def person_field(ds: DatasetTerms) -> str:
     """The identifier field by which a dataset's records count people."""
     for f in ds.fields:
-        if f.role == "identifier":
+        if f.role == FieldRole.IDENTIFIER:
             return f.name
     raise InvalidInput(f"Dataset {ds.name} has no identifier field to count people by.")
 

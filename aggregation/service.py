@@ -38,19 +38,12 @@ from core.ids import new_id
 from core.keys import MasterKey
 from policy.engine import PolicySet, decide
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
-from policy.vocabulary import GEOGRAPHY_RANK, DisclosureMethod, RoundingScheme
+from policy.vocabulary import GEOGRAPHY_RANK, DisclosureMethod, FieldRole, FieldType, RoundingScheme
 from records.models import Submission
 from records.service import in_scope, load_frame
+from records.validate import POLARS_TYPES
 
 CODE_VERSION = "backbone-aggregation/2"
-_EMPTY_TYPES: dict[str, Any] = {
-    "string": pl.String,
-    "integer": pl.Int64,
-    "number": pl.Float64,
-    "boolean": pl.Boolean,
-    "date": pl.Date,
-    "year": pl.Int32,
-}
 
 
 class IndicatorInvalid(InvalidInput):
@@ -79,7 +72,7 @@ def _dataset_terms(policy: PolicySet, dataset: str, now: Any) -> DatasetTerms:
 
 def _person_field(ds: DatasetTerms) -> str:
     for f in ds.fields:
-        if f.role == "identifier":
+        if f.role == FieldRole.IDENTIFIER:
             return f.name
     raise IndicatorInvalid(f"Dataset {ds.name} has no identifier field to count people by.")
 
@@ -206,7 +199,7 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
         compile_filter(definition.denominator.filter, fields)
     for dim in definition.dimensions:
         spec = ds.field(dim)
-        if spec is None or spec.role != "dimension":
+        if spec is None or spec.role != FieldRole.DIMENSION:
             raise IndicatorInvalid(f"{dim} is not a dimension field of dataset {ds.name}.")
         if not spec.enum:
             raise IndicatorInvalid(
@@ -215,7 +208,7 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
             )
     if definition.value_field is not None:
         spec = ds.field(definition.value_field)
-        if spec is None or spec.type not in ("integer", "number"):
+        if spec is None or spec.type not in (FieldType.INTEGER, FieldType.NUMBER):
             raise IndicatorInvalid(f"{definition.value_field} is not a numeric field of {ds.name}.")
 
 
@@ -551,7 +544,7 @@ def _dp_population(
     fields = _fields(ds)
     frame = load_frame(session, master, base)
     if frame is None:
-        frame = pl.DataFrame({f.name: pl.Series([], dtype=_EMPTY_TYPES[f.type]) for f in ds.fields})
+        frame = pl.DataFrame({f.name: pl.Series([], dtype=POLARS_TYPES[f.type]) for f in ds.fields})
     population = frame.filter(
         compile_filter(
             definition.denominator.filter if definition.denominator else None, fields

@@ -23,7 +23,7 @@ from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec
 from agreements.expressions import InvalidExpression, compile_filter
 from policy import vocabulary as vocab
 from policy.model import label_of
-from policy.vocabulary import DisclosureMethod
+from policy.vocabulary import DisclosureMethod, FieldRole, FieldType
 
 _OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
     "term": frozenset({"eq", "neq", "isAnyOf", "isNoneOf"}),
@@ -121,7 +121,7 @@ class _Linter:
 
     def fields(self) -> None:
         for i, ds in enumerate(self.doc.datasets):
-            if not any(f.role == "identifier" for f in ds.fields):
+            if not any(f.role == FieldRole.IDENTIFIER for f in ds.fields):
                 self.add(
                     "no-identifier",
                     f"datasets.{i}.fields",
@@ -135,19 +135,26 @@ class _Linter:
                         f"{path}.geography",
                         f"Unknown geographic level '{f.geography}'.",
                     )
-                if f.geography is not None and f.role != "dimension":
+                if f.geography is not None and f.role != FieldRole.DIMENSION:
                     self.add(
                         "dead-clause",
                         f"{path}.geography",
                         "Only a dimension can hold a geographic level.",
                     )
-                if f.role == "dimension" and f.type != "boolean" and not f.constraints.enum:
+                if (
+                    f.role == FieldRole.DIMENSION
+                    and f.type != FieldType.BOOLEAN
+                    and not f.constraints.enum
+                ):
                     self.add(
                         "undeclared-categories",
                         f"{path}.constraints.enum",
                         f"Dimension {f.name} must declare its values: published categories come from the agreement, never from the data.",
                     )
-                if f.role == "identifier" and f.type not in ("string", "integer"):
+                if f.role == FieldRole.IDENTIFIER and f.type not in (
+                    FieldType.STRING,
+                    FieldType.INTEGER,
+                ):
                     self.add(
                         "bad-identifier",
                         f"{path}.type",
@@ -179,9 +186,9 @@ class _Linter:
                         )
             declared: dict[str, tuple[str, ...]] = {}
             for f in ds.fields:
-                if f.role == "dimension" and f.type == "boolean":
+                if f.role == FieldRole.DIMENSION and f.type == FieldType.BOOLEAN:
                     declared[f.name] = ("true", "false")
-                elif f.role == "dimension" and f.constraints.enum:
+                elif f.role == FieldRole.DIMENSION and f.constraints.enum:
                     declared[f.name] = tuple(label_of(v) for v in f.constraints.enum)
             for derived in ds.derived:
                 declared[derived.name] = derived.labels
@@ -231,7 +238,7 @@ class _Linter:
         for t in targets:
             for name, ds in self.datasets.items():
                 if t in ("*", name):
-                    target_dims |= {f.name for f in ds.fields if f.role == "dimension"}
+                    target_dims |= {f.name for f in ds.fields if f.role == FieldRole.DIMENSION}
                     target_dims |= {x.name for x in ds.derived}
         for j, c in enumerate(rule.constraint):
             self.constraint(f"{path}.constraint.{j}", rule, c, target_dims)

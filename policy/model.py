@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
-from policy.vocabulary import DisclosureMethod, RoundingScheme
+from policy.vocabulary import DisclosureMethod, FieldRole, RoundingScheme
 
 Action = Literal[
     "submit",
@@ -268,7 +268,9 @@ class DatasetTerms:
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_names", frozenset(f.name for f in self.fields))
         object.__setattr__(
-            self, "dimension_names", frozenset(f.name for f in self.fields if f.role == "dimension")
+            self,
+            "dimension_names",
+            frozenset(f.name for f in self.fields if f.role == FieldRole.DIMENSION),
         )
 
     def field(self, name: str) -> FieldTerms | None:
