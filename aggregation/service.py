@@ -31,6 +31,7 @@ from aggregation.models import Indicator, IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
 from aggregation.vocabulary import Unit
 from agreements.expressions import compile_filter, tokens
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied
@@ -251,7 +252,7 @@ def define(
         session,
         ctx,
         AuditRecord(
-            action="indicator.define",
+            action=AuditAction.INDICATOR_DEFINE,
             resource_type="indicator",
             resource_id=f"{indicator.id}/v{row.version}",
             decision=decision,
@@ -362,7 +363,7 @@ def create_release(
             session,
             ctx,
             AuditRecord(
-                action="release.create",
+                action=AuditAction.RELEASE_CREATE,
                 resource_type="release",
                 resource_id=existing.id,
                 decision=decision,
@@ -469,7 +470,7 @@ def create_release(
         session,
         ctx,
         AuditRecord(
-            action="release.create",
+            action=AuditAction.RELEASE_CREATE,
             resource_type="release",
             resource_id=release.id,
             decision=decision,
@@ -714,7 +715,10 @@ def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) ->
 def read_record(view: ReleaseView, decision: Decision) -> AuditRecord:
     """The audit event of a permitted read of ``view``."""
     return AuditRecord(
-        action="release.read", resource_type="release", resource_id=view.id, decision=decision
+        action=AuditAction.RELEASE_READ,
+        resource_type="release",
+        resource_id=view.id,
+        decision=decision,
     )
 
 
@@ -728,7 +732,10 @@ def read_release(
         session,
         ctx,
         AuditRecord(
-            action="release.read", resource_type="release", resource_id=view.id, decision=decision
+            action=AuditAction.RELEASE_READ,
+            resource_type="release",
+            resource_id=view.id,
+            decision=decision,
         ),
     )
     return view, decision
@@ -794,7 +801,7 @@ def series(
         session,
         ctx,
         AuditRecord(
-            action="release.read",
+            action=AuditAction.RELEASE_READ,
             resource_type="indicator_series",
             resource_id=indicator_id,
             decision=decision,

@@ -27,6 +27,7 @@ from agreements.models import (
     AgreementStatusChange,
     AgreementVersion,
 )
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Forbidden, NotFound
@@ -140,7 +141,7 @@ def create(
         session,
         ctx,
         AuditRecord(
-            action="agreement.create",
+            action=AuditAction.AGREEMENT_CREATE,
             resource_type="agreement",
             resource_id=f"{agreement.id}/v{version.version}",
             agreements=[(agreement.id, version.version)],
@@ -202,7 +203,7 @@ def approve(
         session,
         ctx,
         AuditRecord(
-            action="agreement.approve",
+            action=AuditAction.AGREEMENT_APPROVE,
             resource_type="agreement",
             resource_id=f"{agreement_id}/v{version}",
             agreements=[(agreement_id, version)],
@@ -248,7 +249,7 @@ def change_status(
         session,
         ctx,
         AuditRecord(
-            action=f"agreement.{action}",
+            action=AuditAction(f"agreement.{action}"),
             resource_type="agreement",
             resource_id=f"{agreement_id}/v{row.version}",
             agreements=[(agreement_id, row.version)],
@@ -264,7 +265,7 @@ def record_read(session: Session, ctx: RequestContext, agreement_id: str, what: 
         session,
         ctx,
         AuditRecord(
-            action="agreement.read",
+            action=AuditAction.AGREEMENT_READ,
             resource_type="agreement",
             resource_id=agreement_id,
             detail=what,
