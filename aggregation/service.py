@@ -389,7 +389,10 @@ def create_release(
         ob = decision.obligations
         if ob.min_cell_size is None:
             # Fail closed: a publication without a threshold is not a suppressed release.
-            raise IndicatorInvalid("The contributing agreements set no minimum cell size.")
+            raise IndicatorInvalid(
+                "A contributing agreement states no minimum cell size; nothing is suppressed "
+                "and published without one."
+            )
         own = {definition.dataset: base}
         if definition.cohort is not None:
             own[definition.cohort.dataset] = cohort

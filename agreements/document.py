@@ -217,7 +217,13 @@ def _default_methods() -> list[DisclosureMethod]:
 
 class DisclosureSpec(_Strict):
     methods: list[DisclosureMethod] = Field(default_factory=_default_methods, min_length=1)
-    min_cell_size: int = Field(default=11, ge=1, le=1000)
+    min_cell_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="the fewest people a published cell may count; an agreement without one "
+        "fails lint, and no suppressed release is published under it (no default is assumed)",
+    )
     rounding: RoundingScheme = RoundingScheme.NONE
     top_code_percent: float | None = Field(default=None, gt=50, le=100)
     bottom_code_percent: float | None = Field(default=None, ge=0, lt=50)

@@ -93,7 +93,15 @@ class _Linter:
 
     def disclosure(self) -> None:
         d = self.doc.disclosure
-        if d.min_cell_size < self.k_floor:
+        if d.min_cell_size is None:
+            # Fail closed: no default threshold is assumed for the data an agreement covers.
+            self.add(
+                "missing-min-cell-size",
+                "disclosure.min_cell_size",
+                "The agreement states no minimum cell size; state the fewest people a published "
+                f"cell may count (at least {self.k_floor}).",
+            )
+        elif d.min_cell_size < self.k_floor:
             self.add(
                 "k-below-floor",
                 "disclosure.min_cell_size",

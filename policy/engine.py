@@ -200,6 +200,7 @@ def _implied_failures(
 
 def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
     k: int | None = None
+    k_missing = False  # a contributing agreement states no minimum cell size
     rounding: str | None = None
     methods: set[str] | None = None
     top: float | None = None
@@ -212,7 +213,10 @@ def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
     grace: int | None = None
     for terms, dataset in parts:
         d = terms.disclosure
-        k = d.min_cell_size if k is None else max(k, d.min_cell_size)
+        if d.min_cell_size is None:
+            k_missing = True
+        else:
+            k = d.min_cell_size if k is None else max(k, d.min_cell_size)
         if rounding is None or ROUNDING_STRICTNESS[d.rounding] > ROUNDING_STRICTNESS[rounding]:
             rounding = d.rounding
         methods = set(d.methods) if methods is None else methods & set(d.methods)
@@ -243,7 +247,9 @@ def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
         linkage = terms.linkage_allowed if linkage is None else linkage and terms.linkage_allowed
         grace = terms.grace_period_days if grace is None else min(grace, terms.grace_period_days)
     return Obligations(
-        min_cell_size=k,
+        # Fail closed: one agreement without a threshold leaves the release without one, and
+        # the release is refused (never published under a threshold assumed here).
+        min_cell_size=None if k_missing else k,
         rounding=rounding,
         methods=tuple(sorted(methods)) if methods is not None else None,
         top_code_percent=top,

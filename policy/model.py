@@ -289,7 +289,7 @@ class DatasetTerms:
 @dataclass(frozen=True, slots=True)
 class Disclosure:
     methods: tuple[str, ...] = (DisclosureMethod.SUPPRESSION.value,)
-    min_cell_size: int = 11
+    min_cell_size: int | None = None  # None: not stated, and a suppressed release is refused
     rounding: str = RoundingScheme.NONE.value
     top_code_percent: float | None = None
     bottom_code_percent: float | None = None
@@ -372,6 +372,7 @@ class FailedConstraint(NamedTuple):
 class Obligations:
     """What a permitted action must do; across agreements, the strictest of each kind wins."""
 
+    # None when a contributing agreement states none: a suppressed release is then refused.
     min_cell_size: int | None = None
     rounding: str | None = None
     methods: tuple[str, ...] | None = None
