@@ -424,8 +424,8 @@ def create_release(
         parameters = result.protection.parameters()
         audit = _audit_counts(result.audit)
         # Which withheld cells are small is for auditors only (readers see "suppressed").
-        audit["primary"] = int((result.protection.status == suppression.PRIMARY).sum())
-        audit["secondary"] = int((result.protection.status == suppression.SECONDARY).sum())
+        for withheld in (suppression.PRIMARY, suppression.SECONDARY):
+            audit[withheld] = int((result.protection.status == withheld).sum())
         population = definition.dataset
         publication = result.publication
         sealed = result.sealed_counts
@@ -480,8 +480,8 @@ def create_release(
             purpose=definition.purpose,
             counts={
                 "cells": len(cells),
-                "suppressed": suppressed,
-                "low_reliability": unreliable,
+                suppression.SUPPRESSED: suppressed,
+                suppression.LOW_RELIABILITY: unreliable,
                 "submissions": len(used),
                 **(
                     {"epsilon": parameters["epsilon"]}
