@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
-from policy.vocabulary import DisclosureMethod, FieldRole, RoundingScheme
+from policy.vocabulary import GEOGRAPHY_RANK, PURPOSES, DisclosureMethod, FieldRole, RoundingScheme
 
 Action = Literal[
     "submit",
@@ -72,8 +72,6 @@ def _predicate(left: str, op: str, right: Any, rights: frozenset[Any]) -> Callab
     A missing value (None) never satisfies a constraint. Purposes match through their lineage
     (a narrower purpose satisfies a broader one); geographic levels compare by coarseness.
     """
-    from policy.vocabulary import GEOGRAPHY_RANK, PURPOSES
-
     if left == "purpose":
         lineages: dict[str, frozenset[str]] = {}
 
