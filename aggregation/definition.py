@@ -8,6 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from disclosure.vocabulary import RATE_UNITS, Unit
+from policy.vocabulary import DisclosureMethod
+
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 FieldName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
@@ -37,7 +40,7 @@ class IndicatorDefinition(_Strict):
     id: Slug
     title: str = Field(min_length=1, max_length=300)
     description: str = ""
-    unit: Literal["percent", "rate_per_1000", "count", "mean"]
+    unit: Unit
     direction: Literal["increase", "decrease"] = "increase"
     purpose: str
     recipients: list[Slug] = Field(min_length=1)
@@ -47,17 +50,17 @@ class IndicatorDefinition(_Strict):
     cohort: Cohort | None = None
     dimensions: list[FieldName] = Field(default_factory=list, max_length=4)
     period_dimension: FieldName | None = None
-    method: Literal["suppression", "differential_privacy"] = "suppression"
+    method: DisclosureMethod = DisclosureMethod.SUPPRESSION
     baseline: Reference | None = None
     target: Reference | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> IndicatorDefinition:
-        if self.unit in ("percent", "rate_per_1000") and self.denominator is None:
+        if self.unit in RATE_UNITS and self.denominator is None:
             raise ValueError(f"unit {self.unit} needs a denominator")
-        if self.unit == "count" and self.denominator is not None:
+        if self.unit == Unit.COUNT and self.denominator is not None:
             raise ValueError("unit count takes no denominator")
-        if self.unit == "mean" and self.value_field is None:
+        if self.unit == Unit.MEAN and self.value_field is None:
             raise ValueError("unit mean needs value_field")
         if self.denominator is not None and self.denominator.dataset != self.numerator.dataset:
             raise ValueError("numerator and denominator must count the same dataset")

@@ -18,14 +18,16 @@ from sqlalchemy.orm import Session
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Indicator, IndicatorVersion
 from agreements.expressions import compile_filter, tokens
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied
 from disclosure.joint import Shape, release_shape
+from disclosure.vocabulary import Unit
 from policy.engine import PolicySet, decide
 from policy.explain import explanation
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
-from policy.vocabulary import GEOGRAPHY_RANK
+from policy.vocabulary import GEOGRAPHY_RANK, DisclosureMethod, FieldRole, FieldType
 
 
 class IndicatorInvalid(InvalidInput):
@@ -50,7 +52,7 @@ def dataset_terms(policy: PolicySet, dataset: str, now: Any) -> DatasetTerms:
 def identifier_field(ds: DatasetTerms) -> str:
     """The identifier field by which ``ds`` counts people."""
     for f in ds.fields:
-        if f.role == "identifier":
+        if f.role == FieldRole.IDENTIFIER:
             return f.name
     raise IndicatorInvalid(f"Dataset {ds.name} has no identifier field to count people by.")
 
@@ -75,9 +77,9 @@ def published_attributes(
     measure, not a breakdown, and a cohort is checked as a linked dataset. A differentially
     private release's filters are queries whose privacy loss the ledger charges: only its
     dimensions are a breakdown."""
-    if method == "differential_privacy":
+    if method == DisclosureMethod.DIFFERENTIAL_PRIVACY:
         return frozenset(dims)
-    population = definition.denominator if definition.unit != "count" else definition.numerator
+    population = definition.denominator if definition.unit != Unit.COUNT else definition.numerator
     restricted = _condition_fields(population.filter if population else None)
     return frozenset(dims) | restricted
 
@@ -157,8 +159,8 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
         cohort = dataset_terms(policy, definition.cohort.dataset, now)
         identifier_field(cohort)
         compile_filter(definition.cohort.filter, field_specs(cohort))
-    if definition.method == "suppression":
-        if definition.unit == "mean":
+    if definition.method == DisclosureMethod.SUPPRESSION:
+        if definition.unit == Unit.MEAN:
             raise IndicatorInvalid("Means are released by differential privacy only.")
         suppressed_shape(policy, definition, definition.dimensions, now)
         return
@@ -167,7 +169,7 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
         compile_filter(definition.denominator.filter, fields)
     for dim in definition.dimensions:
         spec = ds.field(dim)
-        if spec is None or spec.role != "dimension":
+        if spec is None or spec.role != FieldRole.DIMENSION:
             raise IndicatorInvalid(f"{dim} is not a dimension field of dataset {ds.name}.")
         if not spec.enum:
             raise IndicatorInvalid(
@@ -176,7 +178,7 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
             )
     if definition.value_field is not None:
         spec = ds.field(definition.value_field)
-        if spec is None or spec.type not in ("integer", "number"):
+        if spec is None or spec.type not in (FieldType.INTEGER, FieldType.NUMBER):
             raise IndicatorInvalid(f"{definition.value_field} is not a numeric field of {ds.name}.")
 
 
@@ -221,7 +223,7 @@ def define(
         session,
         ctx,
         AuditRecord(
-            action="indicator.define",
+            action=AuditAction.INDICATOR_DEFINE,
             resource_type="indicator",
             resource_id=f"{indicator.id}/v{row.version}",
             decision=decision,

@@ -14,21 +14,28 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from disclosure.vocabulary import CellStatus, Unit
+
 SDMX_CSV = "application/vnd.sdmx.data+csv; version=2.0.0"
 STATUS_CODES: dict[str, tuple[str, str]] = {
-    "free": ("A", "F"),
-    "suppressed": ("Q", "C"),
-    "structural_zero": ("M", "F"),
-    "primary": ("Q", "C"),
-    "secondary": ("Q", "D"),
-    "rounded": ("E", "F"),
-    "dp": ("E", "F"),
-    "low_reliability": ("U", "F"),
+    CellStatus.FREE: ("A", "F"),
+    CellStatus.SUPPRESSED: ("Q", "C"),
+    CellStatus.STRUCTURAL_ZERO: ("M", "F"),
     # Statuses of releases stored before every withheld cell became "suppressed".
-    "empty": ("M", "F"),
+    CellStatus.PRIMARY: ("Q", "C"),
+    CellStatus.SECONDARY: ("Q", "D"),
+    CellStatus.ROUNDED: ("E", "F"),
+    CellStatus.DP: ("E", "F"),
+    CellStatus.LOW_RELIABILITY: ("U", "F"),
+    CellStatus.EMPTY: ("M", "F"),
 }
 VALUE_COLUMNS = ("numerator", "denominator", "value", "lower", "upper", "status")
-UNITS = {"percent": "PC", "rate_per_1000": "RT_1000", "count": "NR", "mean": "MEAN"}
+UNITS: dict[str, str] = {
+    Unit.PERCENT: "PC",
+    Unit.RATE_PER_1000: "RT_1000",
+    Unit.COUNT: "NR",
+    Unit.MEAN: "MEAN",
+}
 
 
 def select(

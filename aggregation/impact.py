@@ -13,6 +13,7 @@ from identity.models import Organization
 from policy.engine import PolicySet
 from policy.explain import decision_document
 from policy.model import Principal
+from policy.vocabulary import OrganizationKind
 
 
 def breaking_indicators(
@@ -27,7 +28,9 @@ def breaking_indicators(
             continue
         org = session.get(Organization, indicator.created_by)
         owner = Principal(
-            "(indicator owner)", indicator.created_by, org.kind if org else "backbone"
+            "(indicator owner)",
+            indicator.created_by,
+            org.kind if org else OrganizationKind.BACKBONE.value,
         )
         dims, method = definition.dimensions, definition.method
         before = publish_decision(owner, current, definition, dims, method, now)

@@ -43,6 +43,7 @@ from disclosure.joint import (
 )
 from disclosure.protection import Protection
 from policy.model import DatasetTerms
+from policy.vocabulary import DisclosureMethod, FieldRole
 from records import vault
 from records.models import Submission
 from records.service import SUBMISSION_COLUMN, data_keys, load_frame
@@ -93,7 +94,7 @@ def earlier_releases(
     gone = 0
     rows = session.scalars(
         select(Release)
-        .where(Release.population == dataset, Release.method == "suppression")
+        .where(Release.population == dataset, Release.method == DisclosureMethod.SUPPRESSION.value)
         .order_by(Release.created_at, Release.id)
     ).all()
     for row in rows:
@@ -124,7 +125,7 @@ def earlier_releases(
 def person_field(ds: DatasetTerms) -> str:
     """The identifier field by which a dataset's records count people."""
     for f in ds.fields:
-        if f.role == "identifier":
+        if f.role == FieldRole.IDENTIFIER:
             return f.name
     raise InvalidInput(f"Dataset {ds.name} has no identifier field to count people by.")
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from aggregation.definition import IndicatorDefinition
 from aggregation.definitions import IndicatorInvalid, get_definition
 from aggregation.models import IndicatorVersion, Release
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import NotFound, PolicyDenied
@@ -130,7 +131,10 @@ def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) ->
 def read_record(view: ReleaseView, decision: Decision) -> AuditRecord:
     """The audit event of a permitted read of ``view``."""
     return AuditRecord(
-        action="release.read", resource_type="release", resource_id=view.id, decision=decision
+        action=AuditAction.RELEASE_READ,
+        resource_type="release",
+        resource_id=view.id,
+        decision=decision,
     )
 
 
@@ -144,7 +148,10 @@ def read_release(
         session,
         ctx,
         AuditRecord(
-            action="release.read", resource_type="release", resource_id=view.id, decision=decision
+            action=AuditAction.RELEASE_READ,
+            resource_type="release",
+            resource_id=view.id,
+            decision=decision,
         ),
     )
     return view, decision
@@ -212,7 +219,7 @@ def series(
         session,
         ctx,
         AuditRecord(
-            action="release.read",
+            action=AuditAction.RELEASE_READ,
             resource_type="indicator_series",
             resource_id=indicator_id,
             decision=decision,

@@ -35,6 +35,7 @@ from aggregation.ledger import Charge, charge, period_of
 from aggregation.models import IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
 from agreements.expressions import compile_filter
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import PolicyDenied
@@ -42,21 +43,16 @@ from core.ids import new_id
 from core.keys import MasterKey
 from disclosure import suppression
 from disclosure.joint import Obligations, Shape
+from disclosure.vocabulary import Unit
 from policy.engine import PolicySet
 from policy.explain import explanation
 from policy.model import Decision
+from policy.vocabulary import DisclosureMethod, RoundingScheme
 from records.models import Submission
 from records.service import in_scope, load_frame
+from records.validate import POLARS_TYPES
 
 CODE_VERSION = "backbone-aggregation/2"
-_EMPTY_TYPES: dict[str, Any] = {
-    "string": pl.String,
-    "integer": pl.Int64,
-    "number": pl.Float64,
-    "boolean": pl.Boolean,
-    "date": pl.Date,
-    "year": pl.Int32,
-}
 
 
 @dataclass(frozen=True)
@@ -138,8 +134,8 @@ def create_release(
         )
     method = request.method or definition.method
     shape: Shape | None = None
-    if method == "suppression":
-        if definition.unit == "mean":
+    if method == DisclosureMethod.SUPPRESSION:
+        if definition.unit == Unit.MEAN:
             raise IndicatorInvalid("Means are released by differential privacy only.")
         # From the request alone, before anything is read: a refusal says nothing of the data.
         shape = suppressed_shape(policy, definition, dims, ctx.now)
@@ -161,7 +157,7 @@ def create_release(
             session,
             ctx,
             AuditRecord(
-                action="release.create",
+                action=AuditAction.RELEASE_CREATE,
                 resource_type="release",
                 resource_id=existing.id,
                 decision=decision,
@@ -178,7 +174,7 @@ def create_release(
     population: str | None = None
     publication: dict[str, Any] | None = None
     sealed: bytes | None = None
-    if method == "differential_privacy":
+    if method == DisclosureMethod.DIFFERENTIAL_PRIVACY:
         outcome = _dp_release(job)
         if isinstance(outcome, Release):
             return outcome, False
@@ -188,7 +184,10 @@ def create_release(
         ob = decision.obligations
         if ob.min_cell_size is None:
             # Fail closed: a publication without a threshold is not a suppressed release.
-            raise IndicatorInvalid("The contributing agreements set no minimum cell size.")
+            raise IndicatorInvalid(
+                "A contributing agreement states no minimum cell size; nothing is suppressed "
+                "and published without one."
+            )
         own = {definition.dataset: base}
         if definition.cohort is not None:
             own[definition.cohort.dataset] = cohort
@@ -209,7 +208,7 @@ def create_release(
             shape,
             Obligations(
                 k=ob.min_cell_size,
-                rounding=ob.rounding or "none",
+                rounding=ob.rounding or RoundingScheme.NONE,
                 top_code_percent=ob.top_code_percent,
                 bottom_code_percent=ob.bottom_code_percent,
             ),
@@ -220,8 +219,8 @@ def create_release(
         parameters = result.protection.parameters()
         audit = _audit_counts(result.proof)
         # Which withheld cells are small is for auditors only (readers see "suppressed").
-        audit["primary"] = int((result.protection.status == suppression.PRIMARY).sum())
-        audit["secondary"] = int((result.protection.status == suppression.SECONDARY).sum())
+        for withheld in (suppression.PRIMARY, suppression.SECONDARY):
+            audit[withheld] = int((result.protection.status == withheld).sum())
         population = definition.dataset
         publication = result.publication
         sealed = result.sealed_counts
@@ -264,22 +263,26 @@ def create_release(
     session.add(release)
     session.flush()
     suppressed = sum(1 for c in cells if c["status"] == suppression.SUPPRESSED)
-    unreliable = sum(1 for c in cells if c["status"] == "low_reliability")
+    unreliable = sum(1 for c in cells if c["status"] == suppression.LOW_RELIABILITY)
     event = record(
         session,
         ctx,
         AuditRecord(
-            action="release.create",
+            action=AuditAction.RELEASE_CREATE,
             resource_type="release",
             resource_id=release.id,
             decision=decision,
             purpose=definition.purpose,
             counts={
                 "cells": len(cells),
-                "suppressed": suppressed,
-                "low_reliability": unreliable,
+                suppression.SUPPRESSED: suppressed,
+                suppression.LOW_RELIABILITY: unreliable,
                 "submissions": len(used),
-                **({"epsilon": parameters["epsilon"]} if method == "differential_privacy" else {}),
+                **(
+                    {"epsilon": parameters["epsilon"]}
+                    if method == DisclosureMethod.DIFFERENTIAL_PRIVACY
+                    else {}
+                ),
                 **audit,
             },
         ),
@@ -334,7 +337,7 @@ def _dp_population(job: _Computation) -> tuple[pl.DataFrame, str, pl.Expr]:
     fields = field_specs(ds)
     frame = load_frame(session, master, base)
     if frame is None:
-        frame = pl.DataFrame({f.name: pl.Series([], dtype=_EMPTY_TYPES[f.type]) for f in ds.fields})
+        frame = pl.DataFrame({f.name: pl.Series([], dtype=POLARS_TYPES[f.type]) for f in ds.fields})
     population = frame.filter(
         compile_filter(
             definition.denominator.filter if definition.denominator else None, fields

@@ -19,6 +19,7 @@ import polars as pl
 
 from agreements.expressions import compile_filter
 from policy.model import DatasetTerms, label_of
+from policy.vocabulary import FieldRole, FieldType
 
 TRUE, FALSE = "true", "false"
 
@@ -36,9 +37,9 @@ def dataset_attributes(ds: DatasetTerms) -> dict[str, Attribute]:
     """The attributes a dataset declares (cohort memberships come from indicators)."""
     out: dict[str, Attribute] = {}
     for f in ds.fields:
-        if f.role != "dimension":
+        if f.role != FieldRole.DIMENSION:
             continue
-        if f.type == "boolean":
+        if f.type == FieldType.BOOLEAN:
             out[f.name] = Attribute(f.name, (TRUE, FALSE), "field")
         elif f.enum:
             out[f.name] = Attribute(f.name, tuple(label_of(v) for v in f.enum), "field")
@@ -53,7 +54,7 @@ def label(ds: DatasetTerms, name: str) -> pl.Expr:
     spec = ds.field(name)
     if spec is not None:
         column = pl.col(name)
-        if spec.type == "boolean":
+        if spec.type == FieldType.BOOLEAN:
             return (pl.when(column).then(pl.lit(TRUE)).when(~column).then(pl.lit(FALSE))).otherwise(
                 None
             )

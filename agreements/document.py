@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from policy import vocabulary as vocab
+from policy.vocabulary import DisclosureMethod, FieldRole, FieldType, RoundingScheme
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 FieldName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
@@ -58,8 +59,8 @@ class FieldSpec(_Strict):
     name: FieldName
     title: str | None = None
     description: str | None = None
-    type: Literal["string", "integer", "number", "boolean", "date", "year"] = "string"
-    role: Literal["identifier", "dimension", "measure", "attribute"]
+    type: FieldType = FieldType.STRING
+    role: FieldRole
     geography: str | None = Field(
         default=None, description="geographic level held by a dimension, e.g. neighborhood"
     )
@@ -210,16 +211,20 @@ class PrivacySpec(_Strict):
     max_contributions: int = Field(default=1, ge=1, le=100)
 
 
-def _default_methods() -> list[Literal["suppression", "differential_privacy"]]:
-    return ["suppression"]
+def _default_methods() -> list[DisclosureMethod]:
+    return [DisclosureMethod.SUPPRESSION]
 
 
 class DisclosureSpec(_Strict):
-    methods: list[Literal["suppression", "differential_privacy"]] = Field(
-        default_factory=_default_methods, min_length=1
+    methods: list[DisclosureMethod] = Field(default_factory=_default_methods, min_length=1)
+    min_cell_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="the fewest people a published cell may count; an agreement without one "
+        "fails lint, and no suppressed release is published under it (no default is assumed)",
     )
-    min_cell_size: int = Field(default=11, ge=1, le=1000)
-    rounding: Literal["none", "base5", "midpoint6"] = "none"
+    rounding: RoundingScheme = RoundingScheme.NONE
     top_code_percent: float | None = Field(default=None, gt=50, le=100)
     bottom_code_percent: float | None = Field(default=None, ge=0, lt=50)
     privacy: PrivacySpec | None = None

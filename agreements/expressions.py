@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from core.errors import InvalidInput
+from policy.vocabulary import FieldRole
 
 
 class InvalidExpression(InvalidInput):
@@ -258,7 +259,8 @@ class CompiledFilter:
 def compile_filter(text: str | None, fields: Iterable[tuple[str, str, str]]) -> CompiledFilter:
     """Compile ``text`` against (name, type, role) field triples; ``None`` or blank means all."""
     known = {
-        name: ("identifier" if role == "identifier" else ftype) for name, ftype, role in fields
+        name: ("identifier" if role == FieldRole.IDENTIFIER else ftype)
+        for name, ftype, role in fields
     }
     if text is None or not text.strip():
         return CompiledFilter(pl.lit(True), frozenset())

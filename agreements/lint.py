@@ -23,6 +23,7 @@ from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec
 from agreements.expressions import InvalidExpression, compile_filter
 from policy import vocabulary as vocab
 from policy.model import label_of
+from policy.vocabulary import DisclosureMethod, FieldRole, FieldType
 
 _OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
     "term": frozenset({"eq", "neq", "isAnyOf", "isNoneOf"}),
@@ -92,13 +93,21 @@ class _Linter:
 
     def disclosure(self) -> None:
         d = self.doc.disclosure
-        if d.min_cell_size < self.k_floor:
+        if d.min_cell_size is None:
+            # Fail closed: no default threshold is assumed for the data an agreement covers.
+            self.add(
+                "missing-min-cell-size",
+                "disclosure.min_cell_size",
+                "The agreement states no minimum cell size; state the fewest people a published "
+                f"cell may count (at least {self.k_floor}).",
+            )
+        elif d.min_cell_size < self.k_floor:
             self.add(
                 "k-below-floor",
                 "disclosure.min_cell_size",
                 f"The minimum cell size {d.min_cell_size} is below this service's floor of {self.k_floor}.",
             )
-        if "differential_privacy" in d.methods:
+        if DisclosureMethod.DIFFERENTIAL_PRIVACY in d.methods:
             if d.privacy is None:
                 self.add(
                     "missing-privacy-budget",
@@ -120,7 +129,7 @@ class _Linter:
 
     def fields(self) -> None:
         for i, ds in enumerate(self.doc.datasets):
-            if not any(f.role == "identifier" for f in ds.fields):
+            if not any(f.role == FieldRole.IDENTIFIER for f in ds.fields):
                 self.add(
                     "no-identifier",
                     f"datasets.{i}.fields",
@@ -134,19 +143,26 @@ class _Linter:
                         f"{path}.geography",
                         f"Unknown geographic level '{f.geography}'.",
                     )
-                if f.geography is not None and f.role != "dimension":
+                if f.geography is not None and f.role != FieldRole.DIMENSION:
                     self.add(
                         "dead-clause",
                         f"{path}.geography",
                         "Only a dimension can hold a geographic level.",
                     )
-                if f.role == "dimension" and f.type != "boolean" and not f.constraints.enum:
+                if (
+                    f.role == FieldRole.DIMENSION
+                    and f.type != FieldType.BOOLEAN
+                    and not f.constraints.enum
+                ):
                     self.add(
                         "undeclared-categories",
                         f"{path}.constraints.enum",
                         f"Dimension {f.name} must declare its values: published categories come from the agreement, never from the data.",
                     )
-                if f.role == "identifier" and f.type not in ("string", "integer"):
+                if f.role == FieldRole.IDENTIFIER and f.type not in (
+                    FieldType.STRING,
+                    FieldType.INTEGER,
+                ):
                     self.add(
                         "bad-identifier",
                         f"{path}.type",
@@ -178,9 +194,9 @@ class _Linter:
                         )
             declared: dict[str, tuple[str, ...]] = {}
             for f in ds.fields:
-                if f.role == "dimension" and f.type == "boolean":
+                if f.role == FieldRole.DIMENSION and f.type == FieldType.BOOLEAN:
                     declared[f.name] = ("true", "false")
-                elif f.role == "dimension" and f.constraints.enum:
+                elif f.role == FieldRole.DIMENSION and f.constraints.enum:
                     declared[f.name] = tuple(label_of(v) for v in f.constraints.enum)
             for derived in ds.derived:
                 declared[derived.name] = derived.labels
@@ -230,7 +246,7 @@ class _Linter:
         for t in targets:
             for name, ds in self.datasets.items():
                 if t in ("*", name):
-                    target_dims |= {f.name for f in ds.fields if f.role == "dimension"}
+                    target_dims |= {f.name for f in ds.fields if f.role == FieldRole.DIMENSION}
                     target_dims |= {x.name for x in ds.derived}
         for j, c in enumerate(rule.constraint):
             self.constraint(f"{path}.constraint.{j}", rule, c, target_dims)
@@ -272,7 +288,7 @@ class _Linter:
                     )
         elif c.left_operand == "disclosureMethod":
             for v in values:
-                if v not in vocab.DISCLOSURE_METHODS:
+                if v not in frozenset(vocab.DisclosureMethod):
                     self.add(
                         "unknown-term", f"{path}.rightOperand", f"Unknown disclosure method '{v}'."
                     )

@@ -82,7 +82,11 @@ def to_odrl(
             "target": [dataset_iri(ds.name) for ds in document.datasets],
             "assignee": [org_iri(a) for a in assignees],
             "constraint": [
-                {"leftOperand": "minCellSize", "operator": "gteq", "rightOperand": d.min_cell_size},
+                *(
+                    [{"leftOperand": "minCellSize", "operator": "gteq", "rightOperand": k}]
+                    if (k := d.min_cell_size) is not None
+                    else []
+                ),
                 {
                     "leftOperand": "disclosureMethod",
                     "operator": "isAnyOf",

@@ -27,12 +27,14 @@ from agreements.models import (
     AgreementStatusChange,
     AgreementVersion,
 )
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Forbidden, NotFound
 from core.periodic import Periodic
 from policy.engine import PolicySet
 from policy.model import AgreementTerms
+from policy.vocabulary import OrganizationKind
 
 LIVE_STATUSES = ("active", "suspended")
 
@@ -81,7 +83,7 @@ def create(
     """Lint ``document`` and store it as a new draft version (version 1, or the next amendment)."""
     org, _client, kind = _principal(ctx)
     check(document, k_floor=k_floor)
-    if org not in document.party_ids and kind != "backbone":
+    if org not in document.party_ids and kind != OrganizationKind.BACKBONE:
         raise Forbidden("Only a party to the agreement or the backbone may draft it.")
     agreement = repo.get(session, document.uid)
     if agreement is None:
@@ -95,7 +97,11 @@ def create(
         session.add(agreement)
     else:
         previous = repo.get_version(session, agreement.id, agreement.latest_version)
-        if previous is not None and org not in previous.document_parties() and kind != "backbone":
+        if (
+            previous is not None
+            and org not in previous.document_parties()
+            and kind != OrganizationKind.BACKBONE
+        ):
             raise Forbidden("Only a party to the agreement or the backbone may amend it.")
         agreement.title = document.title
     agreement.latest_version += 1
@@ -135,7 +141,7 @@ def create(
         session,
         ctx,
         AuditRecord(
-            action="agreement.create",
+            action=AuditAction.AGREEMENT_CREATE,
             resource_type="agreement",
             resource_id=f"{agreement.id}/v{version.version}",
             agreements=[(agreement.id, version.version)],
@@ -197,7 +203,7 @@ def approve(
         session,
         ctx,
         AuditRecord(
-            action="agreement.approve",
+            action=AuditAction.AGREEMENT_APPROVE,
             resource_type="agreement",
             resource_id=f"{agreement_id}/v{version}",
             agreements=[(agreement_id, version)],
@@ -222,7 +228,7 @@ def change_status(
     """Suspend, resume or terminate the live version; effective from the next request."""
     org, _client, kind = _principal(ctx)
     row = _live_version(session, agreement_id)
-    if org not in row.document_parties() and kind != "backbone":
+    if org not in row.document_parties() and kind != OrganizationKind.BACKBONE:
         raise Forbidden("Only a party to the agreement or the backbone may change its status.")
     transitions = {
         "suspend": ("active", "suspended"),
@@ -243,7 +249,7 @@ def change_status(
         session,
         ctx,
         AuditRecord(
-            action=f"agreement.{action}",
+            action=AuditAction(f"agreement.{action}"),
             resource_type="agreement",
             resource_id=f"{agreement_id}/v{row.version}",
             agreements=[(agreement_id, row.version)],
@@ -259,7 +265,7 @@ def record_read(session: Session, ctx: RequestContext, agreement_id: str, what: 
         session,
         ctx,
         AuditRecord(
-            action="agreement.read",
+            action=AuditAction.AGREEMENT_READ,
             resource_type="agreement",
             resource_id=agreement_id,
             detail=what,

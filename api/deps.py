@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.state import AppState
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import DomainError, Forbidden, PolicyDenied
@@ -37,17 +38,17 @@ def state(request: Request) -> AppState:
 
 
 @dataclass(frozen=True)
-class AuditAction:
-    action: str
+class AuditedRoute:
+    action: AuditAction
     resource_type: str | None = None
     resource_param: str | None = None
 
 
 def audited(
-    action: str, resource_type: str | None = None, resource_param: str | None = None
+    action: AuditAction, resource_type: str | None = None, resource_param: str | None = None
 ) -> Callable[[Request], Awaitable[None]]:
     """Declare what an endpoint does, so that a refusal is audited under that action."""
-    spec = AuditAction(action, resource_type, resource_param)
+    spec = AuditedRoute(action, resource_type, resource_param)
 
     async def dependency(request: Request) -> None:  # async: a marker needs no thread hop
         request.state.audit_action = spec
@@ -59,7 +60,7 @@ def record_refusal(request: Request, exc: DomainError) -> None:
     """Audit a refused request of an audited route, once, in a transaction of its own (the
     refused work itself has been rolled back). Unauthenticated requests are not audited: they
     identify no one, and logging them would let anyone grow the log at will."""
-    spec: AuditAction | None = getattr(request.state, "audit_action", None)
+    spec: AuditedRoute | None = getattr(request.state, "audit_action", None)
     if spec is None or isinstance(exc, AuthenticationFailed) or getattr(exc, "audited", False):
         return
     exc.audited = True  # type: ignore[attr-defined]

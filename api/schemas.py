@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policy.vocabulary import DisclosureMethod, OrganizationKind
+
 # Bounds of every integer of the API, so that a huge number is a 422, never a database overflow:
 # versions are 32-bit columns; log indices and tree sizes 64-bit ones, kept within the integers a
 # JSON client represents exactly (2^53 - 1).
@@ -22,7 +24,7 @@ class _In(BaseModel):
 class OrganizationIn(_In):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["partner", "backbone", "auditor"]
+    kind: OrganizationKind
 
 
 class OrganizationOut(BaseModel):
@@ -71,7 +73,7 @@ class StatusChangeIn(_In):
 
 class ReleaseIn(_In):
     dimensions: list[str] | None = None
-    method: Literal["suppression", "differential_privacy"] | None = None
+    method: DisclosureMethod | None = None
 
 
 class ResourceIn(_In):

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import checkpoints
+from audit.actions import AuditAction
 from audit.canonical import (
     EXPORT_COLUMNS,
     canonical_bytes,
@@ -113,7 +114,7 @@ def _plan(
         session,
         ctx,
         AuditRecord(
-            action="audit.export",
+            action=AuditAction.AUDIT_EXPORT,
             resource_type="audit_log",
             decision=decision,
             counts={"tree_size": size},

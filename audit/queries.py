@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from audit import checkpoints
+from audit.actions import AuditAction
 from audit.canonical import b64
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.note import LogSigner
@@ -177,7 +178,7 @@ def list_events(
         session,
         ctx,
         AuditRecord(
-            action="audit.read",
+            action=AuditAction.AUDIT_READ,
             resource_type="audit_log",
             decision=decision,
             counts={"returned": len(rows)},
@@ -197,7 +198,7 @@ def latest_checkpoint(session: Session, ctx: RequestContext, signer: LogSigner) 
         session,
         ctx,
         AuditRecord(
-            action="audit.checkpoint.read",
+            action=AuditAction.AUDIT_CHECKPOINT_READ,
             resource_type="audit_checkpoint",
             resource_id=str(row.tree_size),
             decision=decision,
@@ -217,7 +218,7 @@ def checkpoint_at(session: Session, ctx: RequestContext, size: int) -> AuditChec
         session,
         ctx,
         AuditRecord(
-            action="audit.checkpoint.read",
+            action=AuditAction.AUDIT_CHECKPOINT_READ,
             resource_type="audit_checkpoint",
             resource_id=str(size),
             decision=decision,
@@ -267,7 +268,7 @@ def inclusion_proof(
         session,
         ctx,
         AuditRecord(
-            action="audit.proof.inclusion",
+            action=AuditAction.AUDIT_PROOF_INCLUSION,
             resource_type="audit_event",
             resource_id=str(index),
             decision=decision,
@@ -306,7 +307,7 @@ def consistency_proof(
         session,
         ctx,
         AuditRecord(
-            action="audit.proof.consistency",
+            action=AuditAction.AUDIT_PROOF_CONSISTENCY,
             resource_type="audit_log",
             decision=decision,
             counts={"first": first, "second": size},

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.orm import Session
 
+from audit.actions import AuditAction
 from audit.canonical import JSON_FIELDS, MAX_SAFE_INTEGER, canonical_json
 from audit.merkle import Frontier, leaf_hash
 from audit.models import STORED_LEVEL, AuditEvent, AuditHead, AuditNode
@@ -41,7 +42,7 @@ _PG_INSERT_NODE = "INSERT INTO audit_nodes (level, idx, hash) VALUES (%s, %s, %s
 class AuditRecord:
     """What happened. Never put tokens, secrets, raw identifiers or record values here."""
 
-    action: str
+    action: AuditAction
     outcome: str = "succeeded"
     resource_type: str | None = None
     resource_id: str | None = None
@@ -193,7 +194,7 @@ def _prepare(ctx: RequestContext, rec: AuditRecord, sqlite: bool) -> _Prepared:
     head is locked so that the lock is held only for the index, the hashes and the writes."""
     if rec.outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {rec.outcome}")
-    action = _text(rec.action, 64)
+    action = _text(rec.action and str(rec.action), 64)  # stored and hashed as a plain string
     if action is None:
         raise ValueError("an audit event needs an action")
     agreements: list[tuple[str, int]] = list(rec.agreements)

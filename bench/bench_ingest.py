@@ -158,6 +158,7 @@ def agreement_document() -> dict[str, Any]:
                 {"id": "submit", "action": "submit", "target": DATASET, "assignee": "bench-partner"}
             ]
         },
+        "disclosure": {"min_cell_size": 11},
     }
 
 

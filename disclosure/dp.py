@@ -69,13 +69,13 @@ from opendp.extras.polars import dp_len
 from core.errors import DomainError, InvalidInput
 from disclosure.cube import TOTAL, Cube
 from disclosure.dp_accuracy import half_width
+from disclosure.vocabulary import UNIT_SCALE, CellStatus, Unit
 
 dp.enable_features("contrib")
 
-DP, LOW_RELIABILITY = "dp", "low_reliability"
+DP, LOW_RELIABILITY = CellStatus.DP.value, CellStatus.LOW_RELIABILITY.value
 MECHANISM = "discrete_laplace"
 CONFIDENCE = 0.95
-UNIT_FACTOR = {"count": 1.0, "percent": 100.0, "rate_per_1000": 1000.0}
 
 # Internal column names: field names start with a letter, so these never clash with a dimension.
 _PERSON = "__bb_person"
@@ -181,7 +181,7 @@ def _check_inputs(
             raise DpInvalid(f"Dimension {dim} lists a category twice.")
         if TOTAL in cats:
             raise DpInvalid(f"Dimension {dim} uses the reserved total label as a category.")
-    if unit not in UNIT_FACTOR:
+    if unit not in UNIT_SCALE:
         raise DpInvalid(
             "Differential privacy supports counts and rates (percent, rate_per_1000) only."
         )
@@ -226,7 +226,7 @@ def plan(
     dims = tuple(dimensions)
     cats = tuple(tuple(str(v) for v in c) for c in categories)
     _check_inputs(dims, cats, unit, epsilon_per_release, max_contributions, reliability)
-    rate = unit != "count"
+    rate = unit != Unit.COUNT
     schema: dict[str, Any] = {_PERSON: pl.UInt64} | {d: pl.String for d in dims}
     series = [dp.series_domain(_PERSON, dp.atom_domain(T="u64"))]
     series += [dp.series_domain(d, dp.atom_domain(T="String")) for d in dims]
@@ -418,7 +418,7 @@ def _cells(p: DpPlan, noisy: np.ndarray) -> tuple[list[dict[str, Any]], Cube]:
             | (t_den > rel.max_relative_half_width * den)
             | (hi - lo > rel.max_rate_interval_width)
         )
-        factor = UNIT_FACTOR[p.unit]
+        factor = UNIT_SCALE[p.unit]
         # Same arithmetic and rounding as the suppression path, so equal counts give equal values.
         value = np.array(
             [

@@ -41,6 +41,7 @@ from disclosure.protection import (
     protect_jointly,
 )
 from policy.model import DatasetTerms
+from policy.vocabulary import RoundingScheme
 
 VERSION_AXIS = "data_version"
 REST = "_rest"
@@ -167,7 +168,7 @@ def release_shape(
 @dataclass(frozen=True)
 class Obligations:
     k: int
-    rounding: str = "none"
+    rounding: str = RoundingScheme.NONE.value
     top_code_percent: float | None = None
     bottom_code_percent: float | None = None
 
@@ -447,7 +448,7 @@ def protect_in_population(
             e.cells,
             k=int(e.parameters["min_cell_size"]),
             rate=e.shape.denominator is not None,
-            rounding=str(e.parameters.get("rounding", "none")),
+            rounding=str(e.parameters.get("rounding", RoundingScheme.NONE.value)),
             top_code_percent=e.parameters.get("top_code_percent"),
             bottom_code_percent=e.parameters.get("bottom_code_percent"),
             protection_level=e.parameters.get("protection_level"),

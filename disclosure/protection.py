@@ -124,6 +124,8 @@ from disclosure.suppression import (
     check_k,
     sensitive,
 )
+from disclosure.vocabulary import UNIT_SCALE, Unit
+from policy.vocabulary import RoundingScheme
 
 _PROBES = 8  # sides probed with single programs before a sweep's groups (see protect)
 _BATCH = 8  # violated requirements taken into one round of perturbation programs
@@ -156,7 +158,7 @@ class PublishedTable:
     numerator: np.ndarray
     denominator: np.ndarray | None
     k: int
-    rounding: str = rnd.NONE
+    rounding: str = RoundingScheme.NONE.value
     coded: np.ndarray | None = None
     top_code_percent: float | None = None
     bottom_code_percent: float | None = None
@@ -175,7 +177,7 @@ class PublishedTable:
         *,
         k: int,
         rate: bool,
-        rounding: str = rnd.NONE,
+        rounding: str = RoundingScheme.NONE.value,
         top_code_percent: float | None = None,
         bottom_code_percent: float | None = None,
         protection_level: int | None = None,
@@ -961,8 +963,8 @@ class _Search:
 
 
 def _check_unit(unit: str | None, rate: bool) -> str:
-    unit = unit or ("percent" if rate else "count")
-    if unit not in rnd.UNIT_SCALE or (unit == "count") == rate:
+    unit = unit or (Unit.PERCENT if rate else Unit.COUNT)
+    if unit not in UNIT_SCALE or (unit == Unit.COUNT) == rate:
         raise ValueError(
             "unit must be count for a count table, percent or rate_per_1000 for a rate"
         )
@@ -975,7 +977,7 @@ def protect(
     *,
     dimensions: Sequence[str] | None = None,
     unit: str | None = None,
-    rounding: str = rnd.NONE,
+    rounding: str = RoundingScheme.NONE.value,
     top_code_percent: float | None = None,
     bottom_code_percent: float | None = None,
     protection_level: int | None = None,
@@ -1030,7 +1032,7 @@ def protect_jointly(
     earlier: Sequence[EarlierRelease] = (),
     zeros: np.ndarray | None = None,
     unit: str | None = None,
-    rounding: str = rnd.NONE,
+    rounding: str = RoundingScheme.NONE.value,
     top_code_percent: float | None = None,
     bottom_code_percent: float | None = None,
     protection_level: int | None = None,
@@ -1463,7 +1465,7 @@ def _publish(
 ) -> Protection:
     shape = table.shape
     size = release.x.size
-    scale = rnd.UNIT_SCALE[unit]
+    scale = UNIT_SCALE[unit]
     status = np.full(size, FREE, dtype=object)
     num_out = np.full(size, None, dtype=object)
     den_out = np.full(size, None, dtype=object) if release.n is not None else None
@@ -1499,18 +1501,18 @@ def _publish(
                 assert release.bottom is not None
                 lower[i], upper[i] = 0.0, round(scale * release.bottom / 100.0, 1)
             continue
-        if rounding != rnd.NONE:
+        if rounding != RoundingScheme.NONE.value:
             status[i] = ROUNDED
         num_out[i] = count(xr.published[i])
         if release.n is None:
             value[i] = float(xr.published[i])
-            if rounding != rnd.NONE:
+            if rounding != RoundingScheme.NONE.value:
                 lower[i], upper[i] = float(xr.lower[i]), float(xr.upper[i])
             continue
         assert den_out is not None and nr is not None
         den_out[i] = count(nr.published[i])
         value[i] = rnd.ratio(float(xr.published[i]), float(nr.published[i]), scale)
-        if rounding != rnd.NONE:
+        if rounding != RoundingScheme.NONE.value:
             lower[i], upper[i] = rnd.ratio_bounds(
                 float(xr.lower[i]),
                 float(xr.upper[i]),

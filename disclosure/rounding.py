@@ -6,7 +6,7 @@ included, so a rounded table is not additive; that is part of the protection, an
 attacker model (:mod:`disclosure.attacker`) treats each rounded value as the interval below,
 never as a number.
 
-Schemes (``ROUNDING``):
+Schemes (:class:`policy.vocabulary.RoundingScheme`):
 
 ``none``
     Counts are published exactly.
@@ -33,22 +33,19 @@ table must not narrow its rate inside the coded range (see :mod:`disclosure.prot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 import numpy as np
 
-NONE: Final = "none"
-BASE5: Final = "base5"
-MIDPOINT6: Final = "midpoint6"
-ROUNDING: Final = (NONE, BASE5, MIDPOINT6)
-
-UNIT_SCALE: Final = {"count": 1.0, "percent": 100.0, "rate_per_1000": 1000.0}
+from policy.vocabulary import RoundingScheme
 
 
 def check_scheme(scheme: str) -> str:
-    if scheme not in ROUNDING:
-        raise ValueError(f"unknown rounding scheme; expected one of {', '.join(ROUNDING)}")
-    return scheme
+    """``scheme`` as a plain string, if it names a rounding scheme."""
+    try:
+        return RoundingScheme(scheme).value
+    except ValueError:
+        expected = ", ".join(RoundingScheme)
+        raise ValueError(f"unknown rounding scheme; expected one of {expected}") from None
 
 
 @dataclass(frozen=True)
@@ -66,10 +63,10 @@ def round_counts(counts: np.ndarray, scheme: str) -> Rounded:
     v = np.asarray(counts, dtype=np.int64)
     if np.any(v < 0):
         raise ValueError("counts are never negative")
-    if scheme == BASE5:
+    if scheme == RoundingScheme.BASE5:
         r = 5 * ((v + 2) // 5)
         return Rounded(r.astype(float), np.maximum(r - 2, 0).astype(float), (r + 2).astype(float))
-    if scheme == MIDPOINT6:
+    if scheme == RoundingScheme.MIDPOINT6:
         low = 6 * (v // 6)
         return Rounded((low + 2.5).astype(float), low.astype(float), (low + 5).astype(float))
     f = v.astype(float)
@@ -79,9 +76,9 @@ def round_counts(counts: np.ndarray, scheme: str) -> Rounded:
 def interval_of(published: float, scheme: str) -> tuple[float, float]:
     """The interval of true counts that a published (rounded) count stands for."""
     check_scheme(scheme)
-    if scheme == BASE5:
+    if scheme == RoundingScheme.BASE5:
         return max(published - 2.0, 0.0), published + 2.0
-    if scheme == MIDPOINT6:
+    if scheme == RoundingScheme.MIDPOINT6:
         return published - 2.5, published + 2.5
     return published, published
 

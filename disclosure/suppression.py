@@ -34,16 +34,17 @@ from typing import Final
 import numpy as np
 
 from disclosure.cube import Cube
+from disclosure.vocabulary import CellStatus
 
-FREE: Final = "free"
-SUPPRESSED: Final = "suppressed"  # what a reader sees of a primary or secondary cell
-PRIMARY: Final = "primary"
-SECONDARY: Final = "secondary"
-ROUNDED: Final = "rounded"
-DP: Final = "dp"
-LOW_RELIABILITY: Final = "low_reliability"
-STRUCTURAL: Final = "structural_zero"
-STATUSES: Final = (FREE, SUPPRESSED, ROUNDED, DP, LOW_RELIABILITY, STRUCTURAL)
+# Cell statuses (see disclosure.vocabulary.CellStatus) as the plain strings the arrays hold.
+FREE: Final = CellStatus.FREE.value
+SUPPRESSED: Final = CellStatus.SUPPRESSED.value
+PRIMARY: Final = CellStatus.PRIMARY.value
+SECONDARY: Final = CellStatus.SECONDARY.value
+ROUNDED: Final = CellStatus.ROUNDED.value
+DP: Final = CellStatus.DP.value
+LOW_RELIABILITY: Final = CellStatus.LOW_RELIABILITY.value
+STRUCTURAL: Final = CellStatus.STRUCTURAL_ZERO.value
 
 NUMERATOR: Final = "numerator"
 DENOMINATOR: Final = "denominator"

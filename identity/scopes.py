@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from policy.vocabulary import OrganizationKind
+
 SCOPES: dict[str, str] = {
     "records:write": "push record-level submissions for datasets the organization provides",
     "submissions:read": "read the organization's own submission receipts",
@@ -16,7 +18,7 @@ SCOPES: dict[str, str] = {
 
 # What each kind of organization may be granted; a client's scopes are a subset of these.
 ALLOWED_BY_KIND: dict[str, frozenset[str]] = {
-    "partner": frozenset(
+    OrganizationKind.PARTNER: frozenset(
         {
             "records:write",
             "submissions:read",
@@ -26,7 +28,7 @@ ALLOWED_BY_KIND: dict[str, frozenset[str]] = {
             "indicators:read",
         }
     ),
-    "backbone": frozenset(
+    OrganizationKind.BACKBONE: frozenset(
         {
             "agreements:read",
             "agreements:write",
@@ -37,20 +39,20 @@ ALLOWED_BY_KIND: dict[str, frozenset[str]] = {
             "admin",
         }
     ),
-    "auditor": frozenset({"audit:read", "agreements:read", "indicators:read"}),
+    OrganizationKind.AUDITOR: frozenset({"audit:read", "agreements:read", "indicators:read"}),
 }
 
 # Named bundles for the roles of the design; a client may also be given explicit scopes.
 ROLES: dict[str, tuple[str, frozenset[str]]] = {
-    "partner-system": ("partner", frozenset({"records:write", "submissions:read"})),
+    "partner-system": (OrganizationKind.PARTNER, frozenset({"records:write", "submissions:read"})),
     "data-manager": (
-        "partner",
+        OrganizationKind.PARTNER,
         frozenset(
             {"agreements:read", "agreements:write", "agreements:approve", "submissions:read"}
         ),
     ),
     "backbone-manager": (
-        "backbone",
+        OrganizationKind.BACKBONE,
         frozenset(
             {
                 "agreements:read",
@@ -62,11 +64,11 @@ ROLES: dict[str, tuple[str, frozenset[str]]] = {
         ),
     ),
     "dashboard": ("*", frozenset({"indicators:read"})),
-    "auditor": ("auditor", frozenset({"audit:read", "agreements:read"})),
-    "admin": ("backbone", frozenset({"admin"})),
+    "auditor": (OrganizationKind.AUDITOR, frozenset({"audit:read", "agreements:read"})),
+    "admin": (OrganizationKind.BACKBONE, frozenset({"admin"})),
 }
 
-ORGANIZATION_KINDS = frozenset(ALLOWED_BY_KIND)
+ORGANIZATION_KINDS = frozenset(OrganizationKind)
 
 
 def parse_scope(text: str | None) -> frozenset[str]:

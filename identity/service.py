@@ -15,6 +15,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Conflict, InvalidInput, NotFound
@@ -63,7 +64,9 @@ def create_organization(
     record(
         session,
         ctx,
-        AuditRecord(action="organization.create", resource_type="organization", resource_id=org_id),
+        AuditRecord(
+            action=AuditAction.ORGANIZATION_CREATE, resource_type="organization", resource_id=org_id
+        ),
     )
     return org
 
@@ -150,7 +153,9 @@ def create_client(
     session.add(client)
     session.flush()
     record(
-        session, ctx, AuditRecord(action="client.create", resource_type="client", resource_id=cid)
+        session,
+        ctx,
+        AuditRecord(action=AuditAction.CLIENT_CREATE, resource_type="client", resource_id=cid),
     )
     return IssuedClient(client, secret)
 
@@ -180,7 +185,9 @@ def rotate_secret(session: Session, ctx: RequestContext, client_id: str) -> Issu
     record(
         session,
         ctx,
-        AuditRecord(action="client.rotate_secret", resource_type="client", resource_id=client_id),
+        AuditRecord(
+            action=AuditAction.CLIENT_ROTATE_SECRET, resource_type="client", resource_id=client_id
+        ),
     )
     return IssuedClient(client, secret)
 
@@ -194,7 +201,9 @@ def register_keys(
     record(
         session,
         ctx,
-        AuditRecord(action="client.register_keys", resource_type="client", resource_id=client_id),
+        AuditRecord(
+            action=AuditAction.CLIENT_REGISTER_KEYS, resource_type="client", resource_id=client_id
+        ),
     )
     return client
 
@@ -209,7 +218,9 @@ def disable_client(session: Session, ctx: RequestContext, client_id: str) -> Cli
     record(
         session,
         ctx,
-        AuditRecord(action="client.disable", resource_type="client", resource_id=client_id),
+        AuditRecord(
+            action=AuditAction.CLIENT_DISABLE, resource_type="client", resource_id=client_id
+        ),
     )
     return client
 
@@ -221,7 +232,9 @@ def rotate_signing_key(
     record(
         session,
         ctx,
-        AuditRecord(action="signing_key.rotate", resource_type="signing_key", resource_id=row.kid),
+        AuditRecord(
+            action=AuditAction.SIGNING_KEY_ROTATE, resource_type="signing_key", resource_id=row.kid
+        ),
     )
     return row.kid
 
@@ -288,7 +301,7 @@ def oauth_endpoint(
         session,
         who,
         AuditRecord(
-            action=f"oauth.{endpoint}",
+            action=AuditAction(f"oauth.{endpoint}"),
             outcome=outcome,
             resource_type="token",
             detail=detail,

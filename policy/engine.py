@@ -30,11 +30,10 @@ from policy.model import (
     Rule,
     RuleRef,
 )
-from policy.vocabulary import GEOGRAPHY_LEVELS
+from policy.vocabulary import GEOGRAPHY_LEVELS, ROUNDING_STRICTNESS, OrganizationKind, is_steward
 
 _NO_OBLIGATIONS = Obligations()
 _READER_OPERANDS = frozenset({"recipient", "dateTime"})
-_ROUNDING_STRICTNESS = {"none": 0, "base5": 1, "midpoint6": 2}
 _DATA_ACTIONS = frozenset(
     {"submit", "compute", "publish", "link", "read", "export_records", "redisclose"}
 )
@@ -201,6 +200,7 @@ def _implied_failures(
 
 def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
     k: int | None = None
+    k_missing = False  # a contributing agreement states no minimum cell size
     rounding: str | None = None
     methods: set[str] | None = None
     top: float | None = None
@@ -213,8 +213,11 @@ def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
     grace: int | None = None
     for terms, dataset in parts:
         d = terms.disclosure
-        k = d.min_cell_size if k is None else max(k, d.min_cell_size)
-        if rounding is None or _ROUNDING_STRICTNESS[d.rounding] > _ROUNDING_STRICTNESS[rounding]:
+        if d.min_cell_size is None:
+            k_missing = True
+        else:
+            k = d.min_cell_size if k is None else max(k, d.min_cell_size)
+        if rounding is None or ROUNDING_STRICTNESS[d.rounding] > ROUNDING_STRICTNESS[rounding]:
             rounding = d.rounding
         methods = set(d.methods) if methods is None else methods & set(d.methods)
         if d.top_code_percent is not None:
@@ -244,7 +247,9 @@ def _strictest(parts: Sequence[tuple[AgreementTerms, str]]) -> Obligations:
         linkage = terms.linkage_allowed if linkage is None else linkage and terms.linkage_allowed
         grace = terms.grace_period_days if grace is None else min(grace, terms.grace_period_days)
     return Obligations(
-        min_cell_size=k,
+        # Fail closed: one agreement without a threshold leaves the release without one, and
+        # the release is refused (never published under a threshold assumed here).
+        min_cell_size=None if k_missing else k,
         rounding=rounding,
         methods=tuple(sorted(methods)) if methods is not None else None,
         top_code_percent=top,
@@ -285,7 +290,7 @@ def _decision(
 def _decide_agreement_read(principal: Principal, resource: Resource, ps: PolicySet) -> Decision:
     versions = ps.versions(resource.agreement_id or "")
     is_party = any(principal.organization_id in t.party_ids for t in versions)
-    steward = principal.organization_kind in ("backbone", "auditor")
+    steward = is_steward(principal.organization_kind)
     if is_party or steward:
         rule = "system:agreement-party" if is_party else "system:agreement-steward"
         ref = RuleRef(resource.agreement_id or "", versions[-1].version if versions else 0, rule)
@@ -317,7 +322,7 @@ def _decide_agreement_read(principal: Principal, resource: Resource, ps: PolicyS
 
 
 def _decide_audit_read(principal: Principal) -> Decision:
-    if principal.organization_kind == "auditor":
+    if principal.organization_kind == OrganizationKind.AUDITOR:
         return _decision(
             Effect.PERMIT,
             Basis.PERMITTED,
@@ -331,7 +336,7 @@ def _decide_audit_read(principal: Principal) -> Decision:
         "system:auditors-read-log",
         "organizationKind",
         "eq",
-        "auditor",
+        OrganizationKind.AUDITOR.value,
         principal.organization_kind,
     )
     return _decision(

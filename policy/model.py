@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
-from policy.vocabulary import GEOGRAPHY_RANK, PURPOSES
+from policy.vocabulary import GEOGRAPHY_RANK, PURPOSES, DisclosureMethod, FieldRole, RoundingScheme
 
 Action = Literal[
     "submit",
@@ -266,7 +266,9 @@ class DatasetTerms:
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_names", frozenset(f.name for f in self.fields))
         object.__setattr__(
-            self, "dimension_names", frozenset(f.name for f in self.fields if f.role == "dimension")
+            self,
+            "dimension_names",
+            frozenset(f.name for f in self.fields if f.role == FieldRole.DIMENSION),
         )
 
     def field(self, name: str) -> FieldTerms | None:
@@ -284,9 +286,9 @@ class DatasetTerms:
 
 @dataclass(frozen=True, slots=True)
 class Disclosure:
-    methods: tuple[str, ...] = ("suppression",)
-    min_cell_size: int = 11
-    rounding: str = "none"
+    methods: tuple[str, ...] = (DisclosureMethod.SUPPRESSION.value,)
+    min_cell_size: int | None = None  # None: not stated, and a suppressed release is refused
+    rounding: str = RoundingScheme.NONE.value
     top_code_percent: float | None = None
     bottom_code_percent: float | None = None
     epsilon_per_release: float | None = None
@@ -368,6 +370,7 @@ class FailedConstraint(NamedTuple):
 class Obligations:
     """What a permitted action must do; across agreements, the strictest of each kind wins."""
 
+    # None when a contributing agreement states none: a suppressed release is then refused.
     min_cell_size: int | None = None
     rounding: str | None = None
     methods: tuple[str, ...] | None = None

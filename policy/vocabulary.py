@@ -3,10 +3,16 @@
 Like an ODRL 2.2 profile, it closes the set of actions, constraint operands and operators so that
 an agreement can be checked mechanically: a term that is not listed here is a lint error, never
 silently ignored. Purposes are rooted in the W3C Data Privacy Vocabulary (DPV).
+
+It is also the one source of the closed sets of values that agreements, indicator definitions,
+the API and the disclosure-control engine share (disclosure methods, rounding schemes, field
+types and roles, organization kinds) and of the steward rule. Pydantic models use these enums as
+field types, so their JSON Schema is derived from here; a test keeps copies from coming back.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
 VERSION: Final = "backbone-odrl/1"
@@ -76,8 +82,24 @@ GEOGRAPHY_LEVELS: Final[tuple[str, ...]] = (
 )
 GEOGRAPHY_RANK: Final[dict[str, int]] = {level: i for i, level in enumerate(GEOGRAPHY_LEVELS)}
 
-DISCLOSURE_METHODS: Final = ("suppression", "differential_privacy")
-ROUNDING: Final = ("none", "base5", "midpoint6")
+
+class DisclosureMethod(StrEnum):
+    """How a release protects the people it counts."""
+
+    SUPPRESSION = "suppression"
+    DIFFERENTIAL_PRIVACY = "differential_privacy"
+
+
+class RoundingScheme(StrEnum):
+    """How published counts are rounded (see :mod:`disclosure.rounding`), least strict first."""
+
+    NONE = "none"
+    BASE5 = "base5"
+    MIDPOINT6 = "midpoint6"
+
+
+# Strictness of each rounding scheme: across agreements, the strictest one applies.
+ROUNDING_STRICTNESS: Final[dict[str, int]] = {s: i for i, s in enumerate(RoundingScheme)}
 
 # leftOperand -> (value kind, ODRL operand it refines)
 LEFT_OPERANDS: Final[dict[str, tuple[str, str]]] = {
@@ -104,5 +126,37 @@ OPERATORS: Final[dict[str, str]] = {
     "isPartOf": "odrl:isPartOf",
 }
 
-FIELD_ROLES: Final = ("identifier", "dimension", "measure", "attribute")
-FIELD_TYPES: Final = ("string", "integer", "number", "boolean", "date", "year")
+
+class FieldRole(StrEnum):
+    """The role of a dataset field (Frictionless Table Schema, refined)."""
+
+    IDENTIFIER = "identifier"
+    DIMENSION = "dimension"
+    MEASURE = "measure"
+    ATTRIBUTE = "attribute"
+
+
+class FieldType(StrEnum):
+    """The type of a dataset field (Frictionless Table Schema types Backbone accepts)."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    YEAR = "year"
+
+
+class OrganizationKind(StrEnum):
+    PARTNER = "partner"  # a data provider or recipient
+    BACKBONE = "backbone"  # the backbone organization that runs the service
+    AUDITOR = "auditor"  # an oversight body that reads the audit log
+
+
+STEWARD_KINDS: Final = frozenset({OrganizationKind.BACKBONE, OrganizationKind.AUDITOR})
+
+
+def is_steward(organization_kind: str) -> bool:
+    """The steward rule: the backbone and auditors may see every agreement and budget, not only
+    those their organization is party to."""
+    return organization_kind in STEWARD_KINDS

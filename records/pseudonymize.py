@@ -37,6 +37,7 @@ import polars as pl
 
 from core.keys import MasterKey
 from policy.model import DatasetTerms
+from policy.vocabulary import FieldRole, FieldType
 
 TOKEN_BYTES = 32
 _BLOCK = 64
@@ -90,7 +91,7 @@ class Tokenizer:
 
     def tokens(self, series: pl.Series, ftype: str) -> pl.Series:
         """Replace every value of a typed column by its linkage token (nulls stay null)."""
-        fold = ftype == "string" and _plain_ascii(series)
+        fold = ftype == FieldType.STRING and _plain_ascii(series)
         text = series if fold else normalized(series, ftype)
         messages: list[bytes | None] = text.cast(pl.Binary).to_list()
         return pl.Series(series.name, self.digest_all(messages, fold=fold), dtype=pl.Binary)
@@ -100,7 +101,7 @@ class Tokenizer:
         replaced = [
             self.tokens(frame.get_column(f.name), f.type)
             for f in dataset.fields
-            if f.role == "identifier" and f.name in frame.columns
+            if f.role == FieldRole.IDENTIFIER and f.name in frame.columns
         ]
         return frame.with_columns(replaced) if replaced else frame
 
@@ -118,9 +119,9 @@ def _casefold(value: str) -> str:
 
 def normalized(series: pl.Series, ftype: str) -> pl.Series:
     """The normalized text form of a typed column (see the module docstring)."""
-    if ftype == "boolean":
+    if ftype == FieldType.BOOLEAN:
         return series.cast(pl.String).str.to_lowercase()
-    if ftype != "string":
+    if ftype != FieldType.STRING:
         # Typed integers, years, dates and floats print canonically.
         return series.cast(pl.String)
     ascii_only = bool((series.str.len_bytes() == series.str.len_chars()).all())

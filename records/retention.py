@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agreements import repository as agreement_repo
 from agreements.models import AgreementVersion
 from agreements.service import terms_of
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.ids import new_id
@@ -207,7 +208,7 @@ def _shred_agreement(
         session,
         ctx,
         AuditRecord(
-            action="records.purge",
+            action=AuditAction.RECORDS_PURGE,
             resource_type="agreement",
             resource_id=end.agreement_id,
             agreements=[(end.agreement_id, end.version)],
@@ -248,7 +249,7 @@ def _shred_submission(
         session,
         ctx,
         AuditRecord(
-            action="submission.purge",
+            action=AuditAction.SUBMISSION_PURGE,
             resource_type="submission",
             resource_id=sub.id,
             agreements=[(sub.agreement_id, sub.agreement_version)],
@@ -338,7 +339,7 @@ def rewrap(session: Session, ctx: RequestContext, old: MasterKey, new: MasterKey
         session,
         ctx,
         AuditRecord(
-            action="keys.rewrap",
+            action=AuditAction.KEYS_REWRAP,
             resource_type="data_key",
             counts={"data_keys": count},
             detail=f"data keys re-wrapped under master key {new.fingerprint()}",

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agreements.models import AgreementStatusChange
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Conflict, Forbidden, NotFound, ObjectAccessDenied, PolicyDenied
@@ -276,7 +277,7 @@ def replay(
         session,
         ctx,
         AuditRecord(
-            action="submission.create",
+            action=AuditAction.SUBMISSION_CREATE,
             resource_type="submission",
             resource_id=previous.id,
             detail="idempotent replay; the original receipt was returned",
@@ -355,7 +356,7 @@ def store(
         session,
         ctx,
         AuditRecord(
-            action="submission.create",
+            action=AuditAction.SUBMISSION_CREATE,
             resource_type="submission",
             resource_id=submission.id,
             decision=decision,
@@ -509,7 +510,9 @@ def get(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
     record(
         session,
         ctx,
-        AuditRecord(action="submission.read", resource_type="submission", resource_id=row.id),
+        AuditRecord(
+            action=AuditAction.SUBMISSION_READ, resource_type="submission", resource_id=row.id
+        ),
     )
     return Receipt.of(row)
 
@@ -528,7 +531,9 @@ def list_own(
         session,
         ctx,
         AuditRecord(
-            action="submission.list", resource_type="submission", counts={"returned": len(rows)}
+            action=AuditAction.SUBMISSION_LIST,
+            resource_type="submission",
+            counts={"returned": len(rows)},
         ),
     )
     return [Receipt.of(r) for r in rows]
@@ -547,7 +552,7 @@ def withdraw(session: Session, ctx: RequestContext, submission_id: str) -> Recei
         session,
         ctx,
         AuditRecord(
-            action="submission.withdraw",
+            action=AuditAction.SUBMISSION_WITHDRAW,
             resource_type="submission",
             resource_id=row.id,
             agreements=[(row.agreement_id, row.agreement_version)],

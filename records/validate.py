@@ -29,6 +29,7 @@ import polars as pl
 
 from agreements.categories import structural_mask
 from policy.model import DatasetTerms, FieldTerms
+from policy.vocabulary import FieldType
 
 MAX_REPORTED = 100
 _TRUE = ("true", "t", "yes", "y", "1")
@@ -57,12 +58,12 @@ MESSAGES = {
 }
 
 POLARS_TYPES: dict[str, Any] = {
-    "string": pl.String,
-    "integer": pl.Int64,
-    "number": pl.Float64,
-    "boolean": pl.Boolean,
-    "date": pl.Date,
-    "year": pl.Int32,
+    FieldType.STRING: pl.String,
+    FieldType.INTEGER: pl.Int64,
+    FieldType.NUMBER: pl.Float64,
+    FieldType.BOOLEAN: pl.Boolean,
+    FieldType.DATE: pl.Date,
+    FieldType.YEAR: pl.Int32,
 }
 
 
@@ -124,9 +125,9 @@ def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str, exact: bool) -> pl.Expr
     """
     is_str = dtype == pl.String
     s = col.str.strip_chars() if is_str and exact else col
-    if ftype == "string":
+    if ftype == FieldType.STRING:
         return col if is_str else pl.lit(None, dtype=pl.String)
-    if ftype == "integer":
+    if ftype == FieldType.INTEGER:
         if is_str:
             return s.cast(pl.Int64, strict=False)
         if dtype in _INTEGERS:
@@ -135,7 +136,7 @@ def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str, exact: bool) -> pl.Expr
             whole = col.is_finite() & (col == col.floor())
             return pl.when(whole).then(col.cast(pl.Int64, strict=False)).otherwise(None)
         return pl.lit(None, dtype=pl.Int64)
-    if ftype == "number":
+    if ftype == FieldType.NUMBER:
         if is_str:
             number = s.cast(pl.Float64, strict=False)
         elif dtype in _INTEGERS or dtype in _FLOATS:
@@ -143,7 +144,7 @@ def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str, exact: bool) -> pl.Expr
         else:
             return pl.lit(None, dtype=pl.Float64)
         return pl.when(number.is_finite()).then(number).otherwise(None)
-    if ftype == "boolean":
+    if ftype == FieldType.BOOLEAN:
         if dtype == pl.Boolean:
             return col
         if is_str and not exact:
@@ -158,11 +159,11 @@ def _typed(col: pl.Expr, dtype: pl.DataType, ftype: str, exact: bool) -> pl.Expr
                 .otherwise(None)
             )
         return pl.lit(None, dtype=pl.Boolean)
-    if ftype == "date":
+    if ftype == FieldType.DATE:
         if is_str:
             return s.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
         return pl.lit(None, dtype=pl.Date)
-    if ftype == "year":
+    if ftype == FieldType.YEAR:
         if is_str:
             raw = s.cast(pl.Int32, strict=False)
         elif dtype in _INTEGERS:
@@ -182,7 +183,7 @@ def _present(col: pl.Expr, dtype: pl.DataType, spec: FieldTerms, exact: bool) ->
     """
     if dtype != pl.String:
         return col.is_not_null()
-    fast_enough = spec.type != "string" or (
+    fast_enough = spec.type != FieldType.STRING or (
         spec.enum is not None and all(str(v).strip() for v in spec.enum)
     )
     if exact or not fast_enough:
@@ -396,7 +397,7 @@ class Validator:
                 raw = pl.col(spec.name)
                 present = _present(raw, dtype, spec, exact)
                 conv = _typed(raw, dtype, spec.type, exact)
-                if spec.type == "string":
+                if spec.type == FieldType.STRING:
                     conv = pl.when(present).then(conv).otherwise(None)
                 typed.append(conv.alias(tname))
             else:
@@ -418,13 +419,23 @@ class Validator:
         checks.append(("type", present & t.is_null()))
         ok = present & t.is_not_null()
         if spec.enum is not None:
-            allowed = [str(v) for v in spec.enum] if spec.type == "string" else list(spec.enum)
+            allowed = (
+                [str(v) for v in spec.enum] if spec.type == FieldType.STRING else list(spec.enum)
+            )
             checks.append(("enum", ok & ~t.is_in(allowed)))
-        if spec.minimum is not None and spec.type in ("integer", "number", "year"):
+        if spec.minimum is not None and spec.type in (
+            FieldType.INTEGER,
+            FieldType.NUMBER,
+            FieldType.YEAR,
+        ):
             checks.append(("minimum", ok & (t < spec.minimum)))
-        if spec.maximum is not None and spec.type in ("integer", "number", "year"):
+        if spec.maximum is not None and spec.type in (
+            FieldType.INTEGER,
+            FieldType.NUMBER,
+            FieldType.YEAR,
+        ):
             checks.append(("maximum", ok & (t > spec.maximum)))
-        if spec.type == "string":
+        if spec.type == FieldType.STRING:
             if spec.pattern is not None:
                 checks.append(("pattern", ok & _pattern_mismatch(t, spec.pattern)))
             if spec.min_length is not None:

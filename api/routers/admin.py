@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from api.deps import UnitOfWork, audited, require, state
 from api.schemas import ClientIn, ClientOut, JwksIn, OrganizationIn, OrganizationOut, SigningKeyOut
+from audit.actions import AuditAction
 from core.context import RequestContext
 from identity import service
 from identity.models import Client
@@ -33,7 +34,7 @@ def _client_out(client: Client, secret: str | None = None) -> ClientOut:
     "/organizations",
     status_code=201,
     response_model=OrganizationOut,
-    dependencies=[Depends(audited("organization.create", "organization"))],
+    dependencies=[Depends(audited(AuditAction.ORGANIZATION_CREATE, "organization"))],
 )
 def create_organization(body: OrganizationIn, session: UnitOfWork, ctx: Admin) -> OrganizationOut:
     org = service.create_organization(session, ctx, body.id, body.name, body.kind)
@@ -52,7 +53,7 @@ def list_organizations(session: UnitOfWork, ctx: Admin) -> list[OrganizationOut]
     "/clients",
     status_code=201,
     response_model=ClientOut,
-    dependencies=[Depends(audited("client.create", "client"))],
+    dependencies=[Depends(audited(AuditAction.CLIENT_CREATE, "client"))],
 )
 def create_client(body: ClientIn, session: UnitOfWork, ctx: Admin) -> ClientOut:
     issued = service.create_client(
@@ -79,7 +80,7 @@ def list_clients(
 @router.post(
     "/clients/{client_id}/secret",
     response_model=ClientOut,
-    dependencies=[Depends(audited("client.rotate_secret", "client", "client_id"))],
+    dependencies=[Depends(audited(AuditAction.CLIENT_ROTATE_SECRET, "client", "client_id"))],
 )
 def rotate_secret(client_id: str, session: UnitOfWork, ctx: Admin) -> ClientOut:
     issued = service.rotate_secret(session, ctx, client_id)
@@ -89,7 +90,7 @@ def rotate_secret(client_id: str, session: UnitOfWork, ctx: Admin) -> ClientOut:
 @router.post(
     "/clients/{client_id}/keys",
     response_model=ClientOut,
-    dependencies=[Depends(audited("client.register_keys", "client", "client_id"))],
+    dependencies=[Depends(audited(AuditAction.CLIENT_REGISTER_KEYS, "client", "client_id"))],
 )
 def register_keys(client_id: str, body: JwksIn, session: UnitOfWork, ctx: Admin) -> ClientOut:
     return _client_out(service.register_keys(session, ctx, client_id, body.model_dump()))
@@ -98,7 +99,7 @@ def register_keys(client_id: str, body: JwksIn, session: UnitOfWork, ctx: Admin)
 @router.post(
     "/clients/{client_id}/disable",
     response_model=ClientOut,
-    dependencies=[Depends(audited("client.disable", "client", "client_id"))],
+    dependencies=[Depends(audited(AuditAction.CLIENT_DISABLE, "client", "client_id"))],
 )
 def disable_client(client_id: str, session: UnitOfWork, ctx: Admin) -> ClientOut:
     return _client_out(service.disable_client(session, ctx, client_id))
@@ -109,7 +110,7 @@ def disable_client(client_id: str, session: UnitOfWork, ctx: Admin) -> ClientOut
     response_model=SigningKeyOut,
     response_model_exclude_unset=True,
     summary="Rotate the access-token signing key",
-    dependencies=[Depends(audited("signing_key.rotate", "signing_key"))],
+    dependencies=[Depends(audited(AuditAction.SIGNING_KEY_ROTATE, "signing_key"))],
 )
 def rotate_signing_key(request: Request, session: UnitOfWork, ctx: Admin) -> dict[str, str]:
     st = state(request)

@@ -30,11 +30,13 @@ from api.schemas import (
     VersionDocumentOut,
     VersionOut,
 )
+from audit.actions import AuditAction
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied, UnsupportedMediaType
 from policy.engine import decide
 from policy.explain import explanation
 from policy.model import Context, Resource
+from policy.vocabulary import is_steward
 
 router = APIRouter(prefix="/v1", tags=["agreements"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
@@ -104,7 +106,7 @@ def agreement_schema(ctx: Reader) -> dict[str, Any]:
     response_model_exclude_unset=True,
     status_code=201,
     summary="Draft an agreement or an amendment (YAML or JSON)",
-    dependencies=[Depends(audited("agreement.create", "agreement"))],
+    dependencies=[Depends(audited(AuditAction.AGREEMENT_CREATE, "agreement"))],
 )
 async def create_agreement(request: Request, session: UnitOfWork, ctx: Writer) -> dict[str, Any]:
     fmt = _format(request)
@@ -196,7 +198,7 @@ async def lint_agreement(request: Request, ctx: Reader) -> dict[str, Any]:
 )
 def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     assert ctx.principal is not None
-    steward = ctx.principal.organization_kind in ("backbone", "auditor")
+    steward = is_steward(ctx.principal.organization_kind)
     out = []
     for agreement in repo.visible_to(session, None if steward else ctx.principal.organization_id):
         versions = repo.versions(session, agreement.id)
@@ -219,7 +221,7 @@ def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     response_model=AgreementOut,
     response_model_exclude_unset=True,
     summary="An agreement with all its versions",
-    dependencies=[Depends(audited("agreement.read", "agreement", "agreement_id"))],
+    dependencies=[Depends(audited(AuditAction.AGREEMENT_READ, "agreement", "agreement_id"))],
 )
 def get_agreement(
     agreement_id: str, session: UnitOfWork, ctx: Reader, policy: Policy
@@ -250,7 +252,7 @@ def get_agreement(
     response_model=VersionDocumentOut,
     response_model_exclude_unset=True,
     summary="One version's document",
-    dependencies=[Depends(audited("agreement.read", "agreement", "agreement_id"))],
+    dependencies=[Depends(audited(AuditAction.AGREEMENT_READ, "agreement", "agreement_id"))],
 )
 def get_version(
     agreement_id: str,
@@ -273,7 +275,7 @@ def get_version(
     response_model=VersionOut,
     response_model_exclude_unset=True,
     summary="Approve a version for your organization",
-    dependencies=[Depends(audited("agreement.approve", "agreement", "agreement_id"))],
+    dependencies=[Depends(audited(AuditAction.AGREEMENT_APPROVE, "agreement", "agreement_id"))],
 )
 def approve(
     agreement_id: str, body: ApprovalIn, session: UnitOfWork, ctx: Approver
@@ -303,5 +305,7 @@ for _action in ("suspend", "resume", "terminate"):
         response_model=VersionOut,
         response_model_exclude_unset=True,
         summary=f"{_action.capitalize()} the agreement (takes effect on the next request)",
-        dependencies=[Depends(audited(f"agreement.{_action}", "agreement", "agreement_id"))],
+        dependencies=[
+            Depends(audited(AuditAction(f"agreement.{_action}"), "agreement", "agreement_id"))
+        ],
     )

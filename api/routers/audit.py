@@ -22,6 +22,7 @@ from api.schemas import (
     PublicKeyOut,
 )
 from audit import export, queries
+from audit.actions import AuditAction
 from audit.checkpoints import as_json
 from audit.note import LogSigner, origin_for, signer_for
 from core.context import RequestContext
@@ -80,7 +81,7 @@ Filters = Annotated[queries.EventFilter, Depends(_filters)]
     response_model=EventPage,
     response_model_exclude_unset=True,
     summary="Audit events, oldest first, filtered and paginated",
-    dependencies=[Depends(audited("audit.read", "audit_log"))],
+    dependencies=[Depends(audited(AuditAction.AUDIT_READ, "audit_log"))],
 )
 def list_events(
     session: UnitOfWork,
@@ -98,7 +99,7 @@ def list_events(
 @router.get(
     "/export",
     summary="Export the log up to a checkpoint as NDJSON or CSV (verify it with `backbone audit verify`)",
-    dependencies=[Depends(audited("audit.export", "audit_log"))],
+    dependencies=[Depends(audited(AuditAction.AUDIT_EXPORT, "audit_log"))],
     response_class=StreamingResponse,
     responses={
         200: {
@@ -137,7 +138,7 @@ def export_log(
     response_model=CheckpointOut,
     response_model_exclude_unset=True,
     summary="The latest signed checkpoint (made now if the log has grown); text/plain: the note",
-    dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint"))],
+    dependencies=[Depends(audited(AuditAction.AUDIT_CHECKPOINT_READ, "audit_checkpoint"))],
 )
 def latest_checkpoint(request: Request, session: UnitOfWork, ctx: Authenticated) -> Response:
     signer = _signer(request)
@@ -152,7 +153,9 @@ def latest_checkpoint(request: Request, session: UnitOfWork, ctx: Authenticated)
     response_model=CheckpointOut,
     response_model_exclude_unset=True,
     summary="The checkpoint of one tree size, e.g. an export's (text/plain: the note)",
-    dependencies=[Depends(audited("audit.checkpoint.read", "audit_checkpoint", "tree_size"))],
+    dependencies=[
+        Depends(audited(AuditAction.AUDIT_CHECKPOINT_READ, "audit_checkpoint", "tree_size"))
+    ],
 )
 def checkpoint_at(
     request: Request,
@@ -198,7 +201,7 @@ def public_key(
     response_model=InclusionProofOut,
     response_model_exclude_unset=True,
     summary="Inclusion proof of an event (RFC 9162 PATH) against a tree size, with its entry",
-    dependencies=[Depends(audited("audit.proof.inclusion", "audit_event"))],
+    dependencies=[Depends(audited(AuditAction.AUDIT_PROOF_INCLUSION, "audit_event"))],
 )
 def inclusion_proof(
     request: Request,
@@ -222,7 +225,7 @@ def inclusion_proof(
     response_model=ConsistencyProofOut,
     response_model_exclude_unset=True,
     summary="Consistency proof between two tree sizes (RFC 9162 PROOF)",
-    dependencies=[Depends(audited("audit.proof.consistency", "audit_log"))],
+    dependencies=[Depends(audited(AuditAction.AUDIT_PROOF_CONSISTENCY, "audit_log"))],
 )
 def consistency_proof(
     request: Request,

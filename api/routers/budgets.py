@@ -11,6 +11,7 @@ from agreements import repository as agreements
 from api.deps import UnitOfWork, require
 from api.schemas import BudgetOut
 from core.context import RequestContext
+from policy.vocabulary import is_steward
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
@@ -24,7 +25,7 @@ Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
 )
 def list_budgets(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     assert ctx.principal is not None
-    if ctx.principal.organization_kind in ("backbone", "auditor"):
+    if is_steward(ctx.principal.organization_kind):
         return budgets(session, None)
     visible = [a.id for a in agreements.visible_to(session, ctx.principal.organization_id)]
     return budgets(session, visible)

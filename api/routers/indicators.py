@@ -31,6 +31,7 @@ from api.schemas import (
     ReleaseSummaryOut,
     SeriesOut,
 )
+from audit.actions import AuditAction
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
 from policy.engine import PolicySet
@@ -140,7 +141,7 @@ def _release_summary(release: Release) -> dict[str, Any]:
     response_model_exclude_unset=True,
     status_code=201,
     summary="Define an indicator (checked against the agreements)",
-    dependencies=[Depends(audited("indicator.define", "indicator"))],
+    dependencies=[Depends(audited(AuditAction.INDICATOR_DEFINE, "indicator"))],
 )
 def define_indicator(
     body: IndicatorDefinition, session: UnitOfWork, ctx: Writer, policy: Policy
@@ -175,7 +176,7 @@ def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[s
     response_model=ReleaseDocumentOut,
     response_model_exclude_unset=True,
     summary="Compute and publish a release (or get the stored one for the same request)",
-    dependencies=[Depends(audited("release.create", "indicator", "indicator_id"))],
+    dependencies=[Depends(audited(AuditAction.RELEASE_CREATE, "indicator", "indicator_id"))],
 )
 async def create_release(
     indicator_id: str,
@@ -235,7 +236,7 @@ def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[d
     response_model=SeriesOut,
     response_model_exclude_unset=True,
     summary="The indicator over time, with baseline and target",
-    dependencies=[Depends(audited("release.read", "indicator_series", "indicator_id"))],
+    dependencies=[Depends(audited(AuditAction.RELEASE_READ, "indicator_series", "indicator_id"))],
 )
 def get_series(
     indicator_id: str,
@@ -255,7 +256,7 @@ def get_series(
     response_model=ReleaseDocumentOut,
     response_model_exclude_unset=True,
     summary="A release's cells (recipients only): JSON, CSV or SDMX-CSV by Accept",
-    dependencies=[Depends(audited("release.read", "release", "release_id"))],
+    dependencies=[Depends(audited(AuditAction.RELEASE_READ, "release", "release_id"))],
     responses={
         200: {"content": {"text/csv": {}, formats.SDMX_CSV: {}}},
         304: {"description": "Not modified"},

@@ -11,6 +11,7 @@ from agreements import service as agreements
 from agreements.parse import document_from_data
 from api.deps import Policy, UnitOfWork, audited, require, state
 from api.schemas import DecideIn, DecisionOut
+from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, ObjectAccessDenied
@@ -18,6 +19,7 @@ from identity.models import Client, Organization
 from policy.engine import decide
 from policy.explain import decision_document
 from policy.model import Context, Principal, Resource
+from policy.vocabulary import OrganizationKind
 
 router = APIRouter(prefix="/v1/policy", tags=["agreements"])
 Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
@@ -32,7 +34,7 @@ def _principal(session: Any, ctx: RequestContext, client_id: str | None) -> Prin
         raise NotFound("No such client.")
     if (
         client.organization_id != ctx.principal.organization_id
-        and ctx.principal.organization_kind != "backbone"
+        and ctx.principal.organization_kind != OrganizationKind.BACKBONE
     ):
         raise ObjectAccessDenied("You may ask about your own organization's clients only.")
     org = session.get(Organization, client.organization_id)
@@ -44,7 +46,7 @@ def _principal(session: Any, ctx: RequestContext, client_id: str | None) -> Prin
     response_model=DecisionOut,
     response_model_exclude_unset=True,
     summary="Decide without acting; optionally evaluate a draft agreement and what it would break",
-    dependencies=[Depends(audited("policy.decide", "policy"))],
+    dependencies=[Depends(audited(AuditAction.POLICY_DECIDE, "policy"))],
 )
 def decide_what_if(
     body: DecideIn, request: Request, session: UnitOfWork, ctx: Reader, policy: Policy
@@ -82,7 +84,7 @@ def decide_what_if(
         session,
         ctx,
         AuditRecord(
-            action="policy.decide",
+            action=AuditAction.POLICY_DECIDE,
             resource_type="policy",
             resource_id=body.action[:64],
             decision=decision,

@@ -27,6 +27,7 @@ from api.dbfaults import retry_once
 from api.deps import Policy, UnitOfWork, audited, require, state
 from api.schemas import ReceiptOut, ReceiptPage
 from api.state import AppState
+from audit.actions import AuditAction
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
 from records import idempotency, intake, retention, service
@@ -150,7 +151,7 @@ def _receipt_response(receipt: service.Receipt, *, replayed: bool) -> JSONRespon
     response_model_exclude_unset=True,
     status_code=201,
     summary="Submit records (text/csv, application/x-ndjson, application/json; optionally gzip)",
-    dependencies=[Depends(audited("submission.create", "dataset", "dataset"))],
+    dependencies=[Depends(audited(AuditAction.SUBMISSION_CREATE, "dataset", "dataset"))],
     openapi_extra={"requestBody": _REQUEST_BODY},
 )
 async def create_submission(
@@ -286,7 +287,7 @@ def list_submissions(
     response_model=ReceiptOut,
     response_model_exclude_unset=True,
     summary="One of your submissions' receipt",
-    dependencies=[Depends(audited("submission.read", "submission", "submission_id"))],
+    dependencies=[Depends(audited(AuditAction.SUBMISSION_READ, "submission", "submission_id"))],
 )
 def get_submission(submission_id: str, session: UnitOfWork, ctx: Reader) -> dict[str, Any]:
     return service.summary(service.get(session, ctx, submission_id))
@@ -297,7 +298,7 @@ def get_submission(submission_id: str, session: UnitOfWork, ctx: Reader) -> dict
     response_model=ReceiptOut,
     response_model_exclude_unset=True,
     summary="Withdraw a submission",
-    dependencies=[Depends(audited("submission.withdraw", "submission", "submission_id"))],
+    dependencies=[Depends(audited(AuditAction.SUBMISSION_WITHDRAW, "submission", "submission_id"))],
 )
 def withdraw_submission(submission_id: str, session: UnitOfWork, ctx: Writer) -> dict[str, Any]:
     return service.summary(service.withdraw(session, ctx, submission_id))

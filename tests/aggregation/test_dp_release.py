@@ -255,7 +255,7 @@ def test_interval_widths_follow_the_number_of_cells_summed() -> None:
 def test_published_values_are_consistent(unit: str) -> None:
     data = random_frame(60, seed=4)  # small cells, strong noise: many raw counts are negative
     p = plan(unit, epsilon=0.05, k=2)
-    top = dprel.UNIT_FACTOR[unit]
+    top = dprel.UNIT_SCALE[unit]
     for _ in range(10):
         result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
         assert len(result.cells) == math.prod(p.shape)

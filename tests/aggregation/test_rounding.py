@@ -8,31 +8,32 @@ import pytest
 from disclosure import rounding as rnd
 from disclosure.protection import protect
 from disclosure.suppression import FREE, PRIMARY, ROUNDED
+from policy.vocabulary import RoundingScheme
 from tests.aggregation.attack import Attacker, coded_requirements
 from tests.aggregation.tables import random_table, table
 from tests.aggregation.test_protection import assert_protected, fully_suppressed, shown
 
 
 def test_base5_is_conventional_rounding_with_its_interval():
-    r = rnd.round_counts(np.array([0, 1, 2, 3, 7, 8, 12, 13]), rnd.BASE5)
+    r = rnd.round_counts(np.array([0, 1, 2, 3, 7, 8, 12, 13]), RoundingScheme.BASE5)
     assert list(r.published) == [0, 0, 0, 5, 5, 10, 10, 15]
     assert list(r.lower) == [0, 0, 0, 3, 3, 8, 8, 13]
     assert list(r.upper) == [2, 2, 2, 7, 7, 12, 12, 17]
-    assert rnd.interval_of(10.0, rnd.BASE5) == (8.0, 12.0)
-    assert rnd.interval_of(0.0, rnd.BASE5) == (0.0, 2.0)
+    assert rnd.interval_of(10.0, RoundingScheme.BASE5) == (8.0, 12.0)
+    assert rnd.interval_of(0.0, RoundingScheme.BASE5) == (0.0, 2.0)
 
 
 def test_midpoint6_publishes_band_midpoints():
-    r = rnd.round_counts(np.array([0, 5, 6, 11, 12]), rnd.MIDPOINT6)
+    r = rnd.round_counts(np.array([0, 5, 6, 11, 12]), RoundingScheme.MIDPOINT6)
     assert list(r.published) == [2.5, 2.5, 8.5, 8.5, 14.5]
     assert list(r.lower) == [0, 0, 6, 6, 12]
     assert list(r.upper) == [5, 5, 11, 11, 17]
-    assert rnd.interval_of(8.5, rnd.MIDPOINT6) == (6.0, 11.0)
+    assert rnd.interval_of(8.5, RoundingScheme.MIDPOINT6) == (6.0, 11.0)
 
 
 def test_rounding_refuses_bad_input():
     with pytest.raises(ValueError):
-        rnd.round_counts(np.array([-1]), rnd.BASE5)
+        rnd.round_counts(np.array([-1]), RoundingScheme.BASE5)
     with pytest.raises(ValueError):
         rnd.check_scheme("base10")
     with pytest.raises(ValueError):
@@ -48,7 +49,7 @@ def test_ratio_and_bounds():
     assert rnd.ratio_bounds(18, 22, 18, 22, 100.0)[1] == 100.0
 
 
-@pytest.mark.parametrize("scheme", [rnd.BASE5, rnd.MIDPOINT6])
+@pytest.mark.parametrize("scheme", [RoundingScheme.BASE5, RoundingScheme.MIDPOINT6])
 def test_rounded_release_is_audited_as_intervals(scheme):
     rng = np.random.default_rng(11)
     cube = random_table(rng, 2, rate=True)
@@ -57,7 +58,7 @@ def test_rounded_release_is_audited_as_intervals(scheme):
     assert published.any() and not (pr.status == FREE).any()
     for index in zip(*np.nonzero(published), strict=True):
         num = pr.numerator[index]
-        if scheme == rnd.BASE5:
+        if scheme == RoundingScheme.BASE5:
             assert num % 5 == 0 and abs(num - cube.numerator[index]) <= 2
         else:
             assert num % 6 == 2.5 and abs(num - cube.numerator[index]) <= 3
@@ -72,7 +73,7 @@ def test_rounding_never_needs_more_suppression_than_exact_counts():
     for _ in range(3):
         cube = random_table(rng, 2, rate=False)
         exact = protect(cube, 5)
-        rounded = protect(cube, 5, rounding=rnd.BASE5)
+        rounded = protect(cube, 5, rounding=RoundingScheme.BASE5)
         assert (rounded.status == PRIMARY).sum() == (exact.status == PRIMARY).sum()
         assert_protected(rounded)
 

@@ -143,6 +143,23 @@ def test_lint_findings_are_a_422_and_nothing_is_stored(api):
     assert r.status_code == 200 and len(r.json()["findings"]) == 2
 
 
+def test_an_agreement_without_a_minimum_cell_size_is_refused(api):
+    # Fail closed: no threshold is assumed (it used to be 11); the agreement must state one.
+    no_value = copy.deepcopy(TRACT_AGREEMENT)
+    no_value["disclosure"] = {"methods": ["suppression"]}
+    no_section = {k: v for k, v in copy.deepcopy(TRACT_AGREEMENT).items() if k != "disclosure"}
+    for document in (no_value, no_section):
+        r = _create(api, document)
+        assert r.status_code == 422
+        assert r.headers["content-type"].startswith("application/problem+json")
+        body = r.json()
+        assert body["type"] == "/problems/invalid-agreement"
+        assert [(f["code"], f["path"]) for f in body["findings"]] == [
+            ("missing-min-cell-size", "disclosure.min_cell_size")
+        ]
+    assert api.get("/v1/agreements/tract-pilot", as_="backbone-manager").status_code == 404
+
+
 def test_malformed_and_mistyped_documents(api):
     r = api.post(
         "/v1/agreements",

@@ -10,7 +10,10 @@ import pytest
 import yaml
 
 from agreements.document import AgreementDocument
+from agreements.errors import InvalidAgreement
 from agreements.lint import lint
+from agreements.service import check
+from core.errors import InvalidInput
 
 
 def _demo(name: str = "district.yaml") -> dict[str, Any]:
@@ -71,6 +74,18 @@ def test_k_below_the_floor():
     data["disclosure"]["min_cell_size"] = 3
     assert ("k-below-floor", "disclosure.min_cell_size") in _codes(data, k_floor=5)
     assert ("k-below-floor", "disclosure.min_cell_size") not in _codes(data, k_floor=3)
+
+
+def test_a_missing_minimum_cell_size_is_refused():
+    data = _demo()
+    del data["disclosure"]["min_cell_size"]
+    document = AgreementDocument.model_validate(data)
+    assert document.disclosure.min_cell_size is None  # no default is assumed
+    assert _codes(data) == {("missing-min-cell-size", "disclosure.min_cell_size")}
+    with pytest.raises(InvalidAgreement) as refused:
+        check(document, k_floor=5)
+    assert isinstance(refused.value, InvalidInput)  # a 422 problem (api/errors.py)
+    assert [f["code"] for f in refused.value.extra["findings"]] == ["missing-min-cell-size"]
 
 
 def test_dead_rules():

@@ -15,6 +15,7 @@ ALLOWED = {
     "collections",
     "collections.abc",
     "dataclasses",
+    "enum",
     "functools",
     "importlib.metadata",
     "itertools",
@@ -34,6 +35,7 @@ ALLOWED = {
     "agreements.expressions",
     "core.errors",
     "policy.model",
+    "policy.vocabulary",
 }
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter", "process_time"}
 

@@ -90,6 +90,7 @@ def agreement_document(
                 {"id": "submit", "action": "submit", "target": dataset, "assignee": provider}
             ]
         },
+        "disclosure": {"min_cell_size": 11},
         "linkage": {"allowed": linkage, "datasets": []},
         "retention": {"grace_period_days": grace_days},
     }

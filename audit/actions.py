@@ -1,0 +1,45 @@
+"""The names of the actions the access log records: the one source of these strings.
+
+Services name the action of each event they record, and routes name the action under which a
+refused request is recorded (``api.deps.audited``); both use these members, and a test keeps the
+names from being spelled out anywhere else. The values are stored in every event and hashed into
+the log, so they never change: add a member, never rename one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    AGREEMENT_CREATE = "agreement.create"
+    AGREEMENT_READ = "agreement.read"
+    AGREEMENT_APPROVE = "agreement.approve"
+    AGREEMENT_SUSPEND = "agreement.suspend"
+    AGREEMENT_RESUME = "agreement.resume"
+    AGREEMENT_TERMINATE = "agreement.terminate"
+    AUDIT_READ = "audit.read"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_CHECKPOINT_READ = "audit.checkpoint.read"
+    AUDIT_PROOF_INCLUSION = "audit.proof.inclusion"
+    AUDIT_PROOF_CONSISTENCY = "audit.proof.consistency"
+    CLIENT_CREATE = "client.create"
+    CLIENT_ROTATE_SECRET = "client.rotate_secret"
+    CLIENT_REGISTER_KEYS = "client.register_keys"
+    CLIENT_DISABLE = "client.disable"
+    INDICATOR_DEFINE = "indicator.define"
+    KEYS_REWRAP = "keys.rewrap"
+    OAUTH_TOKEN = "oauth.token"
+    OAUTH_REVOCATION = "oauth.revocation"
+    OAUTH_INTROSPECTION = "oauth.introspection"
+    ORGANIZATION_CREATE = "organization.create"
+    POLICY_DECIDE = "policy.decide"
+    RECORDS_PURGE = "records.purge"
+    RELEASE_CREATE = "release.create"
+    RELEASE_READ = "release.read"
+    SIGNING_KEY_ROTATE = "signing_key.rotate"
+    SUBMISSION_CREATE = "submission.create"
+    SUBMISSION_LIST = "submission.list"
+    SUBMISSION_READ = "submission.read"
+    SUBMISSION_WITHDRAW = "submission.withdraw"
+    SUBMISSION_PURGE = "submission.purge"
