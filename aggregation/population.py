@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregation.models import Release
+from aggregation.stored import published_table
 from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
 from core.db import end_reads
 from core.errors import InvalidInput
@@ -108,12 +109,18 @@ def earlier_releases(
         except vault.DataDestroyed:
             gone += 1
             continue
+        shape = Shape.from_dict(row.publication["shape"])
         out.append(
             Earlier(
-                shape=Shape.from_dict(row.publication["shape"]),
+                shape=shape,
                 scope=frozenset(row.publication["scope"]),
-                cells=row.cells,
-                parameters=row.parameters,
+                published=published_table(
+                    shape.dims,
+                    shape.categories,
+                    row.cells,
+                    row.parameters,
+                    rate=shape.denominator is not None,
+                ),
                 x=x,
                 n=n,
                 limits=limits,

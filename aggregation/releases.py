@@ -34,6 +34,7 @@ from aggregation.definitions import (
 from aggregation.ledger import Charge, charge, period_of
 from aggregation.models import IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
+from aggregation.stored import release_cells, release_parameters
 from agreements.expressions import compile_filter
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
@@ -215,8 +216,8 @@ def create_release(
             definition.unit,
             release_id,
         )
-        cells = result.protection.cells()
-        parameters = result.protection.parameters()
+        cells = release_cells(result.protection)
+        parameters = release_parameters(result.protection)
         audit = _audit_counts(result.proof)
         # Which withheld cells are small is for auditors only (readers see "suppressed").
         for withheld in (suppression.PRIMARY, suppression.SECONDARY):

@@ -44,8 +44,7 @@ def _earlier(shape: Shape, joint) -> Earlier:  # type: ignore[no-untyped-def]
     return Earlier(
         shape=shape,
         scope=frozenset({"s"}),
-        cells=joint.protection.cells(),
-        parameters=joint.protection.parameters(),
+        published=joint.protection.published(),
         x=joint.x.ravel(),
         n=None if joint.n is None else joint.n.ravel(),
         limits=joint.protection.proof.limits(),

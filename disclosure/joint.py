@@ -181,8 +181,7 @@ class Earlier:
 
     shape: Shape
     scope: frozenset[str]
-    cells: Sequence[Mapping[str, Any]]
-    parameters: Mapping[str, Any]
+    published: PublishedTable
     x: np.ndarray
     n: np.ndarray | None
     limits: Limits = field(default_factory=dict)
@@ -442,25 +441,23 @@ def protect_in_population(
         if version_axis is not None and version is None:
             continue  # none of its records exist any more: it shares nothing with this one
         place = _placement(lattice, axes, e.shape, version)
-        published = PublishedTable.from_cells(
-            e.shape.dims,
-            e.shape.categories,
-            e.cells,
-            k=int(e.parameters["min_cell_size"]),
-            rate=e.shape.denominator is not None,
-            rounding=str(e.parameters.get("rounding", RoundingScheme.NONE.value)),
-            top_code_percent=e.parameters.get("top_code_percent"),
-            bottom_code_percent=e.parameters.get("bottom_code_percent"),
-            protection_level=e.parameters.get("protection_level"),
-        )
+        published = e.published
         key = b"|".join(
             [
                 place.x.tobytes(),
                 b"" if place.n is None else place.n.tobytes(),
                 e.x.tobytes(),
                 b"" if e.n is None else e.n.tobytes(),
-                repr([c.get("status") for c in e.cells]).encode(),
-                repr(sorted(e.parameters.items())).encode(),
+                repr(published.status.ravel().tolist()).encode(),
+                repr(
+                    (
+                        published.k,
+                        published.rounding,
+                        published.top_code_percent,
+                        published.bottom_code_percent,
+                        published.protection_level,
+                    )
+                ).encode(),
             ]
         )
         if key in seen:  # the same counts published alike: one set of facts

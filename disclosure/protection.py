@@ -108,7 +108,7 @@ from disclosure.attacker import (
     Witnesses,
     form_of,
 )
-from disclosure.cube import TOTAL, Cube
+from disclosure.cube import Cube
 from disclosure.hypercube import Move, Need, Table, choose_moves, forced
 from disclosure.lp import INFEASIBLE, OPTIMAL, Program, Solution
 from disclosure.suppression import (
@@ -167,65 +167,6 @@ class PublishedTable:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(len(c) + 1 for c in self.categories)
-
-    @classmethod
-    def from_cells(
-        cls,
-        dimensions: Sequence[str],
-        categories: Sequence[Sequence[str]],
-        cells: Sequence[Mapping[str, Any]],
-        *,
-        k: int,
-        rate: bool,
-        rounding: str = RoundingScheme.NONE.value,
-        top_code_percent: float | None = None,
-        bottom_code_percent: float | None = None,
-        protection_level: int | None = None,
-    ) -> PublishedTable:
-        """Rebuild a published table from its stored release cells (the shared cell shape)."""
-        dims = tuple(dimensions)
-        cats = tuple(tuple(c) for c in categories)
-        shape = tuple(len(c) + 1 for c in cats)
-        status = np.full(shape, "", dtype=object)
-        num = np.full(shape, np.nan)
-        den = np.full(shape, np.nan) if rate else None
-        coded = np.full(shape, "", dtype=object)
-        lookup = [{v: i for i, v in enumerate(c)} | {TOTAL: len(c)} for c in cats]
-        for cell in cells:
-            try:
-                index = tuple(lookup[i][str(cell[d])] for i, d in enumerate(dims))
-            except KeyError as exc:
-                raise LinkedReleaseMismatch(
-                    "An earlier release has a category this indicator does not declare."
-                ) from exc
-            status[index] = cell["status"]
-            if cell.get("numerator") is not None:
-                num[index] = float(cell["numerator"])
-            if den is not None and cell.get("denominator") is not None:
-                den[index] = float(cell["denominator"])
-            if (
-                rate
-                and cell["status"] == ROUNDED
-                and cell.get("numerator") is None
-                and cell.get("denominator") is not None
-            ):
-                lower = cell.get("lower")
-                coded[index] = TOP if lower is not None and float(lower) > 0 else BOTTOM
-        if np.any(status == ""):
-            raise LinkedReleaseMismatch("An earlier release does not have every cell of its table.")
-        return cls(
-            dimensions=dims,
-            categories=cats,
-            status=status,
-            numerator=num,
-            denominator=den,
-            k=check_k(k),
-            rounding=rnd.check_scheme(rounding),
-            coded=coded,
-            top_code_percent=top_code_percent,
-            bottom_code_percent=bottom_code_percent,
-            protection_level=protection_level,
-        )
 
 
 @dataclass(frozen=True)
@@ -328,26 +269,6 @@ class Protection:
     proof: Proof
     coded: np.ndarray = field(repr=False)
 
-    def cells(self) -> list[dict[str, Any]]:
-        """The release cells in the shared shape, in the order of ``Cube.coordinates``."""
-        out: list[dict[str, Any]] = []
-        for index in self.table.coordinates():
-            cell: dict[str, Any] = dict(
-                zip(self.table.dimensions, self.table.labels(index), strict=True)
-            )
-            cell.update(
-                {
-                    "numerator": self.numerator[index],
-                    "denominator": None if self.denominator is None else self.denominator[index],
-                    "value": self.value[index],
-                    "status": published_status(str(self.status[index])),
-                    "lower": self.lower[index],
-                    "upper": self.upper[index],
-                }
-            )
-            out.append(cell)
-        return out
-
     def published(self) -> PublishedTable:
         """This release as the attacker sees it, for the next one."""
 
@@ -367,16 +288,6 @@ class Protection:
             bottom_code_percent=self.bottom_code_percent,
             protection_level=self.protection_level,
         )
-
-    def parameters(self) -> dict[str, Any]:
-        """What the release must store to be rebuilt as a :class:`PublishedTable` later."""
-        return {
-            "min_cell_size": self.k,
-            "rounding": self.rounding,
-            "top_code_percent": self.top_code_percent,
-            "bottom_code_percent": self.bottom_code_percent,
-            "protection_level": self.protection_level,
-        }
 
 
 def published_status(status: str) -> str:

@@ -7,9 +7,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from aggregation.stored import published_table, release_cells, release_parameters
 from disclosure.cube import TOTAL, build_cube
 from disclosure.joint import Earlier, Shape
-from disclosure.protection import LinkedReleaseMismatch, PublishedTable, protect
+from disclosure.protection import LinkedReleaseMismatch, protect
 from tests.aggregation.attack import Attacker, sensitive_requirements
 from tests.aggregation.test_protection import fully_suppressed, shown
 from tests.disclosure.independent import disclosures
@@ -122,8 +123,13 @@ def test_earlier_leak_limits_but_never_blocks():
         Earlier(
             shape=shape("area"),
             scope=frozenset({"s0"}),
-            cells=leaked,
-            parameters={"min_cell_size": 5, "rounding": "none"},
+            published=published_table(
+                ("area",),
+                (CATEGORIES["area"],),
+                leaked,
+                {"min_cell_size": 5, "rounding": "none"},
+                rate=False,
+            ),
             x=np.array([3, 17, 0, 0, 20]),
             n=None,
         )
@@ -151,15 +157,19 @@ def test_published_table_round_trips_through_stored_cells():
         (("a", "b"),),
     )
     pr = protect(cube, 5, rounding="base5")
-    stored = PublishedTable.from_cells(
-        pr.table.dimensions, pr.table.categories, pr.cells(), k=5, rate=True, rounding="base5"
+    stored = published_table(
+        pr.table.dimensions,
+        pr.table.categories,
+        release_cells(pr),
+        release_parameters(pr),
+        rate=True,
     )
     direct = pr.published()
     assert (stored.status == direct.status).all()
     assert np.array_equal(stored.numerator, direct.numerator, equal_nan=True)
     with pytest.raises(LinkedReleaseMismatch):
-        PublishedTable.from_cells(
-            ("d",), (("a", "b"),), [{"d": "z", "status": "free"}], k=5, rate=False
+        published_table(
+            ("d",), (("a", "b"),), [{"d": "z", "status": "free"}], {"min_cell_size": 5}, rate=False
         )
 
 

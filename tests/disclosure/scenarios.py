@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from aggregation.stored import published_table, release_cells, release_parameters
 from disclosure.joint import (
     PERSON,
     SUBMISSION,
@@ -106,14 +107,20 @@ class History:
         joint = protect_in_population(
             population, shape, self.earlier, Obligations(self.k, rounding=rounding), unit, current
         )
-        cells = joint.protection.cells()
+        # Stored and read back as the service does.
+        cells = release_cells(joint.protection)
         self.last = joint
         self.earlier.append(
             Earlier(
                 shape=shape,
                 scope=current,
-                cells=cells,
-                parameters=joint.protection.parameters(),
+                published=published_table(
+                    shape.dims,
+                    shape.categories,
+                    cells,
+                    release_parameters(joint.protection),
+                    rate=shape.denominator is not None,
+                ),
                 x=joint.x.ravel(),
                 n=None if joint.n is None else joint.n.ravel(),
                 limits=joint.protection.proof.limits(),
