@@ -11,7 +11,7 @@ PORT ?= 8000
 export PORT
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres bench lint format typecheck migrate demo clean venv
+.PHONY: run test test-fast test-sqlite test-postgres bench lint format typecheck migrate demo clean venv
 
 venv: $(DEV_STAMP)
 
@@ -33,12 +33,16 @@ run: $(STAMP)
 	$(BIN)/backbone seed-demo
 	$(BIN)/backbone serve --host $(HOST) --port $(PORT)
 
-## make test: the whole suite on SQLite, then on PostgreSQL (skipped with a notice if none is running,
-## required when BACKBONE_TEST_REQUIRE_POSTGRES=1, as in CI)
+## make test: the whole suite on SQLite (with a coverage report), then on PostgreSQL (skipped with
+## a notice if none is running, required when BACKBONE_TEST_REQUIRE_POSTGRES=1, as in CI)
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile --cov --cov-report=term
 	BACKBONE_TEST_DATABASE=postgres BACKBONE_TEST_POSTGRES_URL='$(PG_URL)' \
 		$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+
+## make test-fast: the inner loop: SQLite only, without the tests marked slow or process
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile -m "not slow and not process"
 
 test-sqlite: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
@@ -68,4 +72,4 @@ demo: $(STAMP)
 	$(BIN)/backbone demo --url $${BACKBONE_URL:-http://$(HOST):$(PORT)}
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -24,7 +24,10 @@ from tests.conftest import FreshDatabase
 
 BACKBONE = Path(sys.executable).parent / "backbone"
 
-pytestmark = pytest.mark.skipif(not reuse_port_supported(), reason="needs SO_REUSEPORT")
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.skipif(not reuse_port_supported(), reason="needs SO_REUSEPORT"),
+]
 
 
 def _free_port() -> int:

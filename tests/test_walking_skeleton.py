@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from demo.generator import generate
 from demo.initiative import NEIGHBORHOODS
 from tests.conftest import SMALL_BIRTHS
+
+pytestmark = pytest.mark.slow
 
 CSV = (
     "student_id,school_year,neighborhood,race_ethnicity,ready,assessment_score\n"

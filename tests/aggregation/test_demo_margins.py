@@ -20,6 +20,8 @@ from disclosure.suppression import FREE, PRIMARY, SECONDARY
 from tests.aggregation.attack import Attacker, sensitive_requirements
 from tests.aggregation.test_protection import shown
 
+pytestmark = pytest.mark.slow
+
 # (indicator, dataset, person, period dimension, its categories, outcome, k of the agreement)
 INDICATORS = (
     (

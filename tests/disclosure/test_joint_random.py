@@ -10,6 +10,8 @@ import pytest
 from tests.disclosure.independent import disclosures
 from tests.disclosure.scenarios import CATEGORIES, IMPOSSIBLE, History, people, random_shape
 
+pytestmark = pytest.mark.slow
+
 SCOPES = (["s0"], ["s0", "s1"], ["s0", "s1", "s2"], ["s1", "s2"])
 
 

@@ -54,6 +54,7 @@ def test_trackers_are_refused_for_suppressed_indicators(api, filter_):
     assert api.get("/v1/indicators/tracker", as_="backbone-manager").status_code == 404
 
 
+@pytest.mark.slow
 def test_a_slice_of_declared_categories_is_accepted(api):
     r = api.post(
         "/v1/indicators",
@@ -142,6 +143,7 @@ def test_provenance_holds_nothing_computed_from_the_data_and_auditors_get_the_au
     assert counts["audit_violations"] == 0
 
 
+@pytest.mark.slow
 def test_linked_enrollment_and_readiness_disclose_nothing_together(api):
     """The demo's enrollment count and readiness rate count the same kindergartners: attacked
     jointly by the independent attacker over the seeded records, nothing is narrowed."""
