@@ -322,12 +322,26 @@ def test_rate_intervals_cover_at_least_95_percent() -> None:
 
 
 def test_interval_widths_follow_the_number_of_cells_summed() -> None:
+    # Exact: seeded discrete Laplace noise injected into the finest cells.
     p = plan("count", epsilon=1.0)
-    result = dprel.release(random_frame(2000), p, person="tok")
+    data = random_frame(2000)
+    truth = build_cube(data, None, "tok", ("hood", "year"), (HOODS, YEARS)).numerator
+    noise = laplace_noise((len(HOODS), len(YEARS)), p.scale, seed=11)
+    noise[0, 0] = 2
+    result = dprel.release(data, p, person="tok", noise=noise)
+    raw = truth + np.pad(noise, ((0, 1), (0, 1)))
+    raw[-1, :-1] = raw[:-1, :-1].sum(axis=0)
+    raw[:-1, -1] = raw[:-1, :-1].sum(axis=1)
+    raw[-1, -1] = raw[:-1, :-1].sum()
+    for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+        t = half_width(_summed(index, (len(HOODS), len(YEARS))), p.scale, 0.05)
+        assert c["numerator"] == raw[index]
+        assert (c["lower"], c["upper"]) == (raw[index] - t, raw[index] + t)
     inner = cell(result.cells, "Ashland", "2023-24")
     margin = cell(result.cells, TOTAL, TOTAL)
+    assert inner["numerator"] == truth[0, 0] + 2
     assert inner["upper"] - inner["lower"] == 2 * 3  # one discrete Laplace(1) draw: +-3
-    assert margin["upper"] - margin["lower"] > inner["upper"] - inner["lower"]
+    assert margin["upper"] - margin["lower"] == 2 * half_width(6, p.scale, 0.05) > 2 * 3
 
 
 # --- post-processing ---------------------------------------------------------------------------
@@ -368,36 +382,65 @@ def test_low_reliability_rule() -> None:
     p = plan("percent", epsilon=1.0)
     # The noisy denominator of a finest cell (numerator plus complement: two noisy counts).
     t_den = half_width(2, p.scale, 0.05)
-    bayview = []
-    for _ in range(5):
-        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+    assert t_den == 4
+    # Exact, with noise injected into Bayview's [complement, numerator] (3 children, all ready).
+    # Ashland (200 of 400) gets no noise and stays reliable.
+    for (complement, numerator), expected in [
+        ((0, 0), (3, 3, 100.0, 0.0, 100.0, dprel.LOW_RELIABILITY)),  # few: t_den > 3 / 2
+        ((-5, 0), (3, 3, 100.0, 0.0, 100.0, dprel.LOW_RELIABILITY)),
+        ((-1, -3), (0, 0, None, None, None, dprel.LOW_RELIABILITY)),  # no denominator
+        # A rare draw that makes them look many and certain: 43 of 43, reliable.
+        ((0, 40), (43, 43, 100.0, 90.6, 100.0, dprel.DP)),
+        # 10 of 15: the denominator passes (4 <= 7.5), the interval [40%, 93.4%] is too wide.
+        ((5, 7), (10, 15, 66.7, 40.0, 93.4, dprel.LOW_RELIABILITY)),
+        # 20 of 40: interval [40%, 60%], reliable.
+        ((20, 17), (20, 40, 50.0, 40.0, 60.0, dprel.DP)),
+    ]:
+        noise = np.zeros((len(HOODS), len(YEARS), 2), dtype=np.int64)
+        noise[1, 0] = (complement, numerator)
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=noise)
         assert cell(result.cells, "Ashland", "2023-24")["status"] == dprel.DP
         small = cell(result.cells, "Bayview", "2023-24")
-        if t_den > 0.5 * small["denominator"]:
-            assert small["status"] == dprel.LOW_RELIABILITY
-        bayview.append(small["status"])
-    # Three children: flagged on all but a rare draw of noise that makes them look many and
-    # certain (the test once saw one such draw in five); never published as reliable every time.
-    assert bayview.count(dprel.LOW_RELIABILITY) >= 1
+        keys = ("numerator", "denominator", "value", "lower", "upper", "status")
+        assert tuple(small[k] for k in keys) == expected
+    # OpenDP's own noise: the denominator rule holds for any draw. Ashland (200 and 200) is
+    # flagged only if one of its two noises reaches 150 in absolute value (otherwise its
+    # denominator exceeds 100 > 2 t_den and its interval is 8 / denominator < 30 points wide):
+    # P <= 3 releases * 2 draws * 2q^150 / (1 + q), q = exp(-1 / scale).
+    q = math.exp(-1.0 / p.scale)
+    assert 3 * 2 * 2 * q**150 / (1 + q) < FALSE_FAILURE
+    for _ in range(3):
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+        assert cell(result.cells, "Ashland", "2023-24")["status"] == dprel.DP
+        for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+            t_den_m = half_width(2 * _summed(index, (len(HOODS), len(YEARS))), p.scale, 0.05)
+            if c["denominator"] == 0 or t_den_m > 0.5 * c["denominator"]:
+                assert c["status"] == dprel.LOW_RELIABILITY
+    # Its count (400, t = 3) is flagged only if its noise is -395 or less: P = q^395 / (1 + q).
     counts = dprel.release(data, plan("count", epsilon=1.0), person="tok")
+    assert q**395 / (1 + q) < FALSE_FAILURE
     assert cell(counts.cells, "Ashland", "2023-24")["status"] == dprel.DP
     # The count rule, recomputed cell by cell: flagged exactly when the 95% half-width of the sum
-    # of m noisy cells exceeds half of the published count.
+    # of m noisy cells exceeds half of the published count. It holds for any draw (OpenDP's
+    # noise); the injected draws (seeded) must give both statuses.
     p = plan("count", epsilon=0.3)
+    sample = random_frame(80, seed=9)
     statuses = set()
-    for _ in range(5):
-        result = dprel.release(random_frame(80, seed=9), p, person="tok")
-        for c in result.cells:
-            m = (len(HOODS) if c["hood"] == TOTAL else 1) * (
-                len(YEARS) if c["year"] == TOTAL else 1
-            )
-            t = half_width(m, p.scale, 0.05)
+    for seed in range(6):
+        noise = laplace_noise((len(HOODS), len(YEARS)), p.scale, seed) if seed < 5 else None
+        result = dprel.release(sample, p, person="tok", noise=noise)
+        for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+            t = half_width(_summed(index, (len(HOODS), len(YEARS))), p.scale, 0.05)
             expected = dprel.LOW_RELIABILITY if t > 0.5 * c["numerator"] else dprel.DP
             assert c["status"] == expected
-            statuses.add(c["status"])
+            if noise is not None:
+                statuses.add(c["status"])
     assert statuses == {dprel.DP, dprel.LOW_RELIABILITY}
     strict = dprel.Reliability(max_relative_half_width=0.001)
-    flagged = dprel.release(data, plan("count", epsilon=1.0, reliability=strict), person="tok")
+    zero = np.zeros((len(HOODS), len(YEARS)), dtype=np.int64)
+    flagged = dprel.release(
+        data, plan("count", epsilon=1.0, reliability=strict), person="tok", noise=zero
+    )
     assert all(c["status"] == dprel.LOW_RELIABILITY for c in flagged.cells)
 
 
