@@ -352,10 +352,19 @@ def test_published_values_are_consistent(unit: str) -> None:
     data = random_frame(60, seed=4)  # small cells, strong noise: many raw counts are negative
     p = plan(unit, epsilon=0.05, k=2)
     top = dprel.UNIT_SCALE[unit]
-    for _ in range(10):
-        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+    # These properties hold for any draw of noise: ten releases with OpenDP's own noise, then
+    # injected draws (seeded), all-negative and all-large noise, so that every branch is
+    # exercised whatever OpenDP drew.
+    shape = (len(HOODS), len(YEARS)) + ((2,) if unit != "count" else ())
+    injected = [laplace_noise(shape, p.scale, seed) for seed in range(3)]
+    injected += [np.full(shape, v, dtype=np.int64) for v in (-1000, 1000)]
+    statuses = set()
+    for noise in [None] * 10 + injected:
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=noise)
         assert len(result.cells) == math.prod(p.shape)
         for c in result.cells:
+            if noise is not None:
+                statuses.add((c["status"], c["value"] is None, c["numerator"] == 0))
             assert c["status"] in (dprel.DP, dprel.LOW_RELIABILITY)
             assert isinstance(c["numerator"], int) and c["numerator"] >= 0
             if unit == "count":
@@ -372,6 +381,8 @@ def test_published_values_are_consistent(unit: str) -> None:
             assert 0.0 <= c["lower"] <= c["value"] <= c["upper"]
             if unit != "count":
                 assert c["upper"] <= top
+    assert (dprel.LOW_RELIABILITY, unit != "count", True) in statuses  # all-negative noise
+    assert (dprel.DP, False, False) in statuses  # all-large noise
 
 
 def test_low_reliability_rule() -> None:
@@ -481,6 +492,27 @@ def test_empty_frame_and_no_dimensions() -> None:
         numerator=pl.col("ready"),
     )
     assert result.cells[0]["value"] == 50.0
+
+
+def test_injected_noise_is_added_to_the_exact_counts_and_checked() -> None:
+    # The tests' seam: the counts come from the same OpenDP pipeline, the noise is the given one.
+    data = random_frame(300)
+    p = plan("percent", epsilon=1.0, k=2)
+    exact = dprel.release(data, plan("percent"), person="tok", numerator=pl.col("ready")).cube
+    noise = laplace_noise((len(HOODS), len(YEARS), 2), p.scale, seed=3)
+    cube = dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=noise).cube
+    assert exact.denominator is not None and cube.denominator is not None
+    finest = (slice(0, len(HOODS)), slice(0, len(YEARS)))
+    assert np.array_equal(
+        cube.numerator[finest], np.maximum(exact.numerator[finest] + noise[..., 1], 0)
+    )
+    complement = exact.denominator[finest] - exact.numerator[finest]
+    assert np.array_equal(
+        cube.denominator[finest] - cube.numerator[finest], np.maximum(complement + noise[..., 0], 0)
+    )
+    for bad in (noise[..., 1], noise.astype(np.float64)):
+        with pytest.raises(dprel.DpInvalid, match="injected noise"):
+            dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=bad)
 
 
 # --- failures: clear errors, nothing released, never retried ----------------------------------
