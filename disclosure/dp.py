@@ -449,8 +449,8 @@ def _cells(p: DpPlan, noisy: np.ndarray) -> tuple[list[dict[str, Any]], Cube]:
 
 
 def _noiseless(p: DpPlan) -> DpPlan:
-    """The same release with noise too small ever to be drawn (scale about 1e-9 times the
-    contribution bound: a draw is nonzero with probability about 2 exp(-1e9)), for exact counts."""
+    """The same release with noise too small ever to be drawn (scale 1e-9 times the contribution
+    bound k: a draw is nonzero with probability below 2 exp(-1e9 / k)), for exact counts."""
     return plan(p.dimensions, p.categories, p.unit, _NOISELESS_EPSILON, p.max_contributions)
 
 
