@@ -82,6 +82,7 @@ _PERSON = "__bb_person"
 _FLAG = "__bb_in_numerator"
 _COUNT = "__bb_count"
 _OPENDP_VERSION = version("opendp")
+_NOISELESS_EPSILON = 1e9  # only for release(noise=...), the tests' seam
 
 
 class DpInvalid(InvalidInput):
@@ -447,23 +448,42 @@ def _cells(p: DpPlan, noisy: np.ndarray) -> tuple[list[dict[str, Any]], Cube]:
     return cells, cube
 
 
+def _noiseless(p: DpPlan) -> DpPlan:
+    """The same release with noise too small ever to be drawn (scale 1e-9 times the contribution
+    bound k: a draw is nonzero with probability below 2 exp(-1e9 / k)), for exact counts."""
+    return plan(p.dimensions, p.categories, p.unit, _NOISELESS_EPSILON, p.max_contributions)
+
+
 def release(
     frame: pl.DataFrame,
     p: DpPlan,
     *,
     person: str,
     numerator: pl.Expr | None = None,
+    noise: np.ndarray | None = None,
 ) -> DpResult:
     """Compute the planned release on ``frame`` (person-level records, already restricted to the
     population: denominator filter and any cohort applied). For a rate, ``numerator`` is the
     boolean filter expression selecting numerator records within ``frame``; for a count it
     optionally selects the records counted. Spends exactly ``p.epsilon``, once: it never retries.
+
+    ``noise`` is for tests only and must stay ``None`` in the service: when given (integers, the
+    shape of the finest cells, with a trailing axis [complement, numerator] for rates) it replaces
+    the noise OpenDP draws, so post-processing (margins, intervals, statuses) can be asserted
+    exactly. The counts are then computed by the same OpenDP pipeline (truncation included) with
+    negligible noise and ``noise`` is added to them; the published cells use ``p`` as planned.
     """
     prepared = _prepare(frame, p, person, numerator)
     try:
-        noisy = _noisy_cells(p, prepared)
+        if noise is None:
+            noisy = _noisy_cells(p, prepared)
+        else:
+            exact = _noisy_cells(_noiseless(p), prepared)
+            if noise.shape != exact.shape or not np.issubdtype(noise.dtype, np.integer):
+                raise DpInvalid("The injected noise must be integers shaped like the cells.")
+            noisy = exact + noise
         cells, cube = _cells(p, noisy)
-    except DpFailed:
+    except (DpFailed, DpInvalid):
         raise
     except Exception as exc:
         # Past this point noise may have been drawn: fail closed, release nothing, never retry.

@@ -11,15 +11,22 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from scipy.stats import binom
 
 from core.errors import DomainError, InvalidInput
 from disclosure import dp as dprel
 from disclosure.cube import TOTAL, build_cube
-from disclosure.dp_accuracy import half_width
+from disclosure.dp_accuracy import half_width, tail
 
 HOODS = ("Ashland", "Bayview", "Central")
 YEARS = ("2023-24", "2024-25")
-NO_NOISE = 1e9  # epsilon so large that the discrete Laplace noise is exactly zero
+# Epsilon so large that the discrete Laplace noise is zero: the scale is at most 5e-9, so a draw is
+# nonzero with probability 2q/(1 + q), q = exp(-1/scale) < exp(-2e8), i.e. never.
+NO_NOISE = 1e9
+# Tests that assert on OpenDP's own random noise state their false-failure probability, derived
+# from the noise distribution, and keep it below this; every other test either holds for any draw
+# of noise or injects its noise through ``release(noise=...)`` and asserts exactly.
+FALSE_FAILURE = 1e-6
 
 
 def token(i: int) -> bytes:
@@ -46,6 +53,25 @@ def random_frame(n: int, seed: int = 3) -> pl.DataFrame:
             for i in range(n)
         ]
     )
+
+
+def laplace_noise(shape: tuple[int, ...], scale: float, seed: int) -> np.ndarray:
+    """Seeded discrete Laplace draws (P(x) proportional to exp(-|x| / scale)) as the difference of
+    two geometric counts of failures, to inject through ``release(noise=...)``."""
+    rng = np.random.default_rng(seed)
+    success = -math.expm1(-1.0 / scale)
+    return (rng.geometric(success, shape) - rng.geometric(success, shape)).astype(np.int64)
+
+
+def laplace_pmf(x: int, scale: float) -> float:
+    q = math.exp(-1.0 / scale)
+    return (1 - q) / (1 + q) * q ** abs(x)
+
+
+def covering_bounds(n: int, p: float, alpha: float) -> tuple[int, int]:
+    """Bounds a Binomial(n, p) count falls outside with probability at most ``alpha`` on each
+    side: P(X < lo) < alpha (lo is the alpha-quantile) and P(X > hi) <= alpha."""
+    return int(binom.ppf(alpha, n, p)), int(binom.isf(alpha, n, p))
 
 
 def plan(unit: str = "percent", epsilon: float = NO_NOISE, k: int = 1, **kw: Any) -> dprel.DpPlan:
@@ -86,15 +112,37 @@ def test_keys_come_from_the_categories_not_the_data() -> None:
             assert cell(result.cells, "Ashland", "2023-24")["value"] == 50.0
 
 
+def _all_equal_probability(draws: int, scale: float, t: int) -> float:
+    """P(``draws`` independent values of max(X + t, 0) are all equal), X discrete Laplace(scale):
+    the sum over v of P(max(X + t, 0) = v) ** draws (terms past v = t + 60 scales are < 1e-20)."""
+    q = math.exp(-1.0 / scale)
+    at_zero = q**t / (1 + q)  # P(X <= -t)
+    rest = (laplace_pmf(v - t, scale) for v in range(1, t + int(60 * scale) + 1))
+    return at_zero**draws + sum(x**draws for x in rest)
+
+
 def test_absent_category_gets_a_noisy_value() -> None:
     data = frame([(i, "Ashland", "2023-24", True) for i in range(50)])
     p = plan("count", epsilon=0.5)
+    t = half_width(1, p.scale, 0.05)
+    # OpenDP's own noise: the raw noisy count behind "Central" varies (so does its interval); it is
+    # not a fixed zero. Its published upper bound is max(X + t, 0), X discrete Laplace(scale 2),
+    # independent over releases; 12 of them are all equal with probability sum_v P(v)^12 < 5e-8.
+    draws = 12
+    assert _all_equal_probability(draws, p.scale, t) < FALSE_FAILURE
     seen = {
         cell(dprel.release(data, p, person="tok").cells, "Central", "2024-25")["upper"]
-        for _ in range(12)
+        for _ in range(draws)
     }
-    # The raw noisy count behind "Central" varies (so does its interval); it is not a fixed zero.
     assert len(seen) > 1
+    # Exactly, with injected noise: the absent cell publishes its noise, clipped at zero.
+    for drawn, expected in ((7, (7, 7 - t, 7 + t)), (-2, (0, 0, 4)), (-9, (0, 0, 0))):
+        noise = np.zeros((len(HOODS), len(YEARS)), dtype=np.int64)
+        noise[2, 1] = drawn
+        cells = dprel.release(data, p, person="tok", noise=noise).cells
+        c = cell(cells, "Central", "2024-25")
+        assert (c["numerator"], c["lower"], c["upper"]) == expected
+        assert cell(cells, TOTAL, TOTAL)["numerator"] == 50 + drawn
 
 
 # --- contribution bounding and the privacy loss --------------------------------------------------
@@ -186,9 +234,18 @@ def test_cohort_filtering_on_the_given_frame() -> None:
 # --- intervals -------------------------------------------------------------------------------
 
 
+def _summed(index: tuple[int, ...], shape: tuple[int, ...]) -> int:
+    """How many finest cells the cell at ``index`` sums (the last index of an axis is its total)."""
+    return math.prod(n if i == n else 1 for i, n in zip(index, shape, strict=True))
+
+
 def test_count_intervals_cover_about_95_percent() -> None:
-    # 40 hoods x 5 years: 246 cells with margins, 25 releases: 6,150 intervals. Exact coverage is
-    # between 95% and 97.5% here; the bounds below are more than six standard deviations away.
+    # OpenDP's own noise. Cells are grouped by the number m of finest cells they sum (200 finest
+    # cells, 40 hood margins, 5 year margins, the total). In a group the noises of different cells
+    # and releases are independent, and (every true count being positive) a cell is covered
+    # exactly when |noise| <= t_m, so its hits are Binomial(N, c_m), c_m = 1 - tail(m, scale, t_m)
+    # >= 95%. Each group's count lies within its binomial quantiles at FALSE_FAILURE / 8 per side,
+    # so the test fails by chance with probability below 4 * 2 * FALSE_FAILURE / 8 = 1e-6.
     hoods = tuple(f"h{i}" for i in range(40))
     years = tuple(f"y{i}" for i in range(5))
     rng = np.random.default_rng(5)
@@ -201,17 +258,33 @@ def test_count_intervals_cover_about_95_percent() -> None:
         }
     )
     truth = build_cube(data, None, "tok", ("hood", "year"), (hoods, years)).numerator
+    assert truth.min() > 0
     p = dprel.plan(("hood", "year"), (hoods, years), "count", 1.0, 1)
-    hits = total = 0
-    for _ in range(25):
+    releases = 25
+    hits: dict[int, int] = {}
+    cells: dict[int, int] = {}
+    for _ in range(releases):
         result = dprel.release(data, p, person="tok")
         for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
-            hits += c["lower"] <= truth[index] <= c["upper"]
-            total += 1
-    assert 0.93 <= hits / total <= 0.995
+            m = _summed(index, (len(hoods), len(years)))
+            hits[m] = hits.get(m, 0) + (c["lower"] <= truth[index] <= c["upper"])
+            cells[m] = cells.get(m, 0) + 1
+    assert cells == {1: 200 * releases, 5: 40 * releases, 40: 5 * releases, 200: releases}
+    for m, n_m in cells.items():
+        coverage = 1.0 - tail(m, p.scale, half_width(m, p.scale, 0.05))
+        assert 0.95 <= coverage < 0.975
+        lo, hi = covering_bounds(n_m, coverage, FALSE_FAILURE / 8)
+        assert lo <= hits[m] <= hi, (m, hits[m], n_m, coverage)
 
 
 def test_rate_intervals_cover_at_least_95_percent() -> None:
+    # OpenDP's own noise, grouped as for counts by the number m of finest cells summed (60 finest
+    # cells, 30 hood margins, 2 year margins, the total). A cell's interval covers its rate
+    # whenever both its numerator and its complement noise are within t_m (97.5% intervals),
+    # independently with probability e_m = (1 - tail(m, scale, t_m))^2 >= 95% (Bonferroni); every
+    # true complement exceeds t_m, so the noisy denominator is then positive. So a group's hits are
+    # at least a Binomial(N, e_m) count and fall below its FALSE_FAILURE / 4 quantile with
+    # probability below FALSE_FAILURE / 4: below 1e-6 over the four groups.
     hoods = tuple(f"h{i}" for i in range(30))
     rng = np.random.default_rng(6)
     n = 3000
@@ -226,26 +299,49 @@ def test_rate_intervals_cover_at_least_95_percent() -> None:
     truth = build_cube(data.filter(pl.col("ready")), data, "tok", ("hood", "year"), (hoods, YEARS))
     assert truth.denominator is not None
     rate = 100 * truth.numerator / truth.denominator
+    complement = truth.denominator - truth.numerator
     p = dprel.plan(("hood", "year"), (hoods, YEARS), "percent", 1.0, 1)
-    hits = total = 0
-    for _ in range(20):
+    shape = (len(hoods), len(YEARS))
+    releases = 20
+    hits: dict[int, int] = {}
+    cells: dict[int, int] = {}
+    for _ in range(releases):
         result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
         for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
-            if c["value"] is None:
-                continue
-            hits += c["lower"] <= rate[index] <= c["upper"]
-            total += 1
-    assert total > 1500
-    assert hits / total >= 0.93
+            m = _summed(index, shape)
+            covered = c["value"] is not None and c["lower"] <= rate[index] <= c["upper"]
+            hits[m] = hits.get(m, 0) + covered
+            cells[m] = cells.get(m, 0) + 1
+            assert complement[index] > half_width(m, p.scale, 0.025)
+    assert cells == {1: 60 * releases, 2: 30 * releases, 30: 2 * releases, 60: releases}
+    for m, n_m in cells.items():
+        both = (1.0 - tail(m, p.scale, half_width(m, p.scale, 0.025))) ** 2
+        assert both >= 0.95
+        lo, _ = covering_bounds(n_m, both, FALSE_FAILURE / 4)
+        assert hits[m] >= lo, (m, hits[m], n_m, both)
 
 
 def test_interval_widths_follow_the_number_of_cells_summed() -> None:
+    # Exact: seeded discrete Laplace noise injected into the finest cells.
     p = plan("count", epsilon=1.0)
-    result = dprel.release(random_frame(2000), p, person="tok")
+    data = random_frame(2000)
+    truth = build_cube(data, None, "tok", ("hood", "year"), (HOODS, YEARS)).numerator
+    noise = laplace_noise((len(HOODS), len(YEARS)), p.scale, seed=11)
+    noise[0, 0] = 2
+    result = dprel.release(data, p, person="tok", noise=noise)
+    raw = truth + np.pad(noise, ((0, 1), (0, 1)))
+    raw[-1, :-1] = raw[:-1, :-1].sum(axis=0)
+    raw[:-1, -1] = raw[:-1, :-1].sum(axis=1)
+    raw[-1, -1] = raw[:-1, :-1].sum()
+    for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+        t = half_width(_summed(index, (len(HOODS), len(YEARS))), p.scale, 0.05)
+        assert c["numerator"] == raw[index]
+        assert (c["lower"], c["upper"]) == (raw[index] - t, raw[index] + t)
     inner = cell(result.cells, "Ashland", "2023-24")
     margin = cell(result.cells, TOTAL, TOTAL)
+    assert inner["numerator"] == truth[0, 0] + 2
     assert inner["upper"] - inner["lower"] == 2 * 3  # one discrete Laplace(1) draw: +-3
-    assert margin["upper"] - margin["lower"] > inner["upper"] - inner["lower"]
+    assert margin["upper"] - margin["lower"] == 2 * half_width(6, p.scale, 0.05) > 2 * 3
 
 
 # --- post-processing ---------------------------------------------------------------------------
@@ -256,10 +352,19 @@ def test_published_values_are_consistent(unit: str) -> None:
     data = random_frame(60, seed=4)  # small cells, strong noise: many raw counts are negative
     p = plan(unit, epsilon=0.05, k=2)
     top = dprel.UNIT_SCALE[unit]
-    for _ in range(10):
-        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+    # These properties hold for any draw of noise: ten releases with OpenDP's own noise, then
+    # injected draws (seeded), all-negative and all-large noise, so that every branch is
+    # exercised whatever OpenDP drew.
+    shape = (len(HOODS), len(YEARS)) + ((2,) if unit != "count" else ())
+    injected = [laplace_noise(shape, p.scale, seed) for seed in range(3)]
+    injected += [np.full(shape, v, dtype=np.int64) for v in (-1000, 1000)]
+    statuses = set()
+    for noise in [None] * 10 + injected:
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=noise)
         assert len(result.cells) == math.prod(p.shape)
         for c in result.cells:
+            if noise is not None:
+                statuses.add((c["status"], c["value"] is None, c["numerator"] == 0))
             assert c["status"] in (dprel.DP, dprel.LOW_RELIABILITY)
             assert isinstance(c["numerator"], int) and c["numerator"] >= 0
             if unit == "count":
@@ -276,6 +381,8 @@ def test_published_values_are_consistent(unit: str) -> None:
             assert 0.0 <= c["lower"] <= c["value"] <= c["upper"]
             if unit != "count":
                 assert c["upper"] <= top
+    assert (dprel.LOW_RELIABILITY, unit != "count", True) in statuses  # all-negative noise
+    assert (dprel.DP, False, False) in statuses  # all-large noise
 
 
 def test_low_reliability_rule() -> None:
@@ -286,36 +393,65 @@ def test_low_reliability_rule() -> None:
     p = plan("percent", epsilon=1.0)
     # The noisy denominator of a finest cell (numerator plus complement: two noisy counts).
     t_den = half_width(2, p.scale, 0.05)
-    bayview = []
-    for _ in range(5):
-        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+    assert t_den == 4
+    # Exact, with noise injected into Bayview's [complement, numerator] (3 children, all ready).
+    # Ashland (200 of 400) gets no noise and stays reliable.
+    for (complement, numerator), expected in [
+        ((0, 0), (3, 3, 100.0, 0.0, 100.0, dprel.LOW_RELIABILITY)),  # few: t_den > 3 / 2
+        ((-5, 0), (3, 3, 100.0, 0.0, 100.0, dprel.LOW_RELIABILITY)),
+        ((-1, -3), (0, 0, None, None, None, dprel.LOW_RELIABILITY)),  # no denominator
+        # A rare draw that makes them look many and certain: 43 of 43, reliable.
+        ((0, 40), (43, 43, 100.0, 90.6, 100.0, dprel.DP)),
+        # 10 of 15: the denominator passes (4 <= 7.5), the interval [40%, 93.4%] is too wide.
+        ((5, 7), (10, 15, 66.7, 40.0, 93.4, dprel.LOW_RELIABILITY)),
+        # 20 of 40: interval [40%, 60%], reliable.
+        ((20, 17), (20, 40, 50.0, 40.0, 60.0, dprel.DP)),
+    ]:
+        noise = np.zeros((len(HOODS), len(YEARS), 2), dtype=np.int64)
+        noise[1, 0] = (complement, numerator)
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=noise)
         assert cell(result.cells, "Ashland", "2023-24")["status"] == dprel.DP
         small = cell(result.cells, "Bayview", "2023-24")
-        if t_den > 0.5 * small["denominator"]:
-            assert small["status"] == dprel.LOW_RELIABILITY
-        bayview.append(small["status"])
-    # Three children: flagged on all but a rare draw of noise that makes them look many and
-    # certain (the test once saw one such draw in five); never published as reliable every time.
-    assert bayview.count(dprel.LOW_RELIABILITY) >= 1
+        keys = ("numerator", "denominator", "value", "lower", "upper", "status")
+        assert tuple(small[k] for k in keys) == expected
+    # OpenDP's own noise: the denominator rule holds for any draw. Ashland (200 and 200) is
+    # flagged only if one of its two noises reaches 150 in absolute value (otherwise its
+    # denominator exceeds 100 > 2 t_den and its interval is 8 / denominator < 30 points wide):
+    # P <= 3 releases * 2 draws * 2q^150 / (1 + q), q = exp(-1 / scale).
+    q = math.exp(-1.0 / p.scale)
+    assert 3 * 2 * 2 * q**150 / (1 + q) < FALSE_FAILURE
+    for _ in range(3):
+        result = dprel.release(data, p, person="tok", numerator=pl.col("ready"))
+        assert cell(result.cells, "Ashland", "2023-24")["status"] == dprel.DP
+        for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+            t_den_m = half_width(2 * _summed(index, (len(HOODS), len(YEARS))), p.scale, 0.05)
+            if c["denominator"] == 0 or t_den_m > 0.5 * c["denominator"]:
+                assert c["status"] == dprel.LOW_RELIABILITY
+    # Its count (400, t = 3) is flagged only if its noise is -395 or less: P = q^395 / (1 + q).
     counts = dprel.release(data, plan("count", epsilon=1.0), person="tok")
+    assert q**395 / (1 + q) < FALSE_FAILURE
     assert cell(counts.cells, "Ashland", "2023-24")["status"] == dprel.DP
     # The count rule, recomputed cell by cell: flagged exactly when the 95% half-width of the sum
-    # of m noisy cells exceeds half of the published count.
+    # of m noisy cells exceeds half of the published count. It holds for any draw (OpenDP's
+    # noise); the injected draws (seeded) must give both statuses.
     p = plan("count", epsilon=0.3)
+    sample = random_frame(80, seed=9)
     statuses = set()
-    for _ in range(5):
-        result = dprel.release(random_frame(80, seed=9), p, person="tok")
-        for c in result.cells:
-            m = (len(HOODS) if c["hood"] == TOTAL else 1) * (
-                len(YEARS) if c["year"] == TOTAL else 1
-            )
-            t = half_width(m, p.scale, 0.05)
+    for seed in range(6):
+        noise = laplace_noise((len(HOODS), len(YEARS)), p.scale, seed) if seed < 5 else None
+        result = dprel.release(sample, p, person="tok", noise=noise)
+        for c, index in zip(result.cells, result.cube.coordinates(), strict=True):
+            t = half_width(_summed(index, (len(HOODS), len(YEARS))), p.scale, 0.05)
             expected = dprel.LOW_RELIABILITY if t > 0.5 * c["numerator"] else dprel.DP
             assert c["status"] == expected
-            statuses.add(c["status"])
+            if noise is not None:
+                statuses.add(c["status"])
     assert statuses == {dprel.DP, dprel.LOW_RELIABILITY}
     strict = dprel.Reliability(max_relative_half_width=0.001)
-    flagged = dprel.release(data, plan("count", epsilon=1.0, reliability=strict), person="tok")
+    zero = np.zeros((len(HOODS), len(YEARS)), dtype=np.int64)
+    flagged = dprel.release(
+        data, plan("count", epsilon=1.0, reliability=strict), person="tok", noise=zero
+    )
     assert all(c["status"] == dprel.LOW_RELIABILITY for c in flagged.cells)
 
 
@@ -356,6 +492,27 @@ def test_empty_frame_and_no_dimensions() -> None:
         numerator=pl.col("ready"),
     )
     assert result.cells[0]["value"] == 50.0
+
+
+def test_injected_noise_is_added_to_the_exact_counts_and_checked() -> None:
+    # The tests' seam: the counts come from the same OpenDP pipeline, the noise is the given one.
+    data = random_frame(300)
+    p = plan("percent", epsilon=1.0, k=2)
+    exact = dprel.release(data, plan("percent"), person="tok", numerator=pl.col("ready")).cube
+    noise = laplace_noise((len(HOODS), len(YEARS), 2), p.scale, seed=3)
+    cube = dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=noise).cube
+    assert exact.denominator is not None and cube.denominator is not None
+    finest = (slice(0, len(HOODS)), slice(0, len(YEARS)))
+    assert np.array_equal(
+        cube.numerator[finest], np.maximum(exact.numerator[finest] + noise[..., 1], 0)
+    )
+    complement = exact.denominator[finest] - exact.numerator[finest]
+    assert np.array_equal(
+        cube.denominator[finest] - cube.numerator[finest], np.maximum(complement + noise[..., 0], 0)
+    )
+    for bad in (noise[..., 1], noise.astype(np.float64)):
+        with pytest.raises(dprel.DpInvalid, match="injected noise"):
+            dprel.release(data, p, person="tok", numerator=pl.col("ready"), noise=bad)
 
 
 # --- failures: clear errors, nothing released, never retried ----------------------------------

@@ -1,4 +1,10 @@
-"""Differentially private releases through the API: planned, charged, stored, never re-noised."""
+"""Differentially private releases through the API: planned, charged, stored, never re-noised.
+
+No assertion here depends on the draw of noise: the published cells are checked for properties
+that hold for any draw, stored releases are compared with themselves, and the ledger is exact.
+What the noise does to the cells is asserted exactly, with injected noise, in
+``tests/aggregation/test_dp_release.py``.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ def test_kindergarten_readiness_released_both_ways(api):
     names = [h["name"] for h in body["headers"]]
     cells = [dict(zip(names, row, strict=True)) for row in body["rows"]]
     assert len(cells) == 6 * 41 * 8
+    # Properties of every draw of noise (the engine clips counts at zero and rounds outwards).
     assert {c["status"] for c in cells} <= {"dp", "low_reliability"}
     for c in cells:
         if c["value"] is not None:
