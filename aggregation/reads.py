@@ -158,11 +158,11 @@ def read_release(
 
 
 def list_releases(session: Session, indicator_id: str) -> Sequence[Release]:
-    """Every release of an indicator, newest first."""
+    """Every release of an indicator, newest first (by id among those of the same instant)."""
     return session.scalars(
         select(Release)
         .where(Release.indicator_id == indicator_id)
-        .order_by(Release.created_at.desc())
+        .order_by(Release.created_at.desc(), Release.id.desc())
     ).all()
 
 
