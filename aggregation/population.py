@@ -23,11 +23,11 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aggregation.definitions import identifier_field
 from aggregation.models import Release
 from aggregation.stored import published_table
 from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
 from core.db import end_reads
-from core.errors import InvalidInput
 from core.keys import MasterKey
 from disclosure.cube import person_ids
 from disclosure.joint import (
@@ -44,7 +44,7 @@ from disclosure.joint import (
 )
 from disclosure.protection import Protection
 from policy.model import DatasetTerms
-from policy.vocabulary import DisclosureMethod, FieldRole
+from policy.vocabulary import DisclosureMethod
 from records import vault
 from records.models import Submission
 from records.service import SUBMISSION_COLUMN, data_keys, load_frame
@@ -129,14 +129,6 @@ def earlier_releases(
     return out, gone
 
 
-def person_field(ds: DatasetTerms) -> str:
-    """The identifier field by which a dataset's records count people."""
-    for f in ds.fields:
-        if f.role == FieldRole.IDENTIFIER:
-            return f.name
-    raise InvalidInput(f"Dataset {ds.name} has no identifier field to count people by.")
-
-
 def _source_columns(ds: DatasetTerms, names: Iterable[str]) -> set[str]:
     """The stored columns the attributes ``names`` are computed from."""
     fields = {f.name for f in ds.fields}
@@ -160,7 +152,7 @@ def _cohort_members(
     scope: Sequence[Submission],
 ) -> pl.Series:
     """The linkage tokens of the people of a cohort dataset (within its slices)."""
-    person = person_field(terms)
+    person = identifier_field(terms)
     attrs = dataset_attributes(terms)
     names = list(ref.slices)
     columns = sorted({person} | _source_columns(terms, names))
@@ -194,7 +186,7 @@ def _population(
     for name in cohorts:
         declared[name] = (TRUE, FALSE)
     wanted = sorted({a for shape in shapes for a in shape.attributes} & set(declared))
-    person = person_field(ds)
+    person = identifier_field(ds)
     fields = [name for name in wanted if name not in cohorts]
     columns = sorted({person} | _source_columns(ds, fields))
     frame = load_frame(session, master, scope, columns, with_submission=True)

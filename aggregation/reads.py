@@ -138,25 +138,6 @@ def read_record(view: ReleaseView, decision: Decision) -> AuditRecord:
     )
 
 
-def read_release(
-    session: Session, ctx: RequestContext, policy: PolicySet, views: ReleaseViews, release_id: str
-) -> tuple[ReleaseView, Decision]:
-    """Return a stored release to a permitted reader, and audit the read."""
-    view = views.load(session, release_id)
-    decision = authorize_read(ctx, policy, view)
-    record(
-        session,
-        ctx,
-        AuditRecord(
-            action=AuditAction.RELEASE_READ,
-            resource_type="release",
-            resource_id=view.id,
-            decision=decision,
-        ),
-    )
-    return view, decision
-
-
 def list_releases(session: Session, indicator_id: str) -> Sequence[Release]:
     """Every release of an indicator, newest first (by id among those of the same instant)."""
     return session.scalars(

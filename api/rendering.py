@@ -52,7 +52,9 @@ class RenderedPages:
         page_size: int,
     ) -> Rendered | None:
         """The page if it was rendered before and is still held."""
-        key = _key(view, fmt, filters, page, page_size)
+        return self._get(_key(view, fmt, filters, page, page_size))
+
+    def _get(self, key: tuple[Any, ...]) -> Rendered | None:
         with self._lock:
             hit = self._pages.get(key)
             if hit is not None:
@@ -68,10 +70,10 @@ class RenderedPages:
         page_size: int,
     ) -> Rendered:
         """The page's bytes, a strong ETag and the pager; computed once per page of a release."""
-        hit = self.cached(view, fmt, filters, page, page_size)
+        key = _key(view, fmt, filters, page, page_size)
+        hit = self._get(key)
         if hit is not None:
             return hit
-        key = _key(view, fmt, filters, page, page_size)
         selected = formats.select(view.cells, filters)
         total = len(selected)
         pager = {
