@@ -144,9 +144,11 @@ def create_release(
     if not decision.permitted:
         raise PolicyDenied(explanation(decision), decision=decision)
     agreement_ids = frozenset(a for a, _ in decision.agreements)
-    base = in_scope(session, definition.dataset, agreement_ids)
+    base = in_scope(session, definition.dataset, agreement_ids, ctx.now)
     cohort = (
-        in_scope(session, definition.cohort.dataset, agreement_ids) if definition.cohort else []
+        in_scope(session, definition.cohort.dataset, agreement_ids, ctx.now)
+        if definition.cohort
+        else []
     )
     used = [s.id for s in base] + [s.id for s in cohort]
     key = _request_key(version, dims, method, used)
@@ -200,7 +202,7 @@ def create_release(
             if dataset in own:
                 return own[dataset]
             ids = frozenset(t.id for t in policy.covering(dataset) if t.in_force(now))
-            return in_scope(session, dataset, ids)
+            return in_scope(session, dataset, ids, now)
 
         result = protect_release(
             session,

@@ -131,6 +131,13 @@ PROBLEMS: dict[str, ProblemType] = {
         "A replacement must name an accepted submission of your organization, for the same "
         "dataset and period.",
     ),
+    "withdrawal-not-allowed": ProblemType(
+        403,
+        "The agreement does not allow withdrawing submissions",
+        "The governing agreement's term withdrawal.allowed is false (the detail names the "
+        "agreement and version); nothing was changed. Only an amendment of the agreement, "
+        "approved by its parties, can change the term.",
+    ),
     "privacy-budget-exhausted": ProblemType(
         403,
         "The privacy budget does not allow this release",

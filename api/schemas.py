@@ -166,6 +166,15 @@ class AgreementRef(_Out):
     version: int
 
 
+class WithdrawalOut(_Out):
+    requested_at: str
+    effective_at: str
+    state: Literal["scheduled", "effective"] = Field(
+        description="scheduled: the submission stays in use until effective_at (the agreement's "
+        "withdrawal.notice_days); effective: it is out of every release from effective_at on"
+    )
+
+
 class ReceiptOut(_Out):
     id: str
     dataset: str
@@ -177,6 +186,7 @@ class ReceiptOut(_Out):
     audit_index: int | None
     replaces: str | None
     period: str | None
+    withdrawal: WithdrawalOut | None
 
 
 class ReceiptPage(_Out):

@@ -43,3 +43,5 @@ class AuditAction(StrEnum):
     SUBMISSION_READ = "submission.read"
     SUBMISSION_WITHDRAW = "submission.withdraw"
     SUBMISSION_PURGE = "submission.purge"
+    SUBMISSION_WITHDRAWAL_EFFECTIVE = "submission.withdrawal_effective"
+    SUBMISSION_WITHDRAWAL_CANCEL = "submission.withdrawal_cancel"
