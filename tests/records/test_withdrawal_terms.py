@@ -146,7 +146,7 @@ def test_without_notice_a_withdrawal_is_immediate(
     assert receipt["withdrawal"] == {"requested_at": now, "effective_at": now, "state": "effective"}
     assert sid not in scope(session, "survey", uid, clock())
     [event] = events(session, AuditAction.SUBMISSION_WITHDRAW, sid)
-    assert event.outcome == "success" and "at once" in event.detail
+    assert event.outcome == "succeeded" and "at once" in event.detail
 
 
 def test_notice_days_schedule_the_withdrawal(api, session, clock):
@@ -168,7 +168,7 @@ def test_notice_days_schedule_the_withdrawal(api, session, clock):
     listed = api.get("/v1/submissions", as_="district-sis", params={"dataset": KR}).json()
     assert next(s for s in listed["items"] if s["id"] == sid)["withdrawal"]["state"] == "scheduled"
     [event] = events(session, AuditAction.SUBMISSION_WITHDRAW, sid)
-    assert event.outcome == "success"
+    assert event.outcome == "succeeded"
     assert "scheduled" in event.detail and effective.isoformat() in event.detail
     assert "notice_days 30" in event.detail
 
@@ -284,8 +284,9 @@ def test_a_scheduled_withdrawal_can_be_cancelled_before_it_takes_effect(api, ses
     r = api.delete(f"/v1/submissions/{sid}/withdrawal", as_="district-sis")
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["withdrawal"]) == ("accepted", None)
-    [event] = events(session, AuditAction.SUBMISSION_WITHDRAWAL_CANCEL, sid)
-    assert event.outcome == "success"
+    cancels = events(session, AuditAction.SUBMISSION_WITHDRAWAL_CANCEL, sid)
+    # The two refusals above are on record too: rejected (nothing to cancel), then denied.
+    assert [e.outcome for e in cancels] == ["rejected", "denied", "succeeded"]
     far = clock() + timedelta(days=365)
     assert sid in scope(session, KR, DISTRICT, far)
     assert not retention.purge(session, purge_ctx(far), far).withdrawals
@@ -313,8 +314,9 @@ def test_the_agreement_ending_stops_use_at_once_despite_a_notice(api, session, c
         as_="backbone-manager",
         json={"dimensions": ["school_year"]},
     )
-    assert r.status_code == 403, r.text
-    assert r.json()["type"] == "/problems/policy-denied"
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == "/problems/invalid-indicator"
+    assert "No agreement in force" in r.json()["detail"]
     if action == "terminate":
         # And the agreement's end, not the withdrawal, decides when the data is destroyed.
         end = clock() + timedelta(days=30)
