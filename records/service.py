@@ -236,10 +236,11 @@ def check_replacement(
     if replaced.dataset != dataset or replaced.status != "accepted":
         raise ReplacementInvalid("Only an accepted submission of the same dataset can be replaced.")
     if replaced.withdrawal_effective_at is not None:
-        # Replacing would end its use at once, past the notice its withdrawal keeps.
+        # Ambiguous: the replacement would end its use at once (cutting the notice short) and
+        # carry no withdrawal itself (undoing it). The partner says which it means.
         raise ReplacementInvalid(
             "The submission is being withdrawn (see its receipt's withdrawal); it cannot be "
-            "replaced. Submit the new records without 'replaces'."
+            "replaced. Cancel the withdrawal first, or submit the new records without 'replaces'."
         )
     if replaced.period != period:
         raise ReplacementInvalid(
