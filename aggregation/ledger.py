@@ -8,6 +8,11 @@ can never spend past it together. The charge lives in the request's transaction:
 fails, the transaction rolls back and the charge with it (the refund); if the release is stored,
 charge and release commit together. A database check constraint makes overspending impossible
 even for a buggy caller.
+
+An agreement may cap the share of a period's budget one release takes
+(``max_share_per_release``): every charge is checked against it, and the budget's stored limit,
+before anything is charged. :func:`preview` answers what :func:`charge` would do, with the same
+refusals, without writing or locking anything.
 """
 
 from __future__ import annotations

@@ -193,9 +193,9 @@ def _preview_out(preview: releases.ReleasePreview) -> dict[str, Any]:
         )
     else:
         summary = (
-            f"A new release would be computed by differential privacy, spending epsilon "
-            f"{preview.epsilon:g} from each of {len(preview.charges)} privacy budget(s), when "
-            "it is computed."
+            f"A new release would be computed by differential privacy; computing it spends "
+            f"epsilon {preview.epsilon:g} from each of {len(preview.charges)} privacy "
+            "budget(s)."
         )
     return {
         "dry_run": True,
