@@ -58,6 +58,7 @@ class Charge:
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """The budget charged: (agreement, dataset, period)."""
         return (self.agreement_id, self.dataset, self.period)
 
 

@@ -115,6 +115,22 @@ def test_a_preview_changes_nothing_and_matches_what_the_release_then_charges(api
     assert {c["epsilon_remaining_after"] for c in second["charges"]} == {2.0}
 
 
+def test_a_preview_reads_no_record_and_draws_no_noise(api, monkeypatch):
+    from aggregation import releases
+    from disclosure import dp
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a preview read records or computed a release")
+
+    monkeypatch.setattr(releases, "load_frame", never)
+    monkeypatch.setattr(releases, "protect_release", never)
+    monkeypatch.setattr(dp, "release", never)
+    assert _preview(api, ["neighborhood"]).status_code == 200
+    assert _preview(api, ["race_ethnicity"], method="suppression").status_code == 200
+    # The same patches make the real request fail: they are on its path.
+    assert _release(api, ["neighborhood"]).status_code == 500
+
+
 def test_a_suppressed_release_is_previewed_as_charging_no_budget(api, session):
     before = _state(session)
     r = _preview(api, ["race_ethnicity"], method="suppression")
