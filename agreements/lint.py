@@ -181,6 +181,15 @@ class _Linter:
                         f"{path}.constraints.enum",
                         f"Dimension {f.name} must declare its values: published categories come from the agreement, never from the data.",
                     )
+                if f.constraints.unique:
+                    # Within one submission that is what primaryKey says; across submissions
+                    # it would need the values kept, which pseudonymization forbids.
+                    self.add(
+                        "unsupported-term",
+                        f"{path}.constraints.unique",
+                        f"Field {f.name}: the unique constraint is not supported; list the "
+                        "field in the dataset's primaryKey to refuse duplicates in a submission.",
+                    )
                 if f.role == FieldRole.IDENTIFIER and f.type not in (
                     FieldType.STRING,
                     FieldType.INTEGER,
