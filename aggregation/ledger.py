@@ -9,20 +9,22 @@ fails, the transaction rolls back and the charge with it (the refund); if the re
 charge and release commit together. A database check constraint makes overspending impossible
 even for a buggy caller.
 
-An agreement may cap the share of a period's budget one release takes
-(``max_share_per_release``): every charge is checked against it, and the budget's stored limit,
-before anything is charged. :func:`preview` answers what :func:`charge` would do, with the same
+A budget's limit is the one of the agreement version in force when it is charged: an amendment
+that lowers ``epsilon_per_period`` lowers the budgets already open (never below what they have
+spent, which the check constraint forbids: such a budget is exhausted), one that raises it
+raises them. An agreement may cap the share of a period's budget one release takes
+(``max_share_per_release``): every charge is checked against it before anything is charged. :func:`preview` answers what :func:`charge` would do, with the same
 refusals, without writing or locking anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,7 +85,7 @@ def _exhausted(c: Charge, limit: float, spent: float) -> BudgetExhausted:
 
 
 def _check_share(c: Charge, limit: float, spent: float) -> None:
-    """Refuse a charge above the agreement's ``max_share_per_release`` of the budget's limit.
+    """Refuse a charge above the agreement's ``max_share_per_release`` of the period's limit.
 
     The share is of the limit, not of what remains: a cap bounds how fast a budget can be spent,
     whatever has been spent before."""
@@ -102,11 +104,12 @@ def _check_share(c: Charge, limit: float, spent: float) -> None:
 
 
 def _state(session: Session, c: Charge, *, fresh: bool = False) -> tuple[float, float]:
-    """(limit, spent) of the budget ``c`` is charged to: as stored, or as a new one would be."""
+    """(limit, spent) of the budget ``c`` is charged to, under the agreement version in force
+    (``c.limit``): a budget that has spent more than a lowered limit is exhausted."""
     budget = session.get(PrivacyBudget, c.key, populate_existing=fresh)
     if budget is None:
         return c.limit, 0.0
-    return budget.epsilon_limit, budget.epsilon_spent
+    return max(c.limit, budget.epsilon_spent), budget.epsilon_spent
 
 
 def period_of(kind: str | None, now: datetime) -> str:
@@ -139,6 +142,27 @@ def _ensure(session: Session, charge: Charge, now: datetime) -> None:
         pass  # another request created it first; fine
 
 
+def _follow_the_agreement(session: Session, c: Charge, now: datetime) -> None:
+    """Set the budget's limit to the agreement version in force, never below what is spent."""
+    session.execute(
+        update(PrivacyBudget)
+        .where(
+            PrivacyBudget.agreement_id == c.agreement_id,
+            PrivacyBudget.dataset == c.dataset,
+            PrivacyBudget.period == c.period,
+            PrivacyBudget.epsilon_limit != c.limit,
+        )
+        .values(
+            epsilon_limit=case(
+                (PrivacyBudget.epsilon_spent > c.limit, PrivacyBudget.epsilon_spent),
+                else_=c.limit,
+            ),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def charge(
     session: Session, ctx: RequestContext, charges: Sequence[Charge], release_id: str
 ) -> None:
@@ -147,10 +171,11 @@ def charge(
     :class:`BudgetExhausted` with the figures if any budget would be exceeded."""
     ordered = sorted(charges, key=lambda c: c.key)  # lock order
     for c in ordered:
-        # The limit never changes once a budget exists: no lock is needed to check a share.
-        _check_share(c, *_state(session, c))
+        # The share is of the limit in force (the charge's), which no concurrent request changes.
+        _check_share(c, c.limit, _state(session, c)[1])
     for c in ordered:
         _ensure(session, c, ctx.now)
+        _follow_the_agreement(session, c, ctx.now)
         result = session.execute(
             update(PrivacyBudget)
             .where(
@@ -193,7 +218,7 @@ def preview(session: Session, charges: Sequence[Charge]) -> list[dict[str, Any]]
     ordered = sorted(charges, key=lambda c: c.key)
     states = {c.key: _state(session, c, fresh=True) for c in ordered}
     for c in ordered:
-        _check_share(c, *states[c.key])
+        _check_share(c, c.limit, states[c.key][1])
     pending: dict[tuple[str, str, str], float] = {}
     out: list[dict[str, Any]] = []
     for c in ordered:
@@ -218,22 +243,35 @@ def preview(session: Session, charges: Sequence[Charge]) -> list[dict[str, Any]]
     return out
 
 
-def budgets(session: Session, agreement_ids: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Budgets with spent and remaining privacy loss (all of them when ``agreement_ids`` is None)."""
+def budgets(
+    session: Session,
+    agreement_ids: Sequence[str] | None,
+    in_force: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Budgets with spent and remaining privacy loss (all of them when ``agreement_ids`` is None).
+
+    ``in_force`` maps an agreement to the ``epsilon_per_period`` of its version in force: the
+    limit shown is that one (never below what is spent), as the next charge will apply it."""
+    in_force = in_force or {}
     query = select(PrivacyBudget).order_by(
         PrivacyBudget.agreement_id, PrivacyBudget.dataset, PrivacyBudget.period
     )
     if agreement_ids is not None:
         query = query.where(PrivacyBudget.agreement_id.in_(list(agreement_ids)))
-    return [
-        {
-            "agreement": b.agreement_id,
-            "dataset": b.dataset,
-            "period": b.period,
-            "epsilon_limit": b.epsilon_limit,
-            "epsilon_spent": round(b.epsilon_spent, 12),
-            "epsilon_remaining": round(max(0.0, b.epsilon_limit - b.epsilon_spent), 12),
-            "updated_at": b.updated_at.isoformat(),
-        }
-        for b in session.scalars(query)
-    ]
+    out = []
+    for b in session.scalars(query):
+        limit = b.epsilon_limit
+        if b.agreement_id in in_force:
+            limit = max(in_force[b.agreement_id], b.epsilon_spent)
+        out.append(
+            {
+                "agreement": b.agreement_id,
+                "dataset": b.dataset,
+                "period": b.period,
+                "epsilon_limit": limit,
+                "epsilon_spent": round(b.epsilon_spent, 12),
+                "epsilon_remaining": round(max(0.0, limit - b.epsilon_spent), 12),
+                "updated_at": b.updated_at.isoformat(),
+            }
+        )
+    return out

@@ -286,6 +286,8 @@ KEPT: dict[str, Kept] = {
     ),
     "disclosure.privacy.epsilon_per_period": Enforced(
         (
+            "tests/indicators/test_budget_preview.py::"
+            "test_the_budgets_follow_the_agreement_version_in_force",
             "tests/indicators/test_dp_releases.py::test_the_ledger_refuses_a_release_past_the_budget_with_an_explanation",
             LINT + "test_privacy_and_linkage_consistency",
         )
@@ -301,7 +303,9 @@ KEPT: dict[str, Kept] = {
     ),
     "disclosure.privacy.max_share_per_release": Enforced(
         (
-            "tests/indicators/test_budget_preview.py::test_the_share_cap_is_enforced_on_every_charge",
+            "tests/indicators/test_budget_preview.py::"
+            "test_the_budgets_follow_the_agreement_version_in_force",
+            "tests/indicators/test_ledger.py::test_a_budget_follows_the_agreement_version_in_force",
             "tests/indicators/test_ledger.py::"
             "test_a_charge_above_the_agreements_share_is_refused_and_nothing_is_charged",
             LINT + "test_a_share_cap_below_the_loss_of_one_release_is_refused",

@@ -234,41 +234,51 @@ def test_an_inconsistent_share_cap_is_refused_by_lint(api):
     )
 
 
-def test_the_share_cap_is_enforced_on_every_charge(api, session, clock):
+def _budgets(api) -> dict[str, tuple[float, float]]:
+    listed = api.get("/v1/budgets", as_="district-data-manager").json()
+    return {
+        b["period"]: (b["epsilon_limit"], b["epsilon_spent"])
+        for b in listed
+        if b["agreement"] == DISTRICT and b["dataset"] == "kindergarten_readiness"
+    }
+
+
+def test_the_budgets_follow_the_agreement_version_in_force(api, session, clock):
     # The first release opens the budgets of every school year at the agreement's 4.0.
     assert _release(api, ["school_year"]).status_code == 201
-    capped = copy.deepcopy(_district())
-    capped["disclosure"]["privacy"]["max_share_per_release"] = 0.25  # 1.0 of 4.0: consistent
+    opened = _budgets(api)
+    assert opened and all(v == (4.0, 1.0) for v in opened.values())
+
+    # An amendment doubles the loss per release and the budget per period, capped at a quarter
+    # of it (2.0 of 8.0): the budgets already open follow it, and so does the share.
+    bigger = copy.deepcopy(_district())
+    bigger["disclosure"]["privacy"].update(
+        epsilon_per_release=2.0, epsilon_per_period=8.0, max_share_per_release=0.25
+    )
     clock.advance(seconds=1)
-    assert _amend(api, capped) == 2
+    assert _amend(api, bigger) == 2
+    assert all(v == (8.0, 1.0) for v in _budgets(api).values())  # listed as the next charge sees
     preview = _preview(api, ["neighborhood"]).json()
+    assert {(c["epsilon"], c["epsilon_limit"]) for c in preview["charges"]} == {(2.0, 8.0)}
     assert {c["max_share_per_release"] for c in preview["charges"]} == {0.25}
     assert _release(api, ["neighborhood"]).status_code == 201
+    assert all(v == (8.0, 3.0) for v in _budgets(api).values())
 
-    # A later amendment doubles the loss per release and the budget per period (2.0 is 0.25 of
-    # 8.0: it lints clean), but the budgets already open hold 4.0: one release may take 1.0.
-    bigger = copy.deepcopy(capped)
-    bigger["disclosure"]["privacy"].update(epsilon_per_release=2.0, epsilon_per_period=8.0)
+    # An amendment that lowers the budget below what is spent leaves every period exhausted:
+    # the next release is refused, in preview too, and nothing is charged.
+    smaller = copy.deepcopy(_district())
+    smaller["disclosure"]["privacy"].update(epsilon_per_period=2.5)
     clock.advance(seconds=1)
-    assert _amend(api, bigger) == 3
+    assert _amend(api, smaller) == 3
+    assert all(v == (3.0, 3.0) for v in _budgets(api).values())
     before = _state(session)
     preview = _preview(api, ["race_ethnicity"])
     real = _release(api, ["race_ethnicity"])
     assert preview.status_code == real.status_code == 403
-    problem = real.json()
-    assert problem["type"] == "/problems/privacy-budget-share-exceeded"
-    assert problem["term"] == "disclosure.privacy.max_share_per_release"
-    assert "max_share_per_release" in problem["detail"]
-    assert problem["budget"]["epsilon_limit"] == 4.0
-    assert problem["budget"]["epsilon_requested"] == 2.0
-    assert problem["budget"]["max_share_per_release"] == 0.25
+    assert real.json()["type"] == "/problems/privacy-budget-exhausted"
+    assert real.json()["budget"]["epsilon_limit"] == 3.0
     assert _problem(preview) == _problem(real)
-    assert _state(session) == before  # nothing charged, on any period
-    assert any(
-        e["detail"] == "privacy-budget-share-exceeded"
-        for e in _events(api, "release.create")
-        if e["outcome"] == "denied"
-    )
+    assert _state(session) == before
 
 
 def test_the_term_is_in_the_json_schema_and_the_odrl_export(api, clock):

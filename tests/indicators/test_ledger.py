@@ -143,20 +143,31 @@ def test_a_charge_above_the_agreements_share_is_refused_and_nothing_is_charged(c
         assert _stored(session) == ([("a", "d", "2026", 4.0, 2.5)], 2)
 
 
-def test_the_share_is_of_the_budget_as_stored(committed):
-    # A budget opened at 4.0 keeps its limit; a later agreement version with a larger budget per
-    # period and the same share cannot take more than the share of what the budget holds.
+def test_a_budget_follows_the_agreement_version_in_force(committed):
+    # A budget opened at 4.0 follows a later version's 8.0 (the share is of that), and a
+    # version that lowers it below what is spent leaves it exhausted, never overspent.
     with committed() as session:
         charge(session, _ctx(1), [Charge("a", "d", "2026", 1.0, 4.0)], "r1")
         session.commit()
     with committed() as session:
         later = Charge("a", "d", "2026", 2.0, 8.0, max_share=0.25)
+        preview(session, [later])
+        charge(session, _ctx(2), [later], "r2")
+        session.commit()
+        assert _stored(session) == ([("a", "d", "2026", 8.0, 3.0)], 2)
+    with committed() as session:
+        over = Charge("a", "d", "2026", 2.0, 4.0, max_share=0.25)  # 2.0 > 0.25 of 4.0
         with pytest.raises(ShareExceeded):
-            preview(session, [later])
+            preview(session, [over])
         with pytest.raises(ShareExceeded):
-            charge(session, _ctx(2), [later], "r2")
+            charge(session, _ctx(3), [over], "r3")
         session.rollback()
-        assert _stored(session) == ([("a", "d", "2026", 4.0, 1.0)], 1)
+        lowered = Charge("a", "d", "2026", 0.5, 2.0)
+        with pytest.raises(BudgetExhausted) as refused:
+            charge(session, _ctx(4), [lowered], "r4")
+        assert refused.value.extra["budget"]["epsilon_limit"] == 3.0  # never below what is spent
+        session.rollback()
+        assert _stored(session) == ([("a", "d", "2026", 8.0, 3.0)], 2)
 
 
 def test_a_preview_reads_the_figures_and_refuses_as_the_charge_would(committed):
