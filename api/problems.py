@@ -143,6 +143,12 @@ PROBLEMS: dict[str, ProblemType] = {
         "The privacy budget does not allow this release",
         "See budget: the limit, what is spent and what the release would need.",
     ),
+    "privacy-budget-share-exceeded": ProblemType(
+        403,
+        "One release may not take this much of a period's privacy budget",
+        "An agreement's disclosure.privacy.max_share_per_release caps the share of a period's "
+        "budget one release may take; see budget and term. Nothing was charged.",
+    ),
     "invalid-dp-release": ProblemType(
         422,
         "The differentially private release cannot be planned or computed as asked",

@@ -36,6 +36,7 @@ class AuditAction(StrEnum):
     POLICY_DECIDE = "policy.decide"
     RECORDS_PURGE = "records.purge"
     RELEASE_CREATE = "release.create"
+    RELEASE_PREVIEW = "release.preview"
     RELEASE_READ = "release.read"
     SIGNING_KEY_ROTATE = "signing_key.rotate"
     SUBMISSION_CREATE = "submission.create"
