@@ -43,3 +43,7 @@ class AuditAction(StrEnum):
     SUBMISSION_READ = "submission.read"
     SUBMISSION_WITHDRAW = "submission.withdraw"
     SUBMISSION_PURGE = "submission.purge"
+    WEBHOOK_CREATE = "webhook.create"
+    WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_DELIVER = "webhook.deliver"
+    WEBHOOK_REPLAY = "webhook.replay"
