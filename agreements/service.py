@@ -32,6 +32,8 @@ from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Forbidden, NotFound
 from core.periodic import Periodic
+from notifications.events import EventType
+from notifications.service import emit
 from policy.engine import PolicySet
 from policy.model import AgreementTerms
 from policy.vocabulary import OrganizationKind
@@ -147,7 +149,32 @@ def create(
             agreements=[(agreement.id, version.version)],
         ),
     )
+    _awaiting(session, ctx, version, approved=frozenset())
     return version
+
+
+def _awaiting(
+    session: Session, ctx: RequestContext, row: AgreementVersion, approved: frozenset[str]
+) -> None:
+    """Tell the parties that have yet to approve ``row`` that it awaits their approval."""
+    waiting = row.document_parties() - approved
+    emit(
+        session,
+        EventType.AGREEMENT_AWAITING_APPROVAL,
+        {
+            "agreement": {
+                "id": row.agreement_id,
+                "version": row.version,
+                "content_hash": row.content_hash,
+                "status": row.status,
+            },
+            "approved_by": sorted(approved),
+            "awaiting": sorted(waiting),
+        },
+        now=ctx.now,
+        agreements=[terms_of(row)],
+        recipients=waiting,
+    )
 
 
 def _version(session: Session, agreement_id: str, version: int | None = None) -> AgreementVersion:
@@ -210,6 +237,8 @@ def approve(
             detail=f"status {row.status}",
         ),
     )
+    if row.status != "active":
+        _awaiting(session, ctx, row, approved=frozenset(approved))
     return row
 
 
@@ -256,6 +285,22 @@ def change_status(
             detail=reason[:200] if reason else None,
         ),
     )
+    changed = {
+        "suspend": EventType.AGREEMENT_SUSPENDED,
+        "terminate": EventType.AGREEMENT_TERMINATED,
+    }
+    if action in changed:
+        # The reason is free text from a party: it stays in the audit log, out of payloads.
+        emit(
+            session,
+            changed[action],
+            {
+                "agreement": {"id": agreement_id, "version": row.version, "status": row.status},
+                "by": org,
+            },
+            now=ctx.now,
+            agreements=[terms_of(row)],
+        )
     return row
 
 

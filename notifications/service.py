@@ -265,6 +265,12 @@ def replay(
     return delivery
 
 
+def event_of(session: Session, delivery: WebhookDelivery) -> NotificationEvent:
+    event = session.get(NotificationEvent, delivery.event_seq)
+    assert event is not None
+    return event
+
+
 def view(delivery: WebhookDelivery, event: NotificationEvent) -> dict[str, Any]:
     """A delivery as its organization sees it."""
     return {
