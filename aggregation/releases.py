@@ -337,28 +337,30 @@ def _notify(
             continue
         after, limit = budget.epsilon_spent, budget.epsilon_limit
         before = after - c.epsilon
-        crossed = None
-        if after >= limit - 1e-9 > before:
-            crossed = EventType.BUDGET_EXHAUSTED
-        elif after >= BUDGET_WARNING_SHARE * limit > before:
-            crossed = EventType.BUDGET_THRESHOLD_REACHED
-        if crossed is None:
-            continue
-        emit(
-            session,
-            crossed,
-            {
-                "agreement": {"id": c.agreement_id},
-                "dataset": c.dataset,
-                "period": c.period,
-                "epsilon_limit": limit,
-                "epsilon_spent": after,
-                "release": release.id,
-            },
-            now=ctx.now,
-            agreements=[t for t in terms if t.id == c.agreement_id],
-            datasets=(c.dataset,),
-        )
+        crossed = [
+            kind
+            for kind, mark in (
+                (EventType.BUDGET_THRESHOLD_REACHED, BUDGET_WARNING_SHARE * limit),
+                (EventType.BUDGET_EXHAUSTED, limit - 1e-9),
+            )
+            if after >= mark > before
+        ]
+        for kind in crossed:
+            emit(
+                session,
+                kind,
+                {
+                    "agreement": {"id": c.agreement_id},
+                    "dataset": c.dataset,
+                    "period": c.period,
+                    "epsilon_limit": limit,
+                    "epsilon_spent": after,
+                    "release": release.id,
+                },
+                now=ctx.now,
+                agreements=[t for t in terms if t.id == c.agreement_id],
+                datasets=(c.dataset,),
+            )
 
 
 def _dp_charges(

@@ -27,15 +27,21 @@ def test_a_rolled_back_event_notifies_nothing(session: Session) -> None:
     terms = demo_terms(session)
     events, deliveries = _count(session, NotificationEvent), _count(session, WebhookDelivery)
     with session.begin_nested() as nested:
-        emit(session, EventType.RELEASE_PUBLISHED, {"release": "rel_x"}, now=NOW, agreements=[terms])
+        emit(
+            session, EventType.RELEASE_PUBLISHED, {"release": "rel_x"}, now=NOW, agreements=[terms]
+        )
         assert _count(session, WebhookDelivery) == deliveries + 1
         nested.rollback()
     assert _count(session, NotificationEvent) == events
     assert _count(session, WebhookDelivery) == deliveries
     # Committed with the event, it is there to deliver.
-    event = emit(session, EventType.RELEASE_PUBLISHED, {"release": "rel_y"}, now=NOW, agreements=[terms])
+    event = emit(
+        session, EventType.RELEASE_PUBLISHED, {"release": "rel_y"}, now=NOW, agreements=[terms]
+    )
     session.commit()
-    rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)).all()
+    rows = session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)
+    ).all()
     assert [(r.organization_id, r.state) for r in rows] == [("district", "pending")]
 
 
@@ -47,7 +53,9 @@ def test_only_parties_subscribed_to_the_type_are_told(session: Session) -> None:
     event = emit(
         session, EventType.SUBMISSION_ACCEPTED, {"submission": "sub_x"}, now=NOW, agreements=[terms]
     )
-    rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)).all()
+    rows = session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)
+    ).all()
     assert [r.subscription_id for r in rows] == [mine.id]
     assert outsider.subscription.id not in {r.subscription_id for r in rows}
     # recipients narrows the parties (an agreement awaiting only some parties' approval).
@@ -84,15 +92,23 @@ def test_a_notify_obligation_is_recorded_for_a_party_without_a_webhook(session: 
     ref = f"{terms.id}/v{terms.version}/tell"
     assert audience(EventType.RELEASE_PUBLISHED, [terms]).obligated == {"district": ref}
     assert audience(EventType.SUBMISSION_ACCEPTED, [terms]).obligated == {}
-    event = emit(session, EventType.RELEASE_PUBLISHED, {"release": "rel_z"}, now=NOW, agreements=[terms])
-    rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)).all()
+    event = emit(
+        session, EventType.RELEASE_PUBLISHED, {"release": "rel_z"}, now=NOW, agreements=[terms]
+    )
+    rows = session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)
+    ).all()
     assert [(r.organization_id, r.state, r.obligation, r.subscription_id) for r in rows] == [
         ("district", "undeliverable", ref, None)
     ]
     # With a webhook for the event, the duty is carried out by a delivery to it.
     sub = subscribe(session, "http://127.0.0.1:9/d", ["release.published"]).subscription
-    event = emit(session, EventType.RELEASE_PUBLISHED, {"release": "rel_w"}, now=NOW, agreements=[terms])
-    rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)).all()
+    event = emit(
+        session, EventType.RELEASE_PUBLISHED, {"release": "rel_w"}, now=NOW, agreements=[terms]
+    )
+    rows = session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.event_seq == event.seq)
+    ).all()
     assert [(r.subscription_id, r.state, r.obligation) for r in rows] == [(sub.id, "pending", ref)]
 
 
@@ -100,5 +116,7 @@ def test_a_notify_obligation_applies_to_its_target_datasets_only(session: Sessio
     terms = _with_notify(
         demo_terms(session), ["submission.accepted"], ["district"], targets={"k3_attendance"}
     )
-    assert audience(EventType.SUBMISSION_ACCEPTED, [terms], ["kindergarten_readiness"]).obligated == {}
+    assert (
+        audience(EventType.SUBMISSION_ACCEPTED, [terms], ["kindergarten_readiness"]).obligated == {}
+    )
     assert audience(EventType.SUBMISSION_ACCEPTED, [terms], ["k3_attendance"]).obligated
