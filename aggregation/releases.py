@@ -45,11 +45,11 @@ from core.keys import MasterKey
 from disclosure import suppression
 from disclosure.joint import Obligations, Shape
 from disclosure.vocabulary import Unit
+from notifications.events import EventType
+from notifications.service import emit
 from policy.engine import PolicySet
 from policy.explain import explanation
 from policy.model import Decision
-from notifications.events import EventType
-from notifications.service import emit
 from policy.vocabulary import DisclosureMethod, RoundingScheme
 from records.models import Submission
 from records.service import in_scope, load_frame

@@ -481,7 +481,7 @@ def test_webhooks_deliver(served: Deployment):
                 assert [r.headers["webhook-id"] for r in rx.received] == [first, second]
             finally:
                 proc.send_signal(signal.SIGINT)
-                out, err = proc.communicate(timeout=60)
+                _out, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, err
             assert "Traceback" not in err
     finally:

@@ -11,7 +11,6 @@ from importlib import resources
 
 import pytest
 import yaml
-from sqlalchemy.orm import Session
 
 from agreements.compile import compile_terms
 from agreements.document import AgreementDocument
