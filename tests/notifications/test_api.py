@@ -270,3 +270,26 @@ def test_replay_through_the_api_and_the_notification_log(allowed: Api, session: 
     assert delivery["id"] not in [
         d["id"] for d in allowed.get("/v1/notifications", as_="health-data-manager").json()["items"]
     ]
+
+
+def test_a_purge_is_notified(allowed: Api, session: Session, clock: Any) -> None:
+    from datetime import timedelta
+
+    from core.context import RequestContext
+    from records import retention
+
+    hook = _register(allowed, ["records.purged"]).json()["id"]
+    r = allowed.post(
+        f"/v1/agreements/{AGREEMENT}/terminate", as_="backbone-manager", json={"reason": "end"}
+    )
+    assert r.status_code == 200
+    later = clock.now + timedelta(days=400)
+    report = retention.purge(session, RequestContext("purge", later, None), later)
+    assert report.agreements
+    session.commit()
+    (purged,) = [
+        d for d in _deliveries(allowed, hook) if d["event"]["data"]["scope"] == "agreement"
+    ]
+    data = purged["event"]["data"]
+    assert data["agreement"]["id"] == AGREEMENT and data["reason"] == "terminated"
+    assert data["submissions"] >= 1
