@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -33,7 +33,7 @@ from core.context import RequestContext
 from core.errors import Forbidden, NotFound
 from core.periodic import Periodic
 from notifications.events import EventType
-from notifications.service import emit
+from notifications.service import emit, emit_once
 from policy.engine import PolicySet
 from policy.model import AgreementTerms
 from policy.vocabulary import OrganizationKind
@@ -302,6 +302,32 @@ def change_status(
             agreements=[terms_of(row)],
         )
     return row
+
+
+EXPIRY_NOTICE = timedelta(days=60)
+
+
+def notify_expiring(session: Session, now: datetime, notice: timedelta = EXPIRY_NOTICE) -> int:
+    """Emit ``agreement.expiring``, once per version, for every active version whose term ends
+    within ``notice``; the number emitted. Run by ``backbone webhooks deliver``."""
+    emitted = 0
+    for row in repo.all_versions(session):
+        if row.status != "active" or not now < row.expires_at <= now + notice:
+            continue
+        event = emit_once(
+            session,
+            f"agreement.expiring/{row.agreement_id}/v{row.version}",
+            EventType.AGREEMENT_EXPIRING,
+            {
+                "agreement": {"id": row.agreement_id, "version": row.version},
+                "expires_at": row.expires_at.isoformat(),
+                "days_left": (row.expires_at - now).days,
+            },
+            now=now,
+            agreements=[terms_of(row)],
+        )
+        emitted += event is not None
+    return emitted
 
 
 def record_read(session: Session, ctx: RequestContext, agreement_id: str, what: str) -> None:

@@ -30,6 +30,7 @@ def deliver(
 ) -> None:
     """Send every webhook delivery that is due, in order per webhook; retry failed ones later
     with backoff, and mark them failed after BACKBONE_WEBHOOK_MAX_ATTEMPTS."""
+    from agreements.service import notify_expiring
     from cli.database import open_engine
     from core.clock import utcnow
     from core.db import make_session_factory
@@ -50,6 +51,9 @@ def deliver(
     sessions = make_session_factory(engine)
     try:
         while True:
+            with sessions() as session:
+                notify_expiring(session, utcnow())
+                session.commit()
             report = deliver_due(sessions, utcnow(), master=master, config=config)
             if as_json:
                 typer.echo(json.dumps(report.as_dict()))

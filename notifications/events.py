@@ -22,6 +22,7 @@ class EventType(StrEnum):
     SUBMISSION_ACCEPTED = "submission.accepted"
     SUBMISSION_REJECTED = "submission.rejected"
     AGREEMENT_AWAITING_APPROVAL = "agreement.awaiting_approval"
+    AGREEMENT_EXPIRING = "agreement.expiring"
     AGREEMENT_SUSPENDED = "agreement.suspended"
     AGREEMENT_TERMINATED = "agreement.terminated"
     RECORDS_PURGED = "records.purged"

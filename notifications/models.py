@@ -45,6 +45,9 @@ class NotificationEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     agreement_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Set for an event that must happen once (an agreement version's expiry notice): two
+    # processes noticing it at once cannot both record it.
+    once_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
 
 
 class WebhookDelivery(Base):

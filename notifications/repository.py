@@ -27,6 +27,13 @@ def subscribers(session: Session, organizations: Collection[str]) -> Sequence[We
     ).all()
 
 
+def emitted(session: Session, once_key: str) -> bool:
+    found = session.scalar(
+        select(NotificationEvent.seq).where(NotificationEvent.once_key == once_key).limit(1)
+    )
+    return found is not None
+
+
 def live(session: Session, subscription_id: str) -> WebhookSubscription | None:
     row = session.get(WebhookSubscription, subscription_id)
     return row if row is not None and row.deleted_at is None else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from audit.actions import AuditAction
@@ -98,6 +99,29 @@ def emit(
                 )
             )
     session.flush()
+    return row
+
+
+def emit_once(
+    session: Session,
+    key: str,
+    event: EventType,
+    data: Mapping[str, Any],
+    *,
+    now: datetime,
+    agreements: Sequence[AgreementTerms],
+    datasets: Collection[str] = (),
+) -> NotificationEvent | None:
+    """:func:`emit`, unless an event with ``key`` was ever emitted (then None)."""
+    if repo.emitted(session, key):
+        return None
+    try:
+        with session.begin_nested():
+            row = emit(session, event, data, now=now, agreements=agreements, datasets=datasets)
+            row.once_key = key
+            session.flush()
+    except IntegrityError:
+        return None  # another process emitted it first
     return row
 
 

@@ -29,7 +29,9 @@ def upgrade() -> None:
         sa.Column("agreement_id", sa.String(length=64), nullable=True),
         sa.Column("data", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_notification_events")),
+        sa.Column("once_key", sa.String(length=200), nullable=True),
         sa.UniqueConstraint("id", name=op.f("uq_notification_events_id")),
+        sa.UniqueConstraint("once_key", name=op.f("uq_notification_events_once_key")),
     )
     with op.batch_alter_table("notification_events", schema=None) as batch_op:
         batch_op.create_index(

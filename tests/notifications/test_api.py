@@ -293,3 +293,34 @@ def test_a_purge_is_notified(allowed: Api, session: Session, clock: Any) -> None
     data = purged["event"]["data"]
     assert data["agreement"]["id"] == AGREEMENT and data["reason"] == "terminated"
     assert data["submissions"] >= 1
+
+
+def test_an_agreement_expiring_within_60_days_is_notified_once(
+    allowed: Api, session: Session
+) -> None:
+    from datetime import timedelta
+
+    from agreements import repository
+    from agreements.service import notify_expiring
+
+    hook = _register(allowed, ["agreement.expiring"]).json()["id"]
+    expires = repository.versions(session, AGREEMENT)[-1].expires_at
+
+    def mine() -> list[dict[str, Any]]:
+        return [
+            d
+            for d in _deliveries(allowed, hook)
+            if d["event"]["data"]["agreement"]["id"] == AGREEMENT
+        ]
+
+    notify_expiring(session, expires - timedelta(days=61))
+    assert mine() == []
+    assert notify_expiring(session, expires - timedelta(days=30)) >= 1
+    assert notify_expiring(session, expires - timedelta(days=29)) == 0  # once per version
+    session.commit()
+    (got,) = mine()
+    assert got["event"]["data"] == {
+        "agreement": {"id": AGREEMENT, "version": 1},
+        "expires_at": expires.isoformat(),
+        "days_left": 30,
+    }
