@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -351,7 +351,7 @@ class SigningKeyOut(_Out):
 
 class WebhookIn(_In):
     url: str = Field(min_length=1, max_length=2048)
-    event_types: list[str] = Field(min_length=1, max_length=50)
+    event_types: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=50)
     organization: str | None = Field(
         default=None, description="administrators only: the organization it is for"
     )

@@ -7,6 +7,7 @@ never missed. Services flush and never commit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from policy.model import AgreementTerms
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 UNDELIVERABLE, CANCELLED = "undeliverable", "cancelled"
 MANAGE_SCOPE = "agreements:approve"
+_EVENT_NAME = re.compile(r"^[a-z_]{1,32}\.[a-z_]{1,32}$")
 ADMIN_SCOPE = "admin"
 
 
@@ -176,8 +178,10 @@ def register(
         raise NotFound("No such organization.")
     unknown = sorted(set(event_types) - EVENT_TYPES)
     if unknown or not event_types:
+        # Named back only when it looks like an event type: a refusal echoes no arbitrary input.
+        shown = [u if _EVENT_NAME.match(u) else "(unprintable)" for u in unknown[:20]]
         raise WebhookEventUnknown(
-            ("Unknown event type(s): " + ", ".join(unknown[:20]) + ". " if unknown else "")
+            ("Unknown event type(s): " + ", ".join(shown) + ". " if unknown else "")
             + "Known: "
             + ", ".join(sorted(EVENT_TYPES))
             + ".",

@@ -192,3 +192,43 @@ def test_a_deleted_webhook_gets_nothing_more(
         assert deliver_due(sessions, NOW, master=MASTER, config=config()).attempted == 0
     assert rx.received == []
     assert _delivery(session, made.subscription.id).state == "cancelled"
+
+
+def test_the_request_goes_to_the_address_that_was_checked(
+    session: Session, sessions: sessionmaker[Session]
+) -> None:
+    """https to a name: connected to the checked address, with the name as Host and for TLS
+    (SNI and certificate), so the name is not resolved a second time."""
+    import httpx
+
+    public = AddressPolicy.parse("", own=[])
+    resolver = lambda host, port: ["93.184.216.34"]  # noqa: E731
+    made = service.register(
+        session,
+        manager(),
+        MASTER,
+        public,
+        url="https://hooks.example.org/in?x=1",
+        event_types=["release.published"],
+        resolver=resolver,
+    )
+    _emit(session)
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    report = deliver_due(
+        sessions,
+        NOW,
+        httpx.MockTransport(answer),
+        master=MASTER,
+        config=DeliveryConfig(allow=public, resolver=resolver),
+    )
+    assert report.delivered == 1
+    (request,) = seen
+    assert str(request.url) == "https://93.184.216.34/in?x=1"
+    assert request.headers["host"] == "hooks.example.org"
+    assert request.extensions["sni_hostname"] == "hooks.example.org"
+    assert _delivery(session, made.subscription.id).state == "delivered"
