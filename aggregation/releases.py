@@ -20,6 +20,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aggregation import notices
 from aggregation.definition import IndicatorDefinition
 from aggregation.definitions import (
     ECHOABLE_NAME,
@@ -32,7 +33,7 @@ from aggregation.definitions import (
     suppressed_shape,
 )
 from aggregation.ledger import Charge, charge, period_of
-from aggregation.models import IndicatorVersion, PrivacyBudget, Release
+from aggregation.models import IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
 from aggregation.stored import release_cells, release_parameters
 from agreements.expressions import compile_filter
@@ -45,8 +46,6 @@ from core.keys import MasterKey
 from disclosure import suppression
 from disclosure.joint import Obligations, Shape
 from disclosure.vocabulary import Unit
-from notifications.events import EventType
-from notifications.service import emit
 from policy.engine import PolicySet
 from policy.explain import explanation
 from policy.model import Decision
@@ -292,75 +291,18 @@ def create_release(
     )
     release.audit_index = event.idx
     session.flush()
-    _notify(session, ctx, policy, decision, definition, release)
-    return release, True
-
-
-BUDGET_WARNING_SHARE = 0.8
-
-
-def _notify(
-    session: Session,
-    ctx: RequestContext,
-    policy: PolicySet,
-    decision: Decision,
-    definition: IndicatorDefinition,
-    release: Release,
-) -> None:
-    """Emit ``release.published`` to the contributing agreements' parties and, for a release
-    by differential privacy, the budgets it took past 80% or used up."""
-    terms = [t for a, v in decision.agreements for t in policy.versions(a) if t.version == v]
-    agreements = [{"id": a, "version": v} for a, v in decision.agreements]
-    emit(
+    notices.published(
         session,
-        EventType.RELEASE_PUBLISHED,
-        {
-            "release": release.id,
-            "indicator": release.indicator_id,
-            "indicator_version": release.indicator_version,
-            "method": release.method,
-            "agreements": agreements,
-        },
-        now=ctx.now,
-        agreements=terms,
-        datasets=definition.datasets,
+        ctx,
+        policy,
+        decision,
+        definition,
+        release,
+        _dp_charges(policy, decision, definition, release.parameters["epsilon"], ctx.now)
+        if method == DisclosureMethod.DIFFERENTIAL_PRIVACY
+        else [],
     )
-    if release.method != DisclosureMethod.DIFFERENTIAL_PRIVACY:
-        return
-    epsilon = float(release.parameters["epsilon"])
-    for c in _dp_charges(policy, decision, definition, epsilon, ctx.now):
-        # The charge was an UPDATE the session's copy did not see: read the row again.
-        budget = session.get(
-            PrivacyBudget, (c.agreement_id, c.dataset, c.period), populate_existing=True
-        )
-        if budget is None:
-            continue
-        after, limit = budget.epsilon_spent, budget.epsilon_limit
-        before = after - c.epsilon
-        crossed = [
-            kind
-            for kind, mark in (
-                (EventType.BUDGET_THRESHOLD_REACHED, BUDGET_WARNING_SHARE * limit),
-                (EventType.BUDGET_EXHAUSTED, limit - 1e-9),
-            )
-            if after >= mark > before
-        ]
-        for kind in crossed:
-            emit(
-                session,
-                kind,
-                {
-                    "agreement": {"id": c.agreement_id},
-                    "dataset": c.dataset,
-                    "period": c.period,
-                    "epsilon_limit": limit,
-                    "epsilon_spent": after,
-                    "release": release.id,
-                },
-                now=ctx.now,
-                agreements=[t for t in terms if t.id == c.agreement_id],
-                datasets=(c.dataset,),
-            )
+    return release, True
 
 
 def _dp_charges(
