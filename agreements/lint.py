@@ -260,7 +260,7 @@ class _Linter:
         """A notify duty is enforced by the service: which events, to which parties, only."""
         if kind != "obligation":
             self.add(
-                "unenforceable",
+                "unsupported-term",
                 f"{path}.action",
                 f"Rule {rule.id}: notify is a duty; Backbone enforces it as an obligation only.",
             )
@@ -269,7 +269,7 @@ class _Linter:
         for j, c in enumerate(rule.constraint):
             if c.left_operand not in found:
                 self.add(
-                    "unenforceable",
+                    "unsupported-term",
                     f"{path}.constraint.{j}.leftOperand",
                     f"Notify obligation {rule.id} is enforced by event and recipient only; a "
                     f"constraint on {c.left_operand} cannot be kept.",
@@ -278,7 +278,7 @@ class _Linter:
             found[c.left_operand].append(c)
             if c.operator != "isAnyOf":
                 self.add(
-                    "unenforceable",
+                    "unsupported-term",
                     f"{path}.constraint.{j}.operator",
                     f"Notify obligation {rule.id}: name the {c.left_operand}s with isAnyOf.",
                 )
@@ -298,7 +298,7 @@ class _Linter:
         for operand, what in ((EVENT_OPERAND, "the events"), (RECIPIENT_OPERAND, "the parties")):
             if len(found[operand]) != 1:
                 self.add(
-                    "unenforceable",
+                    "unsupported-term",
                     f"{path}.constraint",
                     f"Notify obligation {rule.id} must name {what} to notify of in exactly one "
                     f"constraint over {operand} (isAnyOf).",
@@ -324,7 +324,7 @@ class _Linter:
             )
         if c.left_operand == EVENT_OPERAND and rule.action != NOTIFY:
             self.add(
-                "unenforceable",
+                "unsupported-term",
                 f"{path}.leftOperand",
                 f"Rule {rule.id}: only a notify obligation can be constrained by event.",
             )

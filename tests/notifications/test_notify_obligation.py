@@ -46,9 +46,9 @@ def test_a_notify_obligation_naming_events_and_parties_lints_clean_and_is_enforc
 @pytest.mark.parametrize(
     ("constraints", "finding"),
     [
-        ([], ("unenforceable", "rules.obligation.1.constraint")),
-        ([EVENT], ("unenforceable", "rules.obligation.1.constraint")),
-        ([TO_DISTRICT], ("unenforceable", "rules.obligation.1.constraint")),
+        ([], ("unsupported-term", "rules.obligation.1.constraint")),
+        ([EVENT], ("unsupported-term", "rules.obligation.1.constraint")),
+        ([TO_DISTRICT], ("unsupported-term", "rules.obligation.1.constraint")),
         (
             [{**EVENT, "rightOperand": ["release.publishd"]}, TO_DISTRICT],
             ("unknown-term", "rules.obligation.1.constraint.0.rightOperand"),
@@ -59,7 +59,7 @@ def test_a_notify_obligation_naming_events_and_parties_lints_clean_and_is_enforc
         ),
         (
             [{**EVENT, "operator": "isNoneOf"}, TO_DISTRICT],
-            ("unenforceable", "rules.obligation.1.constraint.0.operator"),
+            ("unsupported-term", "rules.obligation.1.constraint.0.operator"),
         ),
         (
             [
@@ -67,9 +67,9 @@ def test_a_notify_obligation_naming_events_and_parties_lints_clean_and_is_enforc
                 TO_DISTRICT,
                 {"leftOperand": "purpose", "operator": "eq", "rightOperand": "dpv:PublicBenefit"},
             ],
-            ("unenforceable", "rules.obligation.1.constraint.2.leftOperand"),
+            ("unsupported-term", "rules.obligation.1.constraint.2.leftOperand"),
         ),
-        ([EVENT, EVENT, TO_DISTRICT], ("unenforceable", "rules.obligation.1.constraint")),
+        ([EVENT, EVENT, TO_DISTRICT], ("unsupported-term", "rules.obligation.1.constraint")),
     ],
 )
 def test_lint_refuses_a_notify_obligation_it_cannot_enforce(
@@ -80,10 +80,10 @@ def test_lint_refuses_a_notify_obligation_it_cannot_enforce(
 
 def test_notify_is_a_duty_and_event_constrains_only_notify() -> None:
     data = _with({**DUTY, "target": "*", "constraint": [EVENT, TO_DISTRICT]}, kind="permission")
-    assert any(code == "unenforceable" for code, _ in _codes(data))
+    assert any(code == "unsupported-term" for code, _ in _codes(data))
     data = _demo()
     data["rules"]["permission"][0].setdefault("constraint", []).append(EVENT)
     assert any(
-        code == "unenforceable" and path.startswith("rules.permission.0.constraint")
+        code == "unsupported-term" and path.startswith("rules.permission.0.constraint")
         for code, path in _codes(data)
     )
