@@ -111,21 +111,25 @@ def _send(client: httpx.Client, attempt: _Attempt, now: datetime) -> tuple[int |
     }
     extensions = {"sni_hostname": dest.host} if dest.scheme == "https" else {}
     try:
-        response = client.post(
+        # Streamed and closed unread: only the status matters, and a receiver's body, however
+        # large, is never held in memory.
+        with client.stream(
+            "POST",
             url.copy_with(host=address),
             content=attempt.body,
             headers=request_headers,
             extensions=extensions,
-        )
+        ) as response:
+            status = response.status_code
     except httpx.TimeoutException:
         return None, "timed out"
     except httpx.HTTPError as exc:
         return None, f"could not connect ({type(exc).__name__})"
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    if 300 <= response.status_code < 400:
-        return response.status_code, "redirects are not followed"
-    return response.status_code, f"answered {response.status_code}"
+    if 200 <= status < 300:
+        return status, None
+    if 300 <= status < 400:
+        return status, "redirects are not followed"
+    return status, f"answered {status}"
 
 
 def _claim(

@@ -85,6 +85,8 @@ def test_register_list_read_delete_and_ownership(allowed: Api, session: Session)
 
 
 def test_who_may_register(allowed: Api) -> None:
+    for path in ("/v1/webhooks", "/v1/notifications"):
+        _problem(allowed.get(path, as_="district-dashboard"), 403, "insufficient-scope")
     _problem(
         _register(allowed, ["release.published"], as_="district-sis"), 403, "insufficient-scope"
     )
