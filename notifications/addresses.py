@@ -80,6 +80,7 @@ class AddressPolicy:
         )
 
     def allows_host(self, host: str) -> bool:
+        """Whether ``host`` (a name or an address) was allowed by name, address or network."""
         if host in self.hosts:
             return True
         try:
@@ -89,6 +90,7 @@ class AddressPolicy:
         return self.allows_address(address)
 
     def allows_address(self, address: IPAddress) -> bool:
+        """Whether ``address`` lies in an allowed network."""
         return any(address in network for network in self.networks)
 
 

@@ -69,6 +69,7 @@ class DeliveryReport:
     webhooks: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The counts (``backbone webhooks deliver --json``)."""
         return {
             "attempted": self.attempted,
             "delivered": self.delivered,

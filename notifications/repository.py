@@ -28,6 +28,7 @@ def subscribers(session: Session, organizations: Collection[str]) -> Sequence[We
 
 
 def emitted(session: Session, once_key: str) -> bool:
+    """Whether the event that must happen once under ``once_key`` was recorded."""
     found = session.scalar(
         select(NotificationEvent.seq).where(NotificationEvent.once_key == once_key).limit(1)
     )
@@ -35,11 +36,13 @@ def emitted(session: Session, once_key: str) -> bool:
 
 
 def live(session: Session, subscription_id: str) -> WebhookSubscription | None:
+    """A subscription that has not been deleted."""
     row = session.get(WebhookSubscription, subscription_id)
     return row if row is not None and row.deleted_at is None else None
 
 
 def listed(session: Session, organization_id: str | None) -> Sequence[WebhookSubscription]:
+    """Live subscriptions, newest first: an organization's, or all when it is None."""
     query = select(WebhookSubscription).where(WebhookSubscription.deleted_at.is_(None))
     if organization_id is not None:
         query = query.where(WebhookSubscription.organization_id == organization_id)
@@ -79,6 +82,7 @@ def notifications(
 
 
 def pending_of(session: Session, subscription_id: str) -> Sequence[WebhookDelivery]:
+    """A subscription's deliveries still to send."""
     return session.scalars(
         select(WebhookDelivery).where(
             WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == PENDING

@@ -222,6 +222,7 @@ def listing(session: Session, ctx: RequestContext) -> Sequence[WebhookSubscripti
 
 
 def get(session: Session, ctx: RequestContext, subscription_id: str) -> WebhookSubscription:
+    """One of the caller's organization's webhooks (an administrator: any)."""
     return _own(session, ctx, subscription_id)
 
 
@@ -251,6 +252,7 @@ def delete(session: Session, ctx: RequestContext, subscription_id: str) -> Webho
 def deliveries(
     session: Session, ctx: RequestContext, subscription_id: str, limit: int, before: int | None
 ) -> Sequence[tuple[WebhookDelivery, NotificationEvent]]:
+    """A webhook's deliveries with their events, newest first (``before``: an event cursor)."""
     row = _own(session, ctx, subscription_id)
     return repo.deliveries(session, row.id, limit, before)
 
@@ -294,6 +296,7 @@ def replay(
 
 
 def event_of(session: Session, delivery: WebhookDelivery) -> NotificationEvent:
+    """The event a delivery carries."""
     event = session.get(NotificationEvent, delivery.event_seq)
     assert event is not None
     return event
@@ -327,6 +330,7 @@ def view(delivery: WebhookDelivery, event: NotificationEvent) -> dict[str, Any]:
 
 
 def subscription_view(row: WebhookSubscription) -> dict[str, Any]:
+    """A webhook as its organization sees it (never its secret)."""
     return {
         "id": row.id,
         "organization": row.organization_id,

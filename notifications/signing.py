@@ -31,6 +31,7 @@ def seal_secret(master: MasterKey, subscription_id: str, secret: str) -> bytes:
 
 
 def open_secret(master: MasterKey, subscription_id: str, sealed: bytes) -> str:
+    """The secret of :func:`seal_secret`, for signing a delivery."""
     return unseal(master.derive(_PURPOSE), sealed, subscription_id.encode()).decode()
 
 
