@@ -20,6 +20,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aggregation import notices
 from aggregation.definition import IndicatorDefinition
 from aggregation.definitions import (
     ECHOABLE_NAME,
@@ -355,6 +356,17 @@ def create_release(
     )
     release.audit_index = event.idx
     session.flush()
+    notices.published(
+        session,
+        ctx,
+        policy,
+        decision,
+        definition,
+        release,
+        _dp_charges(policy, decision, definition, release.parameters["epsilon"], ctx.now)
+        if method == DisclosureMethod.DIFFERENTIAL_PRIVACY
+        else [],
+    )
     return release, True
 
 

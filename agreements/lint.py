@@ -12,7 +12,9 @@ that every release would exceed); rules that can
 never apply (dead rules: unknown datasets, assignees that are not parties, constraints on
 dimensions the datasets do not have); rules that contradict each other (a permission that a
 prohibition always overrides, duplicate rules); and permissions Backbone never grants
-(record-level export, re-disclosure).
+(record-level export, re-disclosure); and notify duties the service cannot carry out (a notify
+rule is an obligation naming, with ``isAnyOf``, the events it covers and the parties to tell,
+and nothing else: the service then notifies those parties of those events itself).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from agreements.document import AgreementDocument, ConstraintSpec, PrivacySpec, RuleSpec
 from agreements.expressions import InvalidExpression, compile_filter
+from notifications.events import EVENT_OPERAND, EVENT_TYPES, NOTIFY, RECIPIENT_OPERAND
 from policy import vocabulary as vocab
 from policy.model import label_of
 from policy.vocabulary import DisclosureMethod, FieldRole, FieldType
@@ -273,6 +276,8 @@ class _Linter:
                     f"{path}.assignee",
                     f"Rule {rule.id} is assigned to {a}, which is not a party.",
                 )
+        if rule.action == NOTIFY:
+            self.notify(kind, path, rule)
         target_dims: set[str] = set()
         for t in targets:
             for name, ds in self.datasets.items():
@@ -281,6 +286,54 @@ class _Linter:
                     target_dims |= {x.name for x in ds.derived}
         for j, c in enumerate(rule.constraint):
             self.constraint(f"{path}.constraint.{j}", rule, c, target_dims)
+
+    def notify(self, kind: str, path: str, rule: RuleSpec) -> None:
+        """A notify duty is enforced by the service: which events, to which parties, only."""
+        if kind != "obligation":
+            self.add(
+                "unsupported-term",
+                f"{path}.action",
+                f"Rule {rule.id}: notify is a duty; Backbone enforces it as an obligation only.",
+            )
+            return
+        found: dict[str, list[ConstraintSpec]] = {EVENT_OPERAND: [], RECIPIENT_OPERAND: []}
+        for j, c in enumerate(rule.constraint):
+            if c.left_operand not in found:
+                self.add(
+                    "unsupported-term",
+                    f"{path}.constraint.{j}.leftOperand",
+                    f"Notify obligation {rule.id} is enforced by event and recipient only; a "
+                    f"constraint on {c.left_operand} cannot be kept.",
+                )
+                continue
+            found[c.left_operand].append(c)
+            if c.operator != "isAnyOf":
+                self.add(
+                    "unsupported-term",
+                    f"{path}.constraint.{j}.operator",
+                    f"Notify obligation {rule.id}: name the {c.left_operand}s with isAnyOf.",
+                )
+            for v in _values(c):
+                if c.left_operand == EVENT_OPERAND and v not in EVENT_TYPES:
+                    self.add(
+                        "unknown-term",
+                        f"{path}.constraint.{j}.rightOperand",
+                        f"Unknown event '{v}'; the events are {', '.join(sorted(EVENT_TYPES))}.",
+                    )
+                elif c.left_operand == RECIPIENT_OPERAND and v not in self.parties:
+                    self.add(
+                        "dead-rule",
+                        f"{path}.constraint.{j}.rightOperand",
+                        f"Notify obligation {rule.id} names {v}, which is not a party.",
+                    )
+        for operand, what in ((EVENT_OPERAND, "the events"), (RECIPIENT_OPERAND, "the parties")):
+            if len(found[operand]) != 1:
+                self.add(
+                    "unsupported-term",
+                    f"{path}.constraint",
+                    f"Notify obligation {rule.id} must name {what} to notify of in exactly one "
+                    f"constraint over {operand} (isAnyOf).",
+                )
 
     def constraint(
         self, path: str, rule: RuleSpec, c: ConstraintSpec, target_dims: set[str]
@@ -300,6 +353,13 @@ class _Linter:
                 f"{path}.operator",
                 f"Operator {c.operator} does not apply to {c.left_operand}.",
             )
+        if c.left_operand == EVENT_OPERAND and rule.action != NOTIFY:
+            self.add(
+                "unsupported-term",
+                f"{path}.leftOperand",
+                f"Rule {rule.id}: only a notify obligation can be constrained by event.",
+            )
+            return
         values = _values(c)
         if not values:
             self.add(

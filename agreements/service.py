@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,8 @@ from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import Forbidden, NotFound
 from core.periodic import Periodic
+from notifications.events import EventType
+from notifications.service import emit, emit_once
 from policy.engine import PolicySet
 from policy.model import AgreementTerms
 from policy.vocabulary import OrganizationKind
@@ -147,7 +149,32 @@ def create(
             agreements=[(agreement.id, version.version)],
         ),
     )
+    _awaiting(session, ctx, version, approved=frozenset())
     return version
+
+
+def _awaiting(
+    session: Session, ctx: RequestContext, row: AgreementVersion, approved: frozenset[str]
+) -> None:
+    """Tell the parties that have yet to approve ``row`` that it awaits their approval."""
+    waiting = row.document_parties() - approved
+    emit(
+        session,
+        EventType.AGREEMENT_AWAITING_APPROVAL,
+        {
+            "agreement": {
+                "id": row.agreement_id,
+                "version": row.version,
+                "content_hash": row.content_hash,
+                "status": row.status,
+            },
+            "approved_by": sorted(approved),
+            "awaiting": sorted(waiting),
+        },
+        now=ctx.now,
+        agreements=[terms_of(row)],
+        recipients=waiting,
+    )
 
 
 def _version(session: Session, agreement_id: str, version: int | None = None) -> AgreementVersion:
@@ -210,6 +237,8 @@ def approve(
             detail=f"status {row.status}",
         ),
     )
+    if row.status != "active":
+        _awaiting(session, ctx, row, approved=frozenset(approved))
     return row
 
 
@@ -256,7 +285,49 @@ def change_status(
             detail=reason[:200] if reason else None,
         ),
     )
+    changed = {
+        "suspend": EventType.AGREEMENT_SUSPENDED,
+        "terminate": EventType.AGREEMENT_TERMINATED,
+    }
+    if action in changed:
+        # The reason is free text from a party: it stays in the audit log, out of payloads.
+        emit(
+            session,
+            changed[action],
+            {
+                "agreement": {"id": agreement_id, "version": row.version, "status": row.status},
+                "by": org,
+            },
+            now=ctx.now,
+            agreements=[terms_of(row)],
+        )
     return row
+
+
+EXPIRY_NOTICE = timedelta(days=60)
+
+
+def notify_expiring(session: Session, now: datetime, notice: timedelta = EXPIRY_NOTICE) -> int:
+    """Emit ``agreement.expiring``, once per version, for every active version whose term ends
+    within ``notice``; the number emitted. Run by ``backbone webhooks deliver``."""
+    emitted = 0
+    for row in repo.all_versions(session):
+        if row.status != "active" or not now < row.expires_at <= now + notice:
+            continue
+        event = emit_once(
+            session,
+            f"agreement.expiring/{row.agreement_id}/v{row.version}",
+            EventType.AGREEMENT_EXPIRING,
+            {
+                "agreement": {"id": row.agreement_id, "version": row.version},
+                "expires_at": row.expires_at.isoformat(),
+                "days_left": (row.expires_at - now).days,
+            },
+            now=now,
+            agreements=[terms_of(row)],
+        )
+        emitted += event is not None
+    return emitted
 
 
 def record_read(session: Session, ctx: RequestContext, agreement_id: str, what: str) -> None:

@@ -29,6 +29,7 @@ from api.routers import (
     policy,
     problems,
     submissions,
+    webhooks,
 )
 from api.state import AppState
 from audit.checkpoints import CheckpointTimer
@@ -158,6 +159,7 @@ def create_app(
         policy,
         audit,
         admin,
+        webhooks,
         problems,
         docs,
     ):

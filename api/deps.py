@@ -27,6 +27,7 @@ from identity.errors import AuthenticationFailed
 from identity.tokens import require_scopes
 from policy.engine import PolicySet
 from policy.model import Principal
+from records.errors import SubmissionRejected
 
 log = logging.getLogger("backbone.api")
 T = TypeVar("T")
@@ -84,6 +85,8 @@ def record_refusal(request: Request, exc: DomainError) -> None:
                     detail=exc.kind,
                 ),
             )
+            if isinstance(exc, SubmissionRejected) and exc.notice is not None:
+                exc.notice(session, ctx)
             session.commit()
     except Exception:  # the refusal stands even if auditing it failed
         log.exception("could not audit a refused request")

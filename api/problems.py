@@ -138,6 +138,22 @@ PROBLEMS: dict[str, ProblemType] = {
         "agreement and version); nothing was changed. Only an amendment of the agreement, "
         "approved by its parties, can change the term.",
     ),
+    "webhook-url-refused": ProblemType(
+        422,
+        "The webhook URL is not allowed",
+        "Webhook URLs must be https and reach a public address, or a host an administrator "
+        "allowed (BACKBONE_WEBHOOK_ALLOW_HOSTS); detail says why this one is refused.",
+    ),
+    "webhook-event-unknown": ProblemType(
+        422,
+        "Unknown webhook event type",
+        "Subscribe to at least one of the event types listed in known.",
+    ),
+    "delivery-not-replayable": ProblemType(
+        409,
+        "The delivery cannot be replayed",
+        "Only a delivered or failed delivery can be replayed; a pending one is still being sent.",
+    ),
     "privacy-budget-exhausted": ProblemType(
         403,
         "The privacy budget does not allow this release",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -404,3 +404,44 @@ class ConsistencyProofOut(_Out):
 
 class SigningKeyOut(_Out):
     kid: str
+
+
+class WebhookIn(_In):
+    url: str = Field(min_length=1, max_length=2048)
+    event_types: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=50)
+    organization: str | None = Field(
+        default=None, description="administrators only: the organization it is for"
+    )
+    description: str | None = Field(default=None, max_length=200)
+
+
+class WebhookOut(_Out):
+    id: str
+    organization: str
+    url: str
+    event_types: list[str]
+    description: str | None = None
+    created_at: str
+    secret: str | None = Field(
+        default=None, description="the signing secret, shown once, when the webhook is created"
+    )
+
+
+class DeliveryOut(_Out):
+    id: str
+    webhook: str | None
+    event: dict[str, Any]
+    state: Literal["pending", "delivered", "failed", "undeliverable", "cancelled"]
+    obligation: str | None
+    attempts: int
+    next_attempt_at: str | None
+    last_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: str | None
+    cursor: int
+
+
+class DeliveryPage(_Out):
+    items: list[DeliveryOut]
+    next: int | None

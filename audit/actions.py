@@ -46,3 +46,7 @@ class AuditAction(StrEnum):
     SUBMISSION_PURGE = "submission.purge"
     SUBMISSION_WITHDRAWAL_EFFECTIVE = "submission.withdrawal_effective"
     SUBMISSION_WITHDRAWAL_CANCEL = "submission.withdrawal_cancel"
+    WEBHOOK_CREATE = "webhook.create"
+    WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_DELIVER = "webhook.deliver"
+    WEBHOOK_REPLAY = "webhook.replay"

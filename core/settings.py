@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         le=600,
         description="answer release requests on a multiple of this many seconds; 0 = off",
     )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="comma-separated host names, addresses or networks a webhook may reach "
+        "although they are not public (loopback, private, ...), and over plain http",
+    )
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=30.0, ge=0, le=86400)
     rate_limit_storage: str = "memory://"
     token_rate_limit: str = "60/minute"
     # Failed client authentications at the OAuth endpoints, per source address and, apart from

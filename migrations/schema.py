@@ -10,9 +10,10 @@ import aggregation.models
 import agreements.models
 import audit.models
 import identity.models
+import notifications.models
 import records.models
 from core.db import Base
 
 metadata = Base.metadata
 
-__all__ = ["aggregation", "agreements", "audit", "identity", "metadata", "records"]
+__all__ = ["aggregation", "agreements", "audit", "identity", "metadata", "notifications", "records"]

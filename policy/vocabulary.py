@@ -111,6 +111,8 @@ LEFT_OPERANDS: Final[dict[str, tuple[str, str]]] = {
     "disclosureMethod": ("term", "bb:disclosureMethod"),
     "dateTime": ("datetime", "odrl:dateTime"),
     "linkedDataset": ("set", "bb:linkedDataset"),
+    # The events a notify obligation covers (the event types of notifications.events).
+    "event": ("set", "bb:event"),
 }
 
 OPERATORS: Final[dict[str, str]] = {

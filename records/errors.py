@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core.errors import (
@@ -22,6 +23,9 @@ class SubmissionRejected(InvalidInput):
 
     def __init__(self, detail: str, report: dict[str, Any]) -> None:
         super().__init__(detail, extra={"report": report})
+        # Set by the route that knows where the body went: it notifies the rejection in the
+        # transaction that records the refusal (api.deps.record_refusal).
+        self.notice: Callable[[Any, Any], None] | None = None
 
 
 class MalformedBody(InvalidInput):

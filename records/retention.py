@@ -53,6 +53,8 @@ from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.ids import new_id
 from core.keys import MasterKey
+from notifications.events import EventType
+from notifications.service import emit
 from records import vault
 from records.models import DataKey, IdempotencyReservation, Segment, SegmentPart, Submission
 from records.process import hostname, owner_alive, process_token
@@ -273,6 +275,13 @@ def _shred_agreement(
             detail=detail,
         ),
     )
+    _notify_purge(
+        session,
+        end.agreement_id,
+        end.version,
+        {"scope": "agreement", "reason": end.reason, "submissions": len(subs)},
+        now,
+    )
     log.info(
         "agreement data purged",
         extra={
@@ -314,7 +323,28 @@ def _shred_submission(
             detail=f"crypto-shredded: {reason}",
         ),
     )
+    _notify_purge(
+        session,
+        sub.agreement_id,
+        sub.agreement_version,
+        {"scope": "submission", "reason": reason, "submission": sub.id, "dataset": sub.dataset},
+        now,
+    )
     return {"submission": sub.id, "reason": reason, "rows": sub.row_count}
+
+
+def _notify_purge(
+    session: Session, agreement_id: str, version: int, data: dict[str, Any], now: datetime
+) -> None:
+    row = agreement_repo.get_version(session, agreement_id, version)
+    emit(
+        session,
+        EventType.RECORDS_PURGED,
+        {"agreement": {"id": agreement_id, "version": version}, **data},
+        now=now,
+        agreements=[terms_of(row)] if row is not None else [],
+        datasets=(data["dataset"],) if "dataset" in data else (),
+    )
 
 
 def scrub(engine: Engine, attempts: int = 20) -> bool:

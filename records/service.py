@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,9 +31,11 @@ from core.context import RequestContext
 from core.errors import Conflict, Forbidden, NotFound, ObjectAccessDenied, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
+from notifications.events import EventType
+from notifications.service import emit
 from policy.engine import PolicySet, decide
 from policy.explain import explanation
-from policy.model import Context, DatasetTerms, Decision, Principal, Resource
+from policy.model import AgreementTerms, Context, DatasetTerms, Decision, Principal, Resource
 from records import idempotency, intake, vault
 from records.errors import (
     IdempotencyConflict,
@@ -399,7 +401,60 @@ def store(
     )
     submission.audit_index = event.idx
     session.flush()
+    emit(
+        session,
+        EventType.SUBMISSION_ACCEPTED,
+        {
+            "submission": submission.id,
+            "dataset": submission.dataset,
+            "agreement": {"id": target.agreement_id, "version": target.version},
+            "organization": submission.organization_id,
+            "row_count": submission.row_count,
+            "period": submission.period,
+            "replaces": submission.replaces_id,
+        },
+        now=ctx.now,
+        agreements=_terms_of(policy, target),
+        datasets=(submission.dataset,),
+    )
     return Receipt.of(submission, ctx.now), True
+
+
+def _terms_of(policy: PolicySet, target: Target) -> list[AgreementTerms]:
+    return [t for t in policy.versions(target.agreement_id) if t.version == target.version]
+
+
+def notify_rejected(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    policy: PolicySet,
+    dataset: str,
+    report: Mapping[str, Any],
+) -> None:
+    """Emit ``submission.rejected`` (with the report's counts, never its rows) in the
+    transaction that records the refusal."""
+    decision = _decide(ctx, policy, dataset, None)
+    if not decision.permitted:
+        return
+    target = _target(policy, decision, dataset)
+    emit(
+        session,
+        EventType.SUBMISSION_REJECTED,
+        {
+            "dataset": dataset,
+            "agreement": {"id": target.agreement_id, "version": target.version},
+            "organization": _principal(ctx).organization_id,
+            "report": {
+                "error_count": report.get("error_count"),
+                "counts": report.get("counts", {}),
+                "truncated": report.get("truncated", False),
+            },
+        },
+        now=ctx.now,
+        agreements=_terms_of(policy, target),
+        datasets=(dataset,),
+    )
 
 
 @dataclass(frozen=True)

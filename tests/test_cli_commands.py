@@ -410,3 +410,87 @@ def test_every_model_is_registered_by_each_entry_point():
         snippet = f"{setup}; before = set(Base.metadata.tables); {check}"
         done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True)
         assert done.returncode == 0, (setup, done.stdout, done.stderr)
+
+
+def test_webhooks_deliver(served: Deployment):
+    """``backbone webhooks deliver`` (cron) and ``--watch``: signed deliveries from the outbox,
+    refused to an address the administrator has not allowed."""
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
+    from agreements import repository as agreement_repo
+    from agreements.service import terms_of
+    from core.db import make_engine, make_session_factory
+    from core.keys import load_master_key
+    from core.settings import Settings
+    from notifications import service
+    from notifications.events import EventType
+    from tests.notifications.helpers import LOCAL, manager
+    from tests.notifications.receiver import Receiver
+
+    master = load_master_key(Settings(data_dir=served.data_dir, database_url=served.url))
+    engine = make_engine(served.url)
+    sessions = make_session_factory(engine)
+
+    def publish(n: int) -> str:
+        with sessions() as session:
+            row = agreement_repo.versions(session, "district-early-learning-outcomes")[-1]
+            event = service.emit(
+                session,
+                EventType.RELEASE_PUBLISHED,
+                {"release": f"rel_cli{n}"},
+                now=datetime.now(UTC),
+                agreements=[terms_of(row)],
+            )
+            session.commit()
+            return event.id
+
+    try:
+        with Receiver() as rx:
+            with sessions() as session:
+                made = service.register(
+                    session,
+                    manager(),
+                    master,
+                    LOCAL,
+                    url=rx.url + "/hook",
+                    event_types=["release.published"],
+                )
+                session.commit()
+            first = publish(1)
+            # Without the allowance the deliverer refuses the loopback address: nothing is sent.
+            done = served.run("webhooks", "deliver", "--json", BACKBONE_WEBHOOK_BACKOFF_SECONDS="0")
+            assert json.loads(done.stdout) == {
+                "attempted": 1, "delivered": 0, "retrying": 1, "failed": 0
+            }  # fmt: skip
+            assert rx.received == []
+            allow = {"BACKBONE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}
+            done = served.run("webhooks", "deliver", **allow)
+            assert "1 attempted: 1 delivered" in done.stdout
+            (got,) = rx.received
+            payload = Webhook(made.secret).verify(got.body, got.headers)
+            assert got.headers["webhook-id"] == first
+            assert payload["data"] == {"release": "rel_cli1"}
+
+            proc = subprocess.Popen(
+                [str(BACKBONE), "webhooks", "deliver", "--watch", "0.5"],
+                env=served.env(**allow),
+                cwd=served.cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                second = publish(2)
+                deadline = time.monotonic() + 120
+                while len(rx.received) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert [r.headers["webhook-id"] for r in rx.received] == [first, second]
+            finally:
+                proc.send_signal(signal.SIGINT)
+                _out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert "Traceback" not in err
+    finally:
+        engine.dispose()

@@ -31,7 +31,7 @@ from audit.actions import AuditAction
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
 from records import idempotency, intake, retention, service
-from records.errors import IncompleteBody
+from records.errors import IncompleteBody, SubmissionRejected
 from records.idempotency import Reservation
 from records.ingest import IngestSpec, Prepared, ingest
 
@@ -253,7 +253,11 @@ async def create_submission(
             receipt, created = await run_in_threadpool(retry_once, store, session.rollback)
         else:
             receipt, created = await run_in_threadpool(store)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, SubmissionRejected):
+            exc.notice = partial(
+                service.notify_rejected, policy=policy, dataset=dataset, report=exc.extra["report"]
+            )
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(session.rollback)
             if reservation is not None:
