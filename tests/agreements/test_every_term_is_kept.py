@@ -464,6 +464,16 @@ ACTIONS: dict[str, Enforced] = {
     for action in ("submit", "compute", "publish", "link", "read", "export_records", "redisclose")
 }
 # The two duties are kept by the services that owe them.
+ACTIONS["notify"] = Enforced(
+    (
+        "tests/notifications/test_notify_obligation.py::"
+        "test_a_notify_obligation_naming_events_and_parties_lints_clean_and_is_enforced",
+        "tests/notifications/test_notify_obligation.py::"
+        "test_lint_refuses_a_notify_obligation_it_cannot_enforce",
+        "tests/notifications/test_outbox.py::"
+        "test_a_notify_obligation_is_recorded_for_a_party_without_a_webhook",
+    )
+)
 ACTIONS["delete"] = Enforced(
     ("tests/records/test_retention.py::test_termination_then_grace_period_then_shredding",)
 )
