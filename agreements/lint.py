@@ -32,6 +32,9 @@ _OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
     "datetime": frozenset({"eq", "lt", "lteq", "gt", "gteq"}),
 }
 NEVER_PERMITTED = frozenset({"export_records", "redisclose"})
+# A provider needs at least a day to look at a release; past two months, the figures are stale.
+MIN_REVIEW_DAYS = 1
+MAX_REVIEW_DAYS = 60
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class _Linter:
                 self.rule(kind, i, rule)
         self.contradictions()
         self.linkage()
+        self.publication_review()
         return self.findings
 
     def vocabulary(self) -> None:
@@ -362,6 +366,47 @@ class _Linter:
                 "contradiction",
                 "linkage.datasets",
                 "Datasets to link with are named but linkage is not allowed.",
+            )
+
+    def publication_review(self) -> None:
+        if self.doc.publication_review_by_provider:
+            self.add(
+                "superseded-term",
+                "publication_review_by_provider",
+                "publication_review_by_provider is superseded: state the review as "
+                "publication_review: {required: true, window_days: N, on_timeout: publish or "
+                "hold}.",
+            )
+        review = self.doc.publication_review
+        if review is None:
+            return
+        if not review.required:
+            if review.window_days is not None or review.on_timeout is not None:
+                self.add(
+                    "dead-clause",
+                    "publication_review",
+                    "A review window or timeout is set but review is not required.",
+                )
+            return
+        if review.window_days is None:
+            self.add(
+                "missing-review-window",
+                "publication_review.window_days",
+                f"Review is required: state how many days the providers have ({MIN_REVIEW_DAYS}"
+                f" to {MAX_REVIEW_DAYS}).",
+            )
+        elif not MIN_REVIEW_DAYS <= review.window_days <= MAX_REVIEW_DAYS:
+            self.add(
+                "review-window-out-of-range",
+                "publication_review.window_days",
+                f"The review window must be between {MIN_REVIEW_DAYS} and {MAX_REVIEW_DAYS} days.",
+            )
+        if review.on_timeout is None:
+            self.add(
+                "missing-review-timeout",
+                "publication_review.on_timeout",
+                "Review is required: state what happens when the window passes without an "
+                "answer (publish, or hold).",
             )
 
 

@@ -28,6 +28,7 @@ from api.routers import (
     oauth,
     policy,
     problems,
+    reviews,
     submissions,
 )
 from api.state import AppState
@@ -151,6 +152,7 @@ def create_app(
         health,
         me,
         indicators,
+        reviews,
         budgets,
         oauth,
         submissions,
