@@ -295,7 +295,7 @@ class ReleaseSummaryOut(_Out):
     audit_index: int | None
     state: ReleaseState
     published_at: str | None
-    review: ReviewSummaryOut | None
+    review: ReviewSummaryOut | None = None
 
 
 class ReleaseHeldOut(ReleaseSummaryOut):
