@@ -80,9 +80,9 @@ def _amend(api: Any, agreement: str, change: Any, approvers: tuple[str, ...]) ->
     """A new version of a demo agreement, approved by every party (it then governs)."""
     current = api.get(f"/v1/agreements/{agreement}", as_="backbone-manager").json()
     latest = max(v["version"] for v in current["versions"])
-    doc = api.get(
-        f"/v1/agreements/{agreement}/versions/{latest}", as_="backbone-manager"
-    ).json()["document"]
+    doc = api.get(f"/v1/agreements/{agreement}/versions/{latest}", as_="backbone-manager").json()[
+        "document"
+    ]
     doc = copy.deepcopy(doc)
     change(doc)
     r = api.post(
@@ -121,9 +121,7 @@ def test_seeded_releases_under_review_were_approved_and_are_published(api):
 
 
 def test_a_held_release_is_unreadable_by_recipients_on_every_read_path(api):
-    before = api.get(
-        "/v1/indicators/low-birth-weight/series", as_="backbone-dashboard"
-    ).json()
+    before = api.get("/v1/indicators/low-birth-weight/series", as_="backbone-dashboard").json()
     held = _held(api)
     assert held["review"]["awaiting"] == ["health"]
     assert held["review"]["reviewers"][0]["on_timeout"] == "publish"
