@@ -251,11 +251,13 @@ def publish_due(session: Session, ctx: RequestContext) -> list[Settled]:
 
 
 def _reviewable(
-    session: Session, ctx: RequestContext, release_id: str
+    session: Session, ctx: RequestContext, release_id: str, *, lock: bool = False
 ) -> tuple[Release, ReleaseReview]:
     """The release and the caller organization's review of it. Another organization gets the
     answer a release that does not exist gets (audited as a denial)."""
-    release = session.get(Release, release_id)
+    # Decisions lock the release row: of two reviewers approving at once, the second sees the
+    # first's approval and publishes (SQLite serializes writers anyway).
+    release = session.get(Release, release_id, with_for_update=lock or None)
     if release is None:
         raise NotFound(_HIDDEN)
     row = session.get(ReleaseReview, (release_id, _requester_org(ctx)))
@@ -383,7 +385,7 @@ def decide(
     reason = reason.strip() if reason else None
     if decision == OBJECT and not reason:
         raise InvalidInput("An objection needs a reason: say what is wrong with the release.")
-    release, row = _reviewable(session, ctx, release_id)
+    release, row = _reviewable(session, ctx, release_id, lock=True)
     settle(session, ctx, release)
     if release.state != PENDING:
         raise ReviewClosed(
@@ -409,13 +411,15 @@ def decide(
     session.refresh(row)
     decided(session, ctx, release, row)
     if decision == OBJECT:
-        session.execute(
+        ended = session.execute(
             update(Release)
             .where(Release.id == release.id, Release.state == PENDING)
             # The same request may be made again after an objection: it is a new release.
             .values(state=OBJECTED, request_key=f"objected:{release.id}")
             .execution_options(synchronize_session=False)
         )
+        if ended.rowcount != 1:  # type: ignore[attr-defined]
+            raise ReviewClosed("The release was published meanwhile: its review is closed.")
         session.refresh(release)
     else:
         settle(session, ctx, release)

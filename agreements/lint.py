@@ -10,8 +10,9 @@ levels, disclosure methods); the clauses the legal basis requires; the minimum c
 the configured floor; privacy parameters when differential privacy is allowed; rules that can
 never apply (dead rules: unknown datasets, assignees that are not parties, constraints on
 dimensions the datasets do not have); rules that contradict each other (a permission that a
-prohibition always overrides, duplicate rules); and permissions Backbone never grants
-(record-level export, re-disclosure).
+prohibition always overrides, duplicate rules); permissions Backbone never grants
+(record-level export, re-disclosure); and the review before publication (a window of 1 to 60
+days and what happens when it passes; the superseded ``publication_review_by_provider``).
 """
 
 from __future__ import annotations
