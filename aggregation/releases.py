@@ -33,6 +33,7 @@ from aggregation.definitions import (
     suppressed_shape,
 )
 from aggregation.ledger import Charge, charge, period_of
+from aggregation.ledger import preview as preview_charges
 from aggregation.models import IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
 from aggregation.stored import release_cells, release_parameters
@@ -62,6 +63,38 @@ CODE_VERSION = "backbone-aggregation/2"
 class ReleaseRequest:
     dimensions: tuple[str, ...] | None = None
     method: str | None = None
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A release request once checked and decided, before any record is read."""
+
+    version: IndicatorVersion
+    definition: IndicatorDefinition
+    dims: tuple[str, ...]
+    method: str
+    shape: Shape | None
+    decision: Decision
+    base: Sequence[Submission]
+    cohort: Sequence[Submission]
+    used: list[str]
+    key: str
+    stored: Release | None
+
+
+@dataclass(frozen=True)
+class ReleasePreview:
+    """What a release request would do, found without doing it (see :func:`preview_release`)."""
+
+    indicator_id: str
+    indicator_version: int
+    method: str
+    dimensions: tuple[str, ...]
+    agreements: tuple[tuple[str, int], ...]
+    stored_release: str | None
+    epsilon: float | None
+    charges: list[dict[str, Any]]
+    submissions: int
 
 
 @dataclass(frozen=True)
@@ -110,15 +143,15 @@ def _audit_counts(summary: dict[str, Any]) -> dict[str, int | float]:
     return out
 
 
-def create_release(
+def _decide(
     session: Session,
     ctx: RequestContext,
-    master: MasterKey,
     policy: PolicySet,
     indicator_id: str,
     request: ReleaseRequest,
-) -> tuple[Release, bool]:
-    """Compute and store a release, or return the stored one for the same request."""
+) -> _Decided:
+    """Check the request and decide it, then find the submissions it would use and whether the
+    same release is stored. Reads no record: a refusal here says nothing of the data."""
     assert ctx.principal is not None
     version, definition = get_definition(session, indicator_id)
     dims = (
@@ -146,15 +179,52 @@ def create_release(
     if not decision.permitted:
         raise PolicyDenied(explanation(decision), decision=decision)
     agreement_ids = frozenset(a for a, _ in decision.agreements)
-    base = in_scope(session, definition.dataset, agreement_ids)
+    base = in_scope(session, definition.dataset, agreement_ids, ctx.now)
     cohort = (
-        in_scope(session, definition.cohort.dataset, agreement_ids) if definition.cohort else []
+        in_scope(session, definition.cohort.dataset, agreement_ids, ctx.now)
+        if definition.cohort
+        else []
     )
     used = [s.id for s in base] + [s.id for s in cohort]
     key = _request_key(version, dims, method, used)
-    existing = session.scalars(
+    stored = session.scalars(
         select(Release).where(Release.indicator_id == indicator_id, Release.request_key == key)
     ).first()
+    return _Decided(
+        version, definition, dims, method, shape, decision, base, cohort, used, key, stored
+    )
+
+
+def _min_cell_size(decision: Decision) -> int:
+    k = decision.obligations.min_cell_size
+    if k is None:
+        # Fail closed: a publication without a threshold is not a suppressed release.
+        raise IndicatorInvalid(
+            "A contributing agreement states no minimum cell size; nothing is suppressed "
+            "and published without one."
+        )
+    return k
+
+
+def create_release(
+    session: Session,
+    ctx: RequestContext,
+    master: MasterKey,
+    policy: PolicySet,
+    indicator_id: str,
+    request: ReleaseRequest,
+) -> tuple[Release, bool]:
+    """Compute and store a release, or return the stored one for the same request."""
+    assert ctx.principal is not None
+    decided = _decide(session, ctx, policy, indicator_id, request)
+    version, definition, dims, method = (
+        decided.version,
+        decided.definition,
+        decided.dims,
+        decided.method,
+    )
+    shape, decision, base, cohort = decided.shape, decided.decision, decided.base, decided.cohort
+    used, key, existing = decided.used, decided.key, decided.stored
     if existing is not None:
         record(
             session,
@@ -186,12 +256,7 @@ def create_release(
     else:
         assert shape is not None
         ob = decision.obligations
-        if ob.min_cell_size is None:
-            # Fail closed: a publication without a threshold is not a suppressed release.
-            raise IndicatorInvalid(
-                "A contributing agreement states no minimum cell size; nothing is suppressed "
-                "and published without one."
-            )
+        k = _min_cell_size(decision)
         own = {definition.dataset: base}
         if definition.cohort is not None:
             own[definition.cohort.dataset] = cohort
@@ -203,7 +268,7 @@ def create_release(
             if dataset in own:
                 return own[dataset]
             ids = frozenset(t.id for t in policy.covering(dataset) if t.in_force(now))
-            return in_scope(session, dataset, ids)
+            return in_scope(session, dataset, ids, now)
 
         result = protect_release(
             session,
@@ -211,7 +276,7 @@ def create_release(
             Sources(lambda name: dataset_terms(policy, name, now), scope),
             shape,
             Obligations(
-                k=ob.min_cell_size,
+                k=k,
                 rounding=ob.rounding or RoundingScheme.NONE,
                 top_code_percent=ob.top_code_percent,
                 bottom_code_percent=ob.bottom_code_percent,
@@ -350,8 +415,93 @@ def _dp_charges(
                 periods = [str(v) for v in period_field.enum]
             else:
                 periods = [period_of(kind, now)]
-            charges.extend(Charge(agreement_id, name, period, epsilon, limit) for period in periods)
+            share = terms.disclosure.max_share_per_release
+            charges.extend(
+                Charge(agreement_id, name, period, epsilon, limit, share) for period in periods
+            )
     return charges
+
+
+def _dp_plan(
+    policy: PolicySet,
+    decision: Decision,
+    definition: IndicatorDefinition,
+    dims: tuple[str, ...],
+    now: datetime,
+) -> tuple[Any, list[Charge]]:
+    """The OpenDP plan of a release (no data, no noise) and the charges its exact loss makes."""
+    # OpenDP's prelude imports its scikit-learn extras (seconds at every start): only here.
+    from disclosure import dp
+
+    epsilon = decision.obligations.epsilon_per_release
+    if epsilon is None:
+        raise IndicatorInvalid("The contributing agreements set no privacy loss per release.")
+    ds = dataset_terms(policy, definition.dataset, now)
+    categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
+    plan = dp.plan(
+        dims, categories, definition.unit, epsilon, decision.obligations.max_contributions or 1
+    )
+    return plan, _dp_charges(policy, decision, definition, plan.epsilon, now)
+
+
+def preview_release(
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    indicator_id: str,
+    request: ReleaseRequest,
+) -> ReleasePreview:
+    """What :func:`create_release` would do for ``request``, without doing it.
+
+    The same checks and policy decision, refused the same way (the same errors, the ledger's
+    included); then the method, and for a differentially private release the budgets it would
+    charge with what is spent and what would remain. Stores nothing, charges nothing, reads no
+    record and draws no noise; records one audit event (a preview reads budget state).
+    """
+    decided = _decide(session, ctx, policy, indicator_id, request)
+    definition, decision = decided.definition, decided.decision
+    epsilon: float | None = None
+    charges: list[dict[str, Any]] = []
+    if decided.stored is None:
+        if decided.method == DisclosureMethod.DIFFERENTIAL_PRIVACY:
+            plan, planned = _dp_plan(policy, decision, definition, decided.dims, ctx.now)
+            epsilon = plan.epsilon
+            charges = preview_charges(session, planned)
+        else:
+            _min_cell_size(decision)
+    result = ReleasePreview(
+        indicator_id=indicator_id,
+        indicator_version=decided.version.version,
+        method=decided.method,
+        dimensions=decided.dims,
+        agreements=tuple(decision.agreements),
+        stored_release=decided.stored.id if decided.stored is not None else None,
+        epsilon=epsilon,
+        charges=charges,
+        submissions=len(decided.used),
+    )
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=AuditAction.RELEASE_PREVIEW,
+            resource_type="indicator",
+            resource_id=indicator_id,
+            decision=decision,
+            purpose=definition.purpose,
+            counts={
+                "budgets": len(charges),
+                "submissions": len(decided.used),
+                **({"epsilon": epsilon} if epsilon is not None else {}),
+            },
+            detail=(
+                f"would return the stored release {decided.stored.id}"
+                if decided.stored is not None
+                else f"would compute a release by {decided.method}"
+            ),
+        ),
+    )
+    return result
 
 
 def _dp_population(job: _Computation) -> tuple[pl.DataFrame, str, pl.Expr]:
@@ -391,25 +541,12 @@ def _dp_release(job: _Computation) -> Release | tuple[list[dict[str, Any]], dict
     it back (the refund), a stored release commits with it."""
     session, ctx, policy, decision = job.session, job.ctx, job.policy, job.decision
     definition, dims = job.definition, job.dims
-    # OpenDP's prelude imports its scikit-learn extras (seconds at every start): only here.
     from disclosure import dp
 
-    epsilon = decision.obligations.epsilon_per_release
-    if epsilon is None:
-        raise IndicatorInvalid("The contributing agreements set no privacy loss per release.")
-    ds = dataset_terms(policy, definition.dataset, ctx.now)
-    categories = tuple(tuple(str(v) for v in (ds.field(d).enum or ())) for d in dims)  # type: ignore[union-attr]
-    plan = dp.plan(
-        dims, categories, definition.unit, epsilon, decision.obligations.max_contributions or 1
-    )
+    plan, charges = _dp_plan(policy, decision, definition, dims, ctx.now)
     population, person, numerator = _dp_population(job)
     with session.begin_nested() as charged:
-        charge(
-            session,
-            ctx,
-            _dp_charges(policy, decision, definition, plan.epsilon, ctx.now),
-            job.release_id,
-        )
+        charge(session, ctx, charges, job.release_id)
         # The budgets are now locked: a concurrent identical request that got here first has
         # committed its release; return it and refund this charge.
         existing = session.scalars(

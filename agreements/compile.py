@@ -137,6 +137,7 @@ def compile_terms(
             epsilon_per_period=privacy.epsilon_per_period if privacy else None,
             budget_period=privacy.period if privacy else None,
             max_contributions=privacy.max_contributions if privacy else 1,
+            max_share_per_release=privacy.max_share_per_release if privacy else None,
         ),
         linkage_allowed=document.linkage.allowed,
         linkable_datasets=frozenset(document.linkage.datasets),

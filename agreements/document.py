@@ -209,6 +209,15 @@ class PrivacySpec(_Strict):
     epsilon_per_period: float = Field(gt=0, le=50)
     period: Literal["calendar_year", "school_year", "agreement_term"] = "calendar_year"
     max_contributions: int = Field(default=1, ge=1, le=100)
+    max_share_per_release: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="the largest share of a period's privacy budget (epsilon_per_period) one "
+        "release may take, a fraction in (0, 1]; a release whose charge on any period's budget "
+        "would exceed it is refused and nothing is charged. Without it, one release may take "
+        "up to epsilon_per_release",
+    )
 
 
 def _default_methods() -> list[DisclosureMethod]:

@@ -7,7 +7,8 @@ by the parties, but never for a mechanical reason.
 Checks: derived fields that do not compile and structural zeros over undeclared categories;
 the closed vocabulary (actions, operands, operators, purposes, legal bases, geography
 levels, disclosure methods); the clauses the legal basis requires; the minimum cell size against
-the configured floor; privacy parameters when differential privacy is allowed; rules that can
+the configured floor; privacy parameters when differential privacy is allowed (a share cap
+that every release would exceed); rules that can
 never apply (dead rules: unknown datasets, assignees that are not parties, constraints on
 dimensions the datasets do not have); rules that contradict each other (a permission that a
 prohibition always overrides, duplicate rules); permissions Backbone never grants
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec
+from agreements.document import AgreementDocument, ConstraintSpec, PrivacySpec, RuleSpec
 from agreements.expressions import InvalidExpression, compile_filter
 from policy import vocabulary as vocab
 from policy.model import label_of
@@ -36,6 +37,8 @@ NEVER_PERMITTED = frozenset({"export_records", "redisclose"})
 # A provider needs at least a day to look at a release; past two months, the figures are stale.
 MIN_REVIEW_DAYS = 1
 MAX_REVIEW_DAYS = 60
+# The ledger's tolerance: a share that the ledger would accept is not a lint error.
+_EPS_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,30 @@ class _Linter:
                     "disclosure.privacy",
                     "The privacy loss per release exceeds the budget per period.",
                 )
+            else:
+                self.release_share(d.privacy)
         elif d.privacy is not None:
             self.add(
                 "dead-clause",
                 "disclosure.privacy",
                 "A privacy budget is set but differential privacy is not an allowed method.",
+            )
+
+    def release_share(self, privacy: PrivacySpec) -> None:
+        share = privacy.max_share_per_release
+        if share is None:
+            return
+        cap = share * privacy.epsilon_per_period
+        # Every release spends epsilon_per_release: above the cap, every one would be refused.
+        if privacy.epsilon_per_release > cap + _EPS_TOLERANCE:
+            self.add(
+                "contradiction",
+                "disclosure.privacy.max_share_per_release",
+                f"One release may take at most {share:g} of a period's budget (epsilon "
+                f"{cap:g} of {privacy.epsilon_per_period:g}), but each release spends "
+                f"epsilon_per_release {privacy.epsilon_per_release:g}: every release would be "
+                f"refused. Lower epsilon_per_release to at most {cap:g}, or raise "
+                "max_share_per_release.",
             )
 
     def fields(self) -> None:
@@ -163,6 +185,15 @@ class _Linter:
                         "undeclared-categories",
                         f"{path}.constraints.enum",
                         f"Dimension {f.name} must declare its values: published categories come from the agreement, never from the data.",
+                    )
+                if f.constraints.unique:
+                    # Within one submission that is what primaryKey says; across submissions
+                    # it would need the values kept, which pseudonymization forbids.
+                    self.add(
+                        "unsupported-term",
+                        f"{path}.constraints.unique",
+                        f"Field {f.name}: the unique constraint is not supported; list the "
+                        "field in the dataset's primaryKey to refuse duplicates in a submission.",
                     )
                 if f.role == FieldRole.IDENTIFIER and f.type not in (
                     FieldType.STRING,

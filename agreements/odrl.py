@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from agreements.compile import publication_review
-from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec, Term
+from agreements.document import AgreementDocument, ConstraintSpec, PrivacySpec, RuleSpec, Term
 from policy import vocabulary as vocab
 
 PROFILE = "urn:backbone:profile:odrl:v1"
@@ -67,6 +67,35 @@ def _rule(rule: RuleSpec, uid: str, assigner: list[str]) -> dict[str, Any]:
     return out
 
 
+def _privacy_constraints(privacy: PrivacySpec | None) -> list[dict[str, Any]]:
+    """The privacy budget as constraints of the disclosure-control duty: what one release may
+    spend, what a period's budget holds, and the share of it one release may take."""
+    if privacy is None:
+        return []
+    out: list[dict[str, Any]] = [
+        {
+            "leftOperand": "epsilonPerRelease",
+            "operator": "lteq",
+            "rightOperand": privacy.epsilon_per_release,
+        },
+        {
+            "leftOperand": "epsilonPerPeriod",
+            "operator": "lteq",
+            "rightOperand": privacy.epsilon_per_period,
+            "unit": f"bb:{privacy.period}",
+        },
+    ]
+    if privacy.max_share_per_release is not None:
+        out.append(
+            {
+                "leftOperand": "maxSharePerRelease",
+                "operator": "lteq",
+                "rightOperand": privacy.max_share_per_release,
+            }
+        )
+    return out
+
+
 def to_odrl(
     document: AgreementDocument, *, version: int, status: str, content_hash: str
 ) -> dict[str, Any]:
@@ -93,6 +122,7 @@ def to_odrl(
                     "operator": "isAnyOf",
                     "rightOperand": list(d.methods),
                 },
+                *_privacy_constraints(d.privacy),
             ],
         }
     )

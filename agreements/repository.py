@@ -32,6 +32,13 @@ def versions(session: Session, agreement_id: str) -> Sequence[AgreementVersion]:
     ).all()
 
 
+def current_version(session: Session, agreement_id: str) -> AgreementVersion | None:
+    """The latest version that was ever in force: its terms govern the agreement now (an
+    amendment continues the agreement), and its status says whether it has ended."""
+    activated = [v for v in versions(session, agreement_id) if v.activated_at]
+    return max(activated, key=lambda v: v.version) if activated else None
+
+
 def all_versions(session: Session) -> Sequence[AgreementVersion]:
     return session.scalars(
         select(AgreementVersion).order_by(AgreementVersion.agreement_id, AgreementVersion.version)

@@ -294,6 +294,17 @@ def governing_version(session: Session, agreement_id: str, at: datetime) -> Agre
     return None
 
 
+def in_force(session: Session, agreement_ids: Sequence[str], at: datetime) -> dict[str, float]:
+    """The ``epsilon_per_period`` of each agreement's version governing ``at`` (those with one)."""
+    out: dict[str, float] = {}
+    for agreement_id in agreement_ids:
+        row = governing_version(session, agreement_id, at)
+        budget = None if row is None else terms_of(row).disclosure.epsilon_per_period
+        if budget is not None:
+            out[agreement_id] = budget
+    return out
+
+
 def terms_of(row: AgreementVersion) -> AgreementTerms:
     document = AgreementDocument.model_validate(row.document)
     return compile_terms(

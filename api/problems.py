@@ -142,10 +142,23 @@ PROBLEMS: dict[str, ProblemType] = {
         "The review of this release is closed",
         "The release was published or objected to, or your organization has already decided.",
     ),
+    "withdrawal-not-allowed": ProblemType(
+        403,
+        "The agreement does not allow withdrawing submissions",
+        "The governing agreement's term withdrawal.allowed is false (the detail names the "
+        "agreement and version); nothing was changed. Only an amendment of the agreement, "
+        "approved by its parties, can change the term.",
+    ),
     "privacy-budget-exhausted": ProblemType(
         403,
         "The privacy budget does not allow this release",
         "See budget: the limit, what is spent and what the release would need.",
+    ),
+    "privacy-budget-share-exceeded": ProblemType(
+        403,
+        "One release may not take this much of a period's privacy budget",
+        "An agreement's disclosure.privacy.max_share_per_release caps the share of a period's "
+        "budget one release may take; see budget and term. Nothing was charged.",
     ),
     "invalid-dp-release": ProblemType(
         422,

@@ -74,6 +74,13 @@ class StatusChangeIn(_In):
 class ReleaseIn(_In):
     dimensions: list[str] | None = None
     method: DisclosureMethod | None = None
+    dry_run: bool = Field(
+        default=False,
+        description="true: answer 200 with what the request would do (a ReleasePreviewOut: "
+        "the method, the privacy budgets it would charge and what would remain) without "
+        "computing, storing or charging anything; a request that would be refused is refused "
+        "the same way",
+    )
 
 
 class ResourceIn(_In):
@@ -166,6 +173,15 @@ class AgreementRef(_Out):
     version: int
 
 
+class WithdrawalOut(_Out):
+    requested_at: str
+    effective_at: str
+    state: Literal["scheduled", "effective"] = Field(
+        description="scheduled: the submission stays in use until effective_at (the agreement's "
+        "withdrawal.notice_days); effective: it is out of every release from effective_at on"
+    )
+
+
 class ReceiptOut(_Out):
     id: str
     dataset: str
@@ -177,6 +193,7 @@ class ReceiptOut(_Out):
     audit_index: int | None
     replaces: str | None
     period: str | None
+    withdrawal: WithdrawalOut | None
 
 
 class ReceiptPage(_Out):
@@ -357,6 +374,46 @@ class ReviewItemOut(ReleaseSummaryOut):
     on_timeout: Literal["publish", "hold"]
     decision: Literal["approve", "object"] | None
     decided_at: str | None
+
+
+class BudgetChargeOut(_Out):
+    """One privacy budget a release would charge, and its state now."""
+
+    agreement: str
+    dataset: str
+    period: str
+    epsilon: float = Field(description="what the release would spend from this budget")
+    epsilon_limit: float
+    epsilon_spent: float
+    epsilon_remaining: float
+    epsilon_remaining_after: float = Field(description="what would remain after the release")
+    max_share_per_release: float | None = Field(
+        description="the agreement's cap on the share of this budget one release may take"
+    )
+
+
+class ReleasePreviewOut(_Out):
+    """What a release request would do (``"dry_run": true``): nothing was computed, stored or
+    charged."""
+
+    dry_run: Literal[True]
+    indicator: str
+    indicator_version: int
+    method: str
+    dimensions: list[str]
+    agreements: list[dict[str, Any]]
+    outcome: Literal["compute", "stored"] = Field(
+        description="compute: a new release would be computed; stored: the same release is "
+        "stored and would be returned, spending nothing"
+    )
+    stored_release: str | None
+    submissions: int = Field(description="how many submissions the release would use")
+    epsilon: float | None = Field(
+        description="the privacy loss the release would spend from each budget it charges "
+        "(differential privacy only)"
+    )
+    charges: list[BudgetChargeOut]
+    summary: str
 
 
 class SeriesOut(_Out):

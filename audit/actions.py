@@ -36,6 +36,7 @@ class AuditAction(StrEnum):
     POLICY_DECIDE = "policy.decide"
     RECORDS_PURGE = "records.purge"
     RELEASE_CREATE = "release.create"
+    RELEASE_PREVIEW = "release.preview"
     RELEASE_READ = "release.read"
     RELEASE_HOLD = "release.hold"
     RELEASE_PUBLISH = "release.publish"
@@ -49,3 +50,5 @@ class AuditAction(StrEnum):
     SUBMISSION_READ = "submission.read"
     SUBMISSION_WITHDRAW = "submission.withdraw"
     SUBMISSION_PURGE = "submission.purge"
+    SUBMISSION_WITHDRAWAL_EFFECTIVE = "submission.withdrawal_effective"
+    SUBMISSION_WITHDRAWAL_CANCEL = "submission.withdrawal_cancel"

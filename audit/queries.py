@@ -38,6 +38,23 @@ PARTNER_SCOPE = "submissions:read"
 DECISIONS = ("permit", "deny")
 
 
+def _check_action(action: str) -> None:
+    """An action filter names an action of the log (or, ending in ``*``, a prefix of one): a
+    misspelt filter is an error, not an empty page that reads as "nothing happened"."""
+    names = {a.value for a in AuditAction}
+    matched = (
+        any(name.startswith(action[:-1]) for name in names)
+        if action.endswith("*")
+        else action in names
+    )
+    if not matched:
+        families = ", ".join(sorted({name.split(".", 1)[0] + ".*" for name in names}))
+        raise InvalidInput(
+            "action names no action of the audit log; give an action (for example "
+            f"submission.create) or a prefix ending in * ({families})."
+        )
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """Which events to list or export; None means any. ``action`` may end in ``*`` (a prefix)."""
@@ -60,6 +77,8 @@ class EventFilter:
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise InvalidInput(f"{name} must include a time zone (for example Z).")
+        if self.action is not None:
+            _check_action(self.action)
 
     @property
     def is_empty(self) -> bool:

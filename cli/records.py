@@ -32,6 +32,10 @@ def _print_report(report: Any, as_json: bool) -> None:
         typer.echo("another purge is running; nothing was done")
     elif not report.purged_anything:
         typer.echo("nothing to purge")
+    for item in report.withdrawals:
+        typer.echo(
+            f"submission {item['submission']}: withdrawal took effect {item['effective_at']}"
+        )
     for item in report.agreements:
         typer.echo(
             f"agreement {item['agreement']} ({item['reason']} {item['ended_at']}): "
@@ -63,7 +67,8 @@ def purge(
     ] = None,
 ) -> None:
     """Crypto-shred the data that retention says must go: agreements expired or terminated, and
-    submissions withdrawn or replaced, once their grace period has passed."""
+    submissions withdrawn or replaced, once their grace period has passed. Scheduled withdrawals
+    whose notice has run out are recorded as withdrawn first."""
     from datetime import UTC
 
     from cli.database import open_engine

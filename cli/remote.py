@@ -209,6 +209,14 @@ def release(
     indicator_id: str,
     dimension: Annotated[list[str] | None, typer.Option()] = None,
     method: str | None = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what the release would do (the privacy budgets it would charge and "
+            "what would remain) without computing, storing or charging anything.",
+        ),
+    ] = False,
     url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
@@ -221,10 +229,13 @@ def release(
         body["dimensions"] = dimension
     if method:
         body["method"] = method
+    if dry_run:
+        body["dry_run"] = True
     with _client(url, client_id, client_secret, credentials, as_) as http:
         r = http.post(f"/v1/indicators/{indicator_id}/releases", json=body)
-        if r.status_code >= 400:
+        if r.status_code >= 400 or dry_run:
             _show(r)
+            return
         out = r.json()
         statuses: dict[str, int] = {}
         for row in out["rows"]:

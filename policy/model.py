@@ -295,6 +295,9 @@ class Disclosure:
     epsilon_per_period: float | None = None
     budget_period: str | None = None
     max_contributions: int = 1
+    # The share of one period's budget a single release may take (None: no cap beyond
+    # epsilon_per_release).
+    max_share_per_release: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

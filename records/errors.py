@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 
 class SubmissionRejected(InvalidInput):
@@ -58,3 +65,10 @@ class IdempotencyInFlight(Conflict):
 class ReplacementInvalid(Conflict):
     kind = "replacement-invalid"
     title = "The submission cannot replace the one it names"
+
+
+class WithdrawalNotAllowed(Forbidden):
+    """The governing agreement says ``withdrawal.allowed: false``; the detail names it."""
+
+    kind = "withdrawal-not-allowed"
+    title = "The agreement does not allow withdrawing submissions"

@@ -86,6 +86,12 @@ class Submission(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A partner's withdrawal: when it was asked for and when it takes effect (the agreement's
+    # ``withdrawal.notice_days`` later). Until then the status stays ``accepted`` and the data
+    # stays in use; scope queries compare ``withdrawal_effective_at`` with their ``now``, so it
+    # leaves every release exactly at that moment, whenever the purge run records it.
+    withdrawal_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    withdrawal_effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     audit_index: Mapped[int | None] = mapped_column(BigInteger)
     columns: Mapped[list[str]] = mapped_column(JSONType)

@@ -9,6 +9,18 @@ whose row holds the only copy of the submission's wrapped segment key. Each of t
 audit event in the same transaction. Receipts stay: what was submitted, when, and that its data
 has been destroyed.
 
+A withdrawal under an agreement with ``withdrawal.notice_days`` is scheduled (see
+:func:`records.service.withdraw`): the submission stays ``accepted`` until its
+``withdrawal_effective_at``. The purge records that it took effect: it sets the status to
+``withdrawn`` (``withdrawn_at`` = the effective time, from which the grace period counts) and
+writes a ``submission.withdrawal_effective`` event. It is recorded here, by the purge run (at
+start-up and by ``backbone records purge`` from cron), rather than lazily by whichever request
+happens to read the submission next, because reads and release computations must not write,
+and one place and one time (the run) makes the event easy to find. The effect itself never
+waits for the run: scope queries and receipts compare ``withdrawal_effective_at`` with their own
+``now``, so the submission leaves every release exactly at its effective time; the event's
+detail names that time, the event's own time says when the run noticed.
+
 Deleting a row does not erase its bytes at once: SQLite leaves freed pages and old WAL frames,
 PostgreSQL leaves dead tuples until a vacuum. So a purge also scrubs: on SQLite with
 ``secure_delete`` (freed content is zeroed) and a truncating WAL checkpoint, on PostgreSQL with
@@ -68,6 +80,7 @@ class PurgeReport:
     now: datetime
     agreements: list[dict[str, Any]] = field(default_factory=list)
     submissions: list[dict[str, Any]] = field(default_factory=list)
+    withdrawals: list[dict[str, Any]] = field(default_factory=list)  # took effect in this run
     scrubbed: bool | None = None
     scratch_removed: int = 0
     skipped: bool = False  # another purge held the lock
@@ -81,6 +94,7 @@ class PurgeReport:
             "now": self.now.isoformat(),
             "agreements": self.agreements,
             "submissions": self.submissions,
+            "withdrawals": self.withdrawals,
             "scrubbed": self.scrubbed,
             "scratch_removed": self.scratch_removed,
             "skipped": self.skipped,
@@ -89,8 +103,7 @@ class PurgeReport:
 
 def _current_version(session: Session, agreement_id: str) -> AgreementVersion | None:
     """The latest version that was ever in force: it decides whether the agreement has ended."""
-    activated = [v for v in agreement_repo.versions(session, agreement_id) if v.activated_at]
-    return max(activated, key=lambda v: v.version) if activated else None
+    return agreement_repo.current_version(session, agreement_id)
 
 
 def _grace(row: AgreementVersion) -> timedelta:
@@ -152,6 +165,9 @@ def purge(session: Session, ctx: RequestContext, now: datetime) -> PurgeReport:
     if not _prepare(session):
         report.skipped = True
         return report
+    # First, so that a withdrawal that took effect is on record before any shredding, and its
+    # grace period below counts from its effective time.
+    report.withdrawals = settle_withdrawals(session, ctx, now)
     for agreement_id in _agreements_holding_data(session):
         end = agreement_end(session, agreement_id, now)
         if end is None or end.purge_after > now:
@@ -175,6 +191,47 @@ def purge(session: Session, ctx: RequestContext, now: datetime) -> PurgeReport:
         report.submissions.append(_shred_submission(session, ctx, sub, now))
     session.flush()
     return report
+
+
+def settle_withdrawals(
+    session: Session, ctx: RequestContext, now: datetime
+) -> list[dict[str, Any]]:
+    """Record the scheduled withdrawals that have taken effect by ``now``: status ``withdrawn``
+    from their effective time, one audit event each. Flushes only."""
+    due = session.scalars(
+        select(Submission)
+        .where(
+            Submission.status == "accepted",
+            Submission.withdrawal_effective_at.is_not(None),
+            Submission.withdrawal_effective_at <= now,
+        )
+        .order_by(Submission.id)
+    ).all()
+    settled = []
+    for sub in due:
+        effective_at = sub.withdrawal_effective_at
+        assert effective_at is not None
+        sub.status = "withdrawn"
+        sub.withdrawn_at = effective_at
+        session.flush()
+        requested = sub.withdrawal_requested_at
+        record(
+            session,
+            ctx,
+            AuditRecord(
+                action=AuditAction.SUBMISSION_WITHDRAWAL_EFFECTIVE,
+                resource_type="submission",
+                resource_id=sub.id,
+                agreements=[(sub.agreement_id, sub.agreement_version)],
+                counts={"rows": sub.row_count},
+                detail=f"withdrawal took effect at {effective_at.isoformat()}"
+                + (f" (requested at {requested.isoformat()})" if requested else ""),
+            ),
+        )
+        settled.append(
+            {"submission": sub.id, "effective_at": effective_at.isoformat(), "rows": sub.row_count}
+        )
+    return settled
 
 
 def _shred_agreement(

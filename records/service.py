@@ -14,14 +14,16 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from agreements import repository as agreement_repo
+from agreements.document import AgreementDocument
 from agreements.models import AgreementStatusChange
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
@@ -37,6 +39,7 @@ from records.errors import (
     IdempotencyConflict,
     IdempotencyInFlight,
     ReplacementInvalid,
+    WithdrawalNotAllowed,
 )
 from records.ingest import IngestSpec, Prepared, ingest
 from records.models import Segment, Submission
@@ -59,9 +62,18 @@ class Receipt:
     audit_index: int | None
     replaces: str | None
     period: str | None
+    withdrawal_requested_at: datetime | None
+    withdrawal_effective_at: datetime | None
+    # A withdrawal was asked for and has not taken effect yet: the data is still in use.
+    withdrawal_scheduled: bool
 
     @classmethod
-    def of(cls, row: Submission) -> Receipt:
+    def of(cls, row: Submission, now: datetime) -> Receipt:
+        """The receipt as it stands at ``now``: a scheduled withdrawal whose time has come is
+        ``withdrawn`` here even before the purge run records it (see :func:`withdraw`)."""
+        status = row.status
+        if status == "accepted" and withdrawal_effective(row, now):
+            status = "withdrawn"
         return cls(
             submission_id=row.id,
             dataset=row.dataset,
@@ -70,11 +82,20 @@ class Receipt:
             row_count=row.row_count,
             body_sha256=row.body_sha256,
             received_at=row.received_at,
-            status=row.status,
+            status=status,
             audit_index=row.audit_index,
             replaces=row.replaces_id,
             period=row.period,
+            withdrawal_requested_at=row.withdrawal_requested_at,
+            withdrawal_effective_at=row.withdrawal_effective_at,
+            withdrawal_scheduled=row.withdrawal_effective_at is not None
+            and not withdrawal_effective(row, now),
         )
+
+
+def withdrawal_effective(row: Submission, now: datetime) -> bool:
+    """Has a withdrawal of this submission taken effect at ``now``?"""
+    return row.withdrawal_effective_at is not None and row.withdrawal_effective_at <= now
 
 
 @dataclass(frozen=True)
@@ -214,6 +235,13 @@ def check_replacement(
         raise NotFound("The submission to replace does not exist.")
     if replaced.dataset != dataset or replaced.status != "accepted":
         raise ReplacementInvalid("Only an accepted submission of the same dataset can be replaced.")
+    if replaced.withdrawal_effective_at is not None:
+        # Ambiguous: the replacement would end its use at once (cutting the notice short) and
+        # carry no withdrawal itself (undoing it). The partner says which it means.
+        raise ReplacementInvalid(
+            "The submission is being withdrawn (see its receipt's withdrawal); it cannot be "
+            "replaced. Cancel the withdrawal first, or submit the new records without 'replaces'."
+        )
     if replaced.period != period:
         raise ReplacementInvalid(
             "A replacement must declare the same period as the submission it replaces."
@@ -283,7 +311,7 @@ def replay(
             detail="idempotent replay; the original receipt was returned",
         ),
     )
-    return Receipt.of(previous)
+    return Receipt.of(previous, ctx.now)
 
 
 def store(
@@ -371,7 +399,7 @@ def store(
     )
     submission.audit_index = event.idx
     session.flush()
-    return Receipt.of(submission), True
+    return Receipt.of(submission, ctx.now), True
 
 
 @dataclass(frozen=True)
@@ -514,7 +542,7 @@ def get(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
             action=AuditAction.SUBMISSION_READ, resource_type="submission", resource_id=row.id
         ),
     )
-    return Receipt.of(row)
+    return Receipt.of(row, ctx.now)
 
 
 def list_own(
@@ -536,17 +564,75 @@ def list_own(
             counts={"returned": len(rows)},
         ),
     )
-    return [Receipt.of(r) for r in rows]
+    return [Receipt.of(r, ctx.now) for r in rows]
+
+
+@dataclass(frozen=True)
+class WithdrawalTerms:
+    """The agreement version whose ``withdrawal`` terms govern a submission now."""
+
+    agreement_id: str
+    version: int
+    allowed: bool
+    notice_days: int
+
+
+def withdrawal_terms(session: Session, row: Submission) -> WithdrawalTerms:
+    """The withdrawal terms of the agreement as it stands (its current version: an amendment
+    approved by every party replaces the terms a submission was made under)."""
+    version = agreement_repo.current_version(
+        session, row.agreement_id
+    ) or agreement_repo.get_version(session, row.agreement_id, row.agreement_version)
+    if version is None:  # pragma: no cover - a submission names an existing agreement version
+        raise NotFound("The agreement of this submission does not exist.")
+    spec = AgreementDocument.model_validate(version.document).withdrawal
+    return WithdrawalTerms(row.agreement_id, version.version, spec.allowed, spec.notice_days)
 
 
 def withdraw(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
-    """Withdraw a submission: it is excluded from every later release at once, and its data is
-    crypto-shredded by the next purge after the agreement's grace period."""
+    """Withdraw a submission under its agreement's ``withdrawal`` terms.
+
+    ``allowed: false`` refuses (:class:`records.errors.WithdrawalNotAllowed`, naming the term)
+    and changes nothing. With ``notice_days: 0`` the submission is withdrawn at once. Otherwise
+    the withdrawal is scheduled: the submission stays ``accepted`` and in every release's scope
+    until ``withdrawal_effective_at`` (now plus the notice), then leaves them exactly at that
+    moment because every scope query compares it with its own ``now``. The purge run records
+    that it took effect (status ``withdrawn``, an audit event) and crypto-shreds it after the
+    agreement's grace period counted from the effective time (see :mod:`records.retention`).
+    The agreement acting (suspension, termination, expiry) still stops use at once: its
+    submissions leave scope with it whatever withdrawals are pending.
+    """
     row = _own(session, ctx, submission_id)
-    if row.status != "accepted":
-        raise Conflict(f"The submission is already {row.status}.")
-    row.status = "withdrawn"
-    row.withdrawn_at = ctx.now
+    if row.status != "accepted" or withdrawal_effective(row, ctx.now):
+        status = "withdrawn" if row.status == "accepted" else row.status
+        raise Conflict(f"The submission is already {status}.")
+    if row.withdrawal_effective_at is not None:
+        raise Conflict(
+            "A withdrawal of this submission is already scheduled; it takes effect at "
+            f"{row.withdrawal_effective_at.isoformat()}."
+        )
+    terms = withdrawal_terms(session, row)
+    if not terms.allowed:
+        raise WithdrawalNotAllowed(
+            f"Agreement {terms.agreement_id} v{terms.version} does not allow withdrawing "
+            "submissions (withdrawal.allowed: false); the submission stays in use under the "
+            "agreement's terms."
+        )
+    effective_at = ctx.now + timedelta(days=terms.notice_days)
+    row.withdrawal_requested_at = ctx.now
+    row.withdrawal_effective_at = effective_at
+    if terms.notice_days == 0:
+        row.status = "withdrawn"
+        row.withdrawn_at = ctx.now
+        detail = (
+            f"withdrawn at once (agreement {terms.agreement_id} v{terms.version}: "
+            "withdrawal.notice_days 0)"
+        )
+    else:
+        detail = (
+            f"withdrawal scheduled: takes effect at {effective_at.isoformat()} (agreement "
+            f"{terms.agreement_id} v{terms.version}: withdrawal.notice_days {terms.notice_days})"
+        )
     session.flush()
     record(
         session,
@@ -556,19 +642,50 @@ def withdraw(session: Session, ctx: RequestContext, submission_id: str) -> Recei
             resource_type="submission",
             resource_id=row.id,
             agreements=[(row.agreement_id, row.agreement_version)],
+            detail=detail,
         ),
     )
-    return Receipt.of(row)
+    return Receipt.of(row, ctx.now)
+
+
+def cancel_withdrawal(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
+    """Cancel a scheduled withdrawal before it takes effect: the submission stays in use as if
+    it had never been asked for. One that has taken effect cannot be undone."""
+    row = _own(session, ctx, submission_id)
+    if row.status != "accepted" or withdrawal_effective(row, ctx.now):
+        status = "withdrawn" if row.status == "accepted" else row.status
+        raise Conflict(f"The submission is already {status}; its withdrawal cannot be cancelled.")
+    if row.withdrawal_effective_at is None:
+        raise Conflict("No withdrawal of this submission is scheduled.")
+    effective_at = row.withdrawal_effective_at
+    row.withdrawal_requested_at = None
+    row.withdrawal_effective_at = None
+    session.flush()
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=AuditAction.SUBMISSION_WITHDRAWAL_CANCEL,
+            resource_type="submission",
+            resource_id=row.id,
+            agreements=[(row.agreement_id, row.agreement_version)],
+            detail=f"scheduled withdrawal cancelled before {effective_at.isoformat()}",
+        ),
+    )
+    return Receipt.of(row, ctx.now)
 
 
 # -- reading records (for aggregation) -----------------------------------------------------------
 
 
-def in_scope(session: Session, dataset: str, agreement_ids: frozenset[str]) -> list[Submission]:
-    """Accepted submissions of ``dataset`` made under any of the given agreements.
+def in_scope(
+    session: Session, dataset: str, agreement_ids: frozenset[str], now: datetime
+) -> list[Submission]:
+    """Accepted submissions of ``dataset`` made under any of the given agreements, at ``now``.
 
     An amendment continues its agreement, so submissions made under an earlier version of an
-    agreement in force remain in scope. Withdrawn, replaced and purged ones never are.
+    agreement in force remain in scope. Withdrawn, replaced and purged ones never are, nor is
+    one whose scheduled withdrawal has taken effect by ``now`` (recorded by the purge or not).
     """
     return list(
         session.scalars(
@@ -576,6 +693,10 @@ def in_scope(session: Session, dataset: str, agreement_ids: frozenset[str]) -> l
             .where(
                 Submission.dataset == dataset,
                 Submission.status == "accepted",
+                or_(
+                    Submission.withdrawal_effective_at.is_(None),
+                    Submission.withdrawal_effective_at > now,
+                ),
                 Submission.agreement_id.in_(sorted(agreement_ids)),
             )
             .order_by(Submission.id)
@@ -641,4 +762,13 @@ def summary(receipt: Receipt) -> dict[str, Any]:
         "audit_index": receipt.audit_index,
         "replaces": receipt.replaces,
         "period": receipt.period,
+        "withdrawal": (
+            None
+            if receipt.withdrawal_effective_at is None or receipt.withdrawal_requested_at is None
+            else {
+                "requested_at": receipt.withdrawal_requested_at.isoformat(),
+                "effective_at": receipt.withdrawal_effective_at.isoformat(),
+                "state": "scheduled" if receipt.withdrawal_scheduled else "effective",
+            }
+        ),
     }

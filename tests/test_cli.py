@@ -58,6 +58,27 @@ def test_data_manager_commands_against_a_running_service(live_server, settings, 
     )
     assert r.exit_code == 0, r.output
     assert "cells by status" in r.output
+    # A preview prints what a release would charge, and charges nothing.
+    preview = [
+        "indicator",
+        "release",
+        "kindergarten-readiness",
+        "--dimension",
+        "neighborhood",
+        "--method",
+        "differential_privacy",
+        "--dry-run",
+        *common,
+        "--as",
+        "backbone-manager",
+    ]
+    r = runner.invoke(app, preview)
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.output)
+    assert first["dry_run"] is True and first["charges"]
+    assert all(c["epsilon_remaining_after"] < c["epsilon_remaining"] for c in first["charges"])
+    again = runner.invoke(app, preview)
+    assert json.loads(again.output)["charges"] == first["charges"]
     r = runner.invoke(
         app,
         [

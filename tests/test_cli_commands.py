@@ -405,8 +405,16 @@ def test_audit_commands(served: Deployment, tmp_path: Path):
 
 def test_records_commands(served: Deployment, tmp_path: Path):
     """The retention commands the README gives for cron, and the master-key re-wrap."""
+    # A withdrawal under the district's 30 days' notice: the purge records when it takes effect.
+    headers = {"Authorization": f"Bearer {served.token('district-sis')}"}
+    listed = httpx.get(f"{served.base}/v1/submissions", headers=headers, timeout=60).json()
+    sid = next(s["id"] for s in listed["items"] if s["status"] == "accepted")
+    r = httpx.delete(f"{served.base}/v1/submissions/{sid}", headers=headers, timeout=60)
+    assert r.status_code == 200 and r.json()["withdrawal"]["state"] == "scheduled", r.text
     done = served.run("records", "purge", "--dry-run", "--at", "2040-01-01T00:00:00Z")
     assert "dry run" in done.stdout and "data key(s) destroyed" in done.stdout
+    effective = r.json()["withdrawal"]["effective_at"]
+    assert f"submission {sid}: withdrawal took effect {effective}" in done.stdout
     report = json.loads(served.run("records", "purge", "--dry-run", "--json").stdout)
     assert isinstance(report, dict)
     served.run("records", "purge")

@@ -162,10 +162,9 @@ def test_a_write_that_loses_its_connection_gets_503_with_retry_after(
     assert r.json()["type"] == "/problems/database-unavailable"
     assert int(r.headers["retry-after"]) > 0
     assert r.json()["request_id"] == r.headers["x-request-id"]
-    # Nothing was committed: the submission is still accepted.
-    assert client.get(f"/v1/submissions/{submission}", headers=headers).json()["status"] != (
-        "withdrawn"
-    )
+    # Nothing was committed: the submission is still accepted, with no withdrawal scheduled.
+    receipt = client.get(f"/v1/submissions/{submission}", headers=headers).json()
+    assert (receipt["status"], receipt["withdrawal"]) == ("accepted", None)
 
 
 def test_a_read_that_fails_twice_gets_503(service, database, monkeypatch):

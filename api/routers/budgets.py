@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from aggregation.ledger import budgets
 from agreements import repository as agreements
+from agreements.service import in_force
 from api.deps import UnitOfWork, require
 from api.schemas import BudgetOut
 from core.context import RequestContext
@@ -25,7 +26,9 @@ Reader = Annotated[RequestContext, Depends(require("agreements:read"))]
 )
 def list_budgets(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     assert ctx.principal is not None
-    if is_steward(ctx.principal.organization_kind):
-        return budgets(session, None)
-    visible = [a.id for a in agreements.visible_to(session, ctx.principal.organization_id)]
-    return budgets(session, visible)
+    steward = is_steward(ctx.principal.organization_kind)
+    visible = [
+        a.id
+        for a in agreements.visible_to(session, None if steward else ctx.principal.organization_id)
+    ]
+    return budgets(session, None if steward else visible, in_force(session, visible, ctx.now))

@@ -22,13 +22,23 @@ from aggregation import definitions, formats, reads, releases, review
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from aggregation.timing import padded_seconds
-from api.deps import Policy, UnitOfWork, audited, record_refusal, require, run_unit_of_work, state
+from api.deps import (
+    AuditedRoute,
+    Policy,
+    UnitOfWork,
+    audited,
+    record_refusal,
+    require,
+    run_unit_of_work,
+    state,
+)
 from api.schemas import (
     MAX_PAGE,
     IndicatorOut,
     ReleaseDocumentOut,
     ReleaseHeldOut,
     ReleaseIn,
+    ReleasePreviewOut,
     ReleaseSummaryOut,
     SeriesOut,
 )
@@ -167,19 +177,57 @@ def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[s
     return _definition_out(version.version, definition)
 
 
+def _preview_out(preview: releases.ReleasePreview) -> dict[str, Any]:
+    if preview.stored_release is not None:
+        summary = (
+            f"The same release is stored ({preview.stored_release}); it would be returned "
+            "and no privacy budget would be charged."
+        )
+    elif preview.epsilon is None:
+        summary = (
+            f"A new release would be computed by {preview.method}; no privacy budget is charged."
+        )
+    else:
+        summary = (
+            f"A new release would be computed by differential privacy; computing it spends "
+            f"epsilon {preview.epsilon:g} from each of {len(preview.charges)} privacy "
+            "budget(s)."
+        )
+    return {
+        "dry_run": True,
+        "indicator": preview.indicator_id,
+        "indicator_version": preview.indicator_version,
+        "method": preview.method,
+        "dimensions": list(preview.dimensions),
+        "agreements": [{"agreement": a, "version": v} for a, v in preview.agreements],
+        "outcome": "stored" if preview.stored_release is not None else "compute",
+        "stored_release": preview.stored_release,
+        "submissions": preview.submissions,
+        "epsilon": preview.epsilon,
+        "charges": preview.charges,
+        "summary": summary,
+    }
+
+
 @router.post(
     "/indicators/{indicator_id}/releases",
-    response_model=ReleaseDocumentOut,
+    response_model=ReleaseDocumentOut | ReleasePreviewOut,
     response_model_exclude_unset=True,
-    summary="Compute and publish a release (or get the stored one for the same request)",
-    description=(
-        "201 with the release when it is published at once. When a contributing agreement "
-        "requires review by the data providers, the release is stored and held: 202 with its "
-        "state (`pending_review`) and the reviews, without cells. The same request while it is "
-        "held returns it again (202)."
-    ),
+    summary="Compute and publish a release (or get the stored one for the same request); "
+    'with "dry_run": true, what it would do',
+    description="A new release is answered 201, the stored one for the same request 200. "
+    "When a contributing agreement requires review by the data providers, the release is "
+    "stored (and charged) and held: 202 with its state (`pending_review`) and the reviews, "
+    "without cells; the same request while it is held returns it again (202). "
+    'With `"dry_run": true` in the body the answer is 200 with a ReleasePreviewOut: the '
+    "method, and for differential privacy the budgets it would charge, how much each, what is "
+    "spent and what would remain; nothing is computed, stored or charged, and a request that "
+    "would be refused is refused with the same problem document.",
+    responses={
+        201: {"model": ReleaseDocumentOut, "description": "A new release"},
+        202: {"model": ReleaseHeldOut, "description": "Stored and held for review"},
+    },
     dependencies=[Depends(audited(AuditAction.RELEASE_CREATE, "indicator", "indicator_id"))],
-    responses={202: {"model": ReleaseHeldOut, "description": "Stored and held for review"}},
 )
 async def create_release(
     indicator_id: str,
@@ -194,6 +242,16 @@ async def create_release(
         dimensions=tuple(body.dimensions) if body and body.dimensions is not None else None,
         method=body.method if body else None,
     )
+    if body is not None and body.dry_run:
+        # A refused preview is audited as a preview. It is not padded to the time quantum:
+        # it reads no record, so its duration cannot depend on the data.
+        request.state.audit_action = AuditedRoute(
+            AuditAction.RELEASE_PREVIEW, "indicator", "indicator_id"
+        )
+        preview = await run_in_threadpool(
+            releases.preview_release, session, ctx, policy, indicator_id, req
+        )
+        return JSONResponse(_preview_out(preview))
     started = time.monotonic()
     try:
         release, created = await run_in_threadpool(

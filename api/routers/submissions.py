@@ -298,7 +298,23 @@ def get_submission(submission_id: str, session: UnitOfWork, ctx: Reader) -> dict
     response_model=ReceiptOut,
     response_model_exclude_unset=True,
     summary="Withdraw a submission",
+    description="Under the agreement's withdrawal terms: refused (403 withdrawal-not-allowed) "
+    "when it says allowed: false; at once when notice_days is 0; otherwise scheduled, and the "
+    "receipt's withdrawal says when it takes effect (the submission stays in use until then).",
     dependencies=[Depends(audited(AuditAction.SUBMISSION_WITHDRAW, "submission", "submission_id"))],
 )
 def withdraw_submission(submission_id: str, session: UnitOfWork, ctx: Writer) -> dict[str, Any]:
     return service.summary(service.withdraw(session, ctx, submission_id))
+
+
+@router.delete(
+    "/submissions/{submission_id}/withdrawal",
+    response_model=ReceiptOut,
+    response_model_exclude_unset=True,
+    summary="Cancel a scheduled withdrawal before it takes effect",
+    dependencies=[
+        Depends(audited(AuditAction.SUBMISSION_WITHDRAWAL_CANCEL, "submission", "submission_id"))
+    ],
+)
+def cancel_withdrawal(submission_id: str, session: UnitOfWork, ctx: Writer) -> dict[str, Any]:
+    return service.summary(service.cancel_withdrawal(session, ctx, submission_id))

@@ -133,6 +133,25 @@ def test_privacy_and_linkage_consistency():
     assert ("missing-privacy-budget", "disclosure.privacy") in _codes(data)
 
 
+def test_a_share_cap_below_the_loss_of_one_release_is_refused():
+    data = _demo()  # epsilon 1.0 per release, 4.0 per period
+    privacy = data["disclosure"]["privacy"]
+    cap = "disclosure.privacy.max_share_per_release"
+    for share in (0.25, 0.5, 1.0):
+        privacy["max_share_per_release"] = share
+        assert _codes(data) == set()
+    privacy["max_share_per_release"] = 0.2
+    [finding] = [
+        f for f in lint(AgreementDocument.model_validate(data), k_floor=5) if f.path == cap
+    ]
+    assert finding.code == "contradiction"
+    assert "at most 0.8" in finding.message and "every release would be refused" in finding.message
+    for share in (0, 1.5, -0.1):
+        privacy["max_share_per_release"] = share
+        with pytest.raises(ValueError):
+            AgreementDocument.model_validate(data)
+
+
 def test_dimensions_must_declare_their_values():
     data = _demo()
     del data["datasets"][0]["fields"][2]["constraints"]["enum"]

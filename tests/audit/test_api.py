@@ -102,7 +102,12 @@ def test_events_filters_and_pagination(api, session, clock):
     }
     subs = _events(api, after=start - 1, action="submission.*")
     assert {e["action"] for e in subs} == {"submission.create"}
-    assert _events(api, after=start - 1, action="submission") == []
+    # An exact filter is a whole action name; a misspelt one is an error, not an empty page.
+    for wrong in ("submission", "submision.create", "nothing.*"):
+        r = api.get("/v1/audit/events", as_="county-auditor", params={"action": wrong})
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "submission.*" in r.json()["detail"]
     denials = _events(api, after=start - 1, decision="deny")
     assert denials and all(e["decision"] == "deny" for e in denials)
     assert any(e["resource_id"] == "births" and e["outcome"] == "denied" for e in denials)

@@ -32,10 +32,11 @@ def test_another_partner_cannot_read_or_withdraw_a_submission(api, district_subm
     assert r.status_code == 403 and r.json()["type"] == "/problems/object-access-denied"
     r = api.delete(f"/v1/submissions/{district_submission}", as_="health-vitals")
     assert r.status_code == 403
-    assert (
-        api.get(f"/v1/submissions/{district_submission}", as_="district-sis").json()["status"]
-        == "accepted"
-    )
+    r = api.delete(f"/v1/submissions/{district_submission}/withdrawal", as_="health-vitals")
+    assert r.status_code == 403 and r.json()["type"] == "/problems/object-access-denied"
+    # Not withdrawn, and no withdrawal scheduled either (the district's agreement gives notice).
+    receipt = api.get(f"/v1/submissions/{district_submission}", as_="district-sis").json()
+    assert (receipt["status"], receipt["withdrawal"]) == ("accepted", None)
 
 
 def test_submission_lists_show_only_the_callers_organization(api, district_submission):

@@ -64,6 +64,7 @@ def agreement_document(
     effective: str = "2020-01-01",
     linkage: bool = False,
     provider: str = "district",
+    withdrawal: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": dataset,
@@ -93,6 +94,7 @@ def agreement_document(
         "disclosure": {"min_cell_size": 11},
         "linkage": {"allowed": linkage, "datasets": []},
         "retention": {"grace_period_days": grace_days},
+        **({"withdrawal": withdrawal} if withdrawal is not None else {}),
     }
 
 

@@ -95,7 +95,7 @@ def test_termination_then_grace_period_then_shredding(session, clock, survey, su
         loadable(session, a)
     # Receipts stay, and the purged data is out of every later release.
     assert session.get(Submission, a).body_sha256
-    assert service.in_scope(session, "survey", frozenset({survey})) == []
+    assert service.in_scope(session, "survey", frozenset({survey}), now) == []
     # A second purge finds nothing more to do.
     again = retention.purge(session, ctx(now), now + timedelta(days=1))
     assert not again.purged_anything

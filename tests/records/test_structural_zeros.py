@@ -73,3 +73,36 @@ def test_a_record_in_a_structural_zero_is_refused(session, submit_file):
     report = refused.value.extra["report"]
     assert "structural-zero" in str(report)
     assert "P4" not in str(report)  # never a value of the record
+
+
+def test_derived_flags_and_bands_give_each_record_its_category():
+    """A derived field's categories are computed from the record: the first category whose
+    ``when`` holds, else ``otherwise`` (a record whose measure is missing included; a flag is
+    then false), as the README's agreement format says."""
+    import polars as pl
+
+    from agreements.categories import dataset_attributes, label
+    from agreements.compile import compile_terms
+
+    doc = document(
+        "sz-derived",
+        derived=[
+            {"name": "passed", "when": "score >= 50"},
+            {
+                "name": "band",
+                "categories": [
+                    {"value": "high", "when": "score >= 80"},
+                    {"value": "middle", "when": "score >= 50"},
+                ],
+                "otherwise": "low",
+            },
+        ],
+    )
+    terms = compile_terms(AgreementDocument.model_validate(doc), version=1, status="active")
+    ds = terms.datasets[0]
+    assert dataset_attributes(ds)["band"].categories == ("high", "middle", "low")
+    frame = pl.DataFrame({"score": [95, 80, 79, 50, 49, 0, None]}, schema={"score": pl.Int64})
+    bands = frame.select(label(ds, "band")).to_series().to_list()
+    assert bands == ["high", "high", "middle", "middle", "low", "low", "low"]
+    passed = frame.select(label(ds, "passed")).to_series().to_list()
+    assert passed == ["true", "true", "true", "true", "false", "false", "false"]

@@ -96,11 +96,12 @@ def test_receipt_shape(api):
     receipt = r.json()
     assert set(receipt) == {
         "id", "dataset", "agreement", "row_count", "body_sha256", "received_at", "status",
-        "audit_index", "replaces", "period",
+        "audit_index", "replaces", "period", "withdrawal",
     }  # fmt: skip
     assert receipt["dataset"] == "kindergarten_readiness"
     assert receipt["agreement"] == {"id": "district-early-learning-outcomes", "version": 1}
     assert receipt["period"] == "2025-26" and receipt["status"] == "accepted"
+    assert receipt["withdrawal"] is None
     assert r.headers["location"] == f"/v1/submissions/{receipt['id']}"
 
 
@@ -119,28 +120,25 @@ def test_partners_see_only_their_own_submissions(api):
     problem(api.delete(f"/v1/submissions/{mine}", as_="health-vitals"), 403, "object-access-denied")
 
 
-def test_withdrawal_excludes_from_later_releases(api, session):
+def test_withdrawal_excludes_from_later_releases(api, session, clock):
+    # The district's agreement gives 30 days' notice: in scope until then, out from then on.
     sid = post(api, csv(2, prefix="QD")).json()["id"]
-    in_scope = {
-        s.id
-        for s in service.in_scope(
-            session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"})
-        )
-    }
-    assert sid in in_scope
+
+    def in_scope(now) -> set[str]:
+        ids = frozenset({"district-early-learning-outcomes"})
+        return {s.id for s in service.in_scope(session, "kindergarten_readiness", ids, now)}
+
+    assert sid in in_scope(clock())
     r = api.delete(f"/v1/submissions/{sid}", as_="district-sis")
-    assert r.status_code == 200 and r.json()["status"] == "withdrawn"
-    in_scope = {
-        s.id
-        for s in service.in_scope(
-            session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"})
-        )
-    }
-    assert sid not in in_scope
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    effective = clock() + timedelta(days=30)
+    assert r.json()["withdrawal"]["effective_at"] == effective.isoformat()
+    assert sid in in_scope(clock()) and sid in in_scope(effective - timedelta(microseconds=1))
+    assert sid not in in_scope(effective)
     problem(api.delete(f"/v1/submissions/{sid}", as_="district-sis"), 409, "conflict")
 
 
-def test_replacement_for_the_same_period(api, session):
+def test_replacement_for_the_same_period(api, session, clock):
     old = post(api, csv(3, prefix="QE"), url=URL + "?period=2025-26").json()["id"]
     r = post(api, csv(4, prefix="QE"), url=URL + f"?period=2025-26&replaces={old}")
     assert r.status_code == 201, r.text
@@ -150,7 +148,10 @@ def test_replacement_for_the_same_period(api, session):
     scope = {
         s.id
         for s in service.in_scope(
-            session, "kindergarten_readiness", frozenset({"district-early-learning-outcomes"})
+            session,
+            "kindergarten_readiness",
+            frozenset({"district-early-learning-outcomes"}),
+            clock(),
         )
     }
     assert new["id"] in scope and old not in scope
