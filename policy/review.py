@@ -91,6 +91,7 @@ class PublicationDecision:
 
     @property
     def publish(self) -> bool:
+        """Whether the release may be published now."""
         return self.state == "published"
 
 
