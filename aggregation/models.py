@@ -67,6 +67,10 @@ class Release(Base):
     population: Mapped[str | None] = mapped_column(String(64))
     publication: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     sealed_counts: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # published | pending_review | objected. Cells never change; only a held release's state
+    # does, once (to published or objected), and then never again.
+    state: Mapped[str] = mapped_column(String(16), server_default="published")
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -77,6 +81,29 @@ class Release(Base):
         UniqueConstraint("indicator_id", "request_key"),
         Index("ix_releases_indicator_created", "indicator_id", "created_at"),
         Index("ix_releases_population", "population", "created_at"),
+        Index("ix_releases_state", "state", "created_at"),
+    )
+
+
+class ReleaseReview(Base):
+    """One organization's review of a held release: due by ``due_at`` under the agreements that
+    give it the right, and its decision (approve or object, with a reason) once it answers."""
+
+    __tablename__ = "release_reviews"
+
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    agreements: Mapped[list[str]] = mapped_column(JSONType)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    on_timeout: Mapped[str] = mapped_column(String(16))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(2000))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("decision IN ('approve', 'object')", name="decision"),
+        Index("ix_release_reviews_organization", "organization_id", "decision"),
     )
 
 

@@ -1,51 +1,115 @@
-"""The events a release causes: ``release.published``, and the privacy budgets it took past
-80% or used up (``budget.threshold_reached``, ``budget.exhausted``)."""
+"""The events a release causes, for the organizations that subscribed to them:
+``release.awaiting_review`` (to its reviewers), ``review.decided``, ``release.published`` (when
+it becomes readable, at creation or after its review), and the privacy budgets a release by
+differential privacy took past 80% or used up (``budget.threshold_reached``,
+``budget.exhausted``, at computation: the budget is charged then, published or not).
+
+The recipients are the parties of the agreements the release counts data under (its
+provenance), as :func:`notifications.service.emit` resolves them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy.orm import Session
 
 from aggregation.definition import IndicatorDefinition
 from aggregation.ledger import Charge
-from aggregation.models import PrivacyBudget, Release
+from aggregation.models import IndicatorVersion, PrivacyBudget, Release
+from agreements.repository import get_version
+from agreements.service import terms_of
 from core.context import RequestContext
 from notifications.events import EventType
 from notifications.service import emit
-from policy.engine import PolicySet
-from policy.model import Decision
+from policy.model import AgreementTerms
 
 BUDGET_WARNING_SHARE = 0.8
 
 
-def published(
+def _agreements(session: Session, release: Release) -> list[AgreementTerms]:
+    """The agreement versions the release counts data under, from its provenance."""
+    out = []
+    for item in release.provenance.get("agreements", []):
+        row = get_version(session, str(item["agreement"]), int(item["version"]))
+        if row is not None:
+            out.append(terms_of(row))
+    return out
+
+
+def _datasets(session: Session, release: Release) -> tuple[str, ...]:
+    row = session.get(IndicatorVersion, (release.indicator_id, release.indicator_version))
+    if row is None:  # pragma: no cover - a release always has its definition version
+        return ()
+    return tuple(IndicatorDefinition.model_validate(row.definition).datasets)
+
+
+def _about(release: Release) -> dict[str, object]:
+    return {
+        "release": release.id,
+        "indicator": release.indicator_id,
+        "indicator_version": release.indicator_version,
+        "method": release.method,
+        "agreements": [
+            {"id": item["agreement"], "version": item["version"]}
+            for item in release.provenance.get("agreements", [])
+        ],
+    }
+
+
+def _emit(
     session: Session,
     ctx: RequestContext,
-    policy: PolicySet,
-    decision: Decision,
-    definition: IndicatorDefinition,
+    release: Release,
+    event: EventType,
+    extra: dict[str, object] | None = None,
+    recipients: Collection[str] | None = None,
+) -> None:
+    emit(
+        session,
+        event,
+        {**_about(release), **(extra or {})},
+        now=ctx.now,
+        agreements=_agreements(session, release),
+        datasets=_datasets(session, release),
+        recipients=recipients,
+    )
+
+
+def release_published(session: Session, ctx: RequestContext, release: Release) -> None:
+    """``release.published``: the release is readable by its recipients."""
+    _emit(session, ctx, release, EventType.RELEASE_PUBLISHED)
+
+
+def awaiting_review(
+    session: Session, ctx: RequestContext, release: Release, reviewers: Collection[str]
+) -> None:
+    """``release.awaiting_review``, to the reviewing organizations only."""
+    _emit(session, ctx, release, EventType.RELEASE_AWAITING_REVIEW, recipients=reviewers)
+
+
+def review_decided(
+    session: Session, ctx: RequestContext, release: Release, organization: str, decision: str
+) -> None:
+    """``review.decided``: one reviewer approved or objected (the reason is not sent)."""
+    _emit(
+        session,
+        ctx,
+        release,
+        EventType.REVIEW_DECIDED,
+        {"organization": organization, "decision": decision},
+    )
+
+
+def budgets_charged(
+    session: Session,
+    ctx: RequestContext,
     release: Release,
     charges: Sequence[Charge],
 ) -> None:
-    """Emit ``release.published`` to the contributing agreements' parties, and the budget
-    events of the ``charges`` a release by differential privacy made (none for suppression)."""
-    terms = [t for a, v in decision.agreements for t in policy.versions(a) if t.version == v]
-    agreements = [{"id": a, "version": v} for a, v in decision.agreements]
-    emit(
-        session,
-        EventType.RELEASE_PUBLISHED,
-        {
-            "release": release.id,
-            "indicator": release.indicator_id,
-            "indicator_version": release.indicator_version,
-            "method": release.method,
-            "agreements": agreements,
-        },
-        now=ctx.now,
-        agreements=terms,
-        datasets=definition.datasets,
-    )
+    """The budget events of the ``charges`` a release by differential privacy made."""
+    if not charges:
+        return
+    terms = _agreements(session, release)
     for c in charges:
         # The charge was an UPDATE the session's copy did not see: read the row again.
         budget = session.get(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aggregation import review as reviews
 from aggregation.definition import IndicatorDefinition
 from aggregation.definitions import IndicatorInvalid, get_definition
 from aggregation.models import IndicatorVersion, Release
@@ -28,8 +29,9 @@ from policy.model import Context, Decision, Resource
 
 @dataclass(frozen=True)
 class ReleaseView:
-    """A stored release with the definition it was computed from. Releases never change, so
-    views are cached by id (the authorization check and the audit event are not)."""
+    """A stored release with the definition it was computed from. A published release never
+    changes, so its view is cached by id (the authorization check and the audit event are not);
+    a held one can still be published or objected to, so its view is never cached."""
 
     id: str
     indicator_id: str
@@ -45,6 +47,10 @@ class ReleaseView:
     recipients: frozenset[str]
     created_at: datetime
     audit_index: int | None
+    state: str = reviews.PUBLISHED
+    published_at: datetime | None = None
+    # Who reviewed it and how, without the reviewers' reasons (recipients read this).
+    review: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -57,13 +63,18 @@ class ReleaseView:
             "parameters": self.parameters,
             "created_at": self.created_at.isoformat(),
             "audit_index": self.audit_index,
+            "state": self.state,
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+            "review": self.review,
         }
 
 
 class ReleaseViews:
-    """Views of stored releases by id, most recently used kept (releases never change, so a view
-    never goes stale). One per application (on its state), so that tests and workers own its
-    lifetime; the authorization check and the audit event are never cached."""
+    """Views of published releases by id, most recently used kept (a published release never
+    changes, so a view never goes stale; a held one is read from the database every time, so
+    that a decision made by another worker is seen at once). One per application (on its
+    state), so that tests and workers own its lifetime; the authorization check and the audit
+    event are never cached."""
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
@@ -86,6 +97,7 @@ class ReleaseViews:
         release = session.get(Release, release_id)
         if release is None:
             raise NotFound("No such release.")
+        rows = reviews.reviews_of(session, release.id)
         row = session.get(IndicatorVersion, (release.indicator_id, release.indicator_version))
         assert row is not None
         definition = IndicatorDefinition.model_validate(row.definition)
@@ -104,7 +116,12 @@ class ReleaseViews:
             recipients=frozenset(release.recipients),
             created_at=release.created_at,
             audit_index=release.audit_index,
+            state=release.state,
+            published_at=release.published_at,
+            review=reviews.summary(release, rows, reasons=False),
         )
+        if view.state != reviews.PUBLISHED:
+            return view
         with self._lock:
             self._views[release_id] = view
             while len(self._views) > self._size:
@@ -125,6 +142,18 @@ def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) ->
         raise PolicyDenied(
             "Denied: your organization is not among the recipients this indicator was published to."
         )
+    if view.state == reviews.PENDING:
+        raise reviews.ReleaseNotPublished(
+            "This release is held for review by the organizations that provide its data; "
+            "recipients can read it once it is published.",
+            extra={"state": view.state},
+        )
+    if view.state != reviews.PUBLISHED:
+        raise reviews.ReleaseNotPublished(
+            "This release was not published: an organization that provides its data objected "
+            "to it during review.",
+            extra={"state": view.state},
+        )
     return decision
 
 
@@ -138,13 +167,15 @@ def read_record(view: ReleaseView, decision: Decision) -> AuditRecord:
     )
 
 
-def list_releases(session: Session, indicator_id: str) -> Sequence[Release]:
-    """Every release of an indicator, newest first (by id among those of the same instant)."""
-    return session.scalars(
-        select(Release)
-        .where(Release.indicator_id == indicator_id)
-        .order_by(Release.created_at.desc(), Release.id.desc())
-    ).all()
+def list_releases(
+    session: Session, indicator_id: str, *, published_only: bool = True
+) -> Sequence[Release]:
+    """The releases of an indicator, newest first (by id among those of the same instant):
+    the published ones, or every one held or objected to as well."""
+    query = select(Release).where(Release.indicator_id == indicator_id)
+    if published_only:
+        query = query.where(Release.state == reviews.PUBLISHED)
+    return session.scalars(query.order_by(Release.created_at.desc(), Release.id.desc())).all()
 
 
 def series(
@@ -166,6 +197,7 @@ def series(
         raise IndicatorInvalid("Filter on the indicator's non-period dimensions only.")
     if any(len(v) != 1 for v in filters.values()):
         raise IndicatorInvalid("A series takes one value per filtered dimension.")
+    reviews.settle_indicator(session, ctx, indicator_id)
     points: dict[str, dict[str, Any]] = {}
     used: list[str] = []
     decision: Decision | None = None

@@ -20,7 +20,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aggregation import notices
+from aggregation import notices, review
 from aggregation.definition import IndicatorDefinition
 from aggregation.definitions import (
     ECHOABLE_NAME,
@@ -49,7 +49,8 @@ from disclosure.joint import Obligations, Shape
 from disclosure.vocabulary import Unit
 from policy.engine import PolicySet
 from policy.explain import explanation
-from policy.model import Decision
+from policy.model import AgreementTerms, Decision
+from policy.review import Reviewer, reviewers
 from policy.vocabulary import DisclosureMethod, RoundingScheme
 from records.models import Submission
 from records.service import in_scope, load_frame
@@ -236,6 +237,7 @@ def create_release(
                 detail="returned the stored release",
             ),
         )
+        review.settle(session, ctx, existing)
         return existing, False
 
     release_id = new_id("rel")
@@ -326,6 +328,8 @@ def create_release(
         population=population,
         publication=publication,
         sealed_counts=sealed,
+        state=review.PUBLISHED,
+        published_at=ctx.now,
     )
     session.add(release)
     session.flush()
@@ -356,18 +360,35 @@ def create_release(
     )
     release.audit_index = event.idx
     session.flush()
-    notices.published(
+    notices.budgets_charged(
         session,
         ctx,
-        policy,
-        decision,
-        definition,
         release,
         _dp_charges(policy, decision, definition, release.parameters["epsilon"], ctx.now)
         if method == DisclosureMethod.DIFFERENTIAL_PRIVACY
         else [],
     )
+    # Stored (and, by differential privacy, charged) either way: the noise has been drawn.
+    held_by = _reviewers(policy, decision, definition)
+    if held_by:
+        review.held(session, ctx, release, held_by, decision)
+    else:
+        review.published(session, ctx, release, "no review required")
+    session.flush()
     return release, True
+
+
+def _reviewers(
+    policy: PolicySet, decision: Decision, definition: IndicatorDefinition
+) -> tuple[Reviewer, ...]:
+    """Who must review the release before it is published: the providers of the datasets it
+    counts, under each contributing agreement version that requires review."""
+    contributing: list[AgreementTerms] = []
+    for agreement_id, version in decision.agreements:
+        terms = next((t for t in policy.versions(agreement_id) if t.version == version), None)
+        if terms is not None:
+            contributing.append(terms)
+    return reviewers(contributing, definition.datasets)
 
 
 def _dp_charges(

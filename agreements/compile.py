@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec, Term
+from agreements.document import (
+    LEGACY_REVIEW_ON_TIMEOUT,
+    LEGACY_REVIEW_WINDOW_DAYS,
+    AgreementDocument,
+    ConstraintSpec,
+    RuleSpec,
+    Term,
+)
 from policy.model import (
     AgreementTerms,
     Constraint,
@@ -13,6 +20,7 @@ from policy.model import (
     DerivedTerms,
     Disclosure,
     FieldTerms,
+    PublicationReview,
     Rule,
     label_of,
 )
@@ -40,6 +48,23 @@ def _rule(spec: RuleSpec, kind: str) -> Rule:
             Constraint(c.left_operand, c.operator, _right(c)) for c in spec.constraint
         ),
     )
+
+
+def publication_review(document: AgreementDocument) -> PublicationReview | None:
+    """The review term a version is held to. A version stored with the superseded
+    ``publication_review_by_provider: true`` is held to what it promised, with the documented
+    defaults (lint refuses that spelling in anything new)."""
+    spec = document.publication_review
+    if spec is not None:
+        if not spec.required:
+            return None
+        return PublicationReview(
+            window_days=spec.window_days or LEGACY_REVIEW_WINDOW_DAYS,
+            on_timeout=spec.on_timeout or LEGACY_REVIEW_ON_TIMEOUT,
+        )
+    if document.publication_review_by_provider:
+        return PublicationReview(LEGACY_REVIEW_WINDOW_DAYS, LEGACY_REVIEW_ON_TIMEOUT)
+    return None
 
 
 def compile_terms(
@@ -117,4 +142,5 @@ def compile_terms(
         linkage_allowed=document.linkage.allowed,
         linkable_datasets=frozenset(document.linkage.datasets),
         grace_period_days=document.retention.grace_period_days,
+        publication_review=publication_review(document),
     )

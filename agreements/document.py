@@ -253,6 +253,32 @@ class WithdrawalSpec(_Strict):
     notice_days: int = Field(default=0, ge=0, le=365)
 
 
+class PublicationReviewSpec(_Strict):
+    """The "no surprises" clause: the providers of the data see each release before it is
+    published and approve or object; when the window passes without an answer the release is
+    published (``publish``) or stays held (``hold``)."""
+
+    required: bool = Field(
+        default=True, description="the providers review every release before it is published"
+    )
+    window_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=365,
+        description="days the providers have to review a release (lint: 1 to 60)",
+    )
+    on_timeout: Literal["publish", "hold"] | None = Field(
+        default=None,
+        description="what happens to a release nobody answered for when the window passes",
+    )
+
+
+# The structured term that ``publication_review_by_provider: true`` stood for in agreements stored
+# before it existed: the providers review, for 10 days, and silence holds the release.
+LEGACY_REVIEW_WINDOW_DAYS = 10
+LEGACY_REVIEW_ON_TIMEOUT: Literal["hold"] = "hold"
+
+
 class AgreementDocument(_Strict):
     """A data-sharing agreement as its authors write it (YAML or JSON)."""
 
@@ -272,7 +298,14 @@ class AgreementDocument(_Strict):
     linkage: LinkageSpec = LinkageSpec()
     retention: RetentionSpec = RetentionSpec()
     withdrawal: WithdrawalSpec = WithdrawalSpec()
-    publication_review_by_provider: bool = False
+    publication_review: PublicationReviewSpec | None = Field(
+        default=None,
+        description="review of each release by the data providers before it is published",
+    )
+    publication_review_by_provider: bool = Field(
+        default=False,
+        description="superseded by publication_review: lint refuses true in a new agreement",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> AgreementDocument:

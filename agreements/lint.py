@@ -11,10 +11,12 @@ the configured floor; privacy parameters when differential privacy is allowed (a
 that every release would exceed); rules that can
 never apply (dead rules: unknown datasets, assignees that are not parties, constraints on
 dimensions the datasets do not have); rules that contradict each other (a permission that a
-prohibition always overrides, duplicate rules); and permissions Backbone never grants
-(record-level export, re-disclosure); and notify duties the service cannot carry out (a notify
+prohibition always overrides, duplicate rules); permissions Backbone never grants
+(record-level export, re-disclosure); notify duties the service cannot carry out (a notify
 rule is an obligation naming, with ``isAnyOf``, the events it covers and the parties to tell,
-and nothing else: the service then notifies those parties of those events itself).
+and nothing else: the service then notifies those parties of those events itself); and the
+review before publication (a window of 1 to 60 days and what happens when it passes; the
+superseded ``publication_review_by_provider``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ _OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
     "datetime": frozenset({"eq", "lt", "lteq", "gt", "gteq"}),
 }
 NEVER_PERMITTED = frozenset({"export_records", "redisclose"})
+# A provider needs at least a day to look at a release; past two months, the figures are stale.
+MIN_REVIEW_DAYS = 1
+MAX_REVIEW_DAYS = 60
 # The ledger's tolerance: a share that the ledger would accept is not a lint error.
 _EPS_TOLERANCE = 1e-12
 
@@ -77,6 +82,7 @@ class _Linter:
                 self.rule(kind, i, rule)
         self.contradictions()
         self.linkage()
+        self.publication_review()
         return self.findings
 
     def vocabulary(self) -> None:
@@ -453,6 +459,47 @@ class _Linter:
                 "contradiction",
                 "linkage.datasets",
                 "Datasets to link with are named but linkage is not allowed.",
+            )
+
+    def publication_review(self) -> None:
+        if self.doc.publication_review_by_provider:
+            self.add(
+                "superseded-term",
+                "publication_review_by_provider",
+                "publication_review_by_provider is superseded: state the review as "
+                "publication_review: {required: true, window_days: N, on_timeout: publish or "
+                "hold}.",
+            )
+        review = self.doc.publication_review
+        if review is None:
+            return
+        if not review.required:
+            if review.window_days is not None or review.on_timeout is not None:
+                self.add(
+                    "dead-clause",
+                    "publication_review",
+                    "A review window or timeout is set but review is not required.",
+                )
+            return
+        if review.window_days is None:
+            self.add(
+                "missing-review-window",
+                "publication_review.window_days",
+                f"Review is required: state how many days the providers have ({MIN_REVIEW_DAYS}"
+                f" to {MAX_REVIEW_DAYS}).",
+            )
+        elif not MIN_REVIEW_DAYS <= review.window_days <= MAX_REVIEW_DAYS:
+            self.add(
+                "review-window-out-of-range",
+                "publication_review.window_days",
+                f"The review window must be between {MIN_REVIEW_DAYS} and {MAX_REVIEW_DAYS} days.",
+            )
+        if review.on_timeout is None:
+            self.add(
+                "missing-review-timeout",
+                "publication_review.on_timeout",
+                "Review is required: state what happens when the window passes without an "
+                "answer (publish, or hold).",
             )
 
 

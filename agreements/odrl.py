@@ -13,6 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from agreements.compile import publication_review
 from agreements.document import AgreementDocument, ConstraintSpec, PrivacySpec, RuleSpec, Term
 from policy import vocabulary as vocab
 
@@ -143,4 +144,20 @@ def to_odrl(
         "prohibition": [_rule(r, uid, assigners) for r in document.rules.prohibition],
         "obligation": obligations,
         "bb:actionProfile": {name: parent for name, parent in vocab.ACTIONS.items()},
+        **_review(document),
+    }
+
+
+def _review(document: AgreementDocument) -> dict[str, Any]:
+    """The "no surprises" clause as compiled (the superseded boolean with its defaults)."""
+    review = publication_review(document)
+    if review is None:
+        return {}
+    providers = sorted({ds.provider for ds in document.datasets})
+    return {
+        "bb:publicationReview": {
+            "bb:reviewer": [org_iri(p) for p in providers],
+            "bb:windowDays": review.window_days,
+            "bb:onTimeout": review.on_timeout,
+        }
     }

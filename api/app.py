@@ -28,6 +28,7 @@ from api.routers import (
     oauth,
     policy,
     problems,
+    reviews,
     submissions,
     webhooks,
 )
@@ -152,6 +153,7 @@ def create_app(
         health,
         me,
         indicators,
+        reviews,
         budgets,
         oauth,
         submissions,

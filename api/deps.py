@@ -22,7 +22,7 @@ from api.state import AppState
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import DomainError, Forbidden, PolicyDenied
+from core.errors import ConcealedObject, DomainError, Forbidden, PolicyDenied
 from identity.errors import AuthenticationFailed
 from identity.tokens import require_scopes
 from policy.engine import PolicySet
@@ -70,7 +70,7 @@ def record_refusal(request: Request, exc: DomainError) -> None:
     ctx = RequestContext(request.state.request_id, st.clock(), principal)
     resource_id = request.path_params.get(spec.resource_param) if spec.resource_param else None
     decision = exc.decision if isinstance(exc, PolicyDenied) else None
-    outcome = "denied" if isinstance(exc, Forbidden) else "rejected"
+    outcome = "denied" if isinstance(exc, Forbidden | ConcealedObject) else "rejected"
     try:
         with st.sessions() as session:
             record(

@@ -131,6 +131,17 @@ PROBLEMS: dict[str, ProblemType] = {
         "A replacement must name an accepted submission of your organization, for the same "
         "dataset and period.",
     ),
+    "release-not-published": ProblemType(
+        409,
+        "The release is not published",
+        "It is held for review by the organizations that provide its data, or one of them "
+        "objected to it; see state. Recipients read a release once it is published.",
+    ),
+    "review-closed": ProblemType(
+        409,
+        "The review of this release is closed",
+        "The release was published or objected to, or your organization has already decided.",
+    ),
     "withdrawal-not-allowed": ProblemType(
         403,
         "The agreement does not allow withdrawing submissions",

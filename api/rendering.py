@@ -1,7 +1,9 @@
 """Release pages as bytes: JSON, CSV or SDMX-CSV, each page rendered once.
 
-Releases never change, so a rendered page (with its strong ETag and pager) is kept, the most
-recently used first, by (release, format, filters, page, page size). One cache per application
+Published releases never change, so a rendered page (with its strong ETag and pager) is kept,
+the most recently used first, by (release, state, format, filters, page, page size). Only pages
+of a published release are ever rendered for a reader (``aggregation.reads.authorize_read``
+refuses the others, and reviewers read a held one through ``aggregation.review``). One cache per application
 (on its state): tests and workers own its lifetime.
 """
 
@@ -28,6 +30,7 @@ def _key(
 ) -> tuple[Any, ...]:
     return (
         view.id,
+        view.state,
         fmt,
         tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())),
         page,

@@ -278,6 +278,29 @@ class IndicatorOut(_Out):
     title: str
 
 
+ReleaseState = Literal["published", "pending_review", "objected"]
+
+
+class ReviewerOut(_Out):
+    organization: str
+    due_at: str
+    on_timeout: Literal["publish", "hold"]
+    decision: Literal["approve", "object"] | None
+    decided_at: str | None
+    reason: str | None = Field(
+        default=None, description="reviewers and the requesting organization only"
+    )
+
+
+class ReviewSummaryOut(_Out):
+    """The providers' review of a release (``null`` when no agreement required one)."""
+
+    state: ReleaseState
+    published_at: str | None
+    reviewers: list[ReviewerOut]
+    awaiting: list[str]
+
+
 class ReleaseSummaryOut(_Out):
     id: str
     indicator: str
@@ -287,16 +310,70 @@ class ReleaseSummaryOut(_Out):
     parameters: dict[str, Any]
     created_at: str
     audit_index: int | None
+    state: ReleaseState
+    published_at: str | None
+    review: ReviewSummaryOut | None = None
+
+
+class ReleaseHeldOut(ReleaseSummaryOut):
+    """A release stored and held for its data providers' review: no cells until published."""
 
 
 class ReleaseDocumentOut(_Out):
     """A release as JSON: ``headers`` and ``rows`` (like DHIS2's analytics), a ``pager`` and the
-    release's ``provenance``. CSV and SDMX-CSV by ``Accept``."""
+    release's ``provenance``, with its ``state`` and ``review``. CSV and SDMX-CSV by
+    ``Accept``."""
 
     headers: list[dict[str, Any]]
     rows: list[list[Any]]
     pager: dict[str, Any]
     provenance: dict[str, Any]
+    state: ReleaseState | None = None
+    review: ReviewSummaryOut | None = None
+
+
+class ReviewDecisionIn(_In):
+    reason: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="why (required to object); seen by the reviewers and the requester only",
+    )
+
+
+class ChangeOut(_Out):
+    """One cell against the last published release: ``previous`` and ``new`` value and status,
+    and ``change`` (changed, unchanged, added, removed); the dimension labels as members."""
+
+    previous: dict[str, Any] | None
+    new: dict[str, Any] | None
+    change: Literal["changed", "unchanged", "added", "removed"]
+
+
+class ChangesOut(_Out):
+    against: str | None
+    counts: dict[str, int]
+    cells: list[ChangeOut]
+
+
+class ReviewDocumentOut(ReleaseDocumentOut):
+    """A reviewer's view: the cells exactly as they are (or would be) published, the reviews,
+    and what changed against the last published release of the same indicator and
+    dimensions."""
+
+    id: str
+    indicator: str
+    changes: ChangesOut
+
+
+class ReviewDecisionOut(ReleaseSummaryOut):
+    """The release after the decision: its state and reviews."""
+
+
+class ReviewItemOut(ReleaseSummaryOut):
+    due_at: str
+    on_timeout: Literal["publish", "hold"]
+    decision: Literal["approve", "object"] | None
+    decided_at: str | None
 
 
 class BudgetChargeOut(_Out):

@@ -91,10 +91,12 @@ def _register_remote() -> None:
     from cli.audit import audit_app
     from cli.records import purge as records_purge
     from cli.records import records_app
+    from cli.releases import releases_app
     from cli.remote import agreement_app, indicator_app
     from cli.webhooks import webhooks_app
 
     app.add_typer(records_app, name="records")
+    app.add_typer(releases_app, name="releases")
     app.command("purge")(records_purge)
     app.add_typer(agreement_app, name="agreement")
     app.add_typer(indicator_app, name="indicator")

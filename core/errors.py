@@ -52,6 +52,11 @@ class ObjectAccessDenied(Forbidden):
     title = "Not allowed on this object"
 
 
+class ConcealedObject(NotFound):
+    """Another organization's object, answered exactly as one that does not exist (so an id
+    says nothing of what it names), but audited as the denial it is."""
+
+
 class PolicyDenied(Forbidden):
     """A policy decision denied the request; the decision and its reasons travel with it."""
 

@@ -18,7 +18,7 @@ import polars as pl
 import yaml
 from sqlalchemy.orm import Session
 
-from aggregation import definitions, releases
+from aggregation import definitions, releases, review
 from aggregation.definition import IndicatorDefinition
 from agreements import service as agreements
 from agreements.parse import parse_document
@@ -32,10 +32,12 @@ from demo.initiative import CLIENTS, ORGANIZATIONS
 from identity import service as identity
 from identity.models import Client, Organization
 from policy.model import Principal
+from policy.review import APPROVE
 from records import service as records
 from records.intake import IntakeLimits
 
 AGREEMENT_FILES = ("district.yaml", "health.yaml", "early-learning.yaml")
+REVIEWERS = {"health": "health-data-manager"}
 SUBMITTERS = {
     "kindergarten_readiness": "district-sis",
     "attendance": "district-sis",
@@ -165,7 +167,7 @@ def seed(
     for definition in indicator_definitions():
         definitions.define(session, manager, policies.get(session), definition)
     for indicator_id, dims in demo_releases():
-        releases.create_release(
+        release, _ = releases.create_release(
             session,
             manager,
             master,
@@ -173,6 +175,15 @@ def seed(
             indicator_id,
             releases.ReleaseRequest(dimensions=dims),
         )
+        # The demo starts with its dashboards full: every reviewer approves what was seeded.
+        for item in review.reviews_of(session, release.id):
+            review.decide(
+                session,
+                _ctx(session, REVIEWERS[item.organization_id]),
+                release.id,
+                APPROVE,
+                "Seeded with the demo initiative.",
+            )
     write_credentials(credentials_path, credentials)
     return {"seeded": True, "records": counts, "credentials": str(credentials_path)}
 

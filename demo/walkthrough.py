@@ -45,6 +45,19 @@ def late_batch(count: int = 25, seed: int = 7) -> bytes:
     return out.getvalue().encode()
 
 
+def late_births(count: int = 40, seed: int = 11) -> bytes:
+    """A small CSV batch of 2020 births registered late."""
+    rng = random.Random(seed)
+    out = io.StringIO()
+    out.write("child_id,birth_year,neighborhood,race_ethnicity,birth_weight_grams\n")
+    for _ in range(count):
+        out.write(
+            f"LB{rng.randrange(10**8):08d},2020,{rng.choice(NEIGHBORHOODS[:5])},"
+            f"{rng.choice(RACE_ETHNICITY)},{rng.randint(1800, 4300)}\n"
+        )
+    return out.getvalue().encode()
+
+
 def _show_table(release: dict[str, Any], limit: int = 12) -> None:
     names = [h["name"] for h in release["headers"]]
     print("    " + " | ".join(names))
@@ -93,7 +106,9 @@ def run(url: str, credentials: dict[str, Any]) -> int:
         r.raise_for_status()
         _show_table(r.json())
 
-        print("4. The county auditor lists the audit events of all of the above.")
+        _review_step(http, credentials, manager, dashboard)
+
+        print("8. The county auditor lists the audit events of all of the above.")
         auditor = token(http, credentials, "county-auditor")
         r = http.get(
             "/v1/audit/events",
@@ -107,3 +122,60 @@ def run(url: str, credentials: dict[str, Any]) -> int:
                 f"{event['action']:<20} {event['outcome']:<9} {event['resource_id'] or ''}"
             )
     return 0
+
+
+def _review_step(
+    http: httpx.Client, credentials: dict[str, Any], manager: str, dashboard: str
+) -> None:
+    """The health agreement's "no surprises" clause: a release is held until the health
+    department's data manager has reviewed it."""
+
+    def bearer(token_: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token_}"}
+
+    print(
+        "4. The health department registers late births; the backbone asks for low birth weight"
+        " by birth year and neighborhood. The health agreement requires the department's review"
+        " first: the release is computed, protected and stored, then held."
+    )
+    vitals = token(http, credentials, "health-vitals")
+    r = http.post(
+        "/v1/datasets/births/submissions?period=2020",
+        content=late_births(),
+        headers={**bearer(vitals), "Content-Type": "text/csv"},
+    )
+    r.raise_for_status()
+    r = http.post(
+        "/v1/indicators/low-birth-weight/releases",
+        json={"dimensions": ["birth_year", "neighborhood"]},
+        headers=bearer(manager),
+    )
+    r.raise_for_status()
+    held = r.json()
+    due = held["review"]["reviewers"][0]["due_at"][:10] if held.get("review") else "-"
+    print(f"   release {held['id']}: {r.status_code}, state {held['state']} (review due {due})")
+    r = http.get(f"/v1/releases/{held['id']}", headers=bearer(dashboard))
+    print(f"   the dashboard asks for it: {r.status_code} {r.json().get('type', '')}")
+
+    print("5. The health department's data manager lists what awaits review and reads it.")
+    reviewer = token(http, credentials, "health-data-manager")
+    r = http.get("/v1/reviews", headers=bearer(reviewer))
+    r.raise_for_status()
+    print(f"   awaiting review: {[item['id'] for item in r.json()]}")
+    r = http.get(f"/v1/releases/{held['id']}/review", headers=bearer(reviewer))
+    r.raise_for_status()
+    changes = r.json()["changes"]
+    print(
+        f"   {len(r.json()['rows'])} cells as they would be published; against the last "
+        f"published release {changes['against']}: {changes['counts']}"
+    )
+
+    print("6. ... and approves it: every reviewer has approved, so it is published.")
+    r = http.post(f"/v1/releases/{held['id']}/review/approve", headers=bearer(reviewer))
+    r.raise_for_status()
+    print(f"   state {r.json()['state']}")
+
+    print("7. The dashboard reads it now.")
+    r = http.get(f"/v1/releases/{held['id']}", headers=bearer(dashboard))
+    r.raise_for_status()
+    _show_table(r.json())

@@ -301,6 +301,15 @@ class Disclosure:
 
 
 @dataclass(frozen=True, slots=True)
+class PublicationReview:
+    """The "no surprises" clause: the providers review a release before it is published, for
+    ``window_days`` after it is computed; then it is published, or stays held (``on_timeout``)."""
+
+    window_days: int
+    on_timeout: Literal["publish", "hold"]
+
+
+@dataclass(frozen=True, slots=True)
 class AgreementTerms:
     """One agreement version compiled for the engine (see ``agreements.compile``)."""
 
@@ -317,6 +326,7 @@ class AgreementTerms:
     linkage_allowed: bool = False
     linkable_datasets: frozenset[str] = frozenset()
     grace_period_days: int = 30
+    publication_review: PublicationReview | None = None
 
     def in_force(self, now: datetime) -> bool:
         return (

@@ -296,6 +296,8 @@ def test_data_manager_commands(served: Deployment, tmp_path: Path):
 def test_demo_walkthrough_follows_backbone_url(served: Deployment):
     done = served.run("demo", BACKBONE_URL=served.base)
     assert "receipt:" in done.stdout
+    # The health agreement's review: held, reviewed and approved, then read by the dashboard.
+    assert "state pending_review" in done.stdout and "state published" in done.stdout
 
 
 def test_make_demo_passes_port_and_backbone_url():
@@ -325,6 +327,45 @@ def test_make_demo_passes_port_and_backbone_url():
         check=True,
     ).stdout.strip()
     assert expanded == "http://example.test:1"
+
+
+def test_releases_publish_due(served: Deployment):
+    """The cron command publishes a held release whose review window has passed (the demo's
+    health agreement: 10 days, then publish), with its audit event; the running service, which
+    answered 409 while it was held, serves it at once. (Before the records commands, whose
+    re-wrap under a new master key leaves the running service unable to compute.)"""
+    from datetime import UTC, datetime, timedelta
+
+    def call(method: str, path: str, client: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {served.token(client)}"}
+        return httpx.request(method, f"{served.base}{path}", headers=headers, timeout=120, **kw)
+
+    r = call(
+        "POST",
+        "/v1/indicators/low-birth-weight/releases",
+        "backbone-manager",
+        json={"dimensions": ["neighborhood"]},
+    )
+    assert r.status_code == 202, r.text
+    rid = r.json()["id"]
+    assert call("GET", f"/v1/releases/{rid}", "health-dashboard").status_code == 409
+    report = json.loads(served.run("releases", "publish-due", "--json").stdout)
+    assert {(i["release"], i["state"]) for i in report} == {(rid, "pending_review")}
+    later = (datetime.now(UTC) + timedelta(days=11)).isoformat()
+    done = served.run("releases", "publish-due", "--dry-run", "--at", later)
+    assert (
+        "dry run" in done.stdout and f"release {rid} of low-birth-weight: published" in done.stdout
+    )
+    assert call("GET", f"/v1/releases/{rid}", "health-dashboard").status_code == 409
+    done = served.run("releases", "publish-due", "--at", later)
+    assert "1 of 1 held release(s) published" in done.stdout
+    r = call("GET", f"/v1/releases/{rid}", "health-dashboard")
+    assert r.status_code == 200 and r.json()["state"] == "published"
+    events = call(
+        "GET", "/v1/audit/events?action=release.publish&limit=1000", "county-auditor"
+    ).json()["items"]
+    assert [e["detail"] for e in events if e["resource_id"] == rid] == ["the review window passed"]
+    assert "0 of 0" in served.run("releases", "publish-due").stdout
 
 
 def test_audit_commands(served: Deployment, tmp_path: Path):

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from aggregation import definitions, formats, reads, releases
+from aggregation import definitions, formats, reads, releases, review
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from aggregation.timing import padded_seconds
@@ -36,6 +36,7 @@ from api.schemas import (
     MAX_PAGE,
     IndicatorOut,
     ReleaseDocumentOut,
+    ReleaseHeldOut,
     ReleaseIn,
     ReleasePreviewOut,
     ReleaseSummaryOut,
@@ -132,16 +133,11 @@ def _definition_out(version: int, definition: IndicatorDefinition) -> dict[str, 
     return {"version": version, **definition.model_dump(mode="json", exclude_none=True)}
 
 
-def _release_summary(release: Release) -> dict[str, Any]:
+def _release_summary(session: Session, release: Release, *, reasons: bool) -> dict[str, Any]:
+    rows = review.reviews_of(session, release.id)
     return {
-        "id": release.id,
-        "indicator": release.indicator_id,
-        "indicator_version": release.indicator_version,
-        "method": release.method,
-        "dimensions": release.dimensions,
-        "parameters": release.parameters,
-        "created_at": release.created_at.isoformat(),
-        "audit_index": release.audit_index,
+        **review.release_summary(release),
+        "review": review.summary(release, rows, reasons=reasons),
     }
 
 
@@ -220,11 +216,17 @@ def _preview_out(preview: releases.ReleasePreview) -> dict[str, Any]:
     summary="Compute and publish a release (or get the stored one for the same request); "
     'with "dry_run": true, what it would do',
     description="A new release is answered 201, the stored one for the same request 200. "
+    "When a contributing agreement requires review by the data providers, the release is "
+    "stored (and charged) and held: 202 with its state (`pending_review`) and the reviews, "
+    "without cells; the same request while it is held returns it again (202). "
     'With `"dry_run": true` in the body the answer is 200 with a ReleasePreviewOut: the '
     "method, and for differential privacy the budgets it would charge, how much each, what is "
     "spent and what would remain; nothing is computed, stored or charged, and a request that "
     "would be refused is refused with the same problem document.",
-    responses={201: {"model": ReleaseDocumentOut, "description": "A new release"}},
+    responses={
+        201: {"model": ReleaseDocumentOut, "description": "A new release"},
+        202: {"model": ReleaseHeldOut, "description": "Stored and held for review"},
+    },
     dependencies=[Depends(audited(AuditAction.RELEASE_CREATE, "indicator", "indicator_id"))],
 )
 async def create_release(
@@ -260,6 +262,13 @@ async def create_release(
         elapsed = time.monotonic() - started
         await asyncio.sleep(padded_seconds(elapsed, st.settings.release_time_quantum) - elapsed)
 
+    if release.state != review.PUBLISHED:
+        # Held (or objected to): its cells go to the reviewers only, never to the requester.
+        held = await run_in_threadpool(lambda: _release_summary(session, release, reasons=True))
+        return JSONResponse(
+            held, status_code=202, headers={"Location": f"/v1/releases/{release.id}"}
+        )
+
     def render() -> bytes:
         view = st.release_views.load(session, release.id)
         return st.rendered.render(view, "json", {}, 1, 100_000)[0]
@@ -278,15 +287,23 @@ async def create_release(
     response_model=list[ReleaseSummaryOut],
     response_model_exclude_unset=True,
     summary="Releases of an indicator you may read",
+    description=(
+        "Published releases your organization is a recipient of. A caller who may request "
+        "releases (`indicators:write`) also sees those held for review or objected to, with "
+        "their state and reviews (never their cells)."
+    ),
 )
 def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     definitions.get_definition(session, indicator_id)
     assert ctx.principal is not None
     org = ctx.principal.organization_id
+    requester = "indicators:write" in ctx.principal.scopes
+    review.settle_indicator(session, ctx, indicator_id)
     return [
-        _release_summary(r)
-        for r in reads.list_releases(session, indicator_id)
-        if org in r.recipients
+        _release_summary(session, r, reasons=requester)
+        for r in reads.list_releases(session, indicator_id, published_only=not requester)
+        if (r.state == review.PUBLISHED and org in r.recipients)
+        or (requester and r.state != review.PUBLISHED)
     ]
 
 
@@ -343,6 +360,8 @@ async def get_release(
     else:
 
         def load(session: Session) -> tuple[reads.ReleaseView, PolicySet]:
+            # A held release whose review now allows it is published here, on access.
+            review.settle_release(session, ctx, release_id)
             return st.release_views.load(session, release_id), st.policies.get(session)
 
         view, policy = await run_in_threadpool(run_unit_of_work, request, load)

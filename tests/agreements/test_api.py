@@ -386,3 +386,16 @@ def test_what_if_decisions_and_draft_impact(api):
         ][-1]["version"]
         == 1
     )
+
+
+def test_odrl_export_carries_the_review_term(api):
+    doc = api.get("/v1/agreements/health-birth-outcomes/odrl", as_="health-data-manager").json()
+    assert doc["bb:publicationReview"] == {
+        "bb:reviewer": ["urn:backbone:org:health"],
+        "bb:windowDays": 10,
+        "bb:onTimeout": "publish",
+    }
+    district = api.get(
+        "/v1/agreements/district-early-learning-outcomes/odrl", as_="district-data-manager"
+    ).json()
+    assert "bb:publicationReview" not in district

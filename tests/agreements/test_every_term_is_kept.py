@@ -58,6 +58,7 @@ LINT = "tests/agreements/test_lint.py::"
 API = "tests/agreements/test_api.py::"
 VALIDATE = "tests/records/test_validate.py::"
 WITHDRAWAL = "tests/records/test_withdrawal_terms.py::"
+REVIEW = "tests/indicators/test_review.py::"
 
 
 def _dataset(doc: dict[str, Any]) -> dict[str, Any]:
@@ -342,6 +343,41 @@ KEPT: dict[str, Kept] = {
             WITHDRAWAL + "test_purge_records_the_effect_then_shreds_after_the_grace_period",
             WITHDRAWAL + "test_the_agreement_ending_stops_use_at_once_despite_a_notice",
         )
+    ),
+    "publication_review": Enforced(
+        (
+            REVIEW + "test_a_held_release_is_unreadable_by_recipients_on_every_read_path",
+            REVIEW + "test_the_providers_data_manager_reviews_what_changed_and_approves",
+            REVIEW + "test_an_objection_leaves_the_release_unpublished_and_a_new_request_follows",
+            REVIEW + "test_a_held_dp_release_has_charged_the_budget",
+            "tests/agreements/test_api.py::test_odrl_export_carries_the_review_term",
+        )
+    ),
+    "publication_review.required": Enforced(
+        (
+            REVIEW + "test_seeded_releases_under_review_were_approved_and_are_published",
+            LINT + "test_the_review_term_is_checked",
+        )
+    ),
+    "publication_review.window_days": Enforced(
+        (
+            REVIEW + "test_the_window_passes_under_publish",
+            "tests/policy/test_review.py::test_every_silent_reviewer_must_be_past_its_window",
+            LINT + "test_the_review_term_is_checked",
+        )
+    ),
+    "publication_review.on_timeout": Enforced(
+        (
+            REVIEW + "test_the_window_passes_under_publish",
+            REVIEW + "test_the_window_passes_under_hold",
+            "tests/test_cli_commands.py::test_releases_publish_due",
+            LINT + "test_the_review_term_is_checked",
+        )
+    ),
+    # Accepted and ignored before the structured term; stored versions are held to it
+    # (LINT + "test_a_stored_version_with_the_boolean_is_held_to_it_with_the_documented_defaults").
+    "publication_review_by_provider": Refused(
+        "superseded-term", lambda doc: doc.__setitem__("publication_review_by_provider", True)
     ),
 }
 

@@ -156,3 +156,50 @@ def test_dimensions_must_declare_their_values():
     data = _demo()
     del data["datasets"][0]["fields"][2]["constraints"]["enum"]
     assert ("undeclared-categories", "datasets.0.fields.2.constraints.enum") in _codes(data)
+
+
+def test_the_review_term_is_checked():
+    data = _demo("health.yaml")
+    assert data["publication_review"] == {
+        "required": True,
+        "window_days": 10,
+        "on_timeout": "publish",
+    }
+    data["publication_review"] = {"required": True}
+    assert _codes(data) == {
+        ("missing-review-window", "publication_review.window_days"),
+        ("missing-review-timeout", "publication_review.on_timeout"),
+    }
+    data["publication_review"] = {"required": True, "window_days": 90, "on_timeout": "hold"}
+    assert _codes(data) == {("review-window-out-of-range", "publication_review.window_days")}
+    data["publication_review"] = {"required": False, "window_days": 10}
+    assert _codes(data) == {("dead-clause", "publication_review")}
+    data["publication_review"] = {"required": True, "window_days": 10, "on_timeout": "never"}
+    with pytest.raises(Exception, match="on_timeout"):
+        AgreementDocument.model_validate(data)
+
+
+def test_the_superseded_boolean_is_refused_and_points_to_the_new_term():
+    data = _demo("district.yaml")
+    data["publication_review_by_provider"] = True
+    findings = lint(AgreementDocument.model_validate(data))
+    assert [(f.code, f.path) for f in findings] == [
+        ("superseded-term", "publication_review_by_provider")
+    ]
+    assert "publication_review: {required: true" in findings[0].message
+
+
+def test_a_stored_version_with_the_boolean_is_held_to_it_with_the_documented_defaults():
+    from agreements.compile import compile_terms
+    from policy.model import PublicationReview
+
+    data = _demo("district.yaml")
+    data["publication_review_by_provider"] = True
+    terms = compile_terms(AgreementDocument.model_validate(data), version=1, status="active")
+    assert terms.publication_review == PublicationReview(10, "hold")
+    del data["publication_review_by_provider"]
+    plain = AgreementDocument.model_validate(data)
+    assert compile_terms(plain, version=1, status="active").publication_review is None
+    # Agreements stored before the term existed keep their content hash.
+    assert b'"publication_review":' not in plain.canonical_json()
+    assert b'"publication_review_by_provider":false' in plain.canonical_json()
