@@ -163,5 +163,10 @@ def test_every_operation_declares_a_typed_success_response(client):
                 for media, body in response.get("content", {}).items():
                     schema = body.get("schema", {})
                     if media in ("application/json", "application/ld+json"):
-                        typed = "$ref" in schema or "$ref" in schema.get("items", {})
+                        union = schema.get("anyOf", [])  # one of several named models
+                        typed = (
+                            "$ref" in schema
+                            or "$ref" in schema.get("items", {})
+                            or (bool(union) and all("$ref" in s for s in union))
+                        )
                         assert typed, (method, path, code, media, schema)
