@@ -326,3 +326,40 @@ def test_an_agreement_expiring_within_60_days_is_notified_once(
         "expires_at": expires.isoformat(),
         "days_left": 30,
     }
+
+
+def test_a_review_is_notified_held_decided_then_published(allowed: Api, session: Session) -> None:
+    """Under the health agreement's review: the reviewer hears the release awaits it, every
+    party hears the decision, and "published" comes when the release becomes readable."""
+    from tests.indicators.test_review import _held, _submit_births
+
+    kinds = ["release.awaiting_review", "review.decided", "release.published"]
+    health = _register(allowed, kinds, as_="health-data-manager").json()["id"]
+    backbone = _register(allowed, kinds, as_="backbone-manager").json()["id"]
+    _submit_births(allowed)
+    release = _held(allowed)["id"]
+
+    def seen(hook: str, as_: str) -> list[str]:
+        r = allowed.get(f"/v1/webhooks/{hook}/deliveries", as_=as_)
+        assert r.status_code == 200, r.text
+        return [
+            d["event"]["type"]
+            for d in reversed(r.json()["items"])
+            if d["event"]["data"].get("release") == release
+        ]
+
+    assert seen(health, "health-data-manager") == ["release.awaiting_review"]
+    assert seen(backbone, "backbone-manager") == []  # not a reviewer; nothing is readable yet
+    r = allowed.post(f"/v1/releases/{release}/review/approve", as_="health-data-manager", json={})
+    assert r.status_code == 200, r.text
+    assert seen(health, "health-data-manager") == [
+        "release.awaiting_review",
+        "review.decided",
+        "release.published",
+    ]
+    assert seen(backbone, "backbone-manager") == ["review.decided", "release.published"]
+    decided = next(
+        e for e in _events(session, "review.decided") if e.data.get("release") == release
+    )
+    assert decided.data["organization"] == "health" and decided.data["decision"] == "approve"
+    assert "reason" not in decided.data
