@@ -3,7 +3,6 @@ an agreement's cap on the share of a period's budget one release may take."""
 
 from __future__ import annotations
 
-import copy
 from importlib import resources
 from typing import Any
 
@@ -11,6 +10,7 @@ import yaml
 from sqlalchemy import select
 
 from aggregation.models import PrivacyBudget, PrivacyCharge, Release
+from tests.agreements.helpers import amend
 
 READINESS = "/v1/indicators/kindergarten-readiness/releases"
 DISTRICT = "district-early-learning-outcomes"
@@ -184,25 +184,14 @@ def _district() -> dict[str, Any]:
     return yaml.safe_load((resources.files("demo") / "agreements" / "district.yaml").read_text())
 
 
-def _amend(api, document: dict[str, Any]) -> int:
-    r = api.post(
-        "/v1/agreements",
-        as_="backbone-manager",
-        content=yaml.safe_dump(document).encode(),
-        headers={"Content-Type": "application/yaml"},
-    )
-    assert r.status_code == 201, r.text
-    version = r.json()["version"]
-    for who in ("district-data-manager", "backbone-manager"):
-        doc = api.get(f"/v1/agreements/{DISTRICT}/versions/{version}", as_=who).json()
-        approved = api.post(
-            f"/v1/agreements/{DISTRICT}/approve",
-            as_=who,
-            json={"version": version, "content_hash": doc["content_hash"]},
-        )
-        assert approved.status_code == 200, approved.text
-    assert approved.json()["status"] == "active"
-    return version
+DISTRICT_PARTIES = ("district-data-manager", "backbone-manager")
+
+
+def _privacy(**terms: Any) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        doc["disclosure"]["privacy"].update(terms)
+
+    return change
 
 
 def test_an_inconsistent_share_cap_is_refused_by_lint(api):
@@ -251,12 +240,9 @@ def test_the_budgets_follow_the_agreement_version_in_force(api, session, clock):
 
     # An amendment doubles the loss per release and the budget per period, capped at a quarter
     # of it (2.0 of 8.0): the budgets already open follow it, and so does the share.
-    bigger = copy.deepcopy(_district())
-    bigger["disclosure"]["privacy"].update(
-        epsilon_per_release=2.0, epsilon_per_period=8.0, max_share_per_release=0.25
-    )
+    bigger = _privacy(epsilon_per_release=2.0, epsilon_per_period=8.0, max_share_per_release=0.25)
     clock.advance(seconds=1)
-    assert _amend(api, bigger) == 2
+    assert amend(api, DISTRICT, bigger, DISTRICT_PARTIES) == 2
     assert all(v == (8.0, 1.0) for v in _budgets(api).values())  # listed as the next charge sees
     preview = _preview(api, ["neighborhood"]).json()
     assert {(c["epsilon"], c["epsilon_limit"]) for c in preview["charges"]} == {(2.0, 8.0)}
@@ -266,10 +252,9 @@ def test_the_budgets_follow_the_agreement_version_in_force(api, session, clock):
 
     # An amendment that lowers the budget below what is spent leaves every period exhausted:
     # the next release is refused, in preview too, and nothing is charged.
-    smaller = copy.deepcopy(_district())
-    smaller["disclosure"]["privacy"].update(epsilon_per_period=2.5)
+    smaller = _privacy(epsilon_per_release=1.0, epsilon_per_period=2.5, max_share_per_release=None)
     clock.advance(seconds=1)
-    assert _amend(api, smaller) == 3
+    assert amend(api, DISTRICT, smaller, DISTRICT_PARTIES) == 3
     assert all(v == (3.0, 3.0) for v in _budgets(api).values())
     before = _state(session)
     preview = _preview(api, ["race_ethnicity"])
@@ -285,10 +270,8 @@ def test_the_term_is_in_the_json_schema_and_the_odrl_export(api, clock):
     schema = api.get("/v1/agreements/schema", as_="district-data-manager").json()
     text = str(schema)
     assert "max_share_per_release" in text
-    capped = _district()
-    capped["disclosure"]["privacy"]["max_share_per_release"] = 0.5
     clock.advance(seconds=1)
-    version = _amend(api, capped)
+    version = amend(api, DISTRICT, _privacy(max_share_per_release=0.5), DISTRICT_PARTIES)
     odrl = api.get(f"/v1/agreements/{DISTRICT}/odrl", as_="district-data-manager").json()
     assert odrl["version"] == version
     [duty] = [o for o in odrl["obligation"] if o["uid"].endswith(":rule:disclosure-control")]

@@ -8,13 +8,12 @@ is answered as for a release that does not exist.
 
 from __future__ import annotations
 
-import copy
 import random
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.agreements.helpers import amend
 from tests.conftest import Clock
 
 FORMATS = {
@@ -74,34 +73,6 @@ def _not_published(r: Any, state: str = "pending_review") -> None:
     assert r.status_code == 409, r.text
     assert r.json()["type"] == "/problems/release-not-published"
     assert r.json()["state"] == state
-
-
-def _amend(api: Any, agreement: str, change: Any, approvers: tuple[str, ...]) -> None:
-    """A new version of a demo agreement, approved by every party (it then governs)."""
-    current = api.get(f"/v1/agreements/{agreement}", as_="backbone-manager").json()
-    latest = max(v["version"] for v in current["versions"])
-    doc = api.get(f"/v1/agreements/{agreement}/versions/{latest}", as_="backbone-manager").json()[
-        "document"
-    ]
-    doc = copy.deepcopy(doc)
-    change(doc)
-    r = api.post(
-        "/v1/agreements",
-        as_="backbone-manager",
-        content=yaml.safe_dump(doc).encode(),
-        headers={"Content-Type": "application/yaml"},
-    )
-    assert r.status_code == 201, r.text
-    version = r.json()["version"]
-    for approver in approvers:
-        shown = api.get(f"/v1/agreements/{agreement}/versions/{version}", as_=approver).json()
-        r = api.post(
-            f"/v1/agreements/{agreement}/approve",
-            as_=approver,
-            json={"version": version, "content_hash": shown["content_hash"]},
-        )
-        assert r.status_code == 200, r.text
-    assert r.json()["status"] == "active"
 
 
 def test_seeded_releases_under_review_were_approved_and_are_published(api):
@@ -324,7 +295,7 @@ def test_the_window_passes_under_hold(api, clock: Clock):
     def hold(doc: dict[str, Any]) -> None:
         doc["publication_review"]["on_timeout"] = "hold"
 
-    _amend(api, "health-birth-outcomes", hold, ("health-data-manager", "backbone-manager"))
+    amend(api, "health-birth-outcomes", hold, ("health-data-manager", "backbone-manager"))
     rid = _held(api)["id"]
     clock.advance(days=30)
     _not_published(api.get(f"/v1/releases/{rid}", as_="health-dashboard"))
@@ -344,7 +315,7 @@ def test_a_held_dp_release_has_charged_the_budget(api):
     def review(doc: dict[str, Any]) -> None:
         doc["publication_review"] = {"required": True, "window_days": 5, "on_timeout": "hold"}
 
-    _amend(
+    amend(
         api,
         "district-early-learning-outcomes",
         review,
