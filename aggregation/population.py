@@ -210,7 +210,13 @@ def _population(
             labelled = labelled.with_columns(pl.Series(name, np.where(inside, TRUE, FALSE)))
     ids = person_ids(people) if frame.height else np.zeros(0, dtype=np.uint64)
     labelled = labelled.with_columns(pl.Series(PERSON, ids))
-    return Population(labelled, declared, ds.structural_zeros)
+    return Population(
+        labelled,
+        declared,
+        ds.structural_zeros,
+        period_field=ds.period_field,
+        periods={s.id: s.period for s in scope if s.period is not None},
+    )
 
 
 def protect_release(

@@ -197,6 +197,10 @@ class Population:
     records: pl.DataFrame
     declared: Mapping[str, tuple[str, ...]]
     structural_zeros: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # The dataset's period attribute and each submission's declared period (label): ingest
+    # refuses a record outside its submission's period, so a submission has none elsewhere.
+    period_field: str | None = None
+    periods: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -421,7 +425,16 @@ def protect_in_population(
             .to_numpy()
         )
     truth = lattice.counts(records.get_column(PERSON).to_numpy(), axis_codes)
-    zeros = _structural_zeros(lattice, axes, population.structural_zeros)
+    impossible = _impossible(lattice, axes, population.structural_zeros)
+    if version_axis is not None:
+        by_class: dict[int, set[str] | None] = {}
+        for sid, sig in signature.items():
+            c = class_of[sig]
+            period = population.periods.get(sid)
+            known = by_class.get(c, set())
+            by_class[c] = None if known is None or period is None else known | {period}
+        impossible = impossible | _outside_periods(lattice, axes, population.period_field, by_class)
+    zeros = lattice.zeros(impossible) if impossible.any() else np.zeros(0, dtype=np.int64)
 
     # This release's table.
     placement = _placement(lattice, axes, shape, own)
@@ -500,16 +513,47 @@ def protect_in_population(
     return Joint(protection, x, n, summary)
 
 
-def _structural_zeros(
+def _outside_periods(
+    lattice: Lattice,
+    axes: _Axes,
+    period_field: str | None,
+    by_class: Mapping[int, set[str] | None],
+) -> np.ndarray:
+    """Finest cells of the joint cube that pair a data version with a period none of its
+    submissions declared (``by_class``: per version class, the declared periods, None when some
+    submission declared none): empty, since ingest refuses a record outside its submission's
+    period. Without this, the records of a new submission could be in any period, and the cells
+    of periods it cannot touch would need protecting as if they were small counts."""
+    out = np.zeros(tuple(a.total for a in lattice.axes), dtype=bool)
+    names = [a.name for a in lattice.axes]
+    if period_field is None or period_field not in names or VERSION_AXIS not in names:
+        return out
+    p_axis, v_axis = names.index(period_field), names.index(VERSION_AXIS)
+    recode = axes.recode(period_field)
+    members: dict[int, set[str]] = {}
+    for text, position in recode.items():
+        members.setdefault(position, set()).add(text)
+    for c, periods in by_class.items():
+        if periods is None:
+            continue
+        for position, texts in members.items():
+            if texts.isdisjoint(periods):
+                index: list[Any] = [slice(None)] * len(names)
+                index[p_axis], index[v_axis] = position, c
+                out[tuple(index)] = True
+    return out
+
+
+def _impossible(
     lattice: Lattice, axes: _Axes, combinations: Sequence[Sequence[tuple[str, str]]]
 ) -> np.ndarray:
-    """The joint cube's cells the agreement declares impossible (and their empty totals).
+    """The joint cube's finest cells the agreement declares impossible.
 
     A combination over an attribute the cube does not have empties nothing it counts (its cells
     sum over that attribute); a ``_rest`` category is empty only where every category it
     stands for is."""
     if not combinations or not lattice.axes:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(tuple(a.total for a in lattice.axes), dtype=bool)
     names = [a.name for a in lattice.axes]
     full_shape = [
         len(axes.full[name]) if name in axes.full else lattice.axes[i].total
@@ -536,4 +580,4 @@ def _structural_zeros(
             for pos in range(lattice.axes[i].total)
         ]
         impossible = np.stack(reduced, axis=i)
-    return lattice.zeros(impossible)
+    return impossible

@@ -226,3 +226,42 @@ def test_release_requests_are_answered_on_quantum_boundaries(api, settings, monk
     took = time.monotonic() - started
     assert r.status_code == 422
     assert took >= 0.5
+
+
+def test_a_late_batch_leaves_the_periods_it_cannot_touch_published(api):
+    """A submission's records all lie in its declared period (ingest refuses any other), so a
+    new release after a late batch for 2025-26 publishes the other school years as before:
+    before this was known, every year was withheld to protect the batch's (empty) share of
+    them."""
+    from demo.walkthrough import late_batch
+
+    seeded = next(
+        body
+        for body in _releases(api, "kindergarten-enrollment")
+        if body["dimensions"] == ["school_year", "neighborhood"]
+    )
+    before = {
+        c["school_year"]: c["numerator"]
+        for c in _cells(seeded)
+        if c["neighborhood"] == "_T" and c["school_year"] != "_T"
+    }
+    assert sum(count is not None for count in before.values()) >= 4
+    r = api.post(
+        "/v1/datasets/kindergarten_readiness/submissions?period=2025-26",
+        as_="district-sis",
+        content=late_batch(count=12, seed=99),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert r.status_code == 201, r.text
+    r = api.post(
+        "/v1/indicators/kindergarten-enrollment/releases",
+        as_="backbone-manager",
+        json={"dimensions": ["school_year"]},
+    )
+    assert r.status_code == 201, r.text
+    body = api.get(f"/v1/releases/{r.json()['id']}", as_="backbone-manager").json()
+    years = {c["school_year"]: c for c in _cells(body) if c["school_year"] != "_T"}
+    for year, count in before.items():
+        if year == "2025-26" or count is None:
+            continue
+        assert years[year]["status"] == "free" and years[year]["numerator"] == count, year
