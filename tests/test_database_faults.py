@@ -221,10 +221,10 @@ def test_a_release_holds_no_connection_while_it_computes(service, database, monk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(aggregation_population, "protect_in_population", computing)
-    # Births: no other test of this module submits to that dataset, so the release is audited
-    # with the seeded history only (what a release costs after new data is bench_joint's).
+    # Attendance: no other test of this module submits to that dataset, so the release is
+    # audited with the seeded history only, and its agreement publishes without review.
     r = client.post(
-        "/v1/indicators/low-birth-weight/releases",
+        "/v1/indicators/chronic-absenteeism/releases",
         json={"dimensions": ["neighborhood"]},
         headers=headers,
     )
