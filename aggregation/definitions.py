@@ -245,6 +245,14 @@ def get_definition(
     return row, IndicatorDefinition.model_validate(row.definition)
 
 
+def definition_at(session: Session, indicator_id: str, version: int) -> IndicatorDefinition:
+    """One stored version of an indicator's definition (a release names the one it used)."""
+    row = session.get(IndicatorVersion, (indicator_id, version))
+    if row is None:
+        raise NotFound("No such indicator version.")
+    return IndicatorDefinition.model_validate(row.definition)
+
+
 def list_definitions(session: Session) -> Sequence[tuple[IndicatorVersion, IndicatorDefinition]]:
     """The latest version of every indicator, by id."""
     rows = session.execute(

@@ -13,9 +13,9 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy.orm import Session
 
-from aggregation.definition import IndicatorDefinition
+from aggregation.definitions import definition_at
 from aggregation.ledger import Charge
-from aggregation.models import IndicatorVersion, PrivacyBudget, Release
+from aggregation.models import PrivacyBudget, Release
 from agreements.repository import get_version
 from agreements.service import terms_of
 from core.context import RequestContext
@@ -37,10 +37,8 @@ def _agreements(session: Session, release: Release) -> list[AgreementTerms]:
 
 
 def _datasets(session: Session, release: Release) -> tuple[str, ...]:
-    row = session.get(IndicatorVersion, (release.indicator_id, release.indicator_version))
-    if row is None:  # pragma: no cover - a release always has its definition version
-        return ()
-    return tuple(IndicatorDefinition.model_validate(row.definition).datasets)
+    definition = definition_at(session, release.indicator_id, release.indicator_version)
+    return tuple(definition.datasets)
 
 
 def _about(release: Release) -> dict[str, object]:

@@ -14,9 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregation import review as reviews
-from aggregation.definition import IndicatorDefinition
-from aggregation.definitions import IndicatorInvalid, get_definition
-from aggregation.models import IndicatorVersion, Release
+from aggregation.definitions import IndicatorInvalid, definition_at, get_definition
+from aggregation.models import Release
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
@@ -98,9 +97,7 @@ class ReleaseViews:
         if release is None:
             raise NotFound("No such release.")
         rows = reviews.reviews_of(session, release.id)
-        row = session.get(IndicatorVersion, (release.indicator_id, release.indicator_version))
-        assert row is not None
-        definition = IndicatorDefinition.model_validate(row.definition)
+        definition = definition_at(session, release.indicator_id, release.indicator_version)
         view = ReleaseView(
             id=release.id,
             indicator_id=release.indicator_id,

@@ -36,16 +36,10 @@ def deliver(
     from core.db import make_session_factory
     from core.keys import load_master_key
     from core.settings import get_settings
-    from notifications.addresses import AddressPolicy
     from notifications.delivery import DeliveryConfig, deliver_due
 
     settings = get_settings()
-    config = DeliveryConfig(
-        allow=AddressPolicy.parse(settings.webhook_allow_hosts),
-        timeout_seconds=settings.webhook_timeout_seconds,
-        max_attempts=settings.webhook_max_attempts,
-        backoff_seconds=settings.webhook_backoff_seconds,
-    )
+    config = DeliveryConfig.from_settings(settings)
     master = load_master_key(settings)
     engine = open_engine()
     sessions = make_session_factory(engine)

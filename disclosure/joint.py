@@ -427,12 +427,23 @@ def protect_in_population(
     truth = lattice.counts(records.get_column(PERSON).to_numpy(), axis_codes)
     impossible = _impossible(lattice, axes, population.structural_zeros)
     if version_axis is not None:
+        # What the data holds is allowed too: were ingest ever to let a record outside its
+        # declared period through, the model must stay true to the counts it is given.
+        pf = population.period_field
+        held: dict[str, set[str]] = {}
+        if pf is not None and pf in records.columns and records.height:
+            for sid, labels in (
+                records.group_by(SUBMISSION).agg(pl.col(pf).drop_nulls().unique()).iter_rows()
+            ):
+                held[str(sid)] = {str(label) for label in labels}
         by_class: dict[int, set[str] | None] = {}
         for sid, sig in signature.items():
             c = class_of[sig]
             period = population.periods.get(sid)
             known = by_class.get(c, set())
-            by_class[c] = None if known is None or period is None else known | {period}
+            by_class[c] = (
+                None if known is None or period is None else known | {period} | held.get(sid, set())
+            )
         impossible = impossible | _outside_periods(lattice, axes, population.period_field, by_class)
     zeros = lattice.zeros(impossible) if impossible.any() else np.zeros(0, dtype=np.int64)
 

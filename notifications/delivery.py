@@ -32,6 +32,7 @@ from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.ids import new_id
 from core.keys import MasterKey
+from core.settings import Settings
 from notifications import repository as repo
 from notifications.addresses import AddressPolicy, Destination, Resolver, check_url, resolve
 from notifications.errors import WebhookUrlRefused
@@ -53,6 +54,16 @@ class DeliveryConfig:
     lease: timedelta = timedelta(minutes=10)
     batch: int = 50  # deliveries per subscription per claim, so that the lease is never outlived
     resolver: Resolver = resolve
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryConfig:
+        """The deliverer's configuration from the ``BACKBONE_WEBHOOK_*`` settings."""
+        return cls(
+            allow=AddressPolicy.parse(settings.webhook_allow_hosts),
+            timeout_seconds=settings.webhook_timeout_seconds,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_seconds=settings.webhook_backoff_seconds,
+        )
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed attempt: doubling, capped."""

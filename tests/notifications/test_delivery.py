@@ -232,3 +232,22 @@ def test_the_request_goes_to_the_address_that_was_checked(
     assert request.headers["host"] == "hooks.example.org"
     assert request.extensions["sni_hostname"] == "hooks.example.org"
     assert _delivery(session, made.subscription.id).state == "delivered"
+
+
+def test_the_deliverer_reads_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each documented BACKBONE_WEBHOOK_* setting reaches the deliverer (the CLI builds its
+    configuration with DeliveryConfig.from_settings)."""
+    from core.settings import Settings
+
+    for name, value in {
+        "BACKBONE_WEBHOOK_ALLOW_HOSTS": "hooks.internal, 10.1.0.0/16",
+        "BACKBONE_WEBHOOK_TIMEOUT_SECONDS": "2.5",
+        "BACKBONE_WEBHOOK_MAX_ATTEMPTS": "3",
+        "BACKBONE_WEBHOOK_BACKOFF_SECONDS": "7",
+    }.items():
+        monkeypatch.setenv(name, value)
+    cfg = DeliveryConfig.from_settings(Settings())
+    assert (cfg.timeout_seconds, cfg.max_attempts, cfg.backoff_seconds) == (2.5, 3, 7.0)
+    assert cfg.backoff(3) == timedelta(seconds=28)
+    assert "hooks.internal" in cfg.allow.hosts
+    assert any(str(n) == "10.1.0.0/16" for n in cfg.allow.networks)
