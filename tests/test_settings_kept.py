@@ -15,12 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from tests.conftest import BASE_URL, MASTER, Api
-from tests.records.test_submissions_api import URL, csv, post, problem
+from tests.records.test_submissions_api import csv, post, problem
 
 ROOT = Path(__file__).resolve().parent.parent
 
