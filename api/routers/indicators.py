@@ -22,6 +22,7 @@ from aggregation import definitions, formats, reads, releases, review
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from aggregation.timing import padded_seconds
+from api import metrics
 from api.deps import (
     AuditedRoute,
     Policy,
@@ -257,8 +258,16 @@ async def create_release(
         release, created = await run_in_threadpool(
             releases.create_release, session, ctx, st.master, policy, indicator_id, req
         )
+    except DomainError:
+        metrics.release_refused(req.method)
+        raise
+    else:
+        metrics.release_answered(
+            release.method, computed=created, seconds=time.monotonic() - started
+        )
     finally:
-        # Answered, or refused, on a quantum boundary: the computing time is not observable.
+        # Answered, or refused, on a quantum boundary: the computing time is not observable
+        # (but by who may read /metrics, see BACKBONE_METRICS_ALLOW).
         elapsed = time.monotonic() - started
         await asyncio.sleep(padded_seconds(elapsed, st.settings.release_time_quantum) - elapsed)
 
