@@ -15,7 +15,7 @@ per agreement, dataset and period, the audit log's size, and the size and age of
 signed checkpoint. Other scrape-time collectors (a job queue's depth, say) are added to the list
 :class:`MetricsEndpoint` is built with in :func:`api.app.create_app`.
 
-With ``PROMETHEUS_MULTIPROCESS_DIR`` set (``backbone serve --workers N`` sets it), every worker
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``backbone serve --workers N`` sets it), every worker
 writes its counters to files in that directory and a scrape, whichever worker answers it, sums
 those of every worker that has run since the supervisor started; the ``process_*`` metrics
 (memory, CPU, file descriptors) are then left out, as they would describe only the worker that
@@ -49,7 +49,7 @@ from core.errors import DomainError, Forbidden
 from core.settings import networks
 from policy.vocabulary import DisclosureMethod
 
-MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROCESS_DIR"
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus-client chooses where values live when it is first imported; so does this module.
 MULTIPROCESS = bool(os.environ.get(MULTIPROCESS_VARIABLE))
 

@@ -96,11 +96,12 @@ def provider_from_environment(environ: Mapping[str, str] | None = None) -> Any:
     exporters = [e for e in (_exporter(name, environ) for name in names) if e is not None]
     if not exporters:
         return None
-    named = environ.get("OTEL_SERVICE_NAME") or "service.name=" in environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
+    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES itself; the service name is set here.
+    service = environ.get("OTEL_SERVICE_NAME", "").strip()
+    if not service and "service.name=" not in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        service = "backbone"
     provider = TracerProvider(
-        resource=Resource.create({} if named else {"service.name": "backbone"})
+        resource=Resource.create({"service.name": service} if service else {})
     )
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -137,7 +138,7 @@ class Tracing:
         provider.add_span_processor(Redact())
         self.provider = provider
         self.owned = owned
-        self._instrumentor: Any = None
+        self._engine_tracer: Any = None
 
     @property
     def telemetry(self) -> TelemetryConfig:
@@ -149,20 +150,33 @@ class Tracing:
         return current_trace_id
 
     def start(self, engine: Engine) -> None:
+        """Trace the engine's statements with the SQLAlchemy instrumentation's engine tracer.
+
+        It is attached to this engine only: the instrumentation's global instrumentor would also
+        patch every engine the process creates (and the asyncio extension, which needs greenlet),
+        and it refuses SQLAlchemy 2.1 by its declared range although the engine events it listens
+        to are unchanged (tests/test_metrics.py checks that statements are traced)."""
         try:
-            from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+            from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+            from opentelemetry.instrumentation.sqlalchemy.version import __version__
         except ImportError:
             log.warning("tracing: opentelemetry-instrumentation-sqlalchemy is not installed")
             return
-        instrumentor = SQLAlchemyInstrumentor()
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()  # another application of this process (tests)
-        instrumentor.instrument(engine=engine, tracer_provider=self.provider)
-        self._instrumentor = instrumentor
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        tracer = self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy", __version__)
+        # Connection pool gauges are not exported (metrics are Prometheus').
+        usage = (
+            NoOpMeterProvider()
+            .get_meter("backbone")
+            .create_up_down_counter("db.client.connections.usage")
+        )
+        EngineTracer(tracer, engine, usage)  # type: ignore[no-untyped-call]
+        self._engine_tracer = EngineTracer
 
     def stop(self) -> None:
-        if self._instrumentor is not None:
-            self._instrumentor.uninstrument()
-            self._instrumentor = None
+        if self._engine_tracer is not None:
+            self._engine_tracer.remove_all_event_listeners()
+            self._engine_tracer = None
         if self.owned:
             self.provider.shutdown()

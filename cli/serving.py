@@ -30,7 +30,7 @@ log = logging.getLogger("backbone.serve")
 _STARTUP_SECONDS = 5.0
 
 
-METRICS_VARIABLE = "PROMETHEUS_MULTIPROCESS_DIR"
+METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def metrics_directory(environ: MutableMapping[str, str]) -> tuple[Path, bool]:
@@ -38,7 +38,7 @@ def metrics_directory(environ: MutableMapping[str, str]) -> tuple[Path, bool]:
     multiprocess mode), set in ``environ`` for them; and whether it was made here (a temporary
     one, to remove when the server stops).
 
-    An operator's ``PROMETHEUS_MULTIPROCESS_DIR`` is used, emptied of the files of a previous
+    An operator's ``PROMETHEUS_MULTIPROC_DIR`` is used, emptied of the files of a previous
     run first (counters would otherwise go on from where they stopped, and a dead run's workers
     would be counted forever); give each server a directory of its own."""
     given = environ.get(METRICS_VARIABLE)
