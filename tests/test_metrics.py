@@ -427,6 +427,31 @@ def test_a_configured_exporter_makes_a_provider(monkeypatch):
     assert tracing.provider_from_environment({"OTEL_TRACES_EXPORTER": "zipkin-ish"}) is None
 
 
+def test_the_otlp_protocol_and_the_resource_attributes_are_read(monkeypatch, caplog):
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        OTLPSpanExporter = None  # noqa: N806 - the optional gRPC exporter is not installed
+    grpc = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    }
+    with caplog.at_level(logging.WARNING, logger="backbone.tracing"):
+        exporter = tracing._exporter("otlp", grpc)
+    if OTLPSpanExporter is None:
+        assert exporter is None and "opentelemetry-exporter-otlp-proto-grpc" in caplog.text
+        assert tracing.provider_from_environment(grpc) is None
+    else:
+        assert isinstance(exporter, OTLPSpanExporter)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes,team=ops")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    provider = tracing.provider_from_environment()
+    assert provider.resource.attributes["service.name"] == "from-attributes"
+    assert provider.resource.attributes["team"] == "ops"
+    provider.shutdown()
+
+
 def test_without_the_tracing_extra_a_configuration_changes_nothing(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
     with caplog.at_level(logging.WARNING, logger="backbone.tracing"):
