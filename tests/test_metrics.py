@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -255,7 +256,11 @@ def test_a_database_that_cannot_be_read_is_a_gauge_not_a_failed_scrape(tmp_path,
 
 def test_metrics_are_served_only_to_allowed_addresses_directly(app, local):
     assert local.get("/metrics").status_code == 200
-    for headers in ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}):
+    for headers in (
+        {"X-Forwarded-For": "127.0.0.1"},
+        {"Forwarded": "for=127.0.0.1"},
+        {"X-Real-IP": "127.0.0.1"},
+    ):
         r = local.get("/metrics", headers=headers)
         assert r.status_code == 403 and r.json()["type"] == "/problems/forbidden"
     for address in ("10.1.2.3", "testclient", "192.168.0.1"):
@@ -282,10 +287,29 @@ def test_the_allowed_networks_are_a_setting(settings, engine, sessions, clock):
 def test_metrics_can_be_turned_off(settings, engine, sessions, clock):
     assert Settings().metrics_enabled is True
     app = _app(settings, engine, sessions, clock, update={"metrics_enabled": False})
+    labels = {"method": "GET", "route": "/healthz", "status": "200"}
+
+    def healthz_count() -> float:
+        return metrics.REGISTRY.get_sample_value("backbone_http_requests_total", labels) or 0.0
+
     with _client(app) as c:
+        before = healthz_count()
+        assert c.get("/healthz").status_code == 200
+        assert healthz_count() == before  # not counted
         r = c.get("/metrics")
         assert r.status_code == 404 and r.json()["type"] == "/problems/not-found"
         assert "/metrics" not in c.get("/openapi.json").json()["paths"]
+
+
+def test_metrics_answer_while_the_service_is_not_ready(settings, fresh_databases, clock):
+    # A database that is not migrated: nothing else is served, /metrics is, and says so.
+    unmigrated = settings.model_copy(update={"database_url": fresh_databases.url()})
+    app = create_app(unmigrated, master=MASTER, clock=clock, configure_logs=False)
+    with _client(app) as c:
+        assert c.get("/v1/whoami").json()["type"] == "/problems/service-not-ready"
+        samples = scrape(c)
+        assert _value(samples, "backbone_metrics_database_ok") == 0
+        assert "backbone_audit_log_events" not in {name for name, _ in samples}
 
 
 def test_metrics_answer_in_openmetrics_when_asked(local):
@@ -384,6 +408,26 @@ def test_serve_with_two_workers_counts_every_request_whichever_worker_answers(
             )
     assert "counter_999999.db" not in writers
     assert {f"counter_{pid}.db" for pid in workers} & writers
+
+
+@pytest.mark.process
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads /proc")
+def test_serve_makes_a_temporary_metrics_directory_and_removes_it(
+    fresh_databases, tmp_path, monkeypatch
+):
+    from tests.test_serve import _serving
+
+    monkeypatch.delenv(METRICS_VARIABLE, raising=False)
+    with _serving(fresh_databases, tmp_path) as (_proc, port, workers):
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=60).status_code == 200
+        directories = set()
+        for pid in workers:
+            environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+            found = [v for v in environ if v.startswith(METRICS_VARIABLE.encode() + b"=")]
+            directories |= {Path(v.split(b"=", 1)[1].decode()) for v in found}
+        [directory] = directories  # one, shared by the workers
+        assert directory.is_dir()
+    assert not directory.exists()
 
 
 # -- tracing ------------------------------------------------------------------------------------
