@@ -164,6 +164,41 @@ def test_a_submission_a_rejected_one_a_replay_and_releases_are_counted(local, lo
     assert delta("backbone_http_requests_total", method="GET", route="/metrics", status="200") == 1
 
 
+def test_a_submission_is_counted_only_once_its_unit_of_work_has_committed(
+    local, local_api, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from records import service
+
+    store = service.store
+
+    def store_then_fail_the_commit(session: Any, *args: Any, **kw: Any) -> Any:
+        result = store(session, *args, **kw)
+
+        def commit() -> None:
+            raise OperationalError("COMMIT", {}, ConnectionError("the connection was lost"))
+
+        monkeypatch.setattr(session, "commit", commit)  # this request's session only
+        return result
+
+    monkeypatch.setattr(service, "store", store_then_fail_the_commit)
+    token = local_api.token("district-sis")  # before: its own unit of work commits
+    before = scrape(local)
+    r = local.post(
+        SUBMISSIONS,
+        content=_csv(4, "MS"),
+        headers={"Content-Type": "text/csv", "Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code >= 500
+    after = scrape(local)
+    for outcome in metrics.SUBMISSION_OUTCOMES:
+        name = "backbone_submissions_total"
+        assert _value(after, name, outcome=outcome) == _value(before, name, outcome=outcome)
+    name = "backbone_submission_rows_total"
+    assert _value(after, name, outcome="accepted") == _value(before, name, outcome="accepted")
+
+
 def test_routes_are_labelled_by_their_template_never_by_their_path(app, local, local_api):
     before = scrape(local)
     submitted = local_api.post(

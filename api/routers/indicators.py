@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,6 +28,7 @@ from api.deps import (
     AuditedRoute,
     Policy,
     UnitOfWork,
+    after_commit,
     audited,
     record_refusal,
     require,
@@ -262,8 +264,11 @@ async def create_release(
         metrics.release_refused(req.method)
         raise
     else:
-        metrics.release_answered(
-            release.method, computed=created, seconds=time.monotonic() - started
+        # Counted once stored: the unit of work commits after this returns.
+        seconds = time.monotonic() - started
+        after_commit(
+            request,
+            partial(metrics.release_answered, release.method, computed=created, seconds=seconds),
         )
     finally:
         # Answered, or refused, on a quantum boundary: the computing time is not observable

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from api import metrics
 from api.dbfaults import retry_once
-from api.deps import Policy, UnitOfWork, audited, require, state
+from api.deps import Policy, UnitOfWork, after_commit, audited, require, state
 from api.schemas import ReceiptOut, ReceiptPage
 from api.state import AppState
 from audit.actions import AuditAction
@@ -174,7 +174,8 @@ async def create_submission(
     except DomainError as exc:
         metrics.submission_refused(exc, exc.rows if isinstance(exc, SubmissionRejected) else 0)
         raise
-    metrics.submission_stored(receipt.row_count, replayed=replayed)
+    # Counted once stored: the unit of work commits after this returns.
+    after_commit(request, partial(metrics.submission_stored, receipt.row_count, replayed=replayed))
     return _receipt_response(receipt, replayed=replayed)
 
 
