@@ -316,7 +316,9 @@ def test_the_allowed_networks_are_a_setting(settings, engine, sessions, clock):
         assert loopback.get("/metrics").status_code == 403
     with pytest.raises(ValidationError):
         Settings(metrics_allow="10.0.0.0/8, not-an-address")
-    assert Settings(metrics_allow="").metrics_allow == ""
+    nobody = _app(settings, engine, sessions, clock, update={"metrics_allow": ""})
+    with _client(nobody, "127.0.0.1") as loopback:
+        assert loopback.get("/metrics").status_code == 403
 
 
 def test_metrics_can_be_turned_off(settings, engine, sessions, clock):
