@@ -592,6 +592,57 @@ def test_a_traced_request_has_its_trace_id_as_request_id_and_sql_spans(
     assert not exporter.get_finished_spans()
 
 
+@pytest.mark.process
+def test_serve_traces_to_the_console_exporter_when_the_environment_says_so(
+    fresh_databases, tmp_path
+):
+    """The README's `OTEL_TRACES_EXPORTER=console backbone serve`, in a fresh process."""
+    import signal
+    import time
+
+    from migrations.commands import upgrade
+    from tests.test_serve import BACKBONE, _env, _free_port
+
+    url = fresh_databases.url()
+    upgrade(url)
+    port = _free_port()
+    env = {**_env(url, tmp_path, port), "OTEL_TRACES_EXPORTER": "console"}
+    env.pop(METRICS_VARIABLE, None)
+    out = tmp_path / "stdout.txt"
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            [str(BACKBONE), "serve", "--port", str(port)],
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 90
+            while True:
+                assert proc.poll() is None, "serve exited"
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=30).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.2)
+            r = httpx.get(f"{base}/v1/releases/rel_consoleQZX", timeout=30)
+            assert r.status_code == 401
+            trace_id = r.headers["x-request-id"]
+            assert len(trace_id) == 32 and int(trace_id, 16)
+        finally:
+            proc.send_signal(signal.SIGTERM)  # the provider flushes its spans as it stops
+            proc.wait(timeout=60)
+    printed = out.read_text()
+    assert f'"trace_id": "0x{trace_id}"' in printed
+    assert '"http.route": "/v1/releases/{release_id}"' in printed
+    assert '"url.path": "REDACTED"' in printed
+    assert '"db.statement"' in printed  # /readyz's queries, traced
+    assert "QZX" not in printed
+
+
 def test_without_tracing_request_ids_are_the_services_own(local):
     r = local.get(
         "/healthz",
