@@ -9,13 +9,16 @@ Counted in process memory (or, with several workers, in prometheus-client's mult
 * ``backbone_releases_total`` by method and outcome, ``backbone_release_duration_seconds`` (the
   time a new release took to compute, before the answer is padded to the time quantum).
 
+The routes count a stored submission or release once the request's unit of work has committed
+(api.deps.after_commit), a refusal when it is raised.
+
 Read from the database at every scrape, by :class:`DatabaseCollector` (a few small queries, never
 kept in memory, the same for whichever worker answers): the privacy budget spent and remaining
 per agreement, dataset and period, the audit log's size, and the size and age of its latest
 signed checkpoint. Other scrape-time collectors (a job queue's depth, say) are added to the list
 :class:`MetricsEndpoint` is built with in :func:`api.app.create_app`.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (``backbone serve --workers N`` sets it), every worker
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``backbone serve --workers N`` sets it for N > 1), every worker
 writes its counters to files in that directory and a scrape, whichever worker answers it, sums
 those of every worker that has run since the supervisor started; the ``process_*`` metrics
 (memory, CPU, file descriptors) are then left out, as they would describe only the worker that
