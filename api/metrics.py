@@ -18,11 +18,11 @@ per agreement, dataset and period, the audit log's size, and the size and age of
 signed checkpoint. Other scrape-time collectors (a job queue's depth, say) are added to the list
 :class:`MetricsEndpoint` is built with in :func:`api.app.create_app`.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (``backbone serve --workers N`` sets it for N > 1), every worker
-writes its counters to files in that directory and a scrape, whichever worker answers it, sums
-those of every worker that has run since the supervisor started; the ``process_*`` metrics
-(memory, CPU, file descriptors) are then left out, as they would describe only the worker that
-happened to answer. With one process they are included.
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``backbone serve --workers N`` sets it for N > 1),
+every worker writes its counters to files in that directory and a scrape, whichever worker
+answers it, sums those of every worker that has run since the supervisor started; the
+``process_*`` metrics (memory, CPU, file descriptors) are then left out, as they would describe
+only the worker that happened to answer. With one process they are included.
 """
 
 from __future__ import annotations
