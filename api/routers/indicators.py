@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,10 +23,12 @@ from aggregation import definitions, formats, reads, releases, review
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from aggregation.timing import padded_seconds
+from api import metrics
 from api.deps import (
     AuditedRoute,
     Policy,
     UnitOfWork,
+    after_commit,
     audited,
     record_refusal,
     require,
@@ -257,8 +260,19 @@ async def create_release(
         release, created = await run_in_threadpool(
             releases.create_release, session, ctx, st.master, policy, indicator_id, req
         )
+    except DomainError:
+        metrics.release_refused(req.method)
+        raise
+    else:
+        # Counted once stored: the unit of work commits after this returns.
+        seconds = time.monotonic() - started
+        after_commit(
+            request,
+            partial(metrics.release_answered, release.method, computed=created, seconds=seconds),
+        )
     finally:
-        # Answered, or refused, on a quantum boundary: the computing time is not observable.
+        # Answered, or refused, on a quantum boundary: the computing time is not observable
+        # (but by who may read /metrics, see BACKBONE_METRICS_ALLOW).
         elapsed = time.monotonic() - started
         await asyncio.sleep(padded_seconds(elapsed, st.settings.release_time_quantum) - elapsed)
 
