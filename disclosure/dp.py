@@ -303,33 +303,83 @@ def _prepare(
     their contributions, never raise them. Records outside the public categories are dropped, each
     person is reduced to one row per cell (a person is in a rate's numerator when any of their
     records in that cell is), and rows are shuffled so that truncation keeps a random choice of
-    cells for a person above ``max_contributions``."""
+    cells for a person above ``max_contributions``.
+
+    The reduction sorts small integers (the person's id, the cell's position) rather than
+    grouping by the text of the dimensions: polars' group-by over several columns held about
+    250 bytes a record, which for millions of records was most of a release's memory."""
     needed = [person, *p.dimensions]
     if any(c not in frame.columns for c in needed):
         raise DpInvalid("The frame lacks the person column or a dimension column.")
     if p.kind == "rate" and numerator is None:
         raise DpInvalid("A rate needs the numerator filter.")
-    lazy = frame.lazy()
-    if p.kind == "count" and numerator is not None:
-        lazy = lazy.filter(numerator)
-    columns = [pl.col(person).hash().alias(_PERSON)]
-    columns += [pl.col(d).cast(pl.String) for d in p.dimensions]
-    if p.kind == "rate":
-        assert numerator is not None
-        columns.append(numerator.cast(pl.Boolean).fill_null(False).alias(_FLAG))
-    lazy = lazy.select(columns)
-    for d, cats in zip(p.dimensions, p.categories, strict=True):
-        lazy = lazy.filter(pl.col(d).is_in(list(cats)))
-    cell = [_PERSON, *p.dimensions]
-    # One row per person and cell; for a rate the person is in the numerator if any record is.
     rate = p.kind == "rate"
-    lazy = lazy.group_by(cell).agg(pl.col(_FLAG).any()) if rate else lazy.unique(cell)
     try:
-        prepared = lazy.collect()
+        lazy = frame.lazy()
+        if p.kind == "count" and numerator is not None:
+            lazy = lazy.filter(numerator)
+        columns = [pl.col(person).hash().alias(_PERSON), *(pl.col(d) for d in p.dimensions)]
+        if rate:
+            assert numerator is not None
+            columns.append(numerator.cast(pl.Boolean).fill_null(False).alias(_FLAG))
+        selected = lazy.select(columns).collect()
     except pl.exceptions.PolarsError:
         # Polars messages may quote data; the caller gets a fixed message instead.
         raise DpInvalid("The frame or the numerator filter cannot be evaluated.") from None
+    cell = np.zeros(selected.height, dtype=np.int64)
+    inside = np.ones(selected.height, dtype=bool)
+    for d, cats in zip(p.dimensions, p.categories, strict=True):
+        position = _positions(selected.get_column(d), cats)
+        inside &= position >= 0
+        cell = cell * len(cats) + np.maximum(position, 0)
+    people = selected.get_column(_PERSON).to_numpy()[inside]
+    cell = cell[inside]
+    keys = pl.DataFrame({_PERSON: people, "__cell": cell})
+    if rate:
+        # Sorted with the numerator first: a person's first row in a cell says whether any is.
+        keys = keys.with_columns(pl.Series(_FLAG, selected.get_column(_FLAG).to_numpy()[inside]))
+        keys = keys.sort(_PERSON, "__cell", _FLAG, descending=[False, False, True])
+    else:
+        keys = keys.sort(_PERSON, "__cell")
+    del selected
+    ids = keys.get_column(_PERSON).to_numpy()
+    cells = keys.get_column("__cell").to_numpy()
+    first = np.ones(ids.size, dtype=bool)
+    first[1:] = (ids[1:] != ids[:-1]) | (cells[1:] != cells[:-1])
+    columns_out: dict[str, pl.Series] = {_PERSON: pl.Series(_PERSON, ids[first], dtype=pl.UInt64)}
+    rest = cells[first]
+    positions: list[np.ndarray] = []
+    for cats in reversed(p.categories):
+        positions.append(rest % len(cats))
+        rest = rest // len(cats)
+    for d, cats, position in zip(p.dimensions, p.categories, reversed(positions), strict=True):
+        columns_out[d] = (
+            pl.Series(d, position, dtype=pl.UInt32).cast(pl.Enum(list(cats))).cast(pl.String)
+        )
+    if rate:
+        columns_out[_FLAG] = pl.Series(_FLAG, keys.get_column(_FLAG).to_numpy()[first])
+    prepared = pl.DataFrame(list(columns_out.values()))
     return prepared.sample(fraction=1.0, shuffle=True)
+
+
+def _positions(column: pl.Series, categories: Sequence[str]) -> np.ndarray:
+    """Each value's index in ``categories`` (-1: missing or another value)."""
+    if isinstance(column.dtype, pl.Enum):
+        table = {c: i for i, c in enumerate(categories)}
+        lookup = np.array(
+            [table.get(c, -1) for c in column.dtype.categories.to_list()] + [-1], dtype=np.int64
+        )
+        physical = column.to_physical().fill_null(len(lookup) - 1).to_numpy()
+        out: np.ndarray = lookup[physical]
+        return out
+    coded: np.ndarray = (
+        column.cast(pl.String)
+        .replace_strict(list(categories), list(range(len(categories))), default=-1)
+        .fill_null(-1)
+        .cast(pl.Int64)
+        .to_numpy()
+    )
+    return coded
 
 
 def _noisy_cells(p: DpPlan, prepared: pl.DataFrame) -> np.ndarray:
