@@ -24,6 +24,7 @@ from api.routers import (
     budgets,
     health,
     indicators,
+    jobs,
     me,
     oauth,
     policy,
@@ -96,6 +97,7 @@ def create_app(
         backbone.auth.start(settings.auth_sync_seconds)
         backbone.policies.start(settings.auth_sync_seconds)
         backbone.audit_batcher.start()
+        backbone.jobs.start()
         if settings.audit_checkpoint_interval_seconds > 0:
             signer = signer_for(backbone.master, origin_for(settings.issuer))
             timer.append(
@@ -112,6 +114,7 @@ def create_app(
     def stop() -> None:
         while timer:
             timer.pop().stop()
+        backbone.jobs.stop()
         backbone.audit_batcher.stop()
         backbone.policies.stop()
         backbone.auth.stop()
@@ -153,6 +156,7 @@ def create_app(
         health,
         me,
         indicators,
+        jobs,
         reviews,
         budgets,
         oauth,
