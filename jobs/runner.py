@@ -46,7 +46,10 @@ class InProcessRunner:
                     max_workers=self._concurrency, thread_name_prefix="backbone-job"
                 )
         if self._sweep_seconds > 0:
-            self.resume()
+            try:
+                self.resume()
+            except Exception:  # the database may not be ready yet: the next sweep tries again
+                log.warning("could not take over release jobs", exc_info=True)
             self._sweeper.start(self._sweep_seconds)
 
     def stop(self) -> None:
@@ -79,16 +82,14 @@ class InProcessRunner:
     def _run(self, job_id: str) -> str | None:
         while True:
             try:
-                return run_job(self.runtime, job_id)
+                return run_job(self.runtime, job_id, STALE)
             except Exception:
                 log.warning("a release job failed; it will be tried again", exc_info=True)
                 if self._stopping.wait(RETRY_SECONDS):
                     return None
 
-    def resume(self) -> int:
-        """Take over the jobs left queued or abandoned; how many."""
+    def resume(self) -> list[Future[str | None]]:
+        """Take over the jobs left queued or abandoned."""
         with self.runtime.sessions() as session:
             ids = pending(session, self.runtime.clock(), STALE)
-        for job_id in ids:
-            self.submit(job_id)
-        return len(ids)
+        return [self.submit(job_id) for job_id in ids]

@@ -184,16 +184,23 @@ class _Claimed:
     request: releases.ReleaseRequest
     policy: PolicySet
     attempts: int
+    requester_active: bool
 
 
-def _claim(runtime: JobRuntime, job_id: str) -> _Claimed | None:
-    """Mark a job running (one more attempt), or None if it is finished or unknown. The
-    requester is checked, and the agreements loaded, in this transaction."""
+def _claim(runtime: JobRuntime, job_id: str, stale: timedelta | None) -> _Claimed | None:
+    """Mark a job running (one more attempt), or None if it is finished, unknown, or (with
+    ``stale``) running and heard of within ``stale``. The requester is checked, and the
+    agreements loaded, in this transaction."""
     now = runtime.clock()
+    claimable = (
+        Job.state.in_(ACTIVE)
+        if stale is None
+        else (Job.state == QUEUED) | ((Job.state == RUNNING) & (Job.updated_at < now - stale))
+    )
     with runtime.sessions() as session:
         claimed = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.state.in_(ACTIVE))
+            .where(Job.id == job_id, claimable)
             .values(
                 state=RUNNING,
                 phase=QUEUED,
@@ -229,14 +236,8 @@ def _claim(runtime: JobRuntime, job_id: str) -> _Claimed | None:
             ),
             policy,
             job.attempts,
+            client is not None and client.disabled_at is None,
         )
-    if client is None or client.disabled_at is not None:
-        _fail(
-            runtime,
-            job_id,
-            problem_of(Forbidden("The client that requested this job is disabled.")),
-        )
-        return None
     return claimed_job
 
 
@@ -315,14 +316,22 @@ def complete(session: Session, job_id: str, release: Release, created: bool, now
     session.flush()
 
 
-def run_job(runtime: JobRuntime, job_id: str) -> str | None:
-    """Run a job once: its final state, ``None`` if there was nothing to do (finished, or
-    unknown), or the exception of a failure that a later attempt may not meet (the job is
-    queued again, or failed after :data:`MAX_ATTEMPTS`)."""
-    claimed = _claim(runtime, job_id)
+def run_job(runtime: JobRuntime, job_id: str, stale: timedelta | None = None) -> str | None:
+    """Run a job once: its final state, ``None`` if there was nothing to do (finished, unknown,
+    or running elsewhere), or the exception of a failure that a later attempt may not meet (the
+    job is queued again, or failed after :data:`MAX_ATTEMPTS`).
+
+    ``stale=None`` runs a job queued or running (the queue's lock makes the caller the only
+    one running it: a running job is a retry after a crash); otherwise a job running is taken
+    over only if it has not been heard of for ``stale``."""
+    claimed = _claim(runtime, job_id, stale)
     if claimed is None:
         return None
     ctx = RequestContext(claimed.request_id, runtime.clock(), claimed.principal)
+    if not claimed.requester_active:
+        refusal = Forbidden("The client that requested this job is disabled.")
+        _fail(runtime, job_id, problem_of(refusal), (ctx, refusal))
+        return FAILED
     try:
         with runtime.sessions() as session:
             release, created = releases.create_release(
