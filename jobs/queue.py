@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-from procrastinate import App, Blueprint, JobContext, PsycopgConnector, RetryStrategy
+from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.engine import make_url
 
@@ -25,11 +25,10 @@ from jobs.service import MAX_ATTEMPTS, JobRuntime, run_job
 
 log = logging.getLogger("backbone.jobs")
 QUEUE = "backbone-releases"
-NAMESPACE = "backbone"
-RELEASE_TASK = f"{NAMESPACE}:release"
+RELEASE_TASK = "backbone.release"
+RETRY_STALLED_TASK = "backbone.retry_stalled"
 STALLED_SECONDS = 60.0
 
-tasks = Blueprint()
 _runtime: list[JobRuntime] = []
 
 
@@ -38,19 +37,13 @@ def configure(runtime: JobRuntime) -> None:
     _runtime[:] = [runtime]
 
 
-@tasks.task(
-    name="release",
-    queue=QUEUE,
-    retry=RetryStrategy(max_attempts=MAX_ATTEMPTS - 1, wait=5),
-)
 def release(job_id: str) -> None:
+    """The task: run Backbone's job ``job_id`` (in a thread of the worker)."""
     if not _runtime:
         raise RuntimeError("the job runtime is not configured in this worker")
     run_job(_runtime[0], job_id)
 
 
-@tasks.periodic(cron="* * * * *", periodic_id="retry-stalled")
-@tasks.task(name="retry_stalled", queue=QUEUE, queueing_lock="retry_stalled", pass_context=True)
 async def retry_stalled(context: JobContext, timestamp: int) -> None:
     """Put the jobs of workers that stopped sending heartbeats back on the queue."""
     manager = context.app.job_manager
@@ -70,7 +63,17 @@ def conninfo(database_url: str) -> str:
 def make_app(database_url: str, **pool: Any) -> App:
     """A procrastinate application on the database, with Backbone's tasks."""
     app = App(connector=PsycopgConnector(conninfo=conninfo(database_url), **pool))
-    app.add_tasks_from(tasks, namespace=NAMESPACE)
+    app.task(
+        name=RELEASE_TASK, queue=QUEUE, retry=RetryStrategy(max_attempts=MAX_ATTEMPTS - 1, wait=5)
+    )(release)
+    app.periodic(cron="* * * * *", periodic_id="retry-stalled")(
+        app.task(
+            name=RETRY_STALLED_TASK,
+            queue=QUEUE,
+            queueing_lock=RETRY_STALLED_TASK,
+            pass_context=True,
+        )(retry_stalled)
+    )
     return app
 
 
