@@ -49,6 +49,7 @@ from api.schemas import (
 )
 from audit.actions import AuditAction
 from core.context import RequestContext
+from core.db import read_only
 from core.errors import DomainError, InvalidInput
 from jobs import service as job_service
 from jobs.models import ACTIVE, FAILED, Job
@@ -322,6 +323,7 @@ _POLL_SECONDS = 0.1
 
 def _load_job(job_id: str) -> Callable[[Session], Job]:
     def load(session: Session) -> Job:
+        read_only(session)
         job = session.get(Job, job_id)
         assert job is not None
         return job
@@ -340,6 +342,7 @@ def _load_release(job: Job) -> Callable[[Session], Release]:
 
 def _job_response(job_id: str) -> Callable[[Session], Response]:
     def answer(session: Session) -> Response:
+        read_only(session)
         job = session.get(Job, job_id)
         assert job is not None
         return JSONResponse(job_document(session, job), status_code=202, headers=job_headers(job))

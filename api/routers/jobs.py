@@ -14,6 +14,7 @@ from api.errors import stored_problem
 from api.schemas import JobOut
 from audit.actions import AuditAction
 from core.context import RequestContext
+from core.db import read_only
 from jobs import service
 from jobs.models import ACTIVE, Job
 
@@ -66,6 +67,7 @@ def job_headers(job: Job) -> dict[str, str]:
     dependencies=[Depends(audited(AuditAction.JOB_READ, "job", "job_id"))],
 )
 def get_job(job_id: str, response: Response, session: UnitOfWork, ctx: Requester) -> dict[str, Any]:
+    read_only(session)  # polled while a release may hold SQLite's write lock
     job = service.get_job(session, ctx, job_id)
     response.headers.update(job_headers(job))
     del response.headers["Location"]
