@@ -4,6 +4,7 @@ run by ``backbone worker``)."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -25,6 +26,7 @@ class JobEngine:
             else None
         )
         self._app: Any = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         if self._runner is not None:
@@ -33,19 +35,22 @@ class JobEngine:
     def stop(self) -> None:
         if self._runner is not None:
             self._runner.stop()
-        if self._app is not None:
-            self._app.close()
-            self._app = None
+        with self._lock:
+            app, self._app = self._app, None
+        if app is not None:
+            app.close()
 
     def submit(self, job_id: str) -> Future[str | None] | None:
         if self._runner is not None:
             return self._runner.submit(job_id)
         from jobs import queue
 
-        if self._app is None:
-            # A small pool of its own, opened on first use: deferring is one short insert.
-            app = queue.make_app(self._database_url, min_size=1, max_size=4)
-            app.open()
-            self._app = app
-        queue.defer(self._app, job_id)
+        with self._lock:
+            if self._app is None:
+                # A small pool of its own, opened on first use: deferring is one short insert.
+                app = queue.make_app(self._database_url, min_size=1, max_size=4)
+                app.open()
+                self._app = app
+            app = self._app
+        queue.defer(app, job_id)
         return None
