@@ -498,3 +498,42 @@ def test_backbone_worker_runs_the_waiting_jobs(committed, tmp_path):
     assert "Traceback" not in done.stderr
     job = committed.job(job_id)
     assert job.state == SUCCEEDED and job.release_id is not None
+
+
+@pytest.mark.postgres_only
+def test_the_queue_schema_comes_and_goes_with_migration_0010(fresh_databases: FreshDatabase):
+    from sqlalchemy import inspect, text
+
+    from migrations.commands import downgrade
+
+    url = fresh_databases.url()
+    upgrade(url)
+
+    def engine_objects() -> tuple[set[str], int]:
+        engine = make_engine(url)
+        try:
+            tables = {
+                t for t in inspect(engine).get_table_names() if t.startswith("procrastinate_")
+            }
+            with engine.connect() as conn:
+                routines = (
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'procrastinate%' "
+                            "UNION ALL SELECT count(*) FROM pg_type WHERE typname LIKE 'procrastinate%'"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            return tables, sum(routines)
+        finally:
+            engine.dispose()
+
+    tables, routines = engine_objects()
+    assert {"procrastinate_jobs", "procrastinate_workers", "procrastinate_events"} <= tables
+    assert routines > 0
+    downgrade(url, "0009")
+    assert engine_objects() == (set(), 0)
+    upgrade(url)
+    assert engine_objects()[0] == tables
