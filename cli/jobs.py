@@ -33,6 +33,7 @@ def worker(
 ) -> None:
     """Run release jobs until stopped (SIGINT, SIGTERM), or with --once until none is left."""
     from agreements.service import PolicyCache
+    from api.logging import configure as configure_logging
     from cli.database import open_engine
     from core.clock import utcnow
     from core.db import make_session_factory
@@ -41,6 +42,7 @@ def worker(
     from jobs.service import JobRuntime
 
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
     master = load_master_key(settings)
     engine = open_engine()
     sessions = make_session_factory(engine)

@@ -537,3 +537,52 @@ def test_the_queue_schema_comes_and_goes_with_migration_0010(fresh_databases: Fr
     assert engine_objects() == (set(), 0)
     upgrade(url)
     assert engine_objects()[0] == tables
+
+
+@pytest.mark.postgres_only
+def test_a_worker_elsewhere_answers_within_the_deadline(committed):
+    """The service queues the job in PostgreSQL and waits for its row; a procrastinate worker
+    (here a thread, as it would be another process or machine) computes it in time."""
+    import asyncio
+    import contextlib
+    import threading
+
+    from api.app import create_app
+    from jobs import queue
+
+    worker_app = queue.make_app(committed.url)
+    queue.configure(committed.runtime())
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def work() -> None:
+        async with worker_app.open_async():
+            task = asyncio.ensure_future(
+                worker_app.run_worker_async(
+                    queues=[queue.QUEUE], concurrency=1, install_signal_handlers=False
+                )
+            )
+            await stop.wait()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(work(),), daemon=True)
+    thread.start()
+    try:
+        app = create_app(
+            _settings(committed, release_sync_seconds=120), master=MASTER, configure_logs=False
+        )
+        with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
+            api = Api(client, committed.credentials)
+            r = api.post(
+                "/v1/indicators/kindergarten-readiness/releases",
+                as_="backbone-manager",
+                json={"dimensions": ["neighborhood"], "method": "suppression"},
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["rows"] and r.headers["Location"].startswith("/v1/releases/")
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=60)
+    assert not thread.is_alive()
