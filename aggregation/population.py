@@ -30,7 +30,7 @@ from aggregation.stored import published_table
 from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
 from core.db import end_reads
 from core.keys import MasterKey
-from disclosure.cube import person_ids
+from disclosure.cube import person_hashes, person_ids_of
 from disclosure.joint import (
     PERSON,
     SUBMISSION,
@@ -181,7 +181,12 @@ def _population(
     shapes: Sequence[Shape],
     scope: Sequence[Submission],
 ) -> Population:
-    """The records of ``scope``, labelled along every attribute the ``shapes`` count by."""
+    """The records of ``scope``, labelled along every attribute the ``shapes`` count by.
+
+    Read one submission at a time and kept compact: each attribute as an enumeration of its
+    categories (a small integer per record), the submission likewise, the person as a 64-bit
+    id. The decrypted columns of one submission are all that is ever held as text, so memory
+    grows with the records in scope by a few bytes each, not by their stored width."""
     declared: dict[str, tuple[str, ...]] = {
         name: attr.categories for name, attr in dataset_attributes(ds).items()
     }
@@ -194,27 +199,58 @@ def _population(
     person = identifier_field(ds)
     fields = [name for name in wanted if name not in cohorts]
     columns = sorted({person} | _source_columns(ds, fields))
-    frame = load_frame(session, master, scope, columns, with_submission=True)
-    if frame is None:
-        frame = pl.DataFrame(
-            {c: pl.Series([], dtype=pl.String) for c in [*columns, SUBMISSION_COLUMN]}
+    # Every label a release may count by: the declared categories and any an earlier release
+    # published that the agreement no longer declares (the joint audit places those too).
+    known: dict[str, list[str]] = {name: list(declared[name]) for name in wanted}
+    for shape in shapes:
+        for name, cats in zip(shape.dims, shape.categories, strict=True):
+            if name in known:
+                known[name].extend(c for c in cats if c not in known[name])
+    enums = {name: pl.Enum(known[name]) for name in wanted}
+    submissions = pl.Enum(sorted({s.id for s in scope}))
+    members = {
+        name: _cohort_members(
+            session,
+            master,
+            sources.terms(cohorts[name].dataset),
+            cohorts[name],
+            sources.scope(cohorts[name].dataset),
+        ).implode()
+        for name in wanted
+        if name in cohorts
+    }
+    parts: list[pl.DataFrame] = []
+    for submission in scope:
+        frame = load_frame(session, master, [submission], columns, with_submission=True)
+        if frame is None:
+            continue
+        frame = frame.filter(pl.col(person).is_not_null())
+        part = frame.select(
+            pl.col(SUBMISSION_COLUMN).cast(submissions).alias(SUBMISSION),
+            *(label(ds, name).cast(enums[name], strict=False).alias(name) for name in fields),
+            *(
+                pl.when(pl.col(person).is_in(members[name]))
+                .then(pl.lit(TRUE))
+                .otherwise(pl.lit(FALSE))
+                .cast(enums[name])
+                .alias(name)
+                for name in members
+            ),
+            *(ids.alias(f"__id{i}") for i, ids in enumerate(person_hashes(pl.col(person)))),
         )
-    frame = frame.filter(pl.col(person).is_not_null())
-    labelled = frame.select(
-        pl.col(SUBMISSION_COLUMN).alias(SUBMISSION),
-        *(label(ds, name).alias(name) for name in fields),
-    )
-    people = frame.get_column(person)
-    for name in wanted:
-        if name in cohorts:
-            ref = cohorts[name]
-            members = _cohort_members(
-                session, master, sources.terms(ref.dataset), ref, sources.scope(ref.dataset)
-            )
-            inside = people.is_in(members.implode()).to_numpy()
-            labelled = labelled.with_columns(pl.Series(name, np.where(inside, TRUE, FALSE)))
-    ids = person_ids(people) if frame.height else np.zeros(0, dtype=np.uint64)
-    labelled = labelled.with_columns(pl.Series(PERSON, ids))
+        del frame
+        parts.append(part)
+    if parts:
+        labelled = pl.concat(parts, how="vertical")
+    else:
+        labelled = pl.DataFrame(
+            {SUBMISSION: pl.Series([], dtype=submissions)}
+            | {name: pl.Series([], dtype=enums[name]) for name in wanted}
+            | {f"__id{i}": pl.Series([], dtype=pl.UInt64) for i in range(2)}
+        )
+    del parts
+    ids = person_ids_of(labelled.get_column("__id0"), labelled.get_column("__id1"))
+    labelled = labelled.drop("__id0", "__id1").with_columns(pl.Series(PERSON, ids))
     return Population(
         labelled,
         declared,

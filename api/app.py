@@ -6,13 +6,14 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import docs, errors, openapi
+from api import docs, errors, metrics, openapi, tracing
 from api.dbfaults import DatabaseFaults
 from api.logging import configure as configure_logging
 from api.middleware import RequestMiddleware
@@ -27,6 +28,7 @@ from api.routers import (
     jobs,
     me,
     oauth,
+    operations,
     policy,
     problems,
     reviews,
@@ -72,7 +74,10 @@ def create_app(
     master: MasterKey | None = None,
     clock: Callable[[], datetime] = utcnow,
     configure_logs: bool = True,
+    tracer_provider: Any = None,
 ) -> FastAPI:
+    """The application. ``tracer_provider`` (an OpenTelemetry SDK TracerProvider) turns tracing
+    on whatever the environment says; otherwise the OTEL_* variables decide (api.tracing)."""
     settings = settings or get_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_json)
@@ -80,6 +85,10 @@ def create_app(
     engine = engine or make_engine(settings.database_url)
     sessions = sessions or make_session_factory(engine)
     backbone = AppState.build(settings, engine, sessions, master, clock)
+    provider = tracer_provider or tracing.provider_from_environment()
+    traced = (
+        tracing.Tracing(provider, owned=tracer_provider is None) if provider is not None else None
+    )
 
     timer: list[CheckpointTimer] = []
     audit_watch = IntegrityWatch()
@@ -125,10 +134,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A database that is down or not migrated does not stop the service from starting:
         # /readyz says why (503) until it can be used, and start-up then completes by itself.
+        if traced is not None:
+            traced.start(engine)
         await run_in_threadpool(readiness.try_start)
         yield
         await run_in_threadpool(readiness.stop)
         engine.dispose()
+        if traced is not None:
+            traced.stop()
 
     app = FastAPI(
         title="Backbone",
@@ -138,9 +151,13 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url=None,  # served from the installed package, see api.docs
         redoc_url=None,
-        # No OpenTelemetry providers are configured: FastAPI would otherwise look for them on
-        # every request (a tenth of a cached read's time).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Without tracing no OpenTelemetry provider is configured: FastAPI would otherwise look
+        # for one on every request (a tenth of a cached read's time).
+        telemetry=(
+            traced.telemetry
+            if traced is not None
+            else {"tracing": False, "metrics": False, "logs": False}
+        ),
     )
     app.state.backbone = backbone
     app.state.readiness = readiness
@@ -170,6 +187,12 @@ def create_app(
         docs,
     ):
         app.router.routes.extend(module.router.routes)
+    if settings.metrics_enabled:
+        # Gauges read from the database at scrape time; a job engine's queue gauges would be
+        # one more collector here.
+        collectors = [metrics.DatabaseCollector(backbone.sessions, clock)]
+        app.state.metrics = metrics.MetricsEndpoint(settings.metrics_allow, collectors)
+        app.router.routes.extend(operations.router.routes)
     app.add_middleware(DatabaseFaults)
     app.add_middleware(ReadinessGate, readiness=readiness)
     app.add_middleware(
@@ -177,5 +200,8 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_submission_bytes,
         upload_path=re.compile(submissions.UPLOAD_PATH.pattern),
+        routes=app.router.routes,
+        observe=metrics.observe_request if settings.metrics_enabled else None,
+        trace_id=traced.trace_id if traced is not None else None,
     )
     return app

@@ -92,6 +92,14 @@ def record_refusal(request: Request, exc: DomainError) -> None:
         log.exception("could not audit a refused request")
 
 
+def after_commit(request: Request, work: Callable[[], None]) -> None:
+    """Do ``work`` once the request's unit of work has committed (never if it fails)."""
+    pending: list[Callable[[], None]] | None = getattr(request.state, "after_commit", None)
+    if pending is None:
+        request.state.after_commit = pending = []
+    pending.append(work)
+
+
 def _after_commit(request: Request, session: Session) -> None:
     # A revocation, a disabled client or an agreement's new status takes effect in this worker
     # before the answer is sent; other workers follow within BACKBONE_AUTH_SYNC_SECONDS.
@@ -100,6 +108,8 @@ def _after_commit(request: Request, session: Session) -> None:
         st.auth.sync()
     if session.info.get("policy_changed"):
         st.policies.refresh()
+    for work in getattr(request.state, "after_commit", ()):
+        work()
 
 
 @contextmanager

@@ -1,7 +1,10 @@
-"""Pure ASGI middleware: request ids, JSON access logs, body size limits, the last-resort 500.
+"""Pure ASGI middleware: request ids, JSON access logs, request metrics, body size limits, the
+last-resort 500.
 
 It wraps the whole application, so every response (a 500 included) carries ``X-Request-ID`` and
-is a problem document when it is an error.
+is a problem document when it is an error. Logs and metrics name a request's route by its
+template (``/v1/releases/{release_id}``), never by its path: paths hold identifiers. When tracing
+is active (see api.tracing) the request id is the request's trace id.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import anyio
+from starlette.routing import BaseRoute, Match
 
 from api.logging import request_id_var
 from api.problems import PROBLEMS, problem_body
@@ -45,6 +49,22 @@ os.register_at_fork(after_in_child=_reseed_request_ids)  # forked workers must n
 
 def _new_request_id() -> str:
     return f"{_rid_prefix}{next(_rid_counter):016x}"
+
+
+UNMATCHED = "(unmatched)"
+
+
+def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The template of the route that answered (or would have answered) the request."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    # Answered before routing (not ready, too large, a NUL in the path), or no route matched.
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            return str(getattr(route, "path", UNMATCHED))
+    return UNMATCHED
 
 
 access_log = logging.getLogger("backbone.access")
@@ -117,11 +137,17 @@ class RequestMiddleware:
         max_body_bytes: int,
         max_upload_bytes: int,
         upload_path: re.Pattern[str],
+        routes: Sequence[BaseRoute] = (),
+        observe: Callable[[str, str, int, float], None] | None = None,
+        trace_id: Callable[[], str | None] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.max_upload = max_upload_bytes
         self.upload_path = upload_path
+        self.routes = routes
+        self.observe = observe  # (method, route template, status, seconds)
+        self.trace_id = trace_id  # the current trace's id when tracing is active
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,8 +156,9 @@ class RequestMiddleware:
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
+        traced = self.trace_id() if self.trace_id is not None else None
         incoming = headers.get("x-request-id", "")
-        rid = incoming if _RID.match(incoming) else _new_request_id()
+        rid = traced or (incoming if _RID.match(incoming) else _new_request_id())
         authenticated = "authorization" in headers
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
@@ -238,19 +265,27 @@ class RequestMiddleware:
 
             await self.app(scope, limited_receive, send_wrapper)
         except Exception:
-            error_log.exception("unhandled error", extra={"fields": {"path": scope.get("path")}})
+            error_log.exception(
+                "unhandled error", extra={"fields": {"route": route_template(scope, self.routes)}}
+            )
             if not status_holder["started"]:
                 await reject("internal-error", "An unexpected error occurred.")
         finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope, self.routes)
+            method = str(scope.get("method", ""))
+            status = int(status_holder["status"])
             access_log.info(
                 "request",
                 extra={
                     "fields": {
-                        "method": scope.get("method"),
-                        "path": scope.get("path"),
-                        "status": status_holder["status"],
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
                     }
                 },
             )
+            if self.observe is not None:
+                self.observe(method, route, status, seconds)
             request_id_var.reset(token)

@@ -30,7 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RETRY_AFTER_SECONDS = 5
 # Paths that answer whether or not the database can be used (the documentation needs none).
-ALWAYS_OPEN = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/problems"})
+ALWAYS_OPEN = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/problems"})
 
 
 def migration_state(sessions: sessionmaker[Session]) -> tuple[bool, dict[str, str]]:

@@ -152,7 +152,12 @@ def serve(
         load_master_key(settings)
     except MasterKeyError as exc:
         _fail(f"refusing to start: {exc}")
-    from cli.serving import reuse_port_supported, serve_workers
+    from cli.serving import (
+        METRICS_VARIABLE,
+        metrics_directory,
+        reuse_port_supported,
+        serve_workers,
+    )
 
     options: dict[str, Any] = {
         "proxy_headers": proxy_headers,
@@ -162,9 +167,20 @@ def serve(
         "log_config": None,
     }
     typer.echo(f"Backbone listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    if workers > 1 and reuse_port_supported():
-        raise typer.Exit(serve_workers("api.main:app", host, port, workers, options))
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, **options)
+    made = None
+    if settings.metrics_enabled and (workers > 1 or os.environ.get(METRICS_VARIABLE)):
+        # Several workers write their metrics to files that any of them sums at a scrape.
+        directory, created = metrics_directory(os.environ)
+        made = directory if created else None
+    try:
+        if workers > 1 and reuse_port_supported():
+            raise typer.Exit(serve_workers("api.main:app", host, port, workers, options))
+        uvicorn.run("api.main:app", host=host, port=port, workers=workers, **options)
+    finally:
+        if made is not None:
+            import shutil
+
+            shutil.rmtree(made, ignore_errors=True)
 
 
 @app.command()

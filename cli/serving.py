@@ -19,12 +19,38 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import MutableMapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 log = logging.getLogger("backbone.serve")
 _STARTUP_SECONDS = 5.0
+
+
+METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_directory(environ: MutableMapping[str, str]) -> tuple[Path, bool]:
+    """The directory where the workers of this server write their metrics (prometheus-client's
+    multiprocess mode), set in ``environ`` for them; and whether it was made here (a temporary
+    one, to remove when the server stops).
+
+    An operator's ``PROMETHEUS_MULTIPROC_DIR`` is used, emptied of the files of a previous
+    run first (counters would otherwise go on from where they stopped, and a dead run's workers
+    would be counted forever); give each server a directory of its own."""
+    given = environ.get(METRICS_VARIABLE)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path, False
+    path = Path(tempfile.mkdtemp(prefix="backbone-metrics-"))
+    environ[METRICS_VARIABLE] = str(path)
+    return path, True
 
 
 def reuse_port_supported() -> bool:

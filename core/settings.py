@@ -8,11 +8,12 @@ encrypting data under a key nobody backed up.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -107,6 +108,20 @@ class Settings(BaseSettings):
     # it, per claimed client id (the verified client's own allowance is never spent by them).
     token_failure_rate_limit: str = "20/minute"
     write_rate_limit: str = "600/minute"
+    metrics_enabled: bool = Field(
+        default=True, description="serve Prometheus metrics at /metrics (false: no such route)"
+    )
+    metrics_allow: str = Field(
+        default="127.0.0.1, ::1",
+        description="comma-separated client addresses or networks that may read /metrics "
+        "directly (a request that came through a proxy is refused)",
+    )
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        networks(value)  # a wrong address refuses to start, not every scrape
+        return value
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
@@ -132,6 +147,20 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+
+def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The addresses or networks of a comma-separated setting (``10.0.0.0/8, ::1``)."""
+    out = []
+    for item in text.split(","):
+        if item.strip():
+            try:
+                out.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    "expected comma-separated IP addresses or networks (10.0.0.0/8, ::1)"
+                ) from None
+    return tuple(out)
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 TOTAL = "_T"
+_HASH_SEED_2 = 0x5EED_2026_1205
 _HASH_SEED = 0x5EED
 
 
@@ -101,6 +102,32 @@ def person_ids(column: pl.Series) -> np.ndarray:
     if distinct_hashes == column.len() or distinct_hashes == column.n_unique():
         return hashed.to_numpy()
     return column.rank("dense").cast(pl.UInt64).to_numpy()  # pragma: no cover - hash collision
+
+
+def person_hashes(column: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """Two independent 64-bit hashes of every person's identifier: computed part by part (a
+    submission at a time, equal values hash alike in every part), then made ids by
+    :func:`person_ids_of`, without holding every identifier at once."""
+    return column.hash(seed=_HASH_SEED), column.hash(seed=_HASH_SEED_2)
+
+
+def person_ids_of(first: pl.Series, second: pl.Series) -> np.ndarray:
+    """Integer ids for people given by their two hashes (:func:`person_hashes`): the first
+    hash where no two people the pair tells apart share it (all but always), else the dense
+    rank of the pair. Two people are merged only if both 64-bit hashes collide."""
+    if first.len() == 0:
+        return np.zeros(0, dtype=np.uint64)
+    pairs = pl.DataFrame({"a": first, "b": second})
+    if first.n_unique() == pairs.n_unique():
+        return first.to_numpy()
+    ranked = pairs.unique().sort("a", "b").with_row_index("__id")  # pragma: no cover - collision
+    out: np.ndarray = (  # pragma: no cover - a collision of the first hash
+        pairs.join(ranked, on=["a", "b"], how="left", maintain_order="left")
+        .get_column("__id")
+        .cast(pl.UInt64)
+        .to_numpy()
+    )
+    return out  # pragma: no cover
 
 
 def _encoded(

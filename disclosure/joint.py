@@ -411,23 +411,10 @@ def protect_in_population(
         own, version_of = positions[0], positions[1:]
 
     # The records, coded along every axis.
-    axis_codes = []
-    for name in axes.order:
-        recode = axes.recode(name)
-        axis_codes.append(
-            records.get_column(name)
-            .cast(pl.String)
-            .replace_strict(list(recode), list(recode.values()), default=-1, return_dtype=pl.Int64)
-            .fill_null(-1)
-            .to_numpy()
-        )
+    axis_codes = [_coded(records.get_column(name), axes.recode(name)) for name in axes.order]
     if version_axis is not None:
         by_submission = {sid: class_of[sig] for sid, sig in signature.items()}
-        axis_codes.append(
-            records.get_column(SUBMISSION)
-            .replace_strict(by_submission, default=-1, return_dtype=pl.Int64)
-            .to_numpy()
-        )
+        axis_codes.append(_coded(records.get_column(SUBMISSION), by_submission))
     truth = lattice.counts(records.get_column(PERSON).to_numpy(), axis_codes)
     if counted is not None:
         counted()
@@ -528,6 +515,26 @@ def protect_in_population(
         "data_versions": len(classes),
     }
     return Joint(protection, x, n, summary)
+
+
+def _coded(column: pl.Series, positions: Mapping[str, int]) -> np.ndarray:
+    """Each record's position along an axis (-1: missing, or no position). A column of an
+    enumeration (as the service reads records) is mapped through its categories, never
+    turned back into text."""
+    if isinstance(column.dtype, pl.Enum):
+        categories = column.dtype.categories.to_list()
+        table = np.array([positions.get(c, -1) for c in categories] + [-1], dtype=np.int64)
+        physical = column.to_physical().fill_null(len(categories)).to_numpy()
+        out: np.ndarray = table[physical.astype(np.int64)]
+        return out
+    return (
+        column.cast(pl.String)
+        .replace_strict(
+            list(positions), list(positions.values()), default=-1, return_dtype=pl.Int64
+        )
+        .fill_null(-1)
+        .to_numpy()
+    )
 
 
 def _outside_periods(

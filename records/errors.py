@@ -21,8 +21,10 @@ class SubmissionRejected(InvalidInput):
     kind = "submission-rejected"
     title = "The submission does not satisfy the dataset's schema"
 
-    def __init__(self, detail: str, report: dict[str, Any]) -> None:
+    def __init__(self, detail: str, report: dict[str, Any], rows: int = 0) -> None:
         super().__init__(detail, extra={"report": report})
+        # How many records were read (every one of them refused); not part of the answer.
+        self.rows = rows
         # Set by the route that knows where the body went: it notifies the rejection in the
         # transaction that records the refusal (api.deps.record_refusal).
         self.notice: Callable[[Any, Any], None] | None = None

@@ -188,6 +188,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
         raise SubmissionRejected(
             f"{validator.report.total} problem(s) found; nothing was stored.",
             validator.report.as_dict(),
+            rows=validator.rows,
         )
     if writer.row_count == 0:
         raise MalformedBody("The body holds no records.")

@@ -56,6 +56,7 @@ def uses_database(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _heaviest_files_first(items)
     if BACKEND == "postgres":
         # A test that never opens the database under test (the pure policy and disclosure
         # engines, parsers, the architecture checks) proves the same on either backend: the
@@ -81,6 +82,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "postgres_only" in item.keywords:
                 item.add_marker(skip)
+
+
+def _heaviest_files_first(items: list[pytest.Item]) -> None:
+    """Files with the most ``slow`` or ``process`` tests first, the rest in their order.
+
+    ``--dist loadfile`` hands each worker whole files in collection order; a file of minutes
+    collected last (``tests/test_cli_commands.py`` sorts after every folder) left one worker
+    running it alone at the end. Longest first is the classic remedy for that tail. The order is
+    a pure function of the collected items, so every xdist worker collects the same one."""
+    weight: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for position, item in enumerate(items):
+        path = str(item.path)
+        first.setdefault(path, position)
+        heavy = "slow" in item.keywords or "process" in item.keywords
+        weight[path] = weight.get(path, 0) + int(heavy)
+    items.sort(key=lambda item: (-weight[str(item.path)], first[str(item.path)]))
 
 
 class FreshDatabase:

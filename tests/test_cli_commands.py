@@ -200,13 +200,13 @@ def seeded(deployment: Deployment) -> Iterator[Deployment]:
     yield deployment
 
 
-def work(dep: Deployment) -> Server:
+def work(dep: Deployment, **env: str) -> Server:
     """``backbone worker``, as a service beside the API (PostgreSQL: releases that outlast the
-    synchronous deadline are computed by it)."""
+    synchronous deadline are computed by it); its output goes to ``worker.log``."""
     with (dep.cwd / "worker.log").open("w") as log:
         proc = subprocess.Popen(
             [str(BACKBONE), "worker"],
-            env=dep.env(),
+            env=dep.env(**env),
             cwd=dep.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -24,6 +24,7 @@ from aggregation import definitions, formats, reads, releases, review
 from aggregation.definition import IndicatorDefinition
 from aggregation.models import Release
 from aggregation.timing import padded_seconds
+from api import metrics
 from api.deps import (
     AuditedRoute,
     Policy,
@@ -277,6 +278,9 @@ async def create_release(
             lambda s: job_service.request_release(s, ctx, st.policies.get(s), indicator_id, req),
         )
         if isinstance(outcome, Release):
+            metrics.release_answered(
+                outcome.method, computed=False, seconds=time.monotonic() - started
+            )
             return await _release_response(request, outcome, created=False)
         job, _new = outcome
         finished = await _finished_within(
@@ -286,11 +290,22 @@ async def create_release(
             return await run_in_threadpool(run_unit_of_work, request, _job_response(job.id))
         if finished.state == FAILED:
             # The job has audited the refusal, as the request itself would have been.
+            metrics.release_refused(req.method)
             return stored_problem_response(finished.problem or {}, request.state.request_id)
         release = await run_in_threadpool(run_unit_of_work, request, _load_release(finished))
+        # Counted once stored (committed with the job's success).
+        metrics.release_answered(
+            release.method,
+            computed=bool(finished.release_created),
+            seconds=time.monotonic() - started,
+        )
         return await _release_response(request, release, created=bool(finished.release_created))
+    except DomainError:
+        metrics.release_refused(req.method)
+        raise
     finally:
-        # Answered, or refused, on a quantum boundary: the computing time is not observable.
+        # Answered, or refused, on a quantum boundary: the computing time is not observable
+        # (but by who may read /metrics, see BACKBONE_METRICS_ALLOW).
         elapsed = time.monotonic() - started
         await asyncio.sleep(padded_seconds(elapsed, st.settings.release_time_quantum) - elapsed)
 

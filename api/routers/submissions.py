@@ -21,15 +21,18 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
+from api import metrics
 from api.dbfaults import retry_once
-from api.deps import Policy, UnitOfWork, audited, require, state
+from api.deps import Policy, UnitOfWork, after_commit, audited, require, state
 from api.schemas import ReceiptOut, ReceiptPage
 from api.state import AppState
 from audit.actions import AuditAction
 from core.context import RequestContext
 from core.errors import DomainError, InvalidInput
+from policy.engine import PolicySet
 from records import idempotency, intake, retention, service
 from records.errors import IncompleteBody, SubmissionRejected
 from records.idempotency import Reservation
@@ -164,6 +167,29 @@ async def create_submission(
     period: Annotated[str | None, Query(max_length=32, pattern=r"^[A-Za-z0-9._-]+$")] = None,
     replaces: Annotated[str | None, Query(max_length=64)] = None,
 ) -> JSONResponse:
+    try:
+        receipt, replayed = await _submit(
+            dataset, request, session, ctx, policy, idempotency_key, period, replaces
+        )
+    except DomainError as exc:
+        metrics.submission_refused(exc, exc.rows if isinstance(exc, SubmissionRejected) else 0)
+        raise
+    # Counted once stored: the unit of work commits after this returns.
+    after_commit(request, partial(metrics.submission_stored, receipt.row_count, replayed=replayed))
+    return _receipt_response(receipt, replayed=replayed)
+
+
+async def _submit(
+    dataset: str,
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    idempotency_key: str | None,
+    period: str | None,
+    replaces: str | None,
+) -> tuple[service.Receipt, bool]:
+    """Receive, check and store one submission: its receipt, and whether it was replayed."""
     st = state(request)
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters.")
@@ -192,7 +218,7 @@ async def create_submission(
     if previous is not None:
         sha = await _hash_body(request)
         receipt = await run_in_threadpool(service.replay, session, ctx, previous, dataset, sha)
-        return _receipt_response(receipt, replayed=True)
+        return receipt, True
 
     data_dir = st.settings.data_dir
     if data_dir not in _swept:
@@ -265,7 +291,7 @@ async def create_submission(
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return _receipt_response(receipt, replayed=not created)
+    return receipt, not created
 
 
 @router.get(

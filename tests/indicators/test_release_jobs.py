@@ -586,3 +586,60 @@ def test_a_worker_elsewhere_answers_within_the_deadline(committed):
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+def test_job_concurrency_computes_that_many_jobs_at_once(committed, monkeypatch):
+    import threading
+
+    from jobs.engine import JobEngine
+
+    # Each job waits, before it computes, until the other one is running too.
+    meeting = threading.Barrier(2, timeout=60)
+    compute = service.releases.create_release
+
+    def together(*args: Any, **kwargs: Any) -> Any:
+        meeting.wait()
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(service.releases, "create_release", together)
+    jobs = [
+        committed.queue(
+            "backbone-manager", "kindergarten-readiness", ["race_ethnicity"], "suppression"
+        ),
+        committed.queue(
+            "backbone-manager", "chronic-absenteeism", ["grade", "neighborhood"], "suppression"
+        ),
+    ]
+    engine = JobEngine(
+        _settings(committed, job_queue="in-process", job_concurrency=2), committed.runtime()
+    )
+    engine.start()
+    try:
+        futures = [engine.submit(job_id) for job_id in jobs]
+        assert all(f is not None and f.result(timeout=300) == SUCCEEDED for f in futures)
+    finally:
+        engine.stop()
+
+
+def test_metrics_count_the_jobs_queued(committed):
+    from api.app import create_app
+    from tests.test_metrics import _parse, _value
+
+    job_id = committed.queue(
+        "backbone-manager",
+        "kindergarten-readiness",
+        ["race_ethnicity", "school_year"],
+        "suppression",
+    )
+    app = create_app(_settings(committed), master=MASTER, configure_logs=False)
+    with TestClient(app, base_url=BASE_URL, client=("127.0.0.1", 50000)) as local:
+
+        def queued() -> float:
+            r = local.get("/metrics")
+            assert r.status_code == 200, r.text
+            return _value(_parse(r.text), "backbone_jobs", state="queued")
+
+        waiting = queued()
+        assert waiting >= 1
+        assert service.run_job(committed.runtime(), job_id) == SUCCEEDED
+        assert queued() == waiting - 1
