@@ -218,11 +218,12 @@ class DatabaseCollector(Collector):
             "Release jobs queued (waiting for a worker) and running",
             labels=["state"],
         )
-        by_state = dict(
-            session.execute(
+        by_state: dict[str, int] = {
+            job_state: count
+            for job_state, count in session.execute(
                 select(Job.state, func.count()).where(Job.state.in_(ACTIVE)).group_by(Job.state)
-            ).tuples()
-        )
+            )
+        }
         for job_state in ACTIVE:
             jobs.add_metric([job_state], by_state.get(job_state, 0))
         out: list[Metric] = [remaining, spent, log_size, jobs]
