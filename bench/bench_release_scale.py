@@ -151,7 +151,7 @@ def agreement_document() -> dict[str, Any]:
             "min_cell_size": 11,
             "privacy": {
                 "epsilon_per_release": 1.0,
-                "epsilon_per_period": 1000.0,
+                "epsilon_per_period": 50.0,
                 "period": "school_year",
                 "max_contributions": 1,
             },

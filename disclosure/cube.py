@@ -113,15 +113,18 @@ def person_hashes(column: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
 
 def person_ids_of(first: pl.Series, second: pl.Series) -> np.ndarray:
     """Integer ids for people given by their two hashes (:func:`person_hashes`): the first
-    hash where no two people the pair tells apart share it (all but always), else the dense
-    rank of the pair. Two people are merged only if both 64-bit hashes collide."""
+    hash when it tells apart as many people as the second (a collision of the first makes it
+    tell apart fewer), else the dense rank of the pair. Two people are merged only if each hash
+    has a collision, which for 20 million people is about one chance in ten billion."""
     if first.len() == 0:
         return np.zeros(0, dtype=np.uint64)
-    pairs = pl.DataFrame({"a": first, "b": second})
-    if first.n_unique() == pairs.n_unique():
+    # Two single-column counts, not the pairs': polars holds about 250 bytes a row to hash
+    # pairs of columns (see disclosure.lattice.unique_pairs).
+    if first.n_unique() == second.n_unique():
         return first.to_numpy()
-    ranked = pairs.unique().sort("a", "b").with_row_index("__id")  # pragma: no cover - collision
-    out: np.ndarray = (  # pragma: no cover - a collision of the first hash
+    pairs = pl.DataFrame({"a": first, "b": second})  # pragma: no cover - a collision
+    ranked = pairs.unique().sort("a", "b").with_row_index("__id")  # pragma: no cover
+    out: np.ndarray = (  # pragma: no cover
         pairs.join(ranked, on=["a", "b"], how="left", maintain_order="left")
         .get_column("__id")
         .cast(pl.UInt64)

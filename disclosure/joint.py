@@ -523,14 +523,15 @@ def _coded(column: pl.Series, positions: Mapping[str, int]) -> np.ndarray:
     turned back into text."""
     if isinstance(column.dtype, pl.Enum):
         categories = column.dtype.categories.to_list()
-        table = np.array([positions.get(c, -1) for c in categories] + [-1], dtype=np.int64)
+        # Small integers: a release over millions of records holds one array of them per axis.
+        table = np.array([positions.get(c, -1) for c in categories] + [-1], dtype=np.int32)
         physical = column.to_physical().fill_null(len(categories)).to_numpy()
-        out: np.ndarray = table[physical.astype(np.int64)]
+        out: np.ndarray = table[physical]
         return out
     return (
         column.cast(pl.String)
         .replace_strict(
-            list(positions), list(positions.values()), default=-1, return_dtype=pl.Int64
+            list(positions), list(positions.values()), default=-1, return_dtype=pl.Int32
         )
         .fill_null(-1)
         .to_numpy()

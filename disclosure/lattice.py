@@ -238,9 +238,12 @@ class Lattice:
 
     # -- counting ----------------------------------------------------------------------------
     def _finest_flat(self, codes: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.zeros(codes[0].shape if codes else (0,), dtype=np.int64)
+        # The cube has at most a few hundred thousand cells (disclosure.joint.MAX_CELLS): its
+        # flat index fits 32 bits, half the memory per record of 64.
+        kind = np.int32 if self.size < 2**31 else np.int64
+        out = np.zeros(codes[0].shape if codes else (0,), dtype=kind)
         for a, c in enumerate(codes):
-            out = out + self.strides[a] * c
+            out += (self.strides[a] * c).astype(kind, copy=False)
         return out
 
     def _aggregate(self, out: np.ndarray) -> None:
@@ -262,19 +265,26 @@ class Lattice:
         valid = np.ones(person.shape, dtype=bool)
         for c in codes:
             valid &= c >= 0
-        person = person[valid]
-        codes = [c[valid] for c in codes]
+        if not valid.all():
+            person = person[valid]
+            codes = [c[valid] for c in codes]
         if person.size == 0:
             return out.ravel().astype(float)
         finest = self._finest_flat(codes)
-        pairs = pl.DataFrame({"p": person, "c": finest}).unique()
-        p = pairs.get_column("p").to_numpy()
-        c = pairs.get_column("c").to_numpy()
-        per_person = pl.DataFrame({"p": p}).group_by("p").len()
-        multi_people = per_person.filter(pl.col("len") > 1).get_column("p").to_numpy()
-        multi = np.isin(p, multi_people) if multi_people.size else np.zeros(p.size, dtype=bool)
-        # People in one finest cell: every total and group is a plain sum.
+        del codes
+        # Most people have one record: they are counted where it is, with no pairing at all.
+        # Only the records of people with several are paired with their cells (by sorting).
+        repeated = _repeated(person)
         flat_out = out.ravel()
+        flat_out[: self.size] += np.bincount(finest[~repeated], minlength=self.size)
+        p, c = unique_pairs(person[repeated], finest[repeated])
+        del finest
+        # Sorted by person: someone in several finest cells has a neighbour with the same id.
+        same = p[1:] == p[:-1]
+        multi = np.zeros(p.size, dtype=bool)
+        multi[1:] |= same
+        multi[:-1] |= same
+        # People in one finest cell: every total and group is a plain sum.
         np.add.at(flat_out, c[~multi], 1)
         out = flat_out.reshape(self.shape)
         self._aggregate(out)
@@ -305,8 +315,8 @@ class Lattice:
             flat = (flat[:, None] + self.strides[a] * chosen)[ok]
             people = np.broadcast_to(people[:, None], chosen.shape)[ok]
             carried = [np.broadcast_to(x[:, None], chosen.shape)[ok] for x in carried]
-        pairs = pl.DataFrame({"p": people, "c": flat}).unique()
-        counts = np.bincount(pairs.get_column("c").to_numpy(), minlength=self.size)
+        _, cells = unique_pairs(people, flat)
+        counts = np.bincount(cells, minlength=self.size)
         return counts.reshape(self.shape).astype(np.int64)
 
     def zeros(self, impossible: np.ndarray) -> np.ndarray:
@@ -317,6 +327,41 @@ class Lattice:
         out[inner] = (~np.asarray(impossible, dtype=bool)).astype(np.int64)
         self._aggregate(out)
         return np.flatnonzero(out.ravel() == 0)
+
+
+def _repeated(values: np.ndarray) -> np.ndarray:
+    """Which entries of ``values`` occur more than once. A distinct count settles the usual
+    case (no repeats) with a few bytes a value; otherwise by sorting (polars' ``is_duplicated``
+    held over 100 bytes a value)."""
+    series = pl.Series(values)
+    if series.n_unique() == series.len():
+        return np.zeros(values.shape, dtype=bool)
+    order = series.arg_sort().to_numpy()
+    ordered = values[order]
+    same = ordered[1:] == ordered[:-1]
+    repeated = np.zeros(values.shape, dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    out = np.empty(values.shape, dtype=bool)
+    out[order] = repeated
+    return out
+
+
+def unique_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (first, second) pairs, sorted by first then second.
+
+    By sorting (multi-threaded, in polars) rather than hashing the pairs: polars' unique and
+    group-by over two columns held about 250 bytes a row (5 GB for the 20 million records of
+    ``bench.bench_release_scale``), a sort about a fifth of that."""
+    if len(first) == 0:
+        return np.asarray(first), np.asarray(second)
+    ordered = pl.DataFrame({"a": first, "b": second}).sort("a", "b")
+    a = ordered.get_column("a").to_numpy()
+    b = ordered.get_column("b").to_numpy()
+    keep = np.empty(a.size, dtype=bool)
+    keep[0] = True
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[keep], b[keep]
 
 
 def _stack(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int) -> sp.csr_matrix:
