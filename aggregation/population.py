@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from aggregation.definitions import identifier_field
 from aggregation.models import Release
+from aggregation.progress import COMPUTING, PROTECTING, Progress
 from aggregation.stored import published_table
 from agreements.categories import FALSE, TRUE, codes, dataset_attributes, label
 from core.db import end_reads
@@ -50,6 +51,10 @@ from records.models import Submission
 from records.service import SUBMISSION_COLUMN, data_keys, load_frame
 
 _COUNTS_LABEL = "release-counts"
+
+
+def _no_progress(phase: str, fraction: float) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,7 @@ def protect_release(
     obligations: Obligations,
     unit: str,
     release_id: str,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Protect a suppressed release of ``shape`` over the submissions in scope jointly with
     everything published from the same records; seal its true counts for the next ones."""
@@ -293,8 +299,16 @@ def protect_release(
     # take long, holds no database connection (nor SQLite's write lock). A connection lost
     # meanwhile costs nothing: the caller stores the result in a new transaction.
     end_reads(session)
+    report = progress or _no_progress
+    report(COMPUTING, 0.3)
     joint = protect_in_population(
-        population, shape, linked, obligations, unit, timer=time.perf_counter
+        population,
+        shape,
+        linked,
+        obligations,
+        unit,
+        timer=time.perf_counter,
+        counted=lambda: report(PROTECTING, 0.5),
     )
     sealed = vault.seal_under(
         keys,

@@ -37,11 +37,13 @@ from aggregation.ledger import Charge, charge, period_of
 from aggregation.ledger import preview as preview_charges
 from aggregation.models import IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
+from aggregation.progress import COMPUTING, READING, STORING, Progress
 from aggregation.stored import release_cells, release_parameters
 from agreements.expressions import compile_filter
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
+from core.db import end_reads
 from core.errors import PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
@@ -114,6 +116,11 @@ class _Computation:
     cohort: Sequence[Submission]
     release_id: str
     key: str
+    progress: Progress
+
+
+def _no_progress(phase: str, fraction: float) -> None:
+    return None
 
 
 def _request_key(
@@ -208,6 +215,43 @@ def _min_cell_size(decision: Decision) -> int:
     return k
 
 
+def _returned(session: Session, ctx: RequestContext, decided: _Decided) -> Release:
+    """The stored release for a request, audited as returned (and settled if held)."""
+    existing = decided.stored
+    assert existing is not None
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=AuditAction.RELEASE_CREATE,
+            resource_type="release",
+            resource_id=existing.id,
+            decision=decided.decision,
+            detail="returned the stored release",
+        ),
+    )
+    review.settle(session, ctx, existing)
+    return existing
+
+
+def stored_release(
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    indicator_id: str,
+    request: ReleaseRequest,
+) -> tuple[Release | None, str]:
+    """Check and decide a release request as :func:`create_release` does (refused the same
+    way), reading no record: the stored release for it (audited as returned), or ``None``; and
+    the request's key (the same definition, dimensions, method and data)."""
+    decided = _decide(session, ctx, policy, indicator_id, request)
+    if decided.stored is not None:
+        return _returned(session, ctx, decided), decided.key
+    if decided.method == DisclosureMethod.SUPPRESSION:
+        _min_cell_size(decided.decision)
+    return None, decided.key
+
+
 def create_release(
     session: Session,
     ctx: RequestContext,
@@ -215,9 +259,15 @@ def create_release(
     policy: PolicySet,
     indicator_id: str,
     request: ReleaseRequest,
+    progress: Progress | None = None,
 ) -> tuple[Release, bool]:
-    """Compute and store a release, or return the stored one for the same request."""
+    """Compute and store a release, or return the stored one for the same request.
+
+    ``progress`` is told each phase as it starts (see :mod:`aggregation.progress`), always
+    between the session's transactions."""
     assert ctx.principal is not None
+    report = progress or _no_progress
+    report(READING, 0.1)
     decided = _decide(session, ctx, policy, indicator_id, request)
     version, definition, dims, method = (
         decided.version,
@@ -228,23 +278,22 @@ def create_release(
     shape, decision, base, cohort = decided.shape, decided.decision, decided.base, decided.cohort
     used, key, existing = decided.used, decided.key, decided.stored
     if existing is not None:
-        record(
-            session,
-            ctx,
-            AuditRecord(
-                action=AuditAction.RELEASE_CREATE,
-                resource_type="release",
-                resource_id=existing.id,
-                decision=decision,
-                detail="returned the stored release",
-            ),
-        )
-        review.settle(session, ctx, existing)
-        return existing, False
+        return _returned(session, ctx, decided), False
 
     release_id = new_id("rel")
     job = _Computation(
-        session, ctx, master, policy, decision, definition, dims, base, cohort, release_id, key
+        session,
+        ctx,
+        master,
+        policy,
+        decision,
+        definition,
+        dims,
+        base,
+        cohort,
+        release_id,
+        key,
+        report,
     )
     audit: dict[str, int | float] = {}
     population: str | None = None
@@ -285,7 +334,9 @@ def create_release(
             ),
             definition.unit,
             release_id,
+            report,
         )
+        report(STORING, 0.9)
         cells = release_cells(result.protection)
         parameters = release_parameters(result.protection)
         audit = _audit_counts(result.proof)
@@ -598,6 +649,9 @@ def _dp_release(job: _Computation) -> Release | tuple[list[dict[str, Any]], dict
 
     plan, charges = _dp_plan(policy, decision, definition, dims, ctx.now)
     population, person, numerator = _dp_population(job)
+    # Every input is read: the charge, the noise and the storing are one new transaction.
+    end_reads(session)
+    job.progress(COMPUTING, 0.4)
     with session.begin_nested() as charged:
         charge(session, ctx, charges, job.release_id)
         # The budgets are now locked: a concurrent identical request that got here first has

@@ -25,6 +25,7 @@ from api.routers import (
     budgets,
     health,
     indicators,
+    jobs,
     me,
     oauth,
     operations,
@@ -105,6 +106,7 @@ def create_app(
         backbone.auth.start(settings.auth_sync_seconds)
         backbone.policies.start(settings.auth_sync_seconds)
         backbone.audit_batcher.start()
+        backbone.jobs.start()
         if settings.audit_checkpoint_interval_seconds > 0:
             signer = signer_for(backbone.master, origin_for(settings.issuer))
             timer.append(
@@ -121,6 +123,7 @@ def create_app(
     def stop() -> None:
         while timer:
             timer.pop().stop()
+        backbone.jobs.stop()
         backbone.audit_batcher.stop()
         backbone.policies.stop()
         backbone.auth.stop()
@@ -170,6 +173,7 @@ def create_app(
         health,
         me,
         indicators,
+        jobs,
         reviews,
         budgets,
         oauth,

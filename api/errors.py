@@ -66,6 +66,29 @@ def problem(
     )
 
 
+def stored_problem(stored: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    """The problem document of an error a background job kept (:func:`jobs.service.problem_of`):
+    the same document the request would have been answered with."""
+    kind = stored.get("kind", "domain-error")
+    spec = PROBLEMS.get(kind, PROBLEMS["domain-error"])
+    body: dict[str, Any] = {
+        "type": problem_type(kind if kind in PROBLEMS else "domain-error"),
+        "title": spec.title,
+        "status": spec.status,
+        "detail": stored.get("detail") or spec.description,
+    }
+    if request_id:
+        body["instance"] = f"urn:backbone:request:{request_id}"
+        body["request_id"] = request_id
+    body.update(stored.get("extra") or {})
+    return body
+
+
+def stored_problem_response(stored: dict[str, Any], request_id: str | None) -> JSONResponse:
+    body = stored_problem(stored, request_id)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
+
+
 def _rid(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 

@@ -14,9 +14,10 @@ The routes count a stored submission or release once the request's unit of work 
 
 Read from the database at every scrape, by :class:`DatabaseCollector` (a few small queries, never
 kept in memory, the same for whichever worker answers): the privacy budget spent and remaining
-per agreement, dataset and period, the audit log's size, and the size and age of its latest
-signed checkpoint. Other scrape-time collectors (a job queue's depth, say) are added to the list
-:class:`MetricsEndpoint` is built with in :func:`api.app.create_app`.
+per agreement, dataset and period, the audit log's size, the size and age of its latest
+signed checkpoint, and the release jobs queued and running (``backbone_jobs``, by state). Other
+scrape-time collectors are added to the list :class:`MetricsEndpoint` is built with in
+:func:`api.app.create_app`.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (``backbone serve --workers N`` sets it for N > 1),
 every worker writes its counters to files in that directory and a scrape, whichever worker
@@ -39,7 +40,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,6 +51,7 @@ from audit import checkpoints
 from audit.models import AuditHead
 from core.errors import DomainError, Forbidden
 from core.settings import networks
+from jobs.models import ACTIVE, Job
 from policy.vocabulary import DisclosureMethod
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -211,7 +213,20 @@ class DatabaseCollector(Collector):
             "backbone_audit_log_events", "Events in the audit log (its Merkle tree size)"
         )
         log_size.add_metric([], size)
-        out: list[Metric] = [remaining, spent, log_size]
+        jobs = GaugeMetricFamily(
+            "backbone_jobs",
+            "Release jobs queued (waiting for a worker) and running",
+            labels=["state"],
+        )
+        by_state: dict[str, int] = {
+            job_state: count
+            for job_state, count in session.execute(
+                select(Job.state, func.count()).where(Job.state.in_(ACTIVE)).group_by(Job.state)
+            )
+        }
+        for job_state in ACTIVE:
+            jobs.add_metric([job_state], by_state.get(job_state, 0))
+        out: list[Metric] = [remaining, spent, log_size, jobs]
         latest = checkpoints.latest(session)
         if latest is not None:
             # Absent until the first checkpoint is signed (alert on absent() or on the age).

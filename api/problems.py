@@ -186,6 +186,13 @@ PROBLEMS: dict[str, ProblemType] = {
         "The differentially private release could not be computed",
         "Nothing was released and the privacy budget was refunded.",
     ),
+    "release-job-failed": ProblemType(
+        500,
+        "The release could not be computed",
+        "The release job failed at every attempt for a reason that is not the request's (the "
+        "database stayed unreachable, say); nothing was stored or charged. Request the release "
+        "again, or quote the job id to the operator.",
+    ),
     "linked-release-mismatch": ProblemType(
         409,
         "An earlier release does not match this data",

@@ -315,6 +315,36 @@ class ReleaseSummaryOut(_Out):
     review: ReviewSummaryOut | None = None
 
 
+class JobProgressOut(_Out):
+    fraction: float = Field(ge=0, le=1, description="the share of the work done")
+    phase: Literal["queued", "reading", "computing", "protecting", "storing", "done"] = Field(
+        description="reading (the request decided, the records in scope read and decrypted), "
+        "computing (the counts; by differential privacy the budget charge and the noise), "
+        "protecting (suppression and its audit), storing; done when finished"
+    )
+
+
+class JobOut(_Out):
+    """A release computed in the background (``/v1/jobs/{id}``): readable by the requesting
+    organization only. ``release`` is set once it has succeeded (the release itself is read at
+    ``/v1/releases/{id}``), ``problem`` (an RFC 9457 document) once it has failed."""
+
+    id: str
+    kind: Literal["release"]
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: JobProgressOut
+    indicator: str
+    dimensions: list[str] | None
+    method: str | None
+    attempts: int
+    created_at: str
+    started_at: str | None
+    updated_at: str
+    finished_at: str | None
+    release: ReleaseSummaryOut | None = None
+    problem: dict[str, Any] | None = None
+
+
 class ReleaseHeldOut(ReleaseSummaryOut):
     """A release stored and held for its data providers' review: no cells until published."""
 

@@ -20,6 +20,8 @@ from identity.auth_state import AuthState
 from identity.oauth_server import ServerConfig
 from identity.signing_keys import published_jwks
 from identity.tokens import TokenVerifier, VerificationKeys
+from jobs.engine import JobEngine
+from jobs.service import JobRuntime
 
 
 @dataclass
@@ -38,6 +40,7 @@ class AppState:
     clock: Callable[[], datetime]
     release_views: ReleaseViews
     rendered: RenderedPages
+    jobs: JobEngine
 
     @classmethod
     def build(
@@ -61,6 +64,7 @@ class AppState:
                 seconds=settings.client_assertion_max_lifetime_seconds
             ),
         )
+        policies = PolicyCache(sessions)
         return cls(
             settings=settings,
             engine=engine,
@@ -70,7 +74,7 @@ class AppState:
             keys=keys,
             verifier=TokenVerifier(settings.issuer, settings.audience, keys),
             auth=AuthState(sessions, clock),
-            policies=PolicyCache(sessions),
+            policies=policies,
             audit_batcher=AuditBatcher(sessions, engine, settings.audit_read_group_commit),
             limiter=RateLimiter(
                 settings.rate_limit_storage,
@@ -81,4 +85,5 @@ class AppState:
             clock=clock,
             release_views=ReleaseViews(),
             rendered=RenderedPages(),
+            jobs=JobEngine(settings, JobRuntime(sessions, master, policies, clock)),
         )

@@ -89,6 +89,7 @@ app.add_typer(keys_app, name="keys")
 
 def _register_remote() -> None:
     from cli.audit import audit_app
+    from cli.jobs import worker
     from cli.records import purge as records_purge
     from cli.records import records_app
     from cli.releases import releases_app
@@ -98,6 +99,7 @@ def _register_remote() -> None:
     app.add_typer(records_app, name="records")
     app.add_typer(releases_app, name="releases")
     app.command("purge")(records_purge)
+    app.command("worker")(worker)
     app.add_typer(agreement_app, name="agreement")
     app.add_typer(indicator_app, name="indicator")
     app.add_typer(audit_app, name="audit")

@@ -236,6 +236,22 @@ def release(
         if r.status_code >= 400 or dry_run:
             _show(r)
             return
+        if r.status_code == 202 and r.headers.get("location", "").startswith("/v1/jobs/"):
+            # Computed by a background job: wait for it, then read the release.
+            from demo.walkthrough import released
+
+            typer.echo(f"computing in the background: {r.headers['location']}", err=True)
+            status, summary = released(http, r, {})
+            if status != 200:
+                typer.echo(json.dumps(summary, indent=2))
+                return
+            r = http.get(f"/v1/releases/{summary['id']}")
+            if r.status_code >= 400:
+                _show(r)
+                return
+        elif r.status_code == 202:
+            _show(r)
+            return
         out = r.json()
         statuses: dict[str, int] = {}
         for row in out["rows"]:

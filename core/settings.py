@@ -72,6 +72,28 @@ class Settings(BaseSettings):
         le=600,
         description="answer release requests on a multiple of this many seconds; 0 = off",
     )
+    release_sync_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="a release computed within this many seconds is answered at once; a longer "
+        "one is answered 202 with a job to poll",
+    )
+    job_queue: Literal["auto", "in-process", "procrastinate"] = Field(
+        default="auto",
+        description="where release jobs run: in-process (threads of the serving process) or "
+        "procrastinate (a queue in PostgreSQL, run by `backbone worker`); auto: procrastinate "
+        "on PostgreSQL, in-process on SQLite",
+    )
+    job_concurrency: int = Field(
+        default=1, ge=1, le=64, description="jobs one process computes at once"
+    )
+    job_sweep_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="in-process jobs: how often to take over jobs left queued or abandoned "
+        "(also at start); 0 = never",
+    )
     webhook_allow_hosts: str = Field(
         default="",
         description="comma-separated host names, addresses or networks a webhook may reach "
@@ -109,9 +131,18 @@ class Settings(BaseSettings):
             self.issuer = f"http://127.0.0.1:{self.port}"
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'backbone.db'}"
+        if self.job_queue == "procrastinate" and not self.database_url.startswith("postgres"):
+            raise ValueError("BACKBONE_JOB_QUEUE=procrastinate needs a PostgreSQL database")
         if self.master_key_file is None and self.env != "production":
             self.master_key_file = self.data_dir / "master.key"
         return self
+
+    @property
+    def jobs_in_process(self) -> bool:
+        """Whether release jobs run in the serving process (else in ``backbone worker``)."""
+        if self.job_queue == "auto":
+            return not self.database_url.startswith(("postgres", "postgresql"))
+        return self.job_queue == "in-process"
 
     @property
     def is_production(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 from typing import Any
 
 import httpx
@@ -28,6 +29,31 @@ def token(
     r = http.post("/oauth/token", data=data, auth=(cid, secret))
     r.raise_for_status()
     return str(r.json()["access_token"])
+
+
+def released(
+    http: httpx.Client, r: httpx.Response, headers: dict[str, str], timeout: float = 900.0
+) -> tuple[int, dict[str, Any]]:
+    """A release request's outcome: its answer, or, for a release computed by a background job
+    (202 with ``Location: /v1/jobs/{id}``), the job polled until it finishes: (200 and the
+    release's summary) or (202 and the held release's), or the job's problem raised."""
+    r.raise_for_status()
+    location = r.headers.get("location", "")
+    if r.status_code != 202 or not location.startswith("/v1/jobs/"):
+        return r.status_code, dict(r.json())
+    deadline = time.monotonic() + timeout
+    while True:
+        job = http.get(location, headers=headers)
+        job.raise_for_status()
+        body = job.json()
+        if body["state"] == "succeeded":
+            release: dict[str, Any] = body["release"]
+            return (200 if release["state"] == "published" else 202), release
+        if body["state"] == "failed":
+            raise RuntimeError(f"the release job failed: {body['problem']['title']}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the release job {body['id']} has not finished")
+        time.sleep(float(job.headers.get("retry-after", "1")))
 
 
 def late_batch(count: int = 25, seed: int = 7) -> bytes:
@@ -94,8 +120,7 @@ def run(url: str, credentials: dict[str, Any]) -> int:
             json={"dimensions": ["neighborhood"]},
             headers={"Authorization": f"Bearer {manager}"},
         )
-        r.raise_for_status()
-        release = r.json()
+        _status, release = released(http, r, {"Authorization": f"Bearer {manager}"})
         print(f"   release {release['id']} (k = {release['parameters']['min_cell_size']})")
 
         print("3. The initiative's dashboard reads it.")
@@ -150,10 +175,9 @@ def _review_step(
         json={"dimensions": ["birth_year", "neighborhood"]},
         headers=bearer(manager),
     )
-    r.raise_for_status()
-    held = r.json()
+    status, held = released(http, r, bearer(manager))
     due = held["review"]["reviewers"][0]["due_at"][:10] if held.get("review") else "-"
-    print(f"   release {held['id']}: {r.status_code}, state {held['state']} (review due {due})")
+    print(f"   release {held['id']}: {status}, state {held['state']} (review due {due})")
     r = http.get(f"/v1/releases/{held['id']}", headers=bearer(dashboard))
     print(f"   the dashboard asks for it: {r.status_code} {r.json().get('type', '')}")
 

@@ -329,6 +329,7 @@ def protect_in_population(
     unit: str,
     scope: frozenset[str] | None = None,
     timer: Callable[[], float] | None = None,
+    counted: Callable[[], None] | None = None,
 ) -> Joint:
     """Protect a release of ``shape`` over the submissions ``scope`` (default: every record of
     ``population``) jointly with the ``earlier`` releases that share records with it.
@@ -337,7 +338,10 @@ def protect_in_population(
     counted whose records still exist (withdrawn or replaced, not yet destroyed): they are
     classes of the data-version axis, so that an earlier release over them is placed exactly.
     An earlier release whose records are partly destroyed is placed on what remains, with the
-    difference known to the attacker (see :mod:`disclosure.protection`)."""
+    difference known to the attacker (see :mod:`disclosure.protection`).
+
+    ``counted``, if given, is called once the true counts are computed, before suppression and
+    its audit (a caller's progress report)."""
     records = population.records
     available = (
         frozenset(records.get_column(SUBMISSION).unique().to_list())
@@ -412,6 +416,8 @@ def protect_in_population(
         by_submission = {sid: class_of[sig] for sid, sig in signature.items()}
         axis_codes.append(_coded(records.get_column(SUBMISSION), by_submission))
     truth = lattice.counts(records.get_column(PERSON).to_numpy(), axis_codes)
+    if counted is not None:
+        counted()
     impossible = _impossible(lattice, axes, population.structural_zeros)
     if version_axis is not None:
         # What the data holds is allowed too: were ingest ever to let a record outside its

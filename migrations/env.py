@@ -8,7 +8,7 @@ from alembic import context
 
 from core.db import UTCDateTime, make_engine, normalize_url
 from core.settings import Settings
-from migrations.schema import metadata
+from migrations.schema import include_object, metadata
 
 config = context.config
 
@@ -49,6 +49,7 @@ def run_online() -> None:
             target_metadata=metadata,
             render_as_batch=True,
             render_item=render_item,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -61,6 +62,7 @@ def run_online() -> None:
                 target_metadata=metadata,
                 render_as_batch=True,
                 render_item=render_item,
+                include_object=include_object,
             )
             with context.begin_transaction():
                 context.run_migrations()

@@ -177,6 +177,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Set
         audit_read_group_commit=False,
         # Release padding is tested on its own (tests/indicators/test_disclosure_http.py).
         release_time_quantum=0,
+        # Release jobs run in the test's process and transaction (a worker elsewhere could not
+        # see it), and a release is answered when it is done, however loaded the machine: the
+        # job path (202, polling, the queue) is tested on its own (tests/indicators/test_release_jobs.py).
+        job_queue="in-process",
+        job_sweep_seconds=0,
+        release_sync_seconds=600,
     )
 
 

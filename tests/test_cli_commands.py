@@ -200,14 +200,36 @@ def seeded(deployment: Deployment) -> Iterator[Deployment]:
     yield deployment
 
 
+def work(dep: Deployment, **env: str) -> Server:
+    """``backbone worker``, as a service beside the API (PostgreSQL: releases that outlast the
+    synchronous deadline are computed by it); its output goes to ``worker.log``."""
+    with (dep.cwd / "worker.log").open("w") as log:
+        proc = subprocess.Popen(
+            [str(BACKBONE), "worker"],
+            env=dep.env(**env),
+            cwd=dep.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(proc)
+
+
 @pytest.fixture(scope="module")
 def served(seeded: Deployment) -> Iterator[Deployment]:
     # Port from PORT (no --port), behind a trusted proxy address: the README's production form.
     server = serve(seeded, "--proxy-headers", BACKBONE_FORWARDED_ALLOW_IPS="127.0.0.1")
+    # On SQLite `backbone serve` runs release jobs itself; on PostgreSQL a worker does.
+    worker = work(seeded) if seeded.url.startswith("postgresql") else None
     try:
         yield seeded
     finally:
         server.stop()
+        if worker is not None:
+            alive = worker.proc.poll() is None
+            worker.stop()  # SIGTERM: the jobs in hand finish, then it exits
+            stderr = (seeded.cwd / "worker.log").read_text()
+            assert alive and worker.proc.returncode == 0, stderr
+            assert "Traceback" not in stderr, stderr
 
 
 def test_the_cli_and_the_service_name_the_same_audit_log(served: Deployment):

@@ -71,6 +71,11 @@ def service(database: tuple[str, dict[str, Any], Any]) -> Iterator[tuple[TestCli
         purge_on_start=False,
         audit_checkpoint_interval_seconds=0,
         audit_read_group_commit=False,
+        # A release is computed by a job in this process and answered when it is done, however
+        # loaded the machine: what a connection lost during the computation costs is the point.
+        job_queue="in-process",
+        job_sweep_seconds=0,
+        release_sync_seconds=600,
     )
     engine = make_engine(url)
     app = create_app(settings, engine=engine, master=MASTER, configure_logs=False)

@@ -8,14 +8,16 @@ from sqlalchemy import inspect, text
 
 from core.db import make_engine
 from migrations.commands import downgrade, head_revision, upgrade
-from migrations.schema import metadata
+from migrations.schema import include_object, metadata
 
 
 def _diff(url: str) -> list:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": include_object}
+            )
             return compare_metadata(ctx, metadata)
     finally:
         engine.dispose()

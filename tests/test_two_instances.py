@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKEND, FreshDatabase
-from tests.test_cli_commands import Deployment, Server, _free_port, serve
+from tests.test_cli_commands import Deployment, Server, _free_port, serve, work
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
@@ -67,11 +67,14 @@ def pair(
         "BACKBONE_AUTH_SYNC_SECONDS": str(SYNC_SECONDS),
         "BACKBONE_TOKEN_RATE_LIMIT": "6/minute",
         "BACKBONE_RELEASE_TIME_QUANTUM": "0",
+        # Every release is a job on the queue in PostgreSQL, taken by the worker.
+        "BACKBONE_RELEASE_SYNC_SECONDS": "0",
     }
     servers: list[Server] = []
     try:
         for dep in (a, b):
             servers.append(serve(dep, **shared))
+        servers.append(work(a, **shared))
         yield a, b
     finally:
         for server in servers:
@@ -147,8 +150,20 @@ def test_a_release_computed_on_one_instance_is_read_on_the_other(pair):
         headers=_bearer(token),
         timeout=300,
     )
-    assert made.status_code in (200, 201), made.text
-    release = made.json()["id"]
+    # Requested on one instance, computed by the worker that takes the job from the queue, and
+    # followed on the other instance.
+    assert made.status_code == 202, made.text
+    assert made.headers["Location"] == f"/v1/jobs/{made.json()['id']}"
+    deadline = time.monotonic() + 300
+    while True:
+        job = httpx.get(f"{b.base}{made.headers['Location']}", headers=_bearer(token), timeout=60)
+        assert job.status_code == 200, job.text
+        if job.json()["state"] not in ("queued", "running"):
+            break
+        assert time.monotonic() < deadline, job.text
+        time.sleep(0.2)
+    assert job.json()["state"] == "succeeded", job.text
+    release = job.json()["release"]["id"]
     here = httpx.get(f"{a.base}/v1/releases/{release}", headers=_bearer(token), timeout=60)
     there = httpx.get(f"{b.base}/v1/releases/{release}", headers=_bearer(token), timeout=60)
     assert here.status_code == there.status_code == 200

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from functools import partial
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,16 +29,18 @@ from api.deps import (
     AuditedRoute,
     Policy,
     UnitOfWork,
-    after_commit,
     audited,
     record_refusal,
     require,
     run_unit_of_work,
     state,
 )
+from api.errors import stored_problem_response
+from api.routers.jobs import job_document, job_headers
 from api.schemas import (
     MAX_PAGE,
     IndicatorOut,
+    JobOut,
     ReleaseDocumentOut,
     ReleaseHeldOut,
     ReleaseIn,
@@ -47,7 +50,10 @@ from api.schemas import (
 )
 from audit.actions import AuditAction
 from core.context import RequestContext
+from core.db import read_only
 from core.errors import DomainError, InvalidInput
+from jobs import service as job_service
+from jobs.models import ACTIVE, FAILED, Job
 from policy.engine import PolicySet
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
@@ -218,7 +224,12 @@ def _preview_out(preview: releases.ReleasePreview) -> dict[str, Any]:
     response_model_exclude_unset=True,
     summary="Compute and publish a release (or get the stored one for the same request); "
     'with "dry_run": true, what it would do',
-    description="A new release is answered 201, the stored one for the same request 200. "
+    description="The stored release for the same request is answered at once (200). Otherwise "
+    "the release is computed by a background job: one that finishes within "
+    "`BACKBONE_RELEASE_SYNC_SECONDS` (2 s by default) is answered as a release (201), a longer "
+    "one 202 with the job (`Location: /v1/jobs/{id}`; poll it until it has succeeded or "
+    "failed). The same request while its job is queued or running answers that job again. "
+    "A request that is invalid or denied is refused at once, and nothing is queued. "
     "When a contributing agreement requires review by the data providers, the release is "
     "stored (and charged) and held: 202 with its state (`pending_review`) and the reviews, "
     "without cells; the same request while it is held returns it again (202). "
@@ -228,16 +239,18 @@ def _preview_out(preview: releases.ReleasePreview) -> dict[str, Any]:
     "would be refused is refused with the same problem document.",
     responses={
         201: {"model": ReleaseDocumentOut, "description": "A new release"},
-        202: {"model": ReleaseHeldOut, "description": "Stored and held for review"},
+        202: {
+            "model": JobOut | ReleaseHeldOut,
+            "description": "A job computing the release (JobOut, with `Location: "
+            "/v1/jobs/{id}`), or the release stored and held for review (ReleaseHeldOut)",
+        },
     },
     dependencies=[Depends(audited(AuditAction.RELEASE_CREATE, "indicator", "indicator_id"))],
 )
 async def create_release(
     indicator_id: str,
     request: Request,
-    session: UnitOfWork,
     ctx: Writer,
-    policy: Policy,
     body: ReleaseIn | None = None,
 ) -> Response:
     st = state(request)
@@ -252,42 +265,122 @@ async def create_release(
             AuditAction.RELEASE_PREVIEW, "indicator", "indicator_id"
         )
         preview = await run_in_threadpool(
-            releases.preview_release, session, ctx, policy, indicator_id, req
+            run_unit_of_work,
+            request,
+            lambda s: releases.preview_release(s, ctx, st.policies.get(s), indicator_id, req),
         )
         return JSONResponse(_preview_out(preview))
     started = time.monotonic()
     try:
-        release, created = await run_in_threadpool(
-            releases.create_release, session, ctx, st.master, policy, indicator_id, req
+        outcome = await run_in_threadpool(
+            run_unit_of_work,
+            request,
+            lambda s: job_service.request_release(s, ctx, st.policies.get(s), indicator_id, req),
         )
+        if isinstance(outcome, Release):
+            metrics.release_answered(
+                outcome.method, computed=False, seconds=time.monotonic() - started
+            )
+            return await _release_response(request, outcome, created=False)
+        job, _new = outcome
+        finished = await _finished_within(
+            request, job.id, st.jobs.submit(job.id), st.settings.release_sync_seconds
+        )
+        if finished is None or finished.state in ACTIVE:
+            return await run_in_threadpool(run_unit_of_work, request, _job_response(job.id))
+        if finished.state == FAILED:
+            # The job has audited the refusal, as the request itself would have been.
+            metrics.release_refused(req.method)
+            return stored_problem_response(finished.problem or {}, request.state.request_id)
+        release = await run_in_threadpool(run_unit_of_work, request, _load_release(finished))
+        # Counted once stored (committed with the job's success).
+        metrics.release_answered(
+            release.method,
+            computed=bool(finished.release_created),
+            seconds=time.monotonic() - started,
+        )
+        return await _release_response(request, release, created=bool(finished.release_created))
     except DomainError:
         metrics.release_refused(req.method)
         raise
-    else:
-        # Counted once stored: the unit of work commits after this returns.
-        seconds = time.monotonic() - started
-        after_commit(
-            request,
-            partial(metrics.release_answered, release.method, computed=created, seconds=seconds),
-        )
     finally:
         # Answered, or refused, on a quantum boundary: the computing time is not observable
         # (but by who may read /metrics, see BACKBONE_METRICS_ALLOW).
         elapsed = time.monotonic() - started
         await asyncio.sleep(padded_seconds(elapsed, st.settings.release_time_quantum) - elapsed)
 
+
+async def _finished_within(
+    request: Request, job_id: str, future: Future[str | None] | None, seconds: float
+) -> Job | None:
+    """The job once it has finished, or None if it has not within ``seconds``: awaited when it
+    runs in this process, else polled (a worker elsewhere runs it)."""
+    deadline = time.monotonic() + seconds
+    if future is not None:
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), seconds)
+        except TimeoutError:
+            return None
+    else:
+        while True:
+            job = await run_in_threadpool(run_unit_of_work, request, _load_job(job_id))
+            if job.state not in ACTIVE:
+                return job
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(_POLL_SECONDS, left))
+    return await run_in_threadpool(run_unit_of_work, request, _load_job(job_id))
+
+
+_POLL_SECONDS = 0.1
+
+
+def _load_job(job_id: str) -> Callable[[Session], Job]:
+    def load(session: Session) -> Job:
+        read_only(session)
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+    return load
+
+
+def _load_release(job: Job) -> Callable[[Session], Release]:
+    def load(session: Session) -> Release:
+        release = job_service.release_of(session, job)
+        assert release is not None
+        return release
+
+    return load
+
+
+def _job_response(job_id: str) -> Callable[[Session], Response]:
+    def answer(session: Session) -> Response:
+        read_only(session)
+        job = session.get(Job, job_id)
+        assert job is not None
+        return JSONResponse(job_document(session, job), status_code=202, headers=job_headers(job))
+
+    return answer
+
+
+async def _release_response(request: Request, release: Release, *, created: bool) -> Response:
+    st = state(request)
     if release.state != review.PUBLISHED:
         # Held (or objected to): its cells go to the reviewers only, never to the requester.
-        held = await run_in_threadpool(lambda: _release_summary(session, release, reasons=True))
+        held = await run_in_threadpool(
+            run_unit_of_work, request, lambda s: _release_summary(s, release, reasons=True)
+        )
         return JSONResponse(
             held, status_code=202, headers={"Location": f"/v1/releases/{release.id}"}
         )
 
-    def render() -> bytes:
+    def render(session: Session) -> bytes:
         view = st.release_views.load(session, release.id)
         return st.rendered.render(view, "json", {}, 1, 100_000)[0]
 
-    body_bytes = await run_in_threadpool(render)
+    body_bytes = await run_in_threadpool(run_unit_of_work, request, render)
     return Response(
         body_bytes,
         status_code=201 if created else 200,
