@@ -11,8 +11,10 @@ and pushes the records over HTTP, one submission per school year. Then, in the s
 
 * a suppressed release and a differentially private release of the readiness rate by school
   year x neighborhood (with every margin), each requested over HTTP and followed to the end of
-  its job: its time, the worker's peak resident memory during it (``VmHWM``, reset before each
-  release) and its resident memory after it, beside the worker's idle memory before the first;
+  its job: its time, the peak memory of the worker and the processes under it while it computes
+  (each job runs in a process of its own, ``BACKBONE_JOB_ISOLATION=process``; proportional set
+  sizes, sampled every 20 ms) and their memory after it, beside their idle memory before the
+  first;
 * the comparison: polars computing the same unprotected counts (distinct children, ready and
   all, per cell and margin) from a plain Parquet file of the same records, in a process of its
   own, with its time and peak memory.
@@ -31,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +44,7 @@ from typing import Any
 import httpx
 import polars as pl
 
-from bench.bench_ingest import DEFAULT_PG, fresh_database, peak_rss
+from bench.bench_ingest import DEFAULT_PG, fresh_database
 from demo.initiative import NEIGHBORHOODS, RACE_ETHNICITY
 
 DATASET = "scale_readiness"
@@ -374,20 +377,68 @@ def _wait(base: str, token: str, location: str) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def _reset_peak(pid: int) -> None:
-    # Writing 5 to clear_refs resets the peak resident set size (VmHWM) of the process.
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    """The worker and every process under it: the forkserver and the jobs' processes."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(_children(current))
+    return out
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages (the forkserver's modules in every job process)
+    counted once in a sum over processes."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_memory(pid: int) -> int:
+    return sum(_pss(p) for p in _tree(pid))
 
 
 def _release(base: str, token: str, ident: str, method: str, pid: int) -> tuple[float, int, int]:
-    _reset_peak(pid)
+    """Time, peak memory of the worker and the processes under it while the release is
+    computed (sampled every 20 ms), and their memory once it is done."""
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_memory(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     started = time.perf_counter()
     location = _request(base, token, ident, method)
     if location:
         _wait(base, token, location)
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
     time.sleep(1)
-    return seconds, peak_rss(pid), peak_rss(pid, "VmRSS")
+    return seconds, peak[0], tree_memory(pid)
 
 
 _POLARS = """
@@ -452,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             made.raise_for_status()
             pid = pids[0]
-            idle = peak_rss(pid, "VmRSS")
+            idle = tree_memory(pid)
             plain, plain_peak = _plain_polars(str(Path(tmp) / "records-*.parquet"))
             print(f"worker idle: {idle / 2**20:,.0f} MiB")
             print(

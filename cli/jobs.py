@@ -39,6 +39,7 @@ def worker(
     from core.db import make_session_factory
     from core.keys import load_master_key
     from core.settings import get_settings
+    from jobs.isolation import JobProcesses
     from jobs.service import JobRuntime
 
     settings = get_settings()
@@ -46,8 +47,11 @@ def worker(
     master = load_master_key(settings)
     engine = open_engine()
     sessions = make_session_factory(engine)
-    runtime = JobRuntime(sessions, master, PolicyCache(sessions), utcnow)
     jobs = concurrency or settings.job_concurrency
+    processes = (
+        JobProcesses(settings, jobs, master) if settings.job_isolation == "process" else None
+    )
+    runtime = JobRuntime(sessions, master, PolicyCache(sessions), utcnow, processes)
     try:
         if settings.jobs_in_process:
             _in_process(runtime, jobs, once, settings.job_sweep_seconds)
@@ -57,6 +61,8 @@ def worker(
             typer.echo(f"backbone worker: {jobs} job(s) at once from the queue in PostgreSQL")
             queue.run_worker(queue.make_app(settings.database_url), runtime, jobs, wait=not once)
     finally:
+        if processes is not None:
+            processes.close()
         engine.dispose()
 
 

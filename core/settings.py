@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         "procrastinate (a queue in PostgreSQL, run by `backbone worker`); auto: procrastinate "
         "on PostgreSQL, in-process on SQLite",
     )
+    job_isolation: Literal["process", "thread"] = Field(
+        default="process",
+        description="process: each release job runs in a process that ends with it, so that its "
+        "memory goes back to the system; thread: in the worker's own process",
+    )
     job_concurrency: int = Field(
         default=1, ge=1, le=64, description="jobs one process computes at once"
     )

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from core.settings import Settings
+from jobs.isolation import JobProcesses
 from jobs.runner import InProcessRunner
 from jobs.service import JobRuntime
 
@@ -19,6 +21,9 @@ class JobEngine:
 
     def __init__(self, settings: Settings, runtime: JobRuntime) -> None:
         self.in_process = settings.jobs_in_process
+        self._settings = settings
+        self._isolation = settings.job_isolation
+        self._processes: JobProcesses | None = None
         self._database_url = settings.database_url
         self._runner = (
             InProcessRunner(runtime, settings.job_concurrency, settings.job_sweep_seconds)
@@ -30,11 +35,20 @@ class JobEngine:
 
     def start(self) -> None:
         if self._runner is not None:
+            if self._isolation == "process" and self._processes is None:
+                # Each job in a process that ends with it (see jobs.isolation).
+                self._processes = JobProcesses(
+                    self._settings, self._settings.job_concurrency, self._runner.runtime.master
+                )
+                self._runner.runtime = replace(self._runner.runtime, processes=self._processes)
             self._runner.start()
 
     def stop(self) -> None:
         if self._runner is not None:
             self._runner.stop()
+        if self._processes is not None:
+            processes, self._processes = self._processes, None
+            processes.close()
         with self._lock:
             app, self._app = self._app, None
         if app is not None:

@@ -21,7 +21,7 @@ from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.engine import make_url
 
 from core.db import normalize_url
-from jobs.service import MAX_ATTEMPTS, JobRuntime, run_job
+from jobs.service import MAX_ATTEMPTS, JobRuntime, execute
 
 log = logging.getLogger("backbone.jobs")
 QUEUE = "backbone-releases"
@@ -41,7 +41,7 @@ def release(job_id: str) -> None:
     """The task: run Backbone's job ``job_id`` (in a thread of the worker)."""
     if not _runtime:
         raise RuntimeError("the job runtime is not configured in this worker")
-    run_job(_runtime[0], job_id)
+    execute(_runtime[0], job_id)
 
 
 async def retry_stalled(context: JobContext, timestamp: int) -> None:

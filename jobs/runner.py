@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 from core.periodic import Periodic
-from jobs.service import JobRuntime, pending, run_job
+from jobs.service import JobRuntime, execute, pending
 
 log = logging.getLogger("backbone.jobs")
 STALE = timedelta(minutes=10)
@@ -82,7 +82,7 @@ class InProcessRunner:
     def _run(self, job_id: str) -> str | None:
         while True:
             try:
-                return run_job(self.runtime, job_id, STALE)
+                return execute(self.runtime, job_id, STALE)
             except Exception:
                 log.warning("a release job failed; it will be tried again", exc_info=True)
                 if self._stopping.wait(RETRY_SECONDS):

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +42,9 @@ from jobs.models import ACTIVE, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
 from policy.engine import PolicySet
 from policy.model import Principal
 
+if TYPE_CHECKING:
+    from jobs.isolation import JobProcesses
+
 log = logging.getLogger("backbone.jobs")
 
 RELEASE = "release"
@@ -55,12 +58,22 @@ _HIDDEN = "No such job."
 
 @dataclass(frozen=True)
 class JobRuntime:
-    """What running a job needs: the database, the master key, the agreements, a clock."""
+    """What running a job needs: the database, the master key, the agreements, a clock; and,
+    where jobs run in processes of their own (:mod:`jobs.isolation`), those processes."""
 
     sessions: Callable[[], Session]
     master: MasterKey
     policies: PolicyCache
     clock: Callable[[], datetime]
+    processes: JobProcesses | None = None
+
+
+def execute(runtime: JobRuntime, job_id: str, stale: timedelta | None = None) -> str | None:
+    """Run a job (see :func:`run_job`) in a process of its own when the runtime has them,
+    else in this thread."""
+    if runtime.processes is not None:
+        return runtime.processes.run(job_id, stale)
+    return run_job(runtime, job_id, stale)
 
 
 def request_release(

@@ -181,6 +181,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Set
         # see it), and a release is answered when it is done, however loaded the machine: the
         # job path (202, polling, the queue) is tested on its own (tests/indicators/test_release_jobs.py).
         job_queue="in-process",
+        job_isolation="thread",
         job_sweep_seconds=0,
         release_sync_seconds=600,
     )
