@@ -171,8 +171,9 @@ def indicator(ident: str, dims: list[str], numerator: str | None = "ready") -> d
         "recipients": ["backbone"],
         "numerator": {"dataset": DATASET, **({"filter": numerator} if numerator else {})},
         "dimensions": dims,
-        "period_dimension": "school_year",
     }
+    if "school_year" in dims:
+        out["period_dimension"] = "school_year"
     if numerator:
         out["denominator"] = {"dataset": DATASET}
     return out
@@ -552,7 +553,8 @@ def _concurrent(base: str, token: str, count: int) -> int:
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=60,
             )
-            made.raise_for_status()
+            if made.status_code != 201:
+                raise RuntimeError(f"indicator refused: {made.status_code} {made.text[:400]}")
         idents.append(i)
     # Differential privacy: no joint audit, so each release costs the same alone or together.
     started = time.perf_counter()
