@@ -1,7 +1,7 @@
 """Benchmark: releases at the scale of a state, on PostgreSQL, computed by ``backbone worker``.
 
     .venv/bin/python -m bench.bench_release_scale                  # 20,000,000 records
-    .venv/bin/python -m bench.bench_release_scale --records 2000000
+    .venv/bin/python -m bench.bench_release_scale --records 2000000   # or --quick: 1,000,000
     .venv/bin/python -m bench.bench_release_scale --concurrent 10  # ten releases at once
 
 It creates a fresh PostgreSQL database with a partner, the backbone and an agreement for a
@@ -467,12 +467,13 @@ def _plain_polars(parquet: str) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000_000)
+    parser.add_argument("--quick", action="store_true", help="1,000,000 records")
     parser.add_argument("--concurrent", type=int, default=0)
     parser.add_argument(
         "--postgres", default=os.environ.get("BACKBONE_BENCH_POSTGRES_URL", DEFAULT_PG)
     )
     args = parser.parse_args(argv)
-    per_year = args.records // len(YEARS)
+    per_year = (1_000_000 if args.quick else args.records) // len(YEARS)
     with (
         fresh_database(args.postgres) as url,
         tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp,
