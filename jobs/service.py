@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,9 +42,6 @@ from jobs.models import ACTIVE, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
 from policy.engine import PolicySet
 from policy.model import Principal
 
-if TYPE_CHECKING:
-    from jobs.isolation import JobProcesses
-
 log = logging.getLogger("backbone.jobs")
 
 RELEASE = "release"
@@ -54,6 +51,12 @@ DONE = "done"
 # stayed unreachable through every attempt): its kind, documented under /problems.
 JOB_FAILED = "release-job-failed"
 _HIDDEN = "No such job."
+
+
+class JobProcesses(Protocol):
+    """Runs a job in a process of its own (:class:`jobs.isolation.JobProcesses`)."""
+
+    def run(self, job_id: str, stale: timedelta | None) -> str | None: ...
 
 
 @dataclass(frozen=True)

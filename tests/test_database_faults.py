@@ -74,6 +74,8 @@ def service(database: tuple[str, dict[str, Any], Any]) -> Iterator[tuple[TestCli
         # A release is computed by a job in this process and answered when it is done, however
         # loaded the machine: what a connection lost during the computation costs is the point.
         job_queue="in-process",
+        # In the test's process: the tests replace functions of the computation to inject faults.
+        job_isolation="thread",
         job_sweep_seconds=0,
         release_sync_seconds=600,
     )
