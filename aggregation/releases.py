@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -577,36 +576,25 @@ def _dp_population(job: _Computation) -> tuple[pl.DataFrame, str, pl.Expr]:
     ds = dataset_terms(policy, definition.dataset, now)
     person = identifier_field(ds)
     fields = field_specs(ds)
-    names = {f.name for f in ds.fields}
-    texts = [definition.numerator.filter]
-    if definition.denominator is not None:
-        texts.append(definition.denominator.filter)
-    used = {w for t in texts if t for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", t)} & names
-    columns = sorted({person, *job.dims} | used)
-    population = compile_filter(
+    population_filter = compile_filter(
         definition.denominator.filter if definition.denominator else None, fields
-    ).expression
-    numerator = compile_filter(definition.numerator.filter, fields).expression
+    )
+    numerator_filter = compile_filter(definition.numerator.filter, fields)
+    columns = sorted({person, *job.dims} | population_filter.fields | numerator_filter.fields)
+    population = population_filter.expression
+    numerator = numerator_filter.expression
     if definition.cohort is not None:
         cohort_ds = dataset_terms(policy, definition.cohort.dataset, now)
         cohort_person = identifier_field(cohort_ds)
-        cohort_fields = field_specs(cohort_ds)
-        cohort_names = {f.name for f in cohort_ds.fields}
-        cohort_text = definition.cohort.filter or ""
-        cohort_columns = sorted(
-            {cohort_person}
-            | (set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", cohort_text)) & cohort_names)
+        cohort_filter = compile_filter(definition.cohort.filter, field_specs(cohort_ds))
+        cohort_frame = load_frame(
+            session, master, cohort, sorted({cohort_person} | cohort_filter.fields)
         )
-        cohort_frame = load_frame(session, master, cohort, cohort_columns)
         if cohort_frame is None:
             population = pl.lit(False)  # no one is in an empty cohort
         else:
             members = (
-                cohort_frame.filter(
-                    compile_filter(definition.cohort.filter, cohort_fields).expression
-                )
-                .get_column(cohort_person)
-                .unique()
+                cohort_frame.filter(cohort_filter.expression).get_column(cohort_person).unique()
             )
             population = population & pl.col(person).is_in(members.implode())
     enums = {

@@ -34,7 +34,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -223,56 +222,12 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 
 def seed(url: str, master_raw: bytes) -> dict[str, str]:
     """Organizations, clients and the agreement, through the services the API uses."""
-    from sqlalchemy.orm import sessionmaker
+    from bench.common import seed_agreement
 
-    from agreements import service as agreements
-    from agreements.document import AgreementDocument
-    from core.context import RequestContext
-    from core.db import make_engine
-    from identity import service as identity
-    from migrations.commands import upgrade
-    from policy.model import Principal
-
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        with sessionmaker(bind=engine)() as session:
-            now = datetime.now(UTC)
-            admin = RequestContext("bench-seed", now, None)
-            identity.create_organization(
-                session, admin, "bench-partner", "Bench partner", "partner"
-            )
-            identity.create_organization(session, admin, "backbone", "Backbone", "backbone")
-            sis = identity.create_client(
-                session, admin, organization_id="bench-partner", name="sis", role="partner-system"
-            )
-            identity.create_client(
-                session, admin, organization_id="bench-partner", name="dm", role="data-manager",
-                client_id="bench-dm",
-            )  # fmt: skip
-            identity.create_client(
-                session, admin, organization_id="backbone", name="mgr", role="backbone-manager",
-                client_id="bench-mgr",
-            )  # fmt: skip
-
-            def as_(client: str, org: str, kind: str) -> RequestContext:
-                scopes = frozenset({"agreements:write", "agreements:approve"})
-                return RequestContext("bench-seed", now, Principal(client, org, kind, scopes))
-
-            document = AgreementDocument.model_validate(agreement_document())
-            version = agreements.create(session, as_("bench-mgr", "backbone", "backbone"), document)
-            for client, org, kind in (
-                ("bench-dm", "bench-partner", "partner"),
-                ("bench-mgr", "backbone", "backbone"),
-            ):
-                agreements.approve(
-                    session, as_(client, org, kind), document.uid, 1, version.content_hash
-                )
-            session.commit()
-            assert sis.secret is not None
-            return {"client_id": sis.client.id, "client_secret": sis.secret}
-    finally:
-        engine.dispose()
+    creds: dict[str, str] = seed_agreement(url, agreement_document(), "bench-partner", "bench")[
+        "sis"
+    ]
+    return creds
 
 
 @contextmanager

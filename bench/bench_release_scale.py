@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,60 +180,9 @@ def indicator(ident: str, dims: list[str], numerator: str | None = "ready") -> d
 
 def seed(url: str) -> dict[str, dict[str, str]]:
     """Organizations, clients and the agreement, through the services the API uses."""
-    from sqlalchemy.orm import sessionmaker
+    from bench.common import seed_agreement
 
-    from agreements import service as agreements
-    from agreements.document import AgreementDocument
-    from core.context import RequestContext
-    from core.db import make_engine
-    from identity import service as identity
-    from migrations.commands import upgrade
-    from policy.model import Principal
-
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        with sessionmaker(bind=engine)() as session:
-            now = datetime.now(UTC)
-            admin = RequestContext("bench-seed", now, None)
-            identity.create_organization(session, admin, "scale-partner", "Partner", "partner")
-            identity.create_organization(session, admin, "backbone", "Backbone", "backbone")
-            issued = {
-                "sis": identity.create_client(
-                    session, admin, organization_id="scale-partner", name="sis",
-                    role="partner-system",
-                ),
-                "mgr": identity.create_client(
-                    session, admin, organization_id="backbone", name="mgr",
-                    role="backbone-manager", client_id="scale-mgr",
-                ),
-            }  # fmt: skip
-            identity.create_client(
-                session, admin, organization_id="scale-partner", name="dm", role="data-manager",
-                client_id="scale-dm",
-            )  # fmt: skip
-
-            def as_(client: str, org: str, kind: str) -> RequestContext:
-                scopes = frozenset({"agreements:write", "agreements:approve"})
-                return RequestContext("bench-seed", now, Principal(client, org, kind, scopes))
-
-            document = AgreementDocument.model_validate(agreement_document())
-            version = agreements.create(session, as_("scale-mgr", "backbone", "backbone"), document)
-            for client, org, kind in (
-                ("scale-dm", "scale-partner", "partner"),
-                ("scale-mgr", "backbone", "backbone"),
-            ):
-                agreements.approve(
-                    session, as_(client, org, kind), document.uid, 1, version.content_hash
-                )
-            session.commit()
-            out = {}
-            for name, made in issued.items():
-                assert made.secret is not None
-                out[name] = {"client_id": made.client.id, "client_secret": made.secret}
-            return out
-    finally:
-        engine.dispose()
+    return seed_agreement(url, agreement_document(), "scale-partner", "scale")
 
 
 def period_frame(year_index: int, rows: int) -> pl.DataFrame:

@@ -120,6 +120,70 @@ def server(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def seed_agreement(url: str, document: dict[str, Any], partner: str, prefix: str) -> dict[str, Any]:
+    """Migrate ``url``, then through the services the API uses: the partner organization and
+    the backbone, a partner system (``sis``), the partner's data manager and a backbone manager
+    (``mgr``, client id ``{prefix}-mgr``), and ``document`` approved by both parties. Returns
+    the credentials of ``sis`` and ``mgr``."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import sessionmaker
+
+    from agreements import service as agreements
+    from agreements.document import AgreementDocument
+    from core.context import RequestContext
+    from core.db import make_engine
+    from identity import service as identity
+    from migrations.commands import upgrade
+    from policy.model import Principal
+
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with sessionmaker(bind=engine)() as session:
+            now = datetime.now(UTC)
+            admin = RequestContext("bench-seed", now, None)
+            identity.create_organization(session, admin, partner, "Bench partner", "partner")
+            identity.create_organization(session, admin, "backbone", "Backbone", "backbone")
+            issued = {
+                "sis": identity.create_client(
+                    session, admin, organization_id=partner, name="sis", role="partner-system"
+                ),
+                "mgr": identity.create_client(
+                    session, admin, organization_id="backbone", name="mgr",
+                    role="backbone-manager", client_id=f"{prefix}-mgr",
+                ),
+            }  # fmt: skip
+            identity.create_client(
+                session, admin, organization_id=partner, name="dm", role="data-manager",
+                client_id=f"{prefix}-dm",
+            )  # fmt: skip
+
+            def as_(client: str, org: str, kind: str) -> RequestContext:
+                scopes = frozenset({"agreements:write", "agreements:approve"})
+                return RequestContext("bench-seed", now, Principal(client, org, kind, scopes))
+
+            parsed = AgreementDocument.model_validate(document)
+            version = agreements.create(
+                session, as_(f"{prefix}-mgr", "backbone", "backbone"), parsed
+            )
+            for client, org, kind in (
+                (f"{prefix}-dm", partner, "partner"),
+                (f"{prefix}-mgr", "backbone", "backbone"),
+            ):
+                agreements.approve(
+                    session, as_(client, org, kind), parsed.uid, 1, version.content_hash
+                )
+            session.commit()
+            out: dict[str, Any] = {}
+            for name, made in issued.items():
+                assert made.secret is not None
+                out[name] = {"client_id": made.client.id, "client_secret": made.secret}
+            return out
+    finally:
+        engine.dispose()
+
+
 def throughput(
     port: int,
     path: str,

@@ -16,7 +16,7 @@ pairs, which stay small integers however wide the linkage tokens are.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +102,25 @@ def person_ids(column: pl.Series) -> np.ndarray:
     if distinct_hashes == column.len() or distinct_hashes == column.n_unique():
         return hashed.to_numpy()
     return column.rank("dense").cast(pl.UInt64).to_numpy()  # pragma: no cover - hash collision
+
+
+def label_positions(column: pl.Series, where: Mapping[str, int]) -> np.ndarray:
+    """Each value's position (``where``: label -> position; -1 for a missing value or one
+    with no position), as small integers. A column of an enumeration (as the services read
+    records) is mapped through its categories, never turned back into text."""
+    if isinstance(column.dtype, pl.Enum):
+        categories = column.dtype.categories.to_list()
+        table = np.array([where.get(c, -1) for c in categories] + [-1], dtype=np.int32)
+        physical = column.to_physical().fill_null(len(categories)).to_numpy()
+        out: np.ndarray = table[physical]
+        return out
+    coded: np.ndarray = (
+        column.cast(pl.String)
+        .replace_strict(list(where), list(where.values()), default=-1, return_dtype=pl.Int32)
+        .fill_null(-1)
+        .to_numpy()
+    )
+    return coded
 
 
 def person_hashes(column: pl.Expr) -> tuple[pl.Expr, pl.Expr]:

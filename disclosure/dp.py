@@ -67,7 +67,7 @@ import polars as pl
 from opendp.extras.polars import dp_len
 
 from core.errors import DomainError, InvalidInput
-from disclosure.cube import TOTAL, Cube
+from disclosure.cube import TOTAL, Cube, label_positions
 from disclosure.dp_accuracy import half_width
 from disclosure.vocabulary import UNIT_SCALE, CellStatus, Unit
 
@@ -339,7 +339,7 @@ def _prepare(
     cell = np.zeros(selected.height, dtype=np.int64)
     inside = np.ones(selected.height, dtype=bool)
     for d, cats in zip(p.dimensions, p.categories, strict=True):
-        position = _positions(selected.get_column(d), cats)
+        position = label_positions(selected.get_column(d), {c: i for i, c in enumerate(cats)})
         inside &= position >= 0
         cell = cell * len(cats) + np.maximum(position, 0)
     people = selected.get_column(_PERSON).to_numpy()[inside]
@@ -368,26 +368,6 @@ def _prepare(
         columns_out[_FLAG] = pl.Series(_FLAG, keys.get_column(_FLAG).to_numpy()[first])
     prepared = pl.DataFrame(list(columns_out.values()))
     return prepared.sample(fraction=1.0, shuffle=True)
-
-
-def _positions(column: pl.Series, categories: Sequence[str]) -> np.ndarray:
-    """Each value's index in ``categories`` (-1: missing or another value)."""
-    if isinstance(column.dtype, pl.Enum):
-        table = {c: i for i, c in enumerate(categories)}
-        lookup = np.array(
-            [table.get(c, -1) for c in column.dtype.categories.to_list()] + [-1], dtype=np.int64
-        )
-        physical = column.to_physical().fill_null(len(lookup) - 1).to_numpy()
-        out: np.ndarray = lookup[physical]
-        return out
-    coded: np.ndarray = (
-        column.cast(pl.String)
-        .replace_strict(list(categories), list(range(len(categories))), default=-1)
-        .fill_null(-1)
-        .cast(pl.Int64)
-        .to_numpy()
-    )
-    return coded
 
 
 def _noisy_cells(p: DpPlan, prepared: pl.DataFrame) -> np.ndarray:

@@ -29,7 +29,7 @@ import polars as pl
 
 from agreements.categories import TRUE, dataset_attributes
 from core.errors import InvalidInput
-from disclosure.cube import Cube
+from disclosure.cube import Cube, label_positions
 from disclosure.lattice import Axis, Lattice
 from disclosure.partition import NotPartitionFilter, cohort_attribute, parse_slices
 from disclosure.protection import (
@@ -411,10 +411,12 @@ def protect_in_population(
         own, version_of = positions[0], positions[1:]
 
     # The records, coded along every axis.
-    axis_codes = [_coded(records.get_column(name), axes.recode(name)) for name in axes.order]
+    axis_codes = [
+        label_positions(records.get_column(name), axes.recode(name)) for name in axes.order
+    ]
     if version_axis is not None:
         by_submission = {sid: class_of[sig] for sid, sig in signature.items()}
-        axis_codes.append(_coded(records.get_column(SUBMISSION), by_submission))
+        axis_codes.append(label_positions(records.get_column(SUBMISSION), by_submission))
     truth = lattice.counts(records.get_column(PERSON).to_numpy(), axis_codes)
     if counted is not None:
         counted()
@@ -515,27 +517,6 @@ def protect_in_population(
         "data_versions": len(classes),
     }
     return Joint(protection, x, n, summary)
-
-
-def _coded(column: pl.Series, positions: Mapping[str, int]) -> np.ndarray:
-    """Each record's position along an axis (-1: missing, or no position). A column of an
-    enumeration (as the service reads records) is mapped through its categories, never
-    turned back into text."""
-    if isinstance(column.dtype, pl.Enum):
-        categories = column.dtype.categories.to_list()
-        # Small integers: a release over millions of records holds one array of them per axis.
-        table = np.array([positions.get(c, -1) for c in categories] + [-1], dtype=np.int32)
-        physical = column.to_physical().fill_null(len(categories)).to_numpy()
-        out: np.ndarray = table[physical]
-        return out
-    return (
-        column.cast(pl.String)
-        .replace_strict(
-            list(positions), list(positions.values()), default=-1, return_dtype=pl.Int32
-        )
-        .fill_null(-1)
-        .to_numpy()
-    )
 
 
 def _outside_periods(

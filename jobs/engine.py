@@ -22,7 +22,6 @@ class JobEngine:
     def __init__(self, settings: Settings, runtime: JobRuntime) -> None:
         self.in_process = settings.jobs_in_process
         self._settings = settings
-        self._isolation = settings.job_isolation
         self._processes: JobProcesses | None = None
         self._database_url = settings.database_url
         self._runner = (
@@ -35,7 +34,7 @@ class JobEngine:
 
     def start(self) -> None:
         if self._runner is not None:
-            if self._isolation == "process" and self._processes is None:
+            if self._settings.job_isolation == "process" and self._processes is None:
                 # Each job in a process that ends with it (see jobs.isolation).
                 self._processes = JobProcesses(
                     self._settings, self._settings.job_concurrency, self._runner.runtime.master
