@@ -30,11 +30,14 @@ def error_message(exc: BaseException) -> tuple[str, int]:
 
     from core.errors import DomainError
     from core.keys import MasterKeyError
+    from core.settings import ConfigurationError
 
     if isinstance(exc, DomainError):
         return f"error: {exc.detail}", 1
     if isinstance(exc, MasterKeyError):
         return f"error: {exc}", 2
+    if isinstance(exc, ConfigurationError):
+        return f"error: refusing to start: {exc}", 2
     if isinstance(exc, DBAPIError):
         text = _first_line(str(exc.orig))
         if "no such table" in text or ("does not exist" in text and "relation" in text):

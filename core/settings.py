@@ -1,9 +1,10 @@
 """Service configuration, read from ``BACKBONE_*`` environment variables.
 
 Everything has a development default that works on a laptop with no setup: an SQLite file and a
-generated master key under ``./var/``. ``BACKBONE_ENV=production`` removes the generated-key
-fallback so that a misconfigured production deployment refuses to start instead of quietly
-encrypting data under a key nobody backed up.
+generated master key under ``./var/``. ``BACKBONE_ENV=production`` removes both fallbacks so
+that a misconfigured production deployment refuses to start instead of quietly encrypting data
+under a key nobody backed up, or keeping it in an SQLite file inside a container that nobody
+backs up either.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
+
+
+class ConfigurationError(RuntimeError):
+    """A setting production needs is missing; the service must not start.
+
+    Not a ``ValueError``: pydantic lets it through as it is, so every command (and the
+    application) stops on it with its own message instead of a validation report.
+    """
 
 
 class Settings(BaseSettings):
@@ -135,6 +144,12 @@ class Settings(BaseSettings):
             # the same issuer, and so the same audit log name, from the same variables.
             self.issuer = f"http://127.0.0.1:{self.port}"
         if not self.database_url:
+            if self.env == "production":
+                raise ConfigurationError(
+                    "BACKBONE_ENV=production requires BACKBONE_DATABASE_URL "
+                    "(postgresql+psycopg://user@host:5432/name, or an sqlite:/// URL if an "
+                    "embedded file is really meant)"
+                )
             self.database_url = f"sqlite:///{self.data_dir / 'backbone.db'}"
         if self.job_queue == "procrastinate" and not self.database_url.startswith("postgres"):
             raise ValueError("BACKBONE_JOB_QUEUE=procrastinate needs a PostgreSQL database")

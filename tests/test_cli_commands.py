@@ -191,6 +191,32 @@ def test_errors_are_one_line_and_a_non_zero_status(deployment: Deployment, tmp_p
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_production_refuses_to_start_without_a_database_url_or_a_master_key(tmp_path: Path):
+    # The image sets BACKBONE_ENV=production; compose passes an unset variable as "".
+    dep = Deployment(f"sqlite:///{tmp_path / 'given.db'}", tmp_path / "var", _free_port(), tmp_path)
+    key = tmp_path / "master.key"
+    key.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))
+    production = {"BACKBONE_ENV": "production", "BACKBONE_MASTER_KEY_FILE": str(key)}
+    for command in (["migrate"], ["worker", "--once"], ["serve", "--port", str(dep.port)]):
+        done = dep.run(*command, status=2, BACKBONE_DATABASE_URL="", **production)
+        assert done.stderr.strip().splitlines() == [
+            "error: refusing to start: BACKBONE_ENV=production requires BACKBONE_DATABASE_URL "
+            "(postgresql+psycopg://user@host:5432/name, or an sqlite:/// URL if an embedded "
+            "file is really meant)"
+        ], command
+    assert not (tmp_path / "var").exists()  # no embedded database was made on the way
+    # Outside production the embedded default still applies.
+    dep.run("migrate", BACKBONE_DATABASE_URL="", BACKBONE_MASTER_KEY_FILE=str(key))
+    assert (tmp_path / "var" / "backbone.db").is_file()
+    # With a database but no master key, production refuses too (and says why).
+    done = dep.run("serve", "--port", str(dep.port), status=2, BACKBONE_ENV="production")
+    assert "refusing to start" in done.stderr
+    assert "BACKBONE_MASTER_KEY_FILE" in done.stderr
+    # Given both, it starts.
+    assert "database migrated to head" in dep.run("migrate", **production).stdout
+    assert (tmp_path / "given.db").is_file()
+
+
 @pytest.fixture(scope="module")
 def seeded(deployment: Deployment) -> Iterator[Deployment]:
     deployment.run("migrate")
