@@ -244,6 +244,10 @@ def test_compose_runs_the_documented_topology():
     # Only `migrate` migrates; the others start after it has succeeded, and serve or work.
     assert services["migrate"]["command"] == ["backbone", "migrate"]
     assert services["worker"]["command"] == ["backbone", "worker"]
+    # The image's HEALTHCHECK asks the server; the worker serves nothing (it would be unhealthy).
+    assert services["worker"]["healthcheck"] == {"disable": True}
+    for name in ("api1", "api2"):
+        assert "healthcheck" not in services[name]
     for name in ("api1", "api2", "worker"):
         depends = services[name]["depends_on"]
         assert depends["migrate"] == {"condition": "service_completed_successfully"}, name
