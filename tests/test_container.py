@@ -285,6 +285,16 @@ def test_compose_names_only_real_settings():
             assert Settings.model_fields[key.removeprefix("BACKBONE_").lower()] is not None
 
 
+def test_compose_interpolates_no_backbone_variable_that_is_not_a_setting():
+    """``${BACKBONE_...}`` read from the operator's .env is passed on as that setting; a name
+    that looks like a setting but is none would be set in vain."""
+    text = (ROOT / "compose.yaml").read_text()
+    interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    assert {"POSTGRES_PASSWORD", "BACKBONE_ISSUER"} <= interpolated
+    backbone = {name for name in interpolated if name.startswith("BACKBONE_")}
+    assert backbone <= _setting_names(), backbone - _setting_names()
+
+
 def test_compose_trusts_forwarded_headers_from_the_proxy_alone():
     services = _compose()["services"]
     proxy_address = services["proxy"]["networks"]["backend"]["ipv4_address"]
