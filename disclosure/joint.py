@@ -14,6 +14,11 @@ not ready, from a count of all children and a count of the ready ones) is protec
 This module is the pure part: records as a frame of category labels in, protection out. What
 reads the records and the earlier releases from the database is :mod:`aggregation.population`.
 
+A data version that only some releases count (a late batch) is read by them alone: its records
+are held in one category of every attribute none of them reads (:func:`_unread_axes`), which
+changes no count any release publishes and takes the batch's unpublished cells out of the
+attacker's programs.
+
 Nothing here depends on anything but the request and what was published when it refuses: a
 filter that is not a slice, or a joint cube too large to audit (``PopulationTooDetailed``).
 """
@@ -414,9 +419,12 @@ def protect_in_population(
     axis_codes = [
         label_positions(records.get_column(name), axes.recode(name)) for name in axes.order
     ]
+    collapsed: dict[int, list[tuple[int, int]]] = {}
     if version_axis is not None:
         by_submission = {sid: class_of[sig] for sid, sig in signature.items()}
         axis_codes.append(label_positions(records.get_column(SUBMISSION), by_submission))
+        collapsed = _unread_axes(lattice, items, classes)
+        _collapse_codes(axis_codes, collapsed)
     truth = lattice.counts(records.get_column(PERSON).to_numpy(), axis_codes)
     if counted is not None:
         counted()
@@ -440,6 +448,8 @@ def protect_in_population(
                 None if known is None or period is None else known | {period} | held.get(sid, set())
             )
         impossible = impossible | _outside_periods(lattice, axes, population.period_field, by_class)
+    if collapsed:
+        impossible = _collapse_impossible(impossible, collapsed)
     zeros = lattice.zeros(impossible) if impossible.any() else np.zeros(0, dtype=np.int64)
 
     # This release's table.
@@ -517,6 +527,72 @@ def protect_in_population(
         "data_versions": len(classes),
     }
     return Joint(protection, x, n, summary)
+
+
+def _unread_axes(
+    lattice: Lattice, items: Sequence[Shape], classes: Sequence[tuple[bool, ...]]
+) -> dict[int, list[tuple[int, int]]]:
+    """Per data-version class, the attributes no release counting that class reads, each with
+    the category its records are moved to (see :func:`_collapse_codes`).
+
+    A class that only some releases count (a late batch, counted only by the release being
+    made) is read by them alone: along an attribute none of them breaks down by or slices,
+    every count that holds the class's records sums over all its categories. Holding the
+    class's records in one category of that attribute changes no count that any release
+    publishes or that the audit protects, and the attacker's ranges of those counts are the
+    same, while the class's cells along that attribute (a late batch's neighborhoods x races,
+    none of them published) leave the programs: each was one more unknown."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for c, signature in enumerate(classes):
+        read: set[str] = set()
+        for counts, item in zip(signature, items, strict=True):
+            if counts:
+                read |= item.attributes
+        moves = []
+        for a, axis in enumerate(lattice.axes):
+            if axis.name == VERSION_AXIS or axis.name in read or axis.total < 2:
+                continue
+            # Not the rest category: its cells are protected as implied counts.
+            moves.append((a, 1 if axis.rest == 0 else 0))
+        if moves:
+            out[c] = moves
+    return out
+
+
+def _collapse_codes(
+    codes: list[np.ndarray], collapsed: Mapping[int, list[tuple[int, int]]]
+) -> None:
+    """Move each class's records to the one category of every attribute it is not read by."""
+    version = codes[-1]
+    for c, moves in collapsed.items():
+        members = version == c
+        for a, target in moves:
+            column = codes[a]
+            if not column.flags.writeable:
+                column = codes[a] = column.copy()
+            column[members & (column >= 0)] = target
+
+
+def _collapse_impossible(
+    impossible: np.ndarray, collapsed: Mapping[int, list[tuple[int, int]]]
+) -> np.ndarray:
+    """The finest cells left empty by :func:`_collapse_codes`: every other category of a
+    collapsed attribute, and the kept one where every category was impossible already."""
+    out = np.array(impossible, dtype=bool, copy=True)
+    v = out.ndim - 1
+    for c, moves in collapsed.items():
+        part = np.take(out, c, axis=v)
+        for a, target in moves:
+            all_impossible = part.all(axis=a, keepdims=True)
+            part = np.ones_like(part)
+            index: list[Any] = [slice(None)] * part.ndim
+            index[a] = slice(target, target + 1)
+            # Only the kept category may hold records, where some category could before.
+            part[tuple(index)] = all_impossible
+        index = [slice(None)] * out.ndim
+        index[v] = c
+        out[tuple(index)] = part
+    return out
 
 
 def _outside_periods(
