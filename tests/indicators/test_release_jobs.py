@@ -446,7 +446,7 @@ def test_a_job_abandoned_by_a_stopped_process_is_taken_over(committed):
     from jobs.runner import STALE, InProcessRunner
 
     job_id = committed.queue(
-        "backbone-manager", "chronic-absenteeism", ["neighborhood", "grade"], "suppression"
+        "backbone-manager", "chronic-absenteeism", ["school_year"], "suppression"
     )
     # Running, as a process that stopped left it; heard of recently, it is not taken over.
     with committed.sessions() as session:
