@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.bench_release_scale                  # 20,000,000 records
     .venv/bin/python -m bench.bench_release_scale --records 2000000   # or --quick: 1,000,000
     .venv/bin/python -m bench.bench_release_scale --concurrent 10  # ten releases at once
+    .venv/bin/python -m bench.bench_release_scale --only differential_privacy  # one release
 
 It creates a fresh PostgreSQL database with a partner, the backbone and an agreement for a
 kindergarten-readiness dataset of ten school years (40 neighborhoods, 7 race/ethnicity
@@ -418,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000,000 records")
     parser.add_argument("--concurrent", type=int, default=0)
     parser.add_argument(
+        "--only",
+        choices=("suppression", "differential_privacy"),
+        help="run one of the two releases (the polars comparison runs either way)",
+    )
+    parser.add_argument(
         "--postgres", default=os.environ.get("BACKBONE_BENCH_POSTGRES_URL", DEFAULT_PG)
     )
     args = parser.parse_args(argv)
@@ -461,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                 f" peak {plain_peak / 2**20:,.0f} MiB"
             )
             ok = True
-            for method in ("suppression", "differential_privacy"):
+            for method in [args.only] if args.only else ["suppression", "differential_privacy"]:
                 seconds, peak, after = _release(base, manager, "scale-readiness", method, pid)
                 ratio = seconds / plain
                 met = peak < TARGET_PEAK and after <= idle * TARGET_AFTER and ratio <= TARGET_RATIO
