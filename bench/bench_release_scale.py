@@ -5,10 +5,13 @@
     .venv/bin/python -m bench.bench_release_scale --concurrent 10  # ten releases at once
     .venv/bin/python -m bench.bench_release_scale --only differential_privacy  # one release
 
-It creates a fresh PostgreSQL database with a partner, the backbone and an agreement for a
-kindergarten-readiness dataset of ten school years (40 neighborhoods, 7 race/ethnicity
-categories), starts the API (``uvicorn api.main:app``) and one job worker (``backbone worker``),
-and pushes the records over HTTP, one submission per school year. Then, in the same run:
+It creates a fresh PostgreSQL database with four partners (``--partners``), the backbone and,
+per partner, its agreement with the backbone for its share of one kindergarten-readiness dataset
+of ten school years (40 neighborhoods, 7 race/ethnicity categories), starts the API (``uvicorn
+api.main:app``) and one job worker (``backbone worker``), and pushes the records over HTTP: each
+school year's children split evenly over the partners, one submission per partner and school
+year (40 submissions; the total is ``--records`` whatever the number of partners). Then, in the
+same run:
 
 * a suppressed release and a differentially private release of the readiness rate by school
   year x neighborhood (with every margin), each requested over HTTP and followed to the end of
@@ -56,7 +59,13 @@ TARGET_RATIO = 3.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def agreement_document() -> dict[str, Any]:
+def partners(count: int) -> list[str]:
+    return [f"scale-partner-{i + 1}" for i in range(count)]
+
+
+def agreement_document(partner: str = "scale-partner-1") -> dict[str, Any]:
+    """The agreement between ``partner`` and the backbone: the partner provides its share of the
+    readiness dataset (each partner's agreement defines the same dataset)."""
     fields = [
         {
             "name": "student_id",
@@ -92,7 +101,7 @@ def agreement_document() -> dict[str, Any]:
     ]
     return {
         "profile": "backbone-odrl/1",
-        "uid": "scale-agreement",
+        "uid": f"scale-agreement-{partner}",
         "title": "Benchmark agreement at the scale of a state",
         "legal_basis": "ferpa-studies",
         "clauses": {
@@ -103,14 +112,14 @@ def agreement_document() -> dict[str, Any]:
             "destruction": "The database is dropped after the run.",
         },
         "parties": [
-            {"org": "scale-partner", "role": "assigner"},
+            {"org": partner, "role": "assigner"},
             {"org": "backbone", "role": "assignee"},
         ],
         "term": {"effective": "2015-01-01", "expires": "2099-01-01"},
         "datasets": [
             {
                 "name": DATASET,
-                "provider": "scale-partner",
+                "provider": partner,
                 "primaryKey": ["student_id", "school_year"],
                 "period_field": "school_year",
                 "fields": fields,
@@ -122,7 +131,7 @@ def agreement_document() -> dict[str, Any]:
                     "id": "submit",
                     "action": "submit",
                     "target": DATASET,
-                    "assignee": "scale-partner",
+                    "assignee": partner,
                 },
                 {
                     "id": "publish",
@@ -138,7 +147,7 @@ def agreement_document() -> dict[str, Any]:
                         {
                             "leftOperand": "recipient",
                             "operator": "isPartOf",
-                            "rightOperand": ["backbone", "scale-partner"],
+                            "rightOperand": ["backbone", partner],
                         },
                         {
                             "leftOperand": "disclosureMethod",
@@ -179,11 +188,12 @@ def indicator(ident: str, dims: list[str], numerator: str | None = "ready") -> d
     return out
 
 
-def seed(url: str) -> dict[str, dict[str, str]]:
-    """Organizations, clients and the agreement, through the services the API uses."""
-    from bench.common import seed_agreement
+def seed(url: str, count: int = 1) -> dict[str, dict[str, str]]:
+    """Organizations, clients and the agreements (one per partner), through the services the
+    API uses."""
+    from bench.common import seed_agreements
 
-    return seed_agreement(url, agreement_document(), "scale-partner", "scale")
+    return seed_agreements(url, [(o, agreement_document(o)) for o in partners(count)], "scale")
 
 
 def period_frame(year_index: int, rows: int) -> pl.DataFrame:
@@ -283,7 +293,7 @@ def _token(base: str, cred: dict[str, str]) -> str:
     return str(r.json()["access_token"])
 
 
-def _push(base: str, token: str, frame: pl.DataFrame, year: str) -> None:
+def _push(base: str, token: str, frame: pl.DataFrame, year: str, partner: str) -> None:
     body = frame.write_csv().encode()
     r = httpx.post(
         f"{base}/v1/datasets/{DATASET}/submissions",
@@ -291,7 +301,7 @@ def _push(base: str, token: str, frame: pl.DataFrame, year: str) -> None:
         headers={
             "Authorization": f"Bearer {token}",
             "Content-Type": "text/csv",
-            "Idempotency-Key": f"scale-{year}",
+            "Idempotency-Key": f"scale-{partner}-{year}",
         },
         params={"period": year},
         timeout=3600,
@@ -419,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000,000 records")
     parser.add_argument("--concurrent", type=int, default=0)
     parser.add_argument(
+        "--partners", type=int, default=4, help="partner organizations sharing the records"
+    )
+    parser.add_argument(
         "--only",
         choices=("suppression", "differential_privacy"),
         help="run one of the two releases (the polars comparison runs either way)",
@@ -432,20 +445,25 @@ def main(argv: list[str] | None = None) -> int:
         fresh_database(args.postgres) as url,
         tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp,
     ):
-        creds = seed(url)
+        creds = seed(url, args.partners)
+        orgs = partners(args.partners)
         workers = 2 if args.concurrent else 1
         with processes(url, Path(tmp) / "var", workers) as (base, pids):
-            partner = _token(base, creds["sis"])
+            tokens = {o: _token(base, creds[f"sis-{o}"]) for o in orgs}
             started = time.perf_counter()
+            share = -(-per_year // len(orgs))
             for i, year in enumerate(YEARS):
                 frame = period_frame(i, per_year)
                 frame.write_parquet(Path(tmp) / f"records-{i}.parquet")
-                _push(base, partner, frame, year)
+                # Each partner pushes its share of the year's children (different children).
+                for j, org in enumerate(orgs):
+                    _push(base, tokens[org], frame.slice(j * share, share), year, org)
                 del frame
             loaded = time.perf_counter() - started
             print(
-                f"PostgreSQL, {per_year * len(YEARS):,} records in {len(YEARS)} submissions"
-                f" (pushed in {loaded:.0f} s); {workers} worker(s)",
+                f"PostgreSQL, {per_year * len(YEARS):,} records from {len(orgs)} partner(s)"
+                f" in {len(YEARS) * len(orgs)} submissions (pushed in {loaded:.0f} s);"
+                f" {workers} worker(s)",
                 flush=True,
             )
             manager = _token(base, creds["mgr"])
