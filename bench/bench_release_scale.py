@@ -5,13 +5,13 @@
     .venv/bin/python -m bench.bench_release_scale --concurrent 10  # ten releases at once
     .venv/bin/python -m bench.bench_release_scale --only differential_privacy  # one release
 
-It creates a fresh PostgreSQL database with four partners (``--partners``), the backbone and,
-per partner, its agreement with the backbone for its share of one kindergarten-readiness dataset
-of ten school years (40 neighborhoods, 7 race/ethnicity categories), starts the API (``uvicorn
-api.main:app``) and one job worker (``backbone worker``), and pushes the records over HTTP: each
-school year's children split evenly over the partners, one submission per partner and school
-year (40 submissions; the total is ``--records`` whatever the number of partners). Then, in the
-same run:
+It creates a fresh PostgreSQL database with four partners (``--partners``), the backbone and
+their agreement for one kindergarten-readiness dataset of ten school years (40 neighborhoods, 7
+race/ethnicity categories), provided by the first partner and submitted to by every one; starts
+the API (``uvicorn api.main:app``) and one job worker (``backbone worker``); and pushes the
+records over HTTP: each school year's children split evenly over the partners, one submission
+per partner and school year (40 submissions; the total is ``--records`` whatever the number of
+partners). Then, in the same run:
 
 * a suppressed release and a differentially private release of the readiness rate by school
   year x neighborhood (with every margin), each requested over HTTP and followed to the end of
@@ -63,9 +63,10 @@ def partners(count: int) -> list[str]:
     return [f"scale-partner-{i + 1}" for i in range(count)]
 
 
-def agreement_document(partner: str = "scale-partner-1") -> dict[str, Any]:
-    """The agreement between ``partner`` and the backbone: the partner provides its share of the
-    readiness dataset (each partner's agreement defines the same dataset)."""
+def agreement_document(orgs: list[str] | None = None) -> dict[str, Any]:
+    """The agreement of the partners ``orgs`` with the backbone: one readiness dataset, provided
+    by the first and submitted to by every one (each its own share of the children)."""
+    orgs = orgs or partners(1)
     fields = [
         {
             "name": "student_id",
@@ -101,7 +102,7 @@ def agreement_document(partner: str = "scale-partner-1") -> dict[str, Any]:
     ]
     return {
         "profile": "backbone-odrl/1",
-        "uid": f"scale-agreement-{partner}",
+        "uid": "scale-agreement",
         "title": "Benchmark agreement at the scale of a state",
         "legal_basis": "ferpa-studies",
         "clauses": {
@@ -112,14 +113,15 @@ def agreement_document(partner: str = "scale-partner-1") -> dict[str, Any]:
             "destruction": "The database is dropped after the run.",
         },
         "parties": [
-            {"org": partner, "role": "assigner"},
+            *({"org": o, "role": "assigner"} for o in orgs),
             {"org": "backbone", "role": "assignee"},
         ],
         "term": {"effective": "2015-01-01", "expires": "2099-01-01"},
         "datasets": [
             {
                 "name": DATASET,
-                "provider": partner,
+                "provider": orgs[0],
+                "submitters": orgs,
                 "primaryKey": ["student_id", "school_year"],
                 "period_field": "school_year",
                 "fields": fields,
@@ -131,7 +133,7 @@ def agreement_document(partner: str = "scale-partner-1") -> dict[str, Any]:
                     "id": "submit",
                     "action": "submit",
                     "target": DATASET,
-                    "assignee": partner,
+                    "assignee": orgs,
                 },
                 {
                     "id": "publish",
@@ -147,7 +149,7 @@ def agreement_document(partner: str = "scale-partner-1") -> dict[str, Any]:
                         {
                             "leftOperand": "recipient",
                             "operator": "isPartOf",
-                            "rightOperand": ["backbone", partner],
+                            "rightOperand": ["backbone", *orgs],
                         },
                         {
                             "leftOperand": "disclosureMethod",
@@ -189,11 +191,12 @@ def indicator(ident: str, dims: list[str], numerator: str | None = "ready") -> d
 
 
 def seed(url: str, count: int = 1) -> dict[str, dict[str, str]]:
-    """Organizations, clients and the agreements (one per partner), through the services the
-    API uses."""
+    """Organizations, clients and the agreement of every partner with the backbone, through the
+    services the API uses."""
     from bench.common import seed_agreements
 
-    return seed_agreements(url, [(o, agreement_document(o)) for o in partners(count)], "scale")
+    orgs = partners(count)
+    return seed_agreements(url, agreement_document(orgs), orgs, "scale")
 
 
 def period_frame(year_index: int, rows: int) -> pl.DataFrame:

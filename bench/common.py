@@ -125,16 +125,16 @@ def seed_agreement(url: str, document: dict[str, Any], partner: str, prefix: str
     the backbone, a partner system (``sis``), the partner's data manager and a backbone manager
     (``mgr``, client id ``{prefix}-mgr``), and ``document`` approved by both parties. Returns
     the credentials of ``sis`` and ``mgr``."""
-    return seed_agreements(url, [(partner, document)], prefix)
+    return seed_agreements(url, document, [partner], prefix)
 
 
 def seed_agreements(
-    url: str, documents: Sequence[tuple[str, dict[str, Any]]], prefix: str
+    url: str, document: dict[str, Any], partners: Sequence[str], prefix: str
 ) -> dict[str, Any]:
-    """:func:`seed_agreement` for several partners, each with its agreement ``document`` with
-    the backbone: one backbone and its manager (``mgr``); per partner its organization, system
-    and data manager. Returns the credentials of ``mgr`` and of each partner's system, ``sis``
-    for the first and ``sis-{partner}`` for every one."""
+    """:func:`seed_agreement` for several partners, all parties to ``document`` with the
+    backbone: one backbone and its manager (``mgr``); per partner its organization, system and
+    data manager, who approves the agreement. Returns the credentials of ``mgr`` and of each
+    partner's system, ``sis`` for the first and ``sis-{partner}`` for every one."""
     from datetime import UTC, datetime
 
     from sqlalchemy.orm import sessionmaker
@@ -165,7 +165,8 @@ def seed_agreements(
                 scopes = frozenset({"agreements:write", "agreements:approve"})
                 return RequestContext("bench-seed", now, Principal(client, org, kind, scopes))
 
-            for i, (partner, document) in enumerate(documents):
+            approvers = [(f"{prefix}-mgr", "backbone", "backbone")]
+            for i, partner in enumerate(partners):
                 identity.create_organization(
                     session, admin, partner, f"Bench partner {partner}", "partner"
                 )
@@ -180,17 +181,15 @@ def seed_agreements(
                     session, admin, organization_id=partner, name="dm", role="data-manager",
                     client_id=manager,
                 )  # fmt: skip
-                parsed = AgreementDocument.model_validate(document)
-                version = agreements.create(
-                    session, as_(f"{prefix}-mgr", "backbone", "backbone"), parsed
+                approvers.append((manager, partner, "partner"))
+            parsed = AgreementDocument.model_validate(document)
+            version = agreements.create(
+                session, as_(f"{prefix}-mgr", "backbone", "backbone"), parsed
+            )
+            for client, org, kind in approvers:
+                agreements.approve(
+                    session, as_(client, org, kind), parsed.uid, 1, version.content_hash
                 )
-                for client, org, kind in (
-                    (manager, partner, "partner"),
-                    (f"{prefix}-mgr", "backbone", "backbone"),
-                ):
-                    agreements.approve(
-                        session, as_(client, org, kind), parsed.uid, 1, version.content_hash
-                    )
             session.commit()
             out: dict[str, Any] = {}
             for name, made in issued.items():

@@ -399,16 +399,23 @@ def _exact_counts(
         ids, codes = ids[inside], codes[inside]
     del inside
     # Dense person numbers in order of the identifier (numpy's argsort holds 8 bytes a row where
-    # polars' arg_sort and rank held about 34), then one key a row: person * radix + code.
+    # polars' arg_sort and rank held about 34), written over the sorted identifiers, then one key
+    # a row: person * radix + code.
     order = np.argsort(ids)
-    ids = ids[order]
-    key: np.ndarray = np.zeros(ids.size, dtype=np.uint64)
-    np.not_equal(ids[1:], ids[:-1], out=key[1:])
-    del ids
+    codes = codes[order]
+    del order
+    if not ids.flags.writeable:
+        ids = ids.copy()
+    ids.sort()
+    new_person = ids[1:] != ids[:-1]
+    key: np.ndarray = ids
+    key[:1] = 0
+    key[1:] = new_person
+    del new_person
     np.cumsum(key, out=key)
     key *= np.uint64(radix)
-    key += codes[order]
-    del codes, order
+    key += codes
+    del codes
     key.sort()
     # One row per person and cell: the last of each run of (person, cell), which for a rate is
     # the one in the numerator if any is (the flag is the lowest digit).
@@ -425,23 +432,32 @@ def _exact_counts(
 
 def _truncate(key: np.ndarray, radix: int, bound: int) -> np.ndarray:
     """Keep at most ``bound`` rows of each person (sorted keys, person = key // radix), a
-    uniformly random choice of them for a person above the bound."""
-    if key.size == 0:
-        return key
+    uniformly random choice of them for a person above the bound: Floyd's sampling of ``bound``
+    of a person's ``m`` rows, one draw per person at a time (a byte a row, the rest per person)."""
     owner = key // np.uint64(radix)
-    starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
-    runs = np.diff(np.append(starts, key.size))
-    if runs.max() <= bound:
+    # Sorted, a person has more than ``bound`` rows exactly when some row's person is also the
+    # person ``bound`` rows further on.
+    if not np.any(owner[bound:] == owner[:-bound]):
         return key
-    over = np.repeat(runs > bound, runs)
-    rows = np.flatnonzero(over)
-    # Within each person above the bound, rows in a random order; keep the first ``bound``.
-    order = np.lexsort((np.random.default_rng().random(rows.size), owner[rows]))
-    ordered = owner[rows][order]
-    first = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    rank = np.arange(rows.size) - np.repeat(first, np.diff(np.append(first, rows.size)))
-    keep = ~over
-    keep[rows[order[rank < bound]]] = True
+    boundary = np.ones(owner.size, dtype=bool)
+    np.not_equal(owner[1:], owner[:-1], out=boundary[1:])
+    del owner
+    starts = np.flatnonzero(boundary)
+    del boundary
+    runs = np.diff(starts, append=key.size)
+    keep = np.repeat(runs <= bound, runs)
+    over = runs > bound
+    first, size = starts[over], runs[over]
+    del starts, runs, over
+    rng = np.random.default_rng()
+    # Floyd: for j = m - bound .. m - 1, draw t uniform in [0, j]; take t, or j if t is taken.
+    for step in range(bound):
+        j = size - bound + step
+        t = rng.integers(0, j + 1)
+        row = first + t
+        taken = keep[row]
+        row[taken] = first[taken] + j[taken]
+        keep[row] = True
     out: np.ndarray = key[keep]
     return out
 

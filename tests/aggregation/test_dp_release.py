@@ -316,6 +316,26 @@ def test_truncation_keeps_a_random_choice_of_a_persons_cells() -> None:
     assert len(kept) == len(HOODS) * len(YEARS)
 
 
+def test_truncation_keeps_every_choice_equally_often() -> None:
+    # One person in 4 cells, bound 2: each of the 6 pairs of cells is kept with probability 1/6;
+    # in 1,200 runs each pair's count lies within Binomial(1200, 1/6) bounds that fail with
+    # probability below FALSE_FAILURE / 6 on each side (so below FALSE_FAILURE in all).
+    cells = [("Ashland", "2023-24"), ("Bayview", "2023-24"), ("Central", "2024-25")]
+    cells.append(("Ashland", "2024-25"))
+    data = frame([(1, hood, year, True) for hood, year in cells for _ in range(2)])
+    p = plan("count", k=2)
+    runs = 1200
+    lo, hi = covering_bounds(runs, 1 / 6, FALSE_FAILURE / 12)
+    seen: dict[tuple[tuple[int, ...], ...], int] = {}
+    for _ in range(runs):
+        counts = dprel._exact_counts(data, p, "tok", None)
+        assert counts.sum() == 2 and counts.max() == 1
+        pair = tuple(tuple(int(i) for i in c) for c in np.argwhere(counts))
+        seen[pair] = seen.get(pair, 0) + 1
+    assert len(seen) == 6
+    assert all(lo <= n <= hi for n in seen.values())
+
+
 def test_people_are_counted_once_per_cell() -> None:
     data = frame(
         [
