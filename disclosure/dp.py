@@ -346,8 +346,8 @@ def _exact_counts(
     ``max_contributions``, the bound OpenDP derives from the planned query, and the noise is
     OpenDP's vector mechanism at that sensitivity (see :func:`plan`).
 
-    One 64-bit key a row, (person, cell, flag) in mixed radix, sorted in place, replaces any
-    group-by: the reduction and the truncation are runs of equal keys."""
+    One 64-bit key a row, the person's bits then the (cell, flag) code in mixed radix, sorted in
+    place, replaces any group-by: the reduction and the truncation are runs of equal keys."""
     needed = [person, *p.dimensions]
     if any(c not in frame.columns for c in needed):
         raise DpInvalid("The frame lacks the person column or a dimension column.")
@@ -375,7 +375,8 @@ def _exact_counts(
         raise DpInvalid("The frame or the numerator filter cannot be evaluated.") from None
     sizes = tuple(len(c) for c in p.categories) + ((2,) if rate else ())
     radix = math.prod(sizes)
-    if selected.height * radix >= 1 << 63:
+    shift = max(radix - 1, 1).bit_length()  # the code's bits in a key
+    if selected.height << shift >= 1 << 63:
         raise DpInvalid("The release has too many cells for its number of records.")
     # Each row's (cell, flag) as one integer in mixed radix, the flag its lowest digit.
     digit = np.uint32 if radix < 1 << 32 else np.uint64
@@ -398,24 +399,10 @@ def _exact_counts(
     if not inside.all():
         ids, codes = ids[inside], codes[inside]
     del inside
-    # Dense person numbers in order of the identifier (numpy's argsort holds 8 bytes a row where
-    # polars' arg_sort and rank held about 34), written over the sorted identifiers, then one key
-    # a row: person * radix + code.
-    order = np.argsort(ids)
-    codes = codes[order]
-    del order
     if not ids.flags.writeable:
         ids = ids.copy()
-    ids.sort()
-    new_person = ids[1:] != ids[:-1]
-    key: np.ndarray = ids
-    key[:1] = 0
-    key[1:] = new_person
-    del new_person
-    np.cumsum(key, out=key)
-    key *= np.uint64(radix)
-    key += codes
-    del codes
+    key = _row_keys(ids, codes, shift)
+    del ids, codes
     key.sort()
     # One row per person and cell: the last of each run of (person, cell), which for a rate is
     # the one in the numerator if any is (the flag is the lowest digit).
@@ -425,16 +412,49 @@ def _exact_counts(
     del cell_of
     key = key[last]
     del last
-    key = _truncate(key, radix, p.max_contributions)
-    counts = np.bincount((key % np.uint64(radix)).astype(np.int64), minlength=radix)
+    key = _truncate(key, shift, p.max_contributions)
+    key &= np.uint64((1 << shift) - 1)
+    counts = np.bincount(key.astype(np.int64), minlength=radix)
     return counts.astype(np.int64).reshape(sizes)
 
 
-def _truncate(key: np.ndarray, radix: int, bound: int) -> np.ndarray:
-    """Keep at most ``bound`` rows of each person (sorted keys, person = key // radix), a
+def _row_keys(ids: np.ndarray, codes: np.ndarray, shift: int) -> np.ndarray:
+    """One key a row, person << shift | code, unsorted; ``ids`` (writable) is reused.
+
+    The person is the identifier without its ``shift`` low bits when that tells apart as many
+    people as the identifier (sorting 64-bit integers in place is fast); otherwise (two people
+    would share a key, a chance of about N^2 / 2^(65 - shift)) the person's dense number in
+    order of the identifier, by an argsort (slower; 8 bytes a row where polars' arg_sort and
+    rank held about 34)."""
+    ordered = np.sort(ids)
+    people = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+    ordered >>= np.uint64(shift)
+    tops = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+    del ordered
+    if tops == people:
+        ids >>= np.uint64(shift)
+        key = ids
+    else:
+        order = np.argsort(ids)
+        codes = codes[order]
+        del order
+        ids.sort()
+        new_person = ids[1:] != ids[:-1]
+        key = ids
+        key[:1] = 0
+        key[1:] = new_person
+        del new_person
+        np.cumsum(key, out=key)
+    key <<= np.uint64(shift)
+    key |= codes
+    return key
+
+
+def _truncate(key: np.ndarray, shift: int, bound: int) -> np.ndarray:
+    """Keep at most ``bound`` rows of each person (sorted keys, person = key >> shift), a
     uniformly random choice of them for a person above the bound: Floyd's sampling of ``bound``
     of a person's ``m`` rows, one draw per person at a time (a byte a row, the rest per person)."""
-    owner = key // np.uint64(radix)
+    owner = key >> np.uint64(shift)
     # Sorted, a person has more than ``bound`` rows exactly when some row's person is also the
     # person ``bound`` rows further on.
     if not np.any(owner[bound:] == owner[:-bound]):
