@@ -332,19 +332,20 @@ def _exact_counts(
     frame: pl.DataFrame, p: DpPlan, person: str, numerator: pl.Expr | None
 ) -> np.ndarray:
     """The exact finest counts after person-local preprocessing and contribution bounding, with
-    a trailing axis [complement, numerator] for rates: what OpenDP's planned query (``measurement``)
-    counts, computed here with a few bytes a record where OpenDP's polars plan held about 110.
+    a trailing axis [complement, numerator] for rates: what OpenDP's planned query
+    (``p.measurement``) counts, computed here with about 20 bytes a record where OpenDP's polars
+    plan held about 110.
 
     Every step depends on one person's records only: records outside the public categories are
     dropped; each person is one 64-bit identifier (the service's hash of the linkage token, or
     the hash of the person column: a collision, about one chance in 100,000 for 20 million
-    people, would merge two people into one identifier, as it did in OpenDP's plan); each person is reduced to one row per cell (in a rate's
-    numerator when any of their records in that cell is); a person with more than
-    ``max_contributions`` such rows keeps a uniformly random choice of that many (OpenDP's
-    ``truncate_per_group`` over shuffled rows keeps the same). So one person adds 1 to at most
-    ``max_contributions`` entries of the table, each once: its L1 sensitivity is
-    ``max_contributions``, the bound OpenDP derives from the planned query, and the noise is
-    OpenDP's vector mechanism at that sensitivity (see :func:`plan`).
+    people, would merge two people into one identifier, as it did in OpenDP's plan); each person
+    is reduced to one row per cell (in a rate's numerator when any of their records in that cell
+    is); a person with more than ``max_contributions`` such rows keeps a uniformly random choice
+    of that many (OpenDP's ``truncate_per_group`` over shuffled rows kept the same). So one
+    person adds 1 to at most ``max_contributions`` entries of the table, each once: its L1
+    sensitivity is ``max_contributions``, the bound OpenDP derives for the planned query, and
+    the noise is OpenDP's vector mechanism at that sensitivity (see :func:`plan`).
 
     One 64-bit key a row, the person's bits then the (cell, flag) code in mixed radix, sorted in
     place, replaces any group-by: the reduction and the truncation are runs of equal keys."""
