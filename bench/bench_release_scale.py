@@ -3,11 +3,15 @@
     .venv/bin/python -m bench.bench_release_scale                  # 20,000,000 records
     .venv/bin/python -m bench.bench_release_scale --records 2000000   # or --quick: 1,000,000
     .venv/bin/python -m bench.bench_release_scale --concurrent 10  # ten releases at once
+    .venv/bin/python -m bench.bench_release_scale --only differential_privacy  # one release
 
-It creates a fresh PostgreSQL database with a partner, the backbone and an agreement for a
-kindergarten-readiness dataset of ten school years (40 neighborhoods, 7 race/ethnicity
-categories), starts the API (``uvicorn api.main:app``) and one job worker (``backbone worker``),
-and pushes the records over HTTP, one submission per school year. Then, in the same run:
+It creates a fresh PostgreSQL database with four partners (``--partners``), the backbone and
+their agreement for one kindergarten-readiness dataset of ten school years (40 neighborhoods, 7
+race/ethnicity categories), provided by the first partner and submitted to by every one; starts
+the API (``uvicorn api.main:app``) and one job worker (``backbone worker``); and pushes the
+records over HTTP: each school year's children split evenly over the partners, one submission
+per partner and school year (40 submissions; the total is ``--records`` whatever the number of
+partners). Then, in the same run:
 
 * a suppressed release and a differentially private release of the readiness rate by school
   year x neighborhood (with every margin), each requested over HTTP and followed to the end of
@@ -55,7 +59,14 @@ TARGET_RATIO = 3.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def agreement_document() -> dict[str, Any]:
+def partners(count: int) -> list[str]:
+    return [f"scale-partner-{i + 1}" for i in range(count)]
+
+
+def agreement_document(orgs: list[str] | None = None) -> dict[str, Any]:
+    """The agreement of the partners ``orgs`` with the backbone: one readiness dataset, provided
+    by the first and submitted to by every one (each its own share of the children)."""
+    orgs = orgs or partners(1)
     fields = [
         {
             "name": "student_id",
@@ -102,14 +113,15 @@ def agreement_document() -> dict[str, Any]:
             "destruction": "The database is dropped after the run.",
         },
         "parties": [
-            {"org": "scale-partner", "role": "assigner"},
+            *({"org": o, "role": "assigner"} for o in orgs),
             {"org": "backbone", "role": "assignee"},
         ],
         "term": {"effective": "2015-01-01", "expires": "2099-01-01"},
         "datasets": [
             {
                 "name": DATASET,
-                "provider": "scale-partner",
+                "provider": orgs[0],
+                "submitters": orgs,
                 "primaryKey": ["student_id", "school_year"],
                 "period_field": "school_year",
                 "fields": fields,
@@ -121,7 +133,7 @@ def agreement_document() -> dict[str, Any]:
                     "id": "submit",
                     "action": "submit",
                     "target": DATASET,
-                    "assignee": "scale-partner",
+                    "assignee": orgs,
                 },
                 {
                     "id": "publish",
@@ -137,7 +149,7 @@ def agreement_document() -> dict[str, Any]:
                         {
                             "leftOperand": "recipient",
                             "operator": "isPartOf",
-                            "rightOperand": ["backbone", "scale-partner"],
+                            "rightOperand": ["backbone", *orgs],
                         },
                         {
                             "leftOperand": "disclosureMethod",
@@ -178,11 +190,13 @@ def indicator(ident: str, dims: list[str], numerator: str | None = "ready") -> d
     return out
 
 
-def seed(url: str) -> dict[str, dict[str, str]]:
-    """Organizations, clients and the agreement, through the services the API uses."""
-    from bench.common import seed_agreement
+def seed(url: str, count: int = 1) -> dict[str, dict[str, str]]:
+    """Organizations, clients and the agreement of every partner with the backbone, through the
+    services the API uses."""
+    from bench.common import seed_agreements
 
-    return seed_agreement(url, agreement_document(), "scale-partner", "scale")
+    orgs = partners(count)
+    return seed_agreements(url, agreement_document(orgs), orgs, "scale")
 
 
 def period_frame(year_index: int, rows: int) -> pl.DataFrame:
@@ -282,7 +296,7 @@ def _token(base: str, cred: dict[str, str]) -> str:
     return str(r.json()["access_token"])
 
 
-def _push(base: str, token: str, frame: pl.DataFrame, year: str) -> None:
+def _push(base: str, token: str, frame: pl.DataFrame, year: str, partner: str) -> None:
     body = frame.write_csv().encode()
     r = httpx.post(
         f"{base}/v1/datasets/{DATASET}/submissions",
@@ -290,7 +304,7 @@ def _push(base: str, token: str, frame: pl.DataFrame, year: str) -> None:
         headers={
             "Authorization": f"Bearer {token}",
             "Content-Type": "text/csv",
-            "Idempotency-Key": f"scale-{year}",
+            "Idempotency-Key": f"scale-{partner}-{year}",
         },
         params={"period": year},
         timeout=3600,
@@ -418,6 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000,000 records")
     parser.add_argument("--concurrent", type=int, default=0)
     parser.add_argument(
+        "--partners", type=int, default=4, help="partner organizations sharing the records"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("suppression", "differential_privacy"),
+        help="run one of the two releases (the polars comparison runs either way)",
+    )
+    parser.add_argument(
         "--postgres", default=os.environ.get("BACKBONE_BENCH_POSTGRES_URL", DEFAULT_PG)
     )
     args = parser.parse_args(argv)
@@ -426,20 +448,25 @@ def main(argv: list[str] | None = None) -> int:
         fresh_database(args.postgres) as url,
         tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp,
     ):
-        creds = seed(url)
+        creds = seed(url, args.partners)
+        orgs = partners(args.partners)
         workers = 2 if args.concurrent else 1
         with processes(url, Path(tmp) / "var", workers) as (base, pids):
-            partner = _token(base, creds["sis"])
+            tokens = {o: _token(base, creds[f"sis-{o}"]) for o in orgs}
             started = time.perf_counter()
+            share = -(-per_year // len(orgs))
             for i, year in enumerate(YEARS):
                 frame = period_frame(i, per_year)
                 frame.write_parquet(Path(tmp) / f"records-{i}.parquet")
-                _push(base, partner, frame, year)
+                # Each partner pushes its share of the year's children (different children).
+                for j, org in enumerate(orgs):
+                    _push(base, tokens[org], frame.slice(j * share, share), year, org)
                 del frame
             loaded = time.perf_counter() - started
             print(
-                f"PostgreSQL, {per_year * len(YEARS):,} records in {len(YEARS)} submissions"
-                f" (pushed in {loaded:.0f} s); {workers} worker(s)",
+                f"PostgreSQL, {per_year * len(YEARS):,} records from {len(orgs)} partner(s)"
+                f" in {len(YEARS) * len(orgs)} submissions (pushed in {loaded:.0f} s);"
+                f" {workers} worker(s)",
                 flush=True,
             )
             manager = _token(base, creds["mgr"])
@@ -461,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
                 f" peak {plain_peak / 2**20:,.0f} MiB"
             )
             ok = True
-            for method in ("suppression", "differential_privacy"):
+            for method in [args.only] if args.only else ["suppression", "differential_privacy"]:
                 seconds, peak, after = _release(base, manager, "scale-readiness", method, pid)
                 ratio = seconds / plain
                 met = peak < TARGET_PEAK and after <= idle * TARGET_AFTER and ratio <= TARGET_RATIO

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +125,16 @@ def seed_agreement(url: str, document: dict[str, Any], partner: str, prefix: str
     the backbone, a partner system (``sis``), the partner's data manager and a backbone manager
     (``mgr``, client id ``{prefix}-mgr``), and ``document`` approved by both parties. Returns
     the credentials of ``sis`` and ``mgr``."""
+    return seed_agreements(url, document, [partner], prefix)
+
+
+def seed_agreements(
+    url: str, document: dict[str, Any], partners: Sequence[str], prefix: str
+) -> dict[str, Any]:
+    """:func:`seed_agreement` for several partners, all parties to ``document`` with the
+    backbone: one backbone and its manager (``mgr``); per partner its organization, system and
+    data manager, who approves the agreement. Returns the credentials of ``mgr`` and of each
+    partner's system, ``sis`` for the first and ``sis-{partner}`` for every one."""
     from datetime import UTC, datetime
 
     from sqlalchemy.orm import sessionmaker
@@ -143,34 +153,40 @@ def seed_agreement(url: str, document: dict[str, Any], partner: str, prefix: str
         with sessionmaker(bind=engine)() as session:
             now = datetime.now(UTC)
             admin = RequestContext("bench-seed", now, None)
-            identity.create_organization(session, admin, partner, "Bench partner", "partner")
             identity.create_organization(session, admin, "backbone", "Backbone", "backbone")
             issued = {
-                "sis": identity.create_client(
-                    session, admin, organization_id=partner, name="sis", role="partner-system"
-                ),
                 "mgr": identity.create_client(
                     session, admin, organization_id="backbone", name="mgr",
                     role="backbone-manager", client_id=f"{prefix}-mgr",
                 ),
             }  # fmt: skip
-            identity.create_client(
-                session, admin, organization_id=partner, name="dm", role="data-manager",
-                client_id=f"{prefix}-dm",
-            )  # fmt: skip
 
             def as_(client: str, org: str, kind: str) -> RequestContext:
                 scopes = frozenset({"agreements:write", "agreements:approve"})
                 return RequestContext("bench-seed", now, Principal(client, org, kind, scopes))
 
+            approvers = [(f"{prefix}-mgr", "backbone", "backbone")]
+            for i, partner in enumerate(partners):
+                identity.create_organization(
+                    session, admin, partner, f"Bench partner {partner}", "partner"
+                )
+                system = identity.create_client(
+                    session, admin, organization_id=partner, name="sis", role="partner-system"
+                )
+                issued[f"sis-{partner}"] = system
+                if i == 0:
+                    issued["sis"] = system
+                manager = f"{prefix}-dm" if i == 0 else f"{prefix}-dm-{partner}"
+                identity.create_client(
+                    session, admin, organization_id=partner, name="dm", role="data-manager",
+                    client_id=manager,
+                )  # fmt: skip
+                approvers.append((manager, partner, "partner"))
             parsed = AgreementDocument.model_validate(document)
             version = agreements.create(
                 session, as_(f"{prefix}-mgr", "backbone", "backbone"), parsed
             )
-            for client, org, kind in (
-                (f"{prefix}-dm", partner, "partner"),
-                (f"{prefix}-mgr", "backbone", "backbone"),
-            ):
+            for client, org, kind in approvers:
                 agreements.approve(
                     session, as_(client, org, kind), parsed.uid, 1, version.content_hash
                 )

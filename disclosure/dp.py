@@ -1,15 +1,24 @@
-"""Differentially private tables through OpenDP's polars ``Context``.
+"""Differentially private tables with OpenDP's measurements.
 
 Two steps, so that the budget ledger can charge a release before anything is computed:
 
 * :func:`plan` is pure (no data, no database, no clock): from the dimensions, their public
   categories, the unit, ``epsilon_per_release`` and ``max_contributions`` it builds the OpenDP
-  measurement and states the exact privacy loss it spends (``DpPlan.epsilon``, what OpenDP's privacy
-  map reports for one person; ``delta`` is always 0). The same inputs give the same plan.
-* :func:`release` runs that measurement once on the frame it is given, through an OpenDP
-  ``Context`` whose budget is exactly ``plan.epsilon``, and post-processes the noisy counts into
-  published cells. It never retries and never draws fresh noise twice: any failure raises a
-  :class:`DpFailed` (or :class:`DpInvalid` before noise) and nothing is released.
+  measurement of the person-level query (OpenDP's polars plan: truncate each person to
+  ``max_contributions`` rows, count per cell with the public keys) and states the exact privacy
+  loss it spends (``DpPlan.epsilon``, what OpenDP's privacy map reports for one person; ``delta``
+  is always 0). It also builds the mechanism that draws the noise: OpenDP's discrete Laplace over
+  the vector of finest counts at the same scale, whose L1 sensitivity is the one OpenDP derives
+  for the query (``max_contributions``); the plan refuses to exist if the two disagree, and
+  ``epsilon`` is the larger of the two losses. The same inputs give the same plan.
+* :func:`release` computes that query's exact counts on the frame it is given
+  (:func:`_exact_counts`: the same person-local reduction and truncation, with a sort of one
+  64-bit key a row instead of OpenDP's polars plan, which held about 110 bytes a row: three
+  gigabytes for 20 million records), runs the noise once through an OpenDP ``Context`` whose
+  privacy unit is that L1 sensitivity and whose budget is exactly ``plan.epsilon``, and
+  post-processes the noisy counts into published cells. It never retries and never draws fresh
+  noise twice: any failure raises a :class:`DpFailed` (or :class:`DpInvalid` before noise) and
+  nothing is released.
 
 Privacy semantics
     Privacy unit: one person, i.e. every record carrying one linkage token. Pure differential
@@ -17,8 +26,8 @@ Privacy semantics
     epsilon: pure-DP losses add up exactly on the ledger, with no delta to invent; and for one
     counting query with up to about 20 cells per person, Laplace noise is smaller than Gaussian
     noise converted to the same epsilon (at delta = 1e-9).
-    Each person contributes at most ``max_contributions`` cells (OpenDP truncates to that many
-    records per identifier, after the person's records are reduced to one row per cell), so the
+    Each person contributes at most ``max_contributions`` cells (truncated to that many rows per
+    identifier, after the person's records are reduced to one row per cell), so the
     L1 sensitivity of the table is ``max_contributions`` and the noise scale is
     ``max_contributions / epsilon``. Group keys are the cross product of the public categories
     declared in the agreement (``with_keys``); a category absent from the data still gets a noisy
@@ -82,7 +91,6 @@ _PERSON = "__bb_person"
 _FLAG = "__bb_in_numerator"
 _COUNT = "__bb_count"
 _OPENDP_VERSION = version("opendp")
-_NOISELESS_EPSILON = 1e9  # only for release(noise=...), the tests' seam
 
 
 class DpInvalid(InvalidInput):
@@ -121,6 +129,8 @@ class DpPlan:
     scale: float
     reliability: Reliability
     measurement: Any = field(repr=False, compare=False)
+    mechanism: Any = field(repr=False, compare=False)
+    counts_domain: Any = field(repr=False, compare=False)
     domain: Any = field(repr=False, compare=False)
 
     @property
@@ -271,19 +281,31 @@ def plan(
                 global_scale=scale,
             )
 
-        # The loss at scale 1 is the sensitivity OpenDP derives from the truncation; dividing by
-        # epsilon gives the scale directly, where LazyFrameQuery.resolve would binary-search it
-        # (seconds per release, same answer). OpenDP's map then checks the result.
+        # The loss at scale 1 is the sensitivity OpenDP derives from the truncation: the L1 bound
+        # of the table of finest counts, which :func:`_exact_counts` enforces. Dividing by epsilon
+        # gives the scale directly, where LazyFrameQuery.resolve would binary-search it (seconds
+        # per release, same answer). OpenDP's maps then check the result.
         sensitivity = float(measure(1.0).map(1))
+        if sensitivity != max_contributions:
+            raise DpInvalid("OpenDP derives another sensitivity than the contribution bound.")
+        cells = math.prod(len(c) for c in cats) * (2 if rate else 1)
+        counts = dp.vector_domain(dp.atom_domain(T="i64"), size=cells)
+
+        def noise(scale: float) -> Any:
+            return dp.m.make_laplace(counts, dp.l1_distance(T="i64"), scale)
+
+        def losses(scale: float) -> tuple[Any, Any, float]:
+            person_level, vector = measure(scale), noise(scale)
+            loss = max(float(person_level.map(1)), float(vector.map(max_contributions)))
+            return person_level, vector, loss
+
         scale = sensitivity / float(epsilon_per_release)
-        measurement = measure(scale)
-        spent = float(measurement.map(1))
+        measurement, mechanism, spent = losses(scale)
         for _ in range(64):  # float rounding can leave the loss a few ulps above the target
             if spent <= epsilon_per_release:
                 break
             scale = math.nextafter(scale, math.inf)
-            measurement = measure(scale)
-            spent = float(measurement.map(1))
+            measurement, mechanism, spent = losses(scale)
     except dp.OpenDPException as exc:
         raise DpInvalid("OpenDP cannot build this release.") from exc
     if spent > epsilon_per_release:
@@ -300,24 +322,33 @@ def plan(
         scale=scale,
         reliability=reliability,
         measurement=measurement,
+        mechanism=mechanism,
+        counts_domain=counts,
         domain=domain,
     )
 
 
-def _prepare(
+def _exact_counts(
     frame: pl.DataFrame, p: DpPlan, person: str, numerator: pl.Expr | None
-) -> pl.DataFrame:
-    """Person-local preprocessing, so the privacy unit stays one person: every output row depends
-    only on one person's records. The token becomes a 64-bit identifier (OpenDP has no binary
-    type); a collision would merge two people into one truncated identifier, which can only lower
-    their contributions, never raise them. Records outside the public categories are dropped, each
-    person is reduced to one row per cell (a person is in a rate's numerator when any of their
-    records in that cell is), and rows are shuffled so that truncation keeps a random choice of
-    cells for a person above ``max_contributions``.
+) -> np.ndarray:
+    """The exact finest counts after person-local preprocessing and contribution bounding, with
+    a trailing axis [complement, numerator] for rates: what OpenDP's planned query
+    (``p.measurement``) counts, computed here with about 20 bytes a record where OpenDP's polars
+    plan held about 110.
 
-    The reduction sorts small integers (the person's id, the cell's position) rather than
-    grouping by the text of the dimensions: polars' group-by over several columns held about
-    250 bytes a record, which for millions of records was most of a release's memory."""
+    Every step depends on one person's records only: records outside the public categories are
+    dropped; each person is one 64-bit identifier (the service's hash of the linkage token, or
+    the hash of the person column: a collision, about one chance in 100,000 for 20 million
+    people, would merge two people into one identifier, as it did in OpenDP's plan); each person
+    is reduced to one row per cell (in a rate's numerator when any of their records in that cell
+    is); a person with more than ``max_contributions`` such rows keeps a uniformly random choice
+    of that many (OpenDP's ``truncate_per_group`` over shuffled rows kept the same). So one
+    person adds 1 to at most ``max_contributions`` entries of the table, each once: its L1
+    sensitivity is ``max_contributions``, the bound OpenDP derives for the planned query, and
+    the noise is OpenDP's vector mechanism at that sensitivity (see :func:`plan`).
+
+    One 64-bit key a row, the person's bits then the (cell, flag) code in mixed radix, sorted in
+    place, replaces any group-by: the reduction and the truncation are runs of equal keys."""
     needed = [person, *p.dimensions]
     if any(c not in frame.columns for c in needed):
         raise DpInvalid("The frame lacks the person column or a dimension column.")
@@ -328,79 +359,144 @@ def _prepare(
         lazy = frame.lazy()
         if p.kind == "count" and numerator is not None:
             lazy = lazy.filter(numerator)
-        columns = [pl.col(person).hash().alias(_PERSON), *(pl.col(d) for d in p.dimensions)]
+        # The service gives the person as a 64-bit hash of the linkage token; any other column
+        # is hashed to one (OpenDP's identifier was that hash, too).
+        ident = pl.col(person)
+        if frame.schema[person] != pl.UInt64:
+            ident = ident.hash()
+        columns = [ident.alias(_PERSON), *(pl.col(d) for d in p.dimensions)]
         if rate:
             assert numerator is not None
             columns.append(numerator.cast(pl.Boolean).fill_null(False).alias(_FLAG))
         selected = lazy.select(columns).collect()
+        if selected.get_column(_PERSON).null_count():
+            selected = selected.with_columns(pl.col(_PERSON).hash())
     except pl.exceptions.PolarsError:
         # Polars messages may quote data; the caller gets a fixed message instead.
         raise DpInvalid("The frame or the numerator filter cannot be evaluated.") from None
-    cell = np.zeros(selected.height, dtype=np.int64)
+    sizes = tuple(len(c) for c in p.categories) + ((2,) if rate else ())
+    radix = math.prod(sizes)
+    shift = max(radix - 1, 1).bit_length()  # the code's bits in a key
+    if selected.height << shift >= 1 << 63:
+        raise DpInvalid("The release has too many cells for its number of records.")
+    # Each row's (cell, flag) as one integer in mixed radix, the flag its lowest digit.
+    digit = np.uint32 if radix < 1 << 32 else np.uint64
+    codes: np.ndarray = np.zeros(selected.height, dtype=digit)
     inside = np.ones(selected.height, dtype=bool)
+    stride = radix
     for d, cats in zip(p.dimensions, p.categories, strict=True):
+        stride //= len(cats)
         position = label_positions(selected.get_column(d), {c: i for i, c in enumerate(cats)})
         inside &= position >= 0
-        cell = cell * len(cats) + np.maximum(position, 0)
-    people = selected.get_column(_PERSON).to_numpy()[inside]
-    cell = cell[inside]
-    keys = pl.DataFrame({_PERSON: people, "__cell": cell})
+        part: np.ndarray = np.maximum(position, 0).astype(digit)
+        del position
+        part *= digit(stride)
+        codes += part
+        del part
     if rate:
-        # Sorted with the numerator first: a person's first row in a cell says whether any is.
-        keys = keys.with_columns(pl.Series(_FLAG, selected.get_column(_FLAG).to_numpy()[inside]))
-        keys = keys.sort(_PERSON, "__cell", _FLAG, descending=[False, False, True])
-    else:
-        keys = keys.sort(_PERSON, "__cell")
+        codes += selected.get_column(_FLAG).to_numpy().astype(digit)
+    ids = selected.get_column(_PERSON).to_numpy()
     del selected
-    ids = keys.get_column(_PERSON).to_numpy()
-    cells = keys.get_column("__cell").to_numpy()
-    first = np.ones(ids.size, dtype=bool)
-    first[1:] = (ids[1:] != ids[:-1]) | (cells[1:] != cells[:-1])
-    columns_out: dict[str, pl.Series] = {_PERSON: pl.Series(_PERSON, ids[first], dtype=pl.UInt64)}
-    rest = cells[first]
-    positions: list[np.ndarray] = []
-    for cats in reversed(p.categories):
-        positions.append(rest % len(cats))
-        rest = rest // len(cats)
-    for d, cats, position in zip(p.dimensions, p.categories, reversed(positions), strict=True):
-        columns_out[d] = pl.Series(d, position, dtype=pl.UInt32).cast(pl.Enum(list(cats)))
-    if rate:
-        columns_out[_FLAG] = pl.Series(_FLAG, keys.get_column(_FLAG).to_numpy()[first])
-    prepared = pl.DataFrame(list(columns_out.values()))
-    return prepared.sample(fraction=1.0, shuffle=True)
+    if not inside.all():
+        ids, codes = ids[inside], codes[inside]
+    del inside
+    if not ids.flags.writeable:
+        ids = ids.copy()
+    key = _row_keys(ids, codes, shift)
+    del ids, codes
+    key.sort()
+    # One row per person and cell: the last of each run of (person, cell), which for a rate is
+    # the one in the numerator if any is (the flag is the lowest digit).
+    cell_of = key >> np.uint64(1) if rate else key
+    last = np.ones(key.size, dtype=bool)
+    last[:-1] = cell_of[1:] != cell_of[:-1]
+    del cell_of
+    key = key[last]
+    del last
+    key = _truncate(key, shift, p.max_contributions)
+    key &= np.uint64((1 << shift) - 1)
+    counts = np.bincount(key.astype(np.int64), minlength=radix)
+    return counts.astype(np.int64).reshape(sizes)
 
 
-def _noisy_cells(p: DpPlan, prepared: pl.DataFrame) -> np.ndarray:
-    """Run the planned measurement once through an OpenDP Context; finest noisy counts, with a
-    trailing axis [complement, numerator] for rates."""
+def _row_keys(ids: np.ndarray, codes: np.ndarray, shift: int) -> np.ndarray:
+    """One key a row, person << shift | code, unsorted; ``ids`` (writable) is reused.
+
+    The person is the identifier without its ``shift`` low bits when that tells apart as many
+    people as the identifier (sorting 64-bit integers in place is fast); otherwise (two people
+    would share a key, a chance of about N^2 / 2^(65 - shift)) the person's dense number in
+    order of the identifier, by an argsort (slower; 8 bytes a row where polars' arg_sort and
+    rank held about 34)."""
+    ordered = np.sort(ids)
+    people = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+    ordered >>= np.uint64(shift)
+    tops = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+    del ordered
+    if tops == people:
+        ids >>= np.uint64(shift)
+        key = ids
+    else:
+        order = np.argsort(ids)
+        codes = codes[order]
+        del order
+        ids.sort()
+        new_person = ids[1:] != ids[:-1]
+        key = ids
+        key[:1] = 0
+        key[1:] = new_person
+        del new_person
+        np.cumsum(key, out=key)
+    key <<= np.uint64(shift)
+    key |= codes
+    return key
+
+
+def _truncate(key: np.ndarray, shift: int, bound: int) -> np.ndarray:
+    """Keep at most ``bound`` rows of each person (sorted keys, person = key >> shift), a
+    uniformly random choice of them for a person above the bound: Floyd's sampling of ``bound``
+    of a person's ``m`` rows, one draw per person at a time (a byte a row, the rest per person)."""
+    owner = key >> np.uint64(shift)
+    # Sorted, a person has more than ``bound`` rows exactly when some row's person is also the
+    # person ``bound`` rows further on.
+    if not np.any(owner[bound:] == owner[:-bound]):
+        return key
+    boundary = np.ones(owner.size, dtype=bool)
+    np.not_equal(owner[1:], owner[:-1], out=boundary[1:])
+    del owner
+    starts = np.flatnonzero(boundary)
+    del boundary
+    runs = np.diff(starts, append=key.size)
+    keep = np.repeat(runs <= bound, runs)
+    over = runs > bound
+    first, size = starts[over], runs[over]
+    del starts, runs, over
+    rng = np.random.default_rng()
+    # Floyd: for j = m - bound .. m - 1, draw t uniform in [0, j]; take t, or j if t is taken.
+    for step in range(bound):
+        j = size - bound + step
+        t = rng.integers(0, j + 1)
+        row = first + t
+        taken = keep[row]
+        row[taken] = first[taken] + j[taken]
+        keep[row] = True
+    out: np.ndarray = key[keep]
+    return out
+
+
+def _noisy_cells(p: DpPlan, exact: np.ndarray) -> np.ndarray:
+    """Run the planned noise once through an OpenDP Context whose privacy unit is the table's L1
+    sensitivity (``max_contributions``) and whose budget is exactly ``p.epsilon``."""
     context = dp.Context.compositor(
-        data=prepared.lazy(),
-        privacy_unit=dp.unit_of(contributions=1, identifier=_PERSON),
+        data=[int(v) for v in exact.ravel()],
+        privacy_unit=(dp.l1_distance(T="i64"), p.max_contributions),
         privacy_loss=dp.loss_of(epsilon=p.epsilon),
         split_evenly_over=1,
-        domain=p.domain,
+        domain=p.counts_domain,
     )
-    out = context(p.measurement).collect()
-    by = list(p.dimensions) + ([_FLAG] if p.kind == "rate" else [])
-    shape = tuple(len(c) for c in p.categories) + ((2,) if p.kind == "rate" else ())
-    if out.height != math.prod(shape) or out.get_column(_COUNT).null_count():
+    out = context(p.mechanism)
+    if len(out) != exact.size:
         raise DpFailed("OpenDP returned an incomplete table.")
-    noisy = np.zeros(shape, dtype=np.int64)
-    index: list[np.ndarray] = []
-    for d, cats in zip(p.dimensions, p.categories, strict=True):
-        positions = (
-            out.get_column(d)
-            .cast(pl.String)
-            .replace_strict(list(cats), list(range(len(cats))), return_dtype=pl.Int64)
-        )
-        index.append(positions.to_numpy())
-    if p.kind == "rate":
-        index.append(out.get_column(_FLAG).cast(pl.Int64).to_numpy())
-    flat = np.ravel_multi_index(tuple(index), shape) if by else np.zeros(1, dtype=np.int64)
-    if len(np.unique(flat)) != out.height:
-        raise DpFailed("OpenDP returned a table with repeated cells.")
-    noisy.reshape(-1)[flat] = out.get_column(_COUNT).to_numpy()
-    return noisy
+    return np.asarray(out, dtype=np.int64).reshape(exact.shape)
 
 
 def _with_margins(values: np.ndarray, axes: int) -> np.ndarray:
@@ -488,12 +584,6 @@ def _cells(p: DpPlan, noisy: np.ndarray) -> tuple[list[dict[str, Any]], Cube]:
     return cells, cube
 
 
-def _noiseless(p: DpPlan) -> DpPlan:
-    """The same release with noise too small ever to be drawn (scale 1e-9 times the contribution
-    bound k: a draw is nonzero with probability below 2 exp(-1e9 / k)), for exact counts."""
-    return plan(p.dimensions, p.categories, p.unit, _NOISELESS_EPSILON, p.max_contributions)
-
-
 def release(
     frame: pl.DataFrame,
     p: DpPlan,
@@ -510,15 +600,14 @@ def release(
     ``noise`` is for tests only and must stay ``None`` in the service: when given (integers, the
     shape of the finest cells, with a trailing axis [complement, numerator] for rates) it replaces
     the noise OpenDP draws, so post-processing (margins, intervals, statuses) can be asserted
-    exactly. The counts are then computed by the same OpenDP pipeline (truncation included) with
-    negligible noise and ``noise`` is added to them; the published cells use ``p`` as planned.
+    exactly. ``noise`` is added to the same exact counts (truncation included) that OpenDP's
+    mechanism would receive; the published cells use ``p`` as planned.
     """
-    prepared = _prepare(frame, p, person, numerator)
+    exact = _exact_counts(frame, p, person, numerator)
     try:
         if noise is None:
-            noisy = _noisy_cells(p, prepared)
+            noisy = _noisy_cells(p, exact)
         else:
-            exact = _noisy_cells(_noiseless(p), prepared)
             if noise.shape != exact.shape or not np.issubdtype(noise.dtype, np.integer):
                 raise DpInvalid("The injected noise must be integers shaped like the cells.")
             noisy = exact + noise

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import opendp.prelude as dp
 import polars as pl
 import pytest
 from scipy.stats import binom
@@ -189,6 +190,157 @@ def test_a_person_with_many_records_moves_the_table_by_at_most_the_bound() -> No
             finest = (with_ - without)[: len(HOODS), : len(YEARS)]
             assert finest.min() >= 0
             assert finest.sum() == k  # k of the person's 6 cells, whichever truncation kept
+
+
+def repeat_frame(rows: int, people: int, seed: int) -> pl.DataFrame:
+    """People with several records each, in several cells, some outside the categories."""
+    rng = np.random.default_rng(seed)
+    hoods = (*HOODS, "Nowhere", None)
+    return frame(
+        [
+            (
+                int(rng.integers(0, people)),
+                hoods[rng.choice(5, p=[0.3, 0.3, 0.3, 0.05, 0.05])],
+                YEARS[rng.integers(0, 2)],
+                bool(rng.random() < 0.4),
+            )
+            for _ in range(rows)
+        ]
+    )
+
+
+@pytest.mark.parametrize("unit", ["count", "percent"])
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_one_person_moves_the_exact_counts_by_at_most_the_sensitivity(unit: str, k: int) -> None:
+    # The sensitivity the noise is calibrated to (OpenDP's discrete Laplace over the vector of
+    # finest counts, at d_in = max_contributions in L1): adding one person, with several records
+    # in every cell, in and out of the numerator, moves the exact finest counts (the numerator
+    # flag's axis included) by one in at most k entries; every margin, a sum of finest cells,
+    # moves by at most k too (margins are computed from the noisy cells, never measured).
+    # Everyone else has two identical records (one cell), so their rows are the same either way:
+    # a person's truncation depends only on their own rows and their own random draws.
+    base = pl.concat([random_frame(300), random_frame(300)])
+    heavy = frame(
+        [
+            (10_000, hood, year, (h + y + r) % 3 == 0)
+            for h, hood in enumerate(HOODS)
+            for y, year in enumerate(YEARS)
+            for r in range(3)
+        ]
+        + [(10_000, "Nowhere", "2023-24", True)]
+    )
+    p = plan(unit, k=k)
+    numerator = pl.col("ready") if unit == "percent" else None
+    without = dprel._exact_counts(base, p, "tok", numerator)
+    for seed in range(20):
+        mixed = pl.concat([base, heavy]).sample(fraction=1.0, shuffle=True, seed=seed)
+        diff = dprel._exact_counts(mixed, p, "tok", numerator) - without
+        assert diff.min() >= 0 and diff.max() <= 1
+        assert np.abs(diff).sum() == min(k, len(HOODS) * len(YEARS)) <= p.max_contributions
+        finest = diff.sum(axis=-1) if unit == "percent" else diff
+        for axis in range(finest.ndim):
+            assert finest.sum(axis=axis).max() <= k
+    # The loss is what OpenDP's maps give at that sensitivity, for the person-level query and
+    # for the noise that is drawn, and the plan's budget holds for both.
+    assert p.mechanism.map(k) <= p.epsilon and p.measurement.map(1) <= p.epsilon
+
+
+def _opendp_polars_counts(data: pl.DataFrame, p: dprel.DpPlan) -> np.ndarray:
+    """The finest counts of OpenDP's own polars measurement (``p.measurement``: truncation per
+    person and grouping with the public keys), run on the data reduced to one row per person and
+    cell as the release did before it computed the counts itself."""
+    rate = p.kind == "rate"
+    person = dprel._PERSON
+    reduced = (
+        data.select(
+            pl.col("tok").hash().alias(person),
+            *(
+                pl.col(d).cast(pl.Enum(list(c)), strict=False)
+                for d, c in zip(p.dimensions, p.categories, strict=True)
+            ),
+            pl.col("ready").alias(dprel._FLAG),
+        )
+        .drop_nulls(list(p.dimensions))
+        .group_by(person, *p.dimensions)
+        .agg(pl.col(dprel._FLAG).any())
+        .sample(fraction=1.0, shuffle=True, seed=1)
+    )
+    if not rate:
+        reduced = reduced.drop(dprel._FLAG)
+    context = dp.Context.compositor(
+        data=reduced.lazy(),
+        privacy_unit=dp.unit_of(contributions=1, identifier=person),
+        privacy_loss=dp.loss_of(epsilon=p.epsilon),
+        split_evenly_over=1,
+        domain=p.domain,
+    )
+    out = context(p.measurement).collect()
+    shape = tuple(len(c) for c in p.categories) + ((2,) if rate else ())
+    counts = np.zeros(shape, dtype=np.int64)
+    for row in out.iter_rows(named=True):
+        index = [p.categories[i].index(row[d]) for i, d in enumerate(p.dimensions)]
+        if rate:
+            index.append(int(row[dprel._FLAG]))
+        counts[tuple(index)] = row[dprel._COUNT]
+    return counts
+
+
+@pytest.mark.parametrize("unit", ["count", "percent"])
+@pytest.mark.parametrize("k", [1, 2, 6])
+def test_exact_counts_are_those_of_opendps_polars_measurement(unit: str, k: int) -> None:
+    # Without noise (epsilon 1e9), the counts the release computes itself equal those of the
+    # OpenDP polars measurement it replaced. With k = 6 no one has more cells than the bound, so
+    # every count is equal; below it, truncation keeps a random choice of cells per person, and
+    # the total (each person counted in min(cells, k) cells) is equal.
+    data = repeat_frame(600, 200, seed=11)
+    p = plan(unit, k=k)
+    mine = dprel._exact_counts(data, p, "tok", pl.col("ready") if unit == "percent" else None)
+    theirs = _opendp_polars_counts(data, p)
+    assert mine.shape == theirs.shape
+    assert mine.sum() == theirs.sum()
+    if k == 6:
+        assert np.array_equal(mine, theirs)
+    # People numbered 0, 1, 2...: without its low bits the identifier no longer tells them apart,
+    # so the keys number people densely instead (the slower path); the counts are the same.
+    numbered = data.with_columns(pl.col("tok").rank("dense").cast(pl.UInt64))
+    again = dprel._exact_counts(numbered, p, "tok", pl.col("ready") if unit == "percent" else None)
+    assert again.sum() == mine.sum()
+    if k == 6:
+        assert np.array_equal(again, mine)
+
+
+def test_truncation_keeps_a_random_choice_of_a_persons_cells() -> None:
+    # One person in all 6 cells, bound 1: each run keeps one cell, chosen uniformly; in 150 runs
+    # some cell is never kept with probability at most 6 * (5/6)^150 < 2e-11.
+    data = frame([(1, hood, year, True) for hood in HOODS for year in YEARS])
+    assert FALSE_FAILURE > 6 * (5 / 6) ** 150
+    p = plan("count", k=1)
+    kept = set()
+    for _ in range(150):
+        counts = dprel._exact_counts(data, p, "tok", None)
+        assert counts.sum() == 1
+        kept.add(tuple(np.argwhere(counts)[0]))
+    assert len(kept) == len(HOODS) * len(YEARS)
+
+
+def test_truncation_keeps_every_choice_equally_often() -> None:
+    # One person in 4 cells, bound 2: each of the 6 pairs of cells is kept with probability 1/6;
+    # in 1,200 runs each pair's count lies within Binomial(1200, 1/6) bounds that fail with
+    # probability below FALSE_FAILURE / 6 on each side (so below FALSE_FAILURE in all).
+    cells = [("Ashland", "2023-24"), ("Bayview", "2023-24"), ("Central", "2024-25")]
+    cells.append(("Ashland", "2024-25"))
+    data = frame([(1, hood, year, True) for hood, year in cells for _ in range(2)])
+    p = plan("count", k=2)
+    runs = 1200
+    lo, hi = covering_bounds(runs, 1 / 6, FALSE_FAILURE / 12)
+    seen: dict[tuple[tuple[int, ...], ...], int] = {}
+    for _ in range(runs):
+        counts = dprel._exact_counts(data, p, "tok", None)
+        assert counts.sum() == 2 and counts.max() == 1
+        pair = tuple(tuple(int(i) for i in c) for c in np.argwhere(counts))
+        seen[pair] = seen.get(pair, 0) + 1
+    assert len(seen) == 6
+    assert all(lo <= n <= hi for n in seen.values())
 
 
 def test_people_are_counted_once_per_cell() -> None:
