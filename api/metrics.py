@@ -9,8 +9,11 @@ Counted in process memory (or, with several workers, in prometheus-client's mult
 * ``backbone_releases_total`` by method and outcome, ``backbone_release_duration_seconds`` (the
   time a new release took to compute, before the answer is padded to the time quantum).
 
-The routes count a stored submission or release once the request's unit of work has committed
-(api.deps.after_commit), a refusal when it is raised.
+The routes count a stored submission once the request's unit of work has committed
+(api.deps.after_commit), a refusal when it is raised, and a release request answered at once
+with its stored release. A release computed by a job is counted where the job ran, when it
+ends (:func:`job_recorder`): in the API process on SQLite, in ``backbone worker`` with
+PostgreSQL, which serves its own counters with ``--metrics-port``.
 
 Read from the database at every scrape, by :class:`DatabaseCollector` (a few small queries, never
 kept in memory, the same for whichever worker answers): the privacy budget spent and remaining
@@ -45,13 +48,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregation.ledger import budgets
-from aggregation.models import PrivacyBudget
+from aggregation.models import PrivacyBudget, Release
 from agreements.service import in_force
 from audit import checkpoints
 from audit.models import AuditHead
 from core.errors import DomainError, Forbidden
 from core.settings import networks
-from jobs.models import ACTIVE, Job
+from jobs.models import ACTIVE, FAILED, Job
+from jobs.service import JOB_FAILED
 from policy.vocabulary import DisclosureMethod
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -98,11 +102,11 @@ SUBMISSION_ROWS = Counter(
     registry=REGISTRY,
 )
 RELEASE_METHODS = (*(m.value for m in DisclosureMethod), "unspecified")
-RELEASE_OUTCOMES = ("computed", "stored", "refused")
+RELEASE_OUTCOMES = ("computed", "stored", "refused", "failed")
 RELEASES = Counter(
     "backbone_releases",
     "Release requests by disclosure method and outcome: computed (a new release), stored (the "
-    "stored release of the same request), refused",
+    "stored release of the same request), refused, failed (a job that could not compute it)",
     ["method", "outcome"],
     registry=REGISTRY,
 )
@@ -154,6 +158,33 @@ def release_answered(method: str, *, computed: bool, seconds: float) -> None:
 
 def release_refused(method: str | None) -> None:
     RELEASES.labels(_method_label(method), "refused").inc()
+
+
+def job_recorder(sessions: Callable[[], Session]) -> Callable[[str, str, float], None]:
+    """What a job runtime tells of a finished release job (``JobRuntime.finished``): counted
+    where the job ran, the API process on SQLite, ``backbone worker`` with PostgreSQL (served
+    by ``backbone worker --metrics-port``). The duration is the job's run in that process, from
+    taking it to its release stored."""
+
+    def record(job_id: str, outcome: str, seconds: float) -> None:
+        with sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                return
+            if outcome == FAILED:
+                failed = (job.problem or {}).get("kind") == JOB_FAILED
+                RELEASES.labels(
+                    _method_label(job.request.get("method")), "failed" if failed else "refused"
+                ).inc()
+                return
+            release = session.get(Release, job.release_id) if job.release_id else None
+            label = _method_label(release.method if release else job.request.get("method"))
+            computed = bool(job.release_created)
+            RELEASES.labels(label, "computed" if computed else "stored").inc()
+            if computed:
+                RELEASE_DURATION.labels(label).observe(seconds)
+
+    return record
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

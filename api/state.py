@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aggregation.reads import ReleaseViews
 from agreements.service import PolicyCache
+from api.metrics import job_recorder
 from api.ratelimit import RateLimiter
 from api.rendering import RenderedPages
 from audit.batcher import AuditBatcher
@@ -85,5 +86,8 @@ class AppState:
             clock=clock,
             release_views=ReleaseViews(),
             rendered=RenderedPages(),
-            jobs=JobEngine(settings, JobRuntime(sessions, master, policies, clock)),
+            jobs=JobEngine(
+                settings,
+                JobRuntime(sessions, master, policies, clock, finished=job_recorder(sessions)),
+            ),
         )

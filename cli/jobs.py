@@ -30,6 +30,17 @@ def worker(
     once: Annotated[
         bool, typer.Option("--once", help="Run the jobs waiting now, then exit (for cron).")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="serve this worker's Prometheus metrics (the releases it computed) on this port",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="the address --metrics-port listens on")
+    ] = "127.0.0.1",
 ) -> None:
     """Run release jobs until stopped (SIGINT, SIGTERM), or with --once until none is left."""
     from agreements.service import PolicyCache
@@ -51,7 +62,16 @@ def worker(
     processes = (
         JobProcesses(settings, jobs, master) if settings.job_isolation == "process" else None
     )
-    runtime = JobRuntime(sessions, master, PolicyCache(sessions), utcnow, processes)
+    from api.metrics import REGISTRY, job_recorder
+
+    runtime = JobRuntime(
+        sessions, master, PolicyCache(sessions), utcnow, processes, job_recorder(sessions)
+    )
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        # The releases this worker computes are counted here, not by the API that queued them.
+        start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)
     try:
         if settings.jobs_in_process:
             _in_process(runtime, jobs, once, settings.job_sweep_seconds)

@@ -288,17 +288,12 @@ async def create_release(
         )
         if finished is None or finished.state in ACTIVE:
             return await run_in_threadpool(run_unit_of_work, request, _job_response(job.id))
+        # A job's outcome is counted where the job ran, once (api.metrics.job_recorder), not
+        # by each request that waited for it.
         if finished.state == FAILED:
             # The job has audited the refusal, as the request itself would have been.
-            metrics.release_refused(req.method)
             return stored_problem_response(finished.problem or {}, request.state.request_id)
         release = await run_in_threadpool(run_unit_of_work, request, _load_release(finished))
-        # Counted once stored (committed with the job's success).
-        metrics.release_answered(
-            release.method,
-            computed=bool(finished.release_created),
-            seconds=time.monotonic() - started,
-        )
         return await _release_response(request, release, created=bool(finished.release_created))
     except DomainError:
         metrics.release_refused(req.method)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aggregation import releases
 from aggregation.models import Release
 from agreements.service import PolicyCache
+from api.metrics import REGISTRY, job_recorder
 from core.clock import utcnow
 from core.context import RequestContext
 from core.db import make_engine, make_session_factory
@@ -188,7 +191,16 @@ def _work(committed: Committed) -> None:
     if POSTGRES:
         from jobs import queue
 
-        queue.run_worker(queue.make_app(committed.url), committed.runtime(), 1, wait=False)
+        # As `backbone worker` does, the worker counts the releases it computes.
+        runtime = replace(committed.runtime(), finished=job_recorder(committed.sessions))
+        queue.run_worker(queue.make_app(committed.url), runtime, 1, wait=False)
+
+
+def _releases_counted(method: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "backbone_releases_total", {"method": method, "outcome": outcome}
+    )
+    return value or 0.0
 
 
 def _poll(api: Api, location: str, as_: str = "backbone-manager") -> dict[str, Any]:
@@ -207,6 +219,8 @@ def _poll(api: Api, location: str, as_: str = "backbone-manager") -> dict[str, A
 
 def test_a_release_beyond_the_deadline_is_a_job_polled_to_its_release(api, committed):
     dims = ["neighborhood"]
+    computed = _releases_counted("suppression", "computed")
+    stored = _releases_counted("suppression", "stored")
     r = api.post(
         "/v1/indicators/kindergarten-enrollment/releases",
         as_="backbone-manager",
@@ -238,6 +252,10 @@ def test_a_release_beyond_the_deadline_is_a_job_polled_to_its_release(api, commi
     )
     assert again.status_code == 200 and again.json()["id"] == release["id"]
     assert again.headers["Location"] == f"/v1/releases/{release['id']}"
+    # Counted once where the job ran (answered 202, then computed), and the stored answer.
+    assert release["method"] == "suppression"
+    assert _releases_counted("suppression", "computed") == computed + 1
+    assert _releases_counted("suppression", "stored") == stored + 1
 
 
 def test_within_the_deadline_a_release_is_answered_at_once(committed):
@@ -446,7 +464,7 @@ def test_a_job_abandoned_by_a_stopped_process_is_taken_over(committed):
     from jobs.runner import STALE, InProcessRunner
 
     job_id = committed.queue(
-        "backbone-manager", "chronic-absenteeism", ["school_year"], "suppression"
+        "backbone-manager", "low-birth-weight", ["neighborhood"], "suppression"
     )
     # Running, as a process that stopped left it; heard of recently, it is not taken over.
     with committed.sessions() as session:
@@ -498,6 +516,54 @@ def test_backbone_worker_runs_the_waiting_jobs(committed, tmp_path):
     assert "Traceback" not in done.stderr
     job = committed.job(job_id)
     assert job.state == SUCCEEDED and job.release_id is not None
+
+
+@pytest.mark.process
+@pytest.mark.slow
+def test_backbone_worker_serves_the_releases_it_computed_on_its_metrics_port(committed, tmp_path):
+    job_id = committed.queue("backbone-manager", "low-birth-weight", ["birth_year"], "suppression")
+    if POSTGRES:
+        from jobs import queue
+
+        with queue.make_app(committed.url).open() as app:
+            queue.defer(app, job_id)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "PATH": str(BACKBONE.parent),
+        "BACKBONE_DATABASE_URL": committed.url,
+        "BACKBONE_DATA_DIR": str(tmp_path),
+        "BACKBONE_MASTER_KEY": base64.urlsafe_b64encode(MASTER.raw).decode().rstrip("="),
+        "BACKBONE_LOG_JSON": "false",
+        "BACKBONE_JOB_SWEEP_SECONDS": "1",
+    }
+    proc = subprocess.Popen(
+        [str(BACKBONE), "worker", "--metrics-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while committed.job(job_id).state != SUCCEEDED:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        counted = [
+            line
+            for line in text.splitlines()
+            if line.startswith("backbone_releases_total{")
+            and 'method="suppression"' in line
+            and 'outcome="computed"' in line
+        ]
+        assert len(counted) == 1 and float(counted[0].rsplit(" ", 1)[1]) == 1.0, counted
+        assert 'backbone_release_duration_seconds_count{method="suppression"} 1.0' in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
 
 
 @pytest.mark.postgres_only
@@ -643,3 +709,21 @@ def test_metrics_count_the_jobs_queued(committed):
         assert waiting >= 1
         assert service.run_job(committed.runtime(), job_id) == SUCCEEDED
         assert queued() == waiting - 1
+
+
+def test_a_failed_job_is_counted_failed_and_a_job_refusal_refused(committed):
+    job_id = committed.queue(
+        "backbone-manager", "low-birth-weight", ["race_ethnicity"], "suppression"
+    )
+    record = job_recorder(committed.sessions)
+    for kind, outcome in ((service.JOB_FAILED, "failed"), ("forbidden", "refused")):
+        with committed.sessions() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id).values(state=FAILED, problem={"kind": kind})
+            )
+            session.commit()
+        before = _releases_counted("suppression", outcome)
+        record(job_id, FAILED, 0.5)
+        assert _releases_counted("suppression", outcome) == before + 1
+    # A job unknown to the database (purged) is not counted, and raises nothing.
+    record("job_unknown", FAILED, 0.5)
