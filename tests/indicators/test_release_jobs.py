@@ -487,27 +487,40 @@ def test_a_job_abandoned_by_a_stopped_process_is_taken_over(committed):
         runner.stop()
 
 
-@pytest.mark.process
-@pytest.mark.slow
-def test_backbone_worker_runs_the_waiting_jobs(committed, tmp_path):
-    job_id = committed.queue(
-        "backbone-manager", "kindergarten-readiness", ["school_year"], "suppression"
-    )
+def _waiting_for_a_worker(
+    committed: Committed, client_id: str, indicator: str, dims: list[str], method: str
+) -> str:
+    """A job queued as the API queues it, and on PostgreSQL deferred to procrastinate's queue."""
+    job_id = committed.queue(client_id, indicator, dims, method)
     if POSTGRES:
         from jobs import queue
 
         with queue.make_app(committed.url).open() as app:
             queue.defer(app, job_id)
-    env = {
+    return job_id
+
+
+def _worker_env(committed: Committed, data_dir: Path, **extra: str) -> dict[str, str]:
+    """Only what `backbone worker` needs, as a service manager would give it."""
+    return {
         "PATH": str(BACKBONE.parent),
         "BACKBONE_DATABASE_URL": committed.url,
-        "BACKBONE_DATA_DIR": str(tmp_path),
+        "BACKBONE_DATA_DIR": str(data_dir),
         "BACKBONE_MASTER_KEY": base64.urlsafe_b64encode(MASTER.raw).decode().rstrip("="),
         "BACKBONE_LOG_JSON": "false",
+        **extra,
     }
+
+
+@pytest.mark.process
+@pytest.mark.slow
+def test_backbone_worker_runs_the_waiting_jobs(committed, tmp_path):
+    job_id = _waiting_for_a_worker(
+        committed, "backbone-manager", "kindergarten-readiness", ["school_year"], "suppression"
+    )
     done = subprocess.run(
         [str(BACKBONE), "worker", "--once"],
-        env=env,
+        env=_worker_env(committed, tmp_path),
         capture_output=True,
         text=True,
         timeout=600,
@@ -521,26 +534,15 @@ def test_backbone_worker_runs_the_waiting_jobs(committed, tmp_path):
 @pytest.mark.process
 @pytest.mark.slow
 def test_backbone_worker_serves_the_releases_it_computed_on_its_metrics_port(committed, tmp_path):
-    job_id = committed.queue("backbone-manager", "low-birth-weight", ["birth_year"], "suppression")
-    if POSTGRES:
-        from jobs import queue
-
-        with queue.make_app(committed.url).open() as app:
-            queue.defer(app, job_id)
+    job_id = _waiting_for_a_worker(
+        committed, "backbone-manager", "low-birth-weight", ["birth_year"], "suppression"
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        "PATH": str(BACKBONE.parent),
-        "BACKBONE_DATABASE_URL": committed.url,
-        "BACKBONE_DATA_DIR": str(tmp_path),
-        "BACKBONE_MASTER_KEY": base64.urlsafe_b64encode(MASTER.raw).decode().rstrip("="),
-        "BACKBONE_LOG_JSON": "false",
-        "BACKBONE_JOB_SWEEP_SECONDS": "1",
-    }
     proc = subprocess.Popen(
         [str(BACKBONE), "worker", "--metrics-port", str(port)],
-        env=env,
+        env=_worker_env(committed, tmp_path, BACKBONE_JOB_SWEEP_SECONDS="1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -672,9 +674,7 @@ def test_job_concurrency_computes_that_many_jobs_at_once(committed, monkeypatch)
         committed.queue(
             "backbone-manager", "kindergarten-readiness", ["race_ethnicity"], "suppression"
         ),
-        committed.queue(
-            "backbone-manager", "chronic-absenteeism", ["grade", "neighborhood"], "suppression"
-        ),
+        committed.queue("backbone-manager", "readiness-after-prek", ["school_year"], "suppression"),
     ]
     engine = JobEngine(
         _settings(committed, job_queue="in-process", job_concurrency=2), committed.runtime()
