@@ -23,9 +23,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-compile -e .
 	@touch $(STAMP)
 
-$(DEV_STAMP): $(STAMP)
+# One resolution for both (the service's dependencies are among the tools'), so a first
+# `make test` does not install twice.
+$(DEV_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Backbone needs Python 3.11 or newer")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
-	@touch $(DEV_STAMP)
+	@touch $(STAMP) $(DEV_STAMP)
 
 ## make run: install, migrate the embedded SQLite database, seed the demo initiative, serve on 127.0.0.1:8000
 run: $(STAMP)
