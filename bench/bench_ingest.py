@@ -41,6 +41,8 @@ import httpx
 import numpy as np
 import polars as pl
 
+from bench.common import client_token
+
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HOODS = [f"Neighborhood {i:02d}" for i in range(40)]
 YEARS = ["2021-22", "2022-23", "2023-24", "2024-25", "2025-26"]
@@ -343,13 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         with fresh_database(args.postgres) as url:
             creds = seed(url, master_raw)
             with server(url, master_raw, work / "var") as (base, pid):
-                r = httpx.post(
-                    f"{base}/oauth/token",
-                    data={"grant_type": "client_credentials"},
-                    auth=(creds["client_id"], creds["client_secret"]),
-                )
-                r.raise_for_status()
-                token = r.json()["access_token"]
+                token = client_token(base, creds)
                 idle = peak_rss(pid, "VmRSS")
                 push(base, token, warm_path)
                 copy(url, warm_path, typed=True)

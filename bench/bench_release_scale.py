@@ -48,6 +48,7 @@ import httpx
 import polars as pl
 
 from bench.bench_ingest import DEFAULT_PG, fresh_database
+from bench.common import client_token
 from demo.initiative import NEIGHBORHOODS, RACE_ETHNICITY
 
 DATASET = "scale_readiness"
@@ -285,17 +286,6 @@ def processes(url: str, data_dir: Path, workers: int) -> Iterator[tuple[str, lis
                 p.kill()
 
 
-def _token(base: str, cred: dict[str, str]) -> str:
-    r = httpx.post(
-        f"{base}/oauth/token",
-        data={"grant_type": "client_credentials"},
-        auth=(cred["client_id"], cred["client_secret"]),
-        timeout=60,
-    )
-    r.raise_for_status()
-    return str(r.json()["access_token"])
-
-
 def _push(base: str, token: str, frame: pl.DataFrame, year: str, partner: str) -> None:
     body = frame.write_csv().encode()
     r = httpx.post(
@@ -452,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         orgs = partners(args.partners)
         workers = 2 if args.concurrent else 1
         with processes(url, Path(tmp) / "var", workers) as (base, pids):
-            tokens = {o: _token(base, creds[f"sis-{o}"]) for o in orgs}
+            tokens = {o: client_token(base, creds[f"sis-{o}"]) for o in orgs}
             started = time.perf_counter()
             share = -(-per_year // len(orgs))
             for i, year in enumerate(YEARS):
@@ -469,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                 f" {workers} worker(s)",
                 flush=True,
             )
-            manager = _token(base, creds["mgr"])
+            manager = client_token(base, creds["mgr"])
             if args.concurrent:
                 return _concurrent(base, manager, args.concurrent)
             made = httpx.post(

@@ -13,11 +13,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 PG_ADMIN = os.environ.get(
     "BACKBONE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -255,6 +257,18 @@ def throughput(
 
 
 _CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+
+
+def client_token(base: str, cred: Mapping[str, str]) -> str:
+    """An access token for a client by its secret (client_credentials), over httpx."""
+    r = httpx.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(cred["client_id"], cred["client_secret"]),
+        timeout=60,
+    )
+    r.raise_for_status()
+    return str(r.json()["access_token"])
 
 
 def token(srv: Server, client_id: str) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -282,6 +283,33 @@ class Api:
 @pytest.fixture
 def api(client: TestClient, demo_credentials: dict[str, dict[str, Any]]) -> Api:
     return Api(client, demo_credentials)
+
+
+@pytest.fixture
+def api_with(
+    settings: Settings,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    demo_credentials: dict[str, dict[str, Any]],
+) -> Callable[..., AbstractContextManager[Api]]:
+    """``with api_with(setting=value) as api``: the API over the test's transaction, with
+    some settings changed."""
+
+    @contextmanager
+    def make(**changes: Any) -> Iterator[Api]:
+        app = create_app(
+            settings.model_copy(update=changes),
+            engine=engine,
+            sessions=sessions,
+            master=MASTER,
+            clock=clock,
+            configure_logs=False,
+        )
+        with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
+            yield Api(client, demo_credentials)
+
+    return make
 
 
 class LiveServer:

@@ -10,15 +10,8 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from fastapi.testclient import TestClient
-
-from api.app import create_app
-from tests.conftest import BASE_URL, MASTER, Api
 from tests.records.test_submissions_api import csv, post, problem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,24 +41,8 @@ def test_every_documented_setting_is_tested():
     assert not untested, f"documented in the README, exercised by no test: {untested}"
 
 
-@contextmanager
-def _app(settings, engine, sessions, clock, demo_credentials, **changes: Any) -> Iterator[Api]:
-    app = create_app(
-        settings.model_copy(update=changes),
-        engine=engine,
-        sessions=sessions,
-        master=MASTER,
-        clock=clock,
-        configure_logs=False,
-    )
-    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
-        yield Api(client, demo_credentials)
-
-
-def test_access_token_ttl_seconds(settings, engine, sessions, clock, demo_credentials):
-    with _app(
-        settings, engine, sessions, clock, demo_credentials, access_token_ttl_seconds=45
-    ) as api:
+def test_access_token_ttl_seconds(api_with, demo_credentials):
+    with api_with(access_token_ttl_seconds=45) as api:
         cred = demo_credentials["district-sis"]
         r = api.client.post(
             "/oauth/token",
@@ -83,27 +60,21 @@ def test_access_token_ttl_seconds(settings, engine, sessions, clock, demo_creden
         assert seen["active"] is True and seen["exp"] - seen["iat"] == 45
 
 
-def test_max_decompression_ratio(settings, engine, sessions, clock, demo_credentials, session):
+def test_max_decompression_ratio(api_with):
     # The ratio is checked with one read chunk (1 MiB) of slack: a body well past it, which gzip
     # shrinks about tenfold.
     body = csv(80_000, prefix="DR")
     packed = gzip.compress(body)
     assert len(body) > 3 * 1_048_576 and len(body) / len(packed) > 8
-    with _app(
-        settings, engine, sessions, clock, demo_credentials, max_decompression_ratio=4
-    ) as api:
+    with api_with(max_decompression_ratio=4) as api:
         problem(post(api, packed, **{"Content-Encoding": "gzip"}), 413, "payload-too-large")
-    with _app(
-        settings, engine, sessions, clock, demo_credentials, max_decompression_ratio=50
-    ) as api:
+    with api_with(max_decompression_ratio=50) as api:
         r = post(api, packed, **{"Content-Encoding": "gzip"})
         assert r.status_code == 201, r.text
 
 
-def test_token_failure_rate_limit(settings, engine, sessions, clock, demo_credentials):
-    with _app(
-        settings, engine, sessions, clock, demo_credentials, token_failure_rate_limit="2/minute"
-    ) as api:
+def test_token_failure_rate_limit(api_with):
+    with api_with(token_failure_rate_limit="2/minute") as api:
         wrong = ("district-sis", "not-the-secret")
         statuses = [
             api.client.post(
@@ -114,10 +85,8 @@ def test_token_failure_rate_limit(settings, engine, sessions, clock, demo_creden
         assert statuses == [401, 401, 429]
 
 
-def test_write_rate_limit(settings, engine, sessions, clock, demo_credentials):
-    with _app(
-        settings, engine, sessions, clock, demo_credentials, write_rate_limit="2/minute"
-    ) as api:
+def test_write_rate_limit(api_with):
+    with api_with(write_rate_limit="2/minute") as api:
         first = post(api, csv(3, prefix="WA"))
         second = post(api, csv(3, prefix="WB"))
         assert (first.status_code, second.status_code) == (201, 201)

@@ -6,32 +6,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.app import create_app
 from audit.models import AuditEvent
 from notifications.models import NotificationEvent, WebhookDelivery
-from tests.conftest import BASE_URL, MASTER, Api
+from tests.conftest import Api
 from tests.records.test_submissions_api import csv, post
 
 AGREEMENT = "district-early-learning-outcomes"
 
 
 @pytest.fixture
-def allowed(settings, engine, sessions, clock, demo_credentials) -> Iterator[Api]:  # type: ignore[no-untyped-def]
+def allowed(api_with) -> Iterator[Api]:  # type: ignore[no-untyped-def]
     """The API with 127.0.0.1 allowed (where the tests' receivers listen)."""
-    app = create_app(
-        settings.model_copy(update={"webhook_allow_hosts": "127.0.0.1"}),
-        engine=engine,
-        sessions=sessions,
-        master=MASTER,
-        clock=clock,
-        configure_logs=False,
-    )
-    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as c:
-        yield Api(c, demo_credentials)
+    with api_with(webhook_allow_hosts="127.0.0.1") as api:
+        yield api
 
 
 def _problem(r: Any, status: int, kind: str) -> dict[str, Any]:

@@ -398,18 +398,8 @@ def test_policy_denies_a_partner_that_does_not_provide_the_dataset(api, session)
     assert counts(session) == before
 
 
-def test_body_over_the_limit(settings, engine, sessions, clock, demo_credentials, session):
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-    from tests.conftest import BASE_URL, Api
-
-    small = settings.model_copy(update={"max_submission_bytes": 4096})
-    app = create_app(
-        small, engine=engine, sessions=sessions, master=MASTER, clock=clock, configure_logs=False
-    )
-    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
-        api = Api(client, demo_credentials)
+def test_body_over_the_limit(api_with, session):
+    with api_with(max_submission_bytes=4096) as api:
         api.token("district-sis")
         before = counts(session)
         big = csv(100)
