@@ -61,7 +61,7 @@ ORGANIZATIONS = (
     ("district", "Riverton Unified School District", "partner"),
     ("health", "Riverton County Department of Public Health", "partner"),
     ("early-learning", "Riverton Early Learning Network", "partner"),
-    ("backbone", "Riverton Children's Collaborative (backbone)", "backbone"),
+    ("backbone", "Riverton Children's Collaborative", "backbone"),
     ("auditor", "Office of the County Auditor", "auditor"),
 )
 

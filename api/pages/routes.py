@@ -1,0 +1,211 @@
+"""The public pages: the initiative's scorecard, a page per result and per indicator, embeds.
+
+Routes are thin: :mod:`api.pages.content` gathers what a page shows from the same services as the
+JSON routes, as the public (:data:`policy.model.PUBLIC_PRINCIPAL`), so a page can never show what
+an anonymous API call could not read, and every read leaves the same audit event. Routes are
+plain ``def``: the services block (database, chart rendering), so they run in the threadpool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from api.deps import Policy, UnitOfWork, state
+from api.pages import content
+from api.pages.charts import SDMX_STATUS, ChartCache, format_value, withheld
+from core.context import RequestContext
+from core.errors import NotFound
+from policy.model import PUBLIC_PRINCIPAL
+
+HERE = Path(__file__).parent
+router = APIRouter(include_in_schema=False)
+
+# Every page is its own document: no inline script or style, nothing from elsewhere; an embed
+# may be framed by any site, the other pages by none.
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+)
+METHOD_LABELS = {
+    "suppression": "Small-cell suppression",
+    "dp": "Differential privacy",
+    "differential_privacy": "Differential privacy",
+}
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in sorted(value.items()))
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.filters["fmt"] = lambda v, unit: format_value(None if v is None else float(v), str(unit))
+    env.filters["is_withheld"] = withheld
+    env.filters["status_label"] = lambda s: SDMX_STATUS.get(s, "—") if s else "—"
+    env.filters["heading"] = content.label
+    env.filters["method_label"] = lambda m: METHOD_LABELS.get(str(m), str(m))
+    env.filters["plain"] = _plain
+    return templates
+
+
+TEMPLATES = _templates()
+
+
+class Pages:
+    """What the pages keep per application: rendered charts and the initiative's name."""
+
+    def __init__(self) -> None:
+        self.charts = ChartCache()
+
+
+def pages(request: Request) -> Pages:
+    found: Pages = request.app.state.pages
+    return found
+
+
+def public_context(request: Request) -> RequestContext:
+    return RequestContext(request.state.request_id, state(request).clock(), PUBLIC_PRINCIPAL)
+
+
+def _render(
+    request: Request, template: str, status: int = 200, *, framed: bool = False, **context: Any
+) -> HTMLResponse:
+    response = TEMPLATES.TemplateResponse(request, template, context, status_code=status)
+    response.headers["Content-Security-Policy"] = CSP.format(
+        ancestors="*" if framed else "'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    # Every view is authorized and audited again, like every API read.
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def not_found(request: Request, session: Session, what: str) -> HTMLResponse:
+    return _render(
+        request,
+        "error.html",
+        404,
+        initiative=content.initiative_name(session),
+        title="Not found",
+        detail=f"There is no public {what} at this address.",
+    )
+
+
+@router.get("/", response_class=HTMLResponse, name="scorecard")
+def scorecard(request: Request, session: UnitOfWork, policy: Policy) -> Response:
+    ctx = public_context(request)
+    card = content.scorecard(session, ctx, policy, state(request).release_views, pages(request).charts)
+    return _render(request, "scorecard.html", nav="scorecard", **card)
+
+
+@router.get("/about", response_class=HTMLResponse, name="about_data")
+def about_data(request: Request, session: UnitOfWork) -> Response:
+    return _render(
+        request, "about.html", nav="about", initiative=content.initiative_name(session)
+    )
+
+
+@router.get("/results/{result_id}", response_class=HTMLResponse, name="result_page")
+def result_page(request: Request, result_id: str, session: UnitOfWork, policy: Policy) -> Response:
+    ctx = public_context(request)
+    try:
+        page = content.result_page(
+            session, ctx, policy, state(request).release_views, pages(request).charts, result_id
+        )
+    except NotFound:
+        return not_found(request, session, "result")
+    return _render(request, "result.html", nav="scorecard", **page)
+
+
+@router.get("/indicators/{indicator_id}", response_class=HTMLResponse, name="indicator_page")
+def indicator_page(
+    request: Request, indicator_id: str, session: UnitOfWork, policy: Policy
+) -> Response:
+    ctx = public_context(request)
+    try:
+        page = content.indicator_page(
+            session,
+            ctx,
+            policy,
+            state(request).release_views,
+            pages(request).charts,
+            indicator_id,
+            breakdowns=True,
+        )
+    except NotFound:
+        return not_found(request, session, "indicator")
+    return _render(
+        request,
+        "indicator.html",
+        nav="scorecard",
+        embed_url=str(request.url_for("embed_page", indicator_id=indicator_id)),
+        **page,
+    )
+
+
+@router.get("/embed/indicators/{indicator_id}", response_class=HTMLResponse, name="embed_page")
+def embed_page(
+    request: Request, indicator_id: str, session: UnitOfWork, policy: Policy
+) -> Response:
+    ctx = public_context(request)
+    try:
+        page = content.indicator_page(
+            session,
+            ctx,
+            policy,
+            state(request).release_views,
+            pages(request).charts,
+            indicator_id,
+            breakdowns=False,
+        )
+    except NotFound:
+        return not_found(request, session, "indicator")
+    return _render(
+        request,
+        "embed.html",
+        framed=True,
+        page_url=str(request.url_for("indicator_page", indicator_id=indicator_id)),
+        **page,
+    )
+
+
+@router.get("/charts/indicators/{indicator_id}.svg", name="chart_svg")
+def chart_svg(request: Request, indicator_id: str, session: UnitOfWork, policy: Policy) -> Response:
+    ctx = public_context(request)
+    try:
+        page = content.indicator_page(
+            session,
+            ctx,
+            policy,
+            state(request).release_views,
+            pages(request).charts,
+            indicator_id,
+            breakdowns=False,
+        )
+    except NotFound:
+        return not_found(request, session, "chart")
+    chart = page["page"].chart
+    if chart is None:
+        return not_found(request, session, "chart")
+    return Response(
+        chart.svg,
+        media_type="image/svg+xml",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "Access-Control-Allow-Origin": "*",
+        },
+    )
