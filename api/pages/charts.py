@@ -8,12 +8,10 @@ view costs a dictionary lookup, not a render (vl-convert takes about 70 ms a cha
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,7 +258,7 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
     )
     spec = chart.configure_view(stroke=None).configure_axis(
         labelFontSize=12, titleFontSize=12, labelColor="#222", titleColor="#222"
-    ).configure_legend(labelFontSize=12, labelColor="#222").to_dict()
+    ).configure_legend(labelFontSize=12, labelColor="#222").to_dict(validate=False)
     spec["config"]["aria"] = False
     return spec
 
@@ -328,7 +326,7 @@ def bars_spec(title: str, unit: str, bars: Sequence[Bar]) -> dict[str, Any]:
     )
     spec = chart.configure_view(stroke=None).configure_axis(
         labelFontSize=11, titleFontSize=12, labelColor="#222", titleColor="#222", labelLimit=220
-    ).to_dict()
+    ).to_dict(validate=False)
     spec["config"]["aria"] = False
     return spec
 
@@ -349,21 +347,25 @@ class ChartCache:
 
     def __init__(self, size: int = 512) -> None:
         self._size = size
-        self._svgs: OrderedDict[str, str] = OrderedDict()
+        self._svgs: OrderedDict[Hashable, str] = OrderedDict()
         self._lock = threading.Lock()
         # vl-convert is not documented as safe to call from several threads at once.
         self._render_lock = threading.Lock()
 
-    def render(self, spec: Mapping[str, Any], alt_text: str) -> Chart:
-        """The chart of ``spec`` as SVG, rendered once."""
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    def render(
+        self, key: Hashable, spec: Callable[[], Mapping[str, Any]], alt_text: str
+    ) -> Chart:
+        """The chart of ``key`` (the values it shows: a :class:`Curve`, or a breakdown's
+        bars), its specification built by ``spec`` and rendered only the first time: building a
+        specification with Altair costs more than a whole page served from the cache."""
         with self._lock:
             svg = self._svgs.get(key)
             if svg is not None:
                 self._svgs.move_to_end(key)
                 return Chart(svg, alt_text)
+        built = dict(spec())
         with self._render_lock:
-            svg = _accessible(vlc.vegalite_to_svg(dict(spec)), alt_text)
+            svg = _accessible(vlc.vegalite_to_svg(built), alt_text)
         with self._lock:
             self._svgs[key] = svg
             while len(self._svgs) > self._size:
@@ -372,4 +374,18 @@ class ChartCache:
 
     def warm(self) -> None:
         """Start vl-convert's engine (about a second, once per process) before a page needs it."""
-        self.render(curve_spec(Curve("warm", "percent", "increase", "Period", ())), "warm")
+        curve = Curve("warm", "percent", "increase", "Period", (CurvePoint("1", 1.0),))
+        self.render(("warm",), lambda: curve_spec(curve), "warm")
+
+    def curve(self, curve: Curve) -> Chart:
+        """A turn-the-curve chart."""
+        return self.render(("curve", curve), lambda: curve_spec(curve), curve_alt(curve))
+
+    def bars(self, title: str, unit: str, bars: Sequence[Bar]) -> Chart:
+        """A breakdown's bar chart."""
+        shown = tuple(bars)
+        return self.render(
+            ("bars", title, unit, shown),
+            lambda: bars_spec(title, unit, shown),
+            bars_alt(title, unit, shown),
+        )

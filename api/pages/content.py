@@ -209,10 +209,7 @@ def _breakdowns(
                 title = f"{definition.title} by {label(dim).lower()}" + (
                     f", {latest}" if latest else ""
                 )
-                chart = cache.render(
-                    charts.bars_spec(title, str(definition.unit), bars),
-                    charts.bars_alt(title, str(definition.unit), bars),
-                )
+                chart = cache.bars(title, str(definition.unit), bars)
             breakdowns.append(Breakdown(view.id, dim, latest, rows, chart))
     return breakdowns, downloads
 
@@ -222,8 +219,7 @@ def _chart(
 ) -> charts.Chart | None:
     if not summary.values_visible or not summary.points:
         return None
-    curve = curve_for(definition, summary)
-    return cache.render(charts.curve_spec(curve), charts.curve_alt(curve))
+    return cache.curve(curve_for(definition, summary))
 
 
 def _names(session: Session) -> dict[str, str]:
