@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from sqlalchemy.orm import Session
 
 from api.deps import Policy, UnitOfWork, state
@@ -47,9 +48,17 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+@pass_context
+def _path_for(context: Any, name: str, /, **params: Any) -> str:
+    # Paths, not absolute URLs: behind a proxy the scheme and host the app sees are not the
+    # ones the browser used.
+    return str(context["request"].app.url_path_for(name, **params))
+
+
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
+    env.globals["path_for"] = _path_for
     env.filters["fmt"] = lambda v, unit: format_value(None if v is None else float(v), str(unit))
     env.filters["is_withheld"] = withheld
     env.filters["status_label"] = lambda s: SDMX_STATUS.get(s, "—") if s else "—"
