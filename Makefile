@@ -11,7 +11,7 @@ PORT ?= 8000
 export PORT
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-sqlite test-postgres bench lint format typecheck migrate demo clean venv
+.PHONY: run test test-fast test-sqlite test-postgres test-browser screenshots bench lint format typecheck migrate demo clean venv
 
 venv: $(DEV_STAMP)
 
@@ -54,6 +54,14 @@ test-sqlite: $(DEV_STAMP)
 test-postgres: $(DEV_STAMP)
 	BACKBONE_TEST_DATABASE=postgres BACKBONE_TEST_POSTGRES_URL='$(PG_URL)' \
 		$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+
+## make test-browser: the browser tests alone (Playwright driving Debian's chromium)
+test-browser: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q tests/browser
+
+## make screenshots: the browser tests, keeping the README's screenshots in docs/screenshots/
+screenshots: $(DEV_STAMP)
+	BACKBONE_TEST_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
