@@ -167,6 +167,10 @@ def _periods(curve: Curve) -> list[str]:
     return sorted(set(seen))
 
 
+def _data(values: list[dict[str, Any]]) -> alt.Data:
+    return alt.Data(values=values)  # type: ignore[no-untyped-call]
+
+
 def curve_spec(curve: Curve) -> dict[str, Any]:
     """The Vega-Lite specification of a turn-the-curve chart."""
     periods = _periods(curve)
@@ -178,7 +182,7 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
         axis=alt.Axis(labelAngle=0),
     )
     y_title = UNIT_LABELS.get(Unit(curve.unit), curve.unit) if curve.unit in set(Unit) else ""
-    data = alt.Data(values=_rows(curve))
+    data = _data(_rows(curve))
     # The curve's shape is what is read: the axis starts near the values, not at zero.
     y_scale = alt.Scale(zero=False, nice=True)
     base = alt.Chart(data).encode(x=x)
@@ -233,7 +237,7 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
     if curve.target:
         refs.append({"period": curve.target[0], "series": "Target", "value": curve.target[1]})
     if refs:
-        ref_chart = alt.Chart(alt.Data(values=refs)).encode(x=x)
+        ref_chart = alt.Chart(_data(refs)).encode(x=x)
         layers.append(
             ref_chart.mark_point(size=140, shape="diamond", filled=True).encode(
                 y="value:Q", color=color
@@ -249,18 +253,19 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
     gaps = [p.period for p in curve.points if withheld(p.status)]
     if gaps:
         layers.append(
-            alt.Chart(alt.Data(values=[{"period": g, "label": "withheld"} for g in gaps]))
+            alt.Chart(_data([{"period": g, "label": "withheld"} for g in gaps]))
             .mark_text(color=WITHHELD, fontSize=11, baseline="bottom", dy=-4)
             .encode(x=x, y=alt.value(HEIGHT), text="label:N")
         )
-    chart = alt.layer(*layers).properties(
-        width=560, height=HEIGHT, description=curve_alt(curve)
+    chart = alt.layer(*layers).properties(width=560, height=HEIGHT, description=curve_alt(curve))
+    spec = (
+        chart.configure_view(stroke=None)
+        .configure_axis(labelFontSize=12, titleFontSize=12, labelColor="#222", titleColor="#222")
+        .configure_legend(labelFontSize=12, labelColor="#222")
+        .to_dict(validate=False)
     )
-    spec = chart.configure_view(stroke=None).configure_axis(
-        labelFontSize=12, titleFontSize=12, labelColor="#222", titleColor="#222"
-    ).configure_legend(labelFontSize=12, labelColor="#222").to_dict(validate=False)
     spec["config"]["aria"] = False
-    return spec
+    return dict(spec)
 
 
 @dataclass(frozen=True)
@@ -303,7 +308,7 @@ def bars_spec(title: str, unit: str, bars: Sequence[Bar]) -> dict[str, Any]:
         for b in bars
     ]
     y = alt.Y("label:N", title=None, sort=[b.label for b in bars])
-    base = alt.Chart(alt.Data(values=rows)).encode(y=y)
+    base = alt.Chart(_data(rows)).encode(y=y)
     x_title = UNIT_LABELS.get(Unit(unit), unit) if unit in set(Unit) else ""
     layers: list[alt.Chart] = [
         base.transform_filter("isValid(datum.value)")
@@ -324,11 +329,15 @@ def bars_spec(title: str, unit: str, bars: Sequence[Bar]) -> dict[str, Any]:
     chart = alt.layer(*layers).properties(
         width=480, height=alt.Step(16), description=bars_alt(title, unit, bars)
     )
-    spec = chart.configure_view(stroke=None).configure_axis(
-        labelFontSize=11, titleFontSize=12, labelColor="#222", titleColor="#222", labelLimit=220
-    ).to_dict(validate=False)
+    spec = (
+        chart.configure_view(stroke=None)
+        .configure_axis(
+            labelFontSize=11, titleFontSize=12, labelColor="#222", titleColor="#222", labelLimit=220
+        )
+        .to_dict(validate=False)
+    )
     spec["config"]["aria"] = False
-    return spec
+    return dict(spec)
 
 
 _SVG_OPEN = re.compile(r"^<svg\b")
@@ -352,9 +361,7 @@ class ChartCache:
         # vl-convert is not documented as safe to call from several threads at once.
         self._render_lock = threading.Lock()
 
-    def render(
-        self, key: Hashable, spec: Callable[[], Mapping[str, Any]], alt_text: str
-    ) -> Chart:
+    def render(self, key: Hashable, spec: Callable[[], Mapping[str, Any]], alt_text: str) -> Chart:
         """The chart of ``key`` (the values it shows: a :class:`Curve`, or a breakdown's
         bars), its specification built by ``spec`` and rendered only the first time: building a
         specification with Altair costs more than a whole page served from the cache."""

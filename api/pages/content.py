@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from results import service as results
+from results.views import IndicatorSummary
 from sqlalchemy.orm import Session
 
 from aggregation import definitions, reads
@@ -21,11 +23,9 @@ from audit.service import record
 from core.context import RequestContext
 from core.errors import DomainError, NotFound
 from disclosure.cube import TOTAL
-from policy.engine import PolicySet
 from identity.service import list_organizations
+from policy.engine import PolicySet
 from policy.model import PUBLIC
-from results import service as results
-from results.views import IndicatorSummary
 
 PERIOD_LABELS = {"school_year": "School year", "birth_year": "Birth year", "year": "Year"}
 MAX_BREAKDOWN_BARS = 60
@@ -111,9 +111,7 @@ def public_definition(session: Session, indicator_id: str) -> tuple[int, Indicat
 def public_indicators(session: Session) -> list[tuple[int, IndicatorDefinition]]:
     """The indicators published to the public, in definition order."""
     return [
-        (v.version, d)
-        for v, d in definitions.list_definitions(session)
-        if PUBLIC in d.recipients
+        (v.version, d) for v, d in definitions.list_definitions(session) if PUBLIC in d.recipients
     ]
 
 
@@ -126,18 +124,13 @@ def curve_for(definition: IndicatorDefinition, summary: IndicatorSummary) -> cha
         direction=definition.direction,
         period_label=label(period),
         points=tuple(
-            charts.CurvePoint(p.period, p.value, p.lower, p.upper, p.status)
-            for p in summary.points
+            charts.CurvePoint(p.period, p.value, p.lower, p.upper, p.status) for p in summary.points
         ),
         forecast=tuple((f.period, f.value) for f in summary.forecast),
         baseline=(
-            (definition.baseline.period, definition.baseline.value)
-            if definition.baseline
-            else None
+            (definition.baseline.period, definition.baseline.value) if definition.baseline else None
         ),
-        target=(
-            (definition.target.period, definition.target.value) if definition.target else None
-        ),
+        target=((definition.target.period, definition.target.value) if definition.target else None),
     )
 
 
@@ -176,9 +169,13 @@ def _breakdowns(
         for dim in view.dimensions:
             if dim == period or dim in seen:
                 continue
-            periods = sorted(
-                {str(c.get(period)) for c in view.cells if c.get(period) not in (None, TOTAL)}
-            ) if period in view.dimensions else []
+            periods = (
+                sorted(
+                    {str(c.get(period)) for c in view.cells if c.get(period) not in (None, TOTAL)}
+                )
+                if period in view.dimensions
+                else []
+            )
             latest = periods[-1] if periods else None
             rows = [
                 dict(c)

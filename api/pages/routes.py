@@ -91,9 +91,7 @@ def _render(
     request: Request, template: str, status: int = 200, *, framed: bool = False, **context: Any
 ) -> HTMLResponse:
     response = TEMPLATES.TemplateResponse(request, template, context, status_code=status)
-    response.headers["Content-Security-Policy"] = CSP.format(
-        ancestors="*" if framed else "'none'"
-    )
+    response.headers["Content-Security-Policy"] = CSP.format(ancestors="*" if framed else "'none'")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     # Every view is authorized and audited again, like every API read.
@@ -115,15 +113,15 @@ def not_found(request: Request, session: Session, what: str) -> HTMLResponse:
 @router.get("/", response_class=HTMLResponse, name="scorecard")
 def scorecard(request: Request, session: UnitOfWork, policy: Policy) -> Response:
     ctx = public_context(request)
-    card = content.scorecard(session, ctx, policy, state(request).release_views, pages(request).charts)
+    card = content.scorecard(
+        session, ctx, policy, state(request).release_views, pages(request).charts
+    )
     return _render(request, "scorecard.html", nav="scorecard", **card)
 
 
 @router.get("/about", response_class=HTMLResponse, name="about_data")
 def about_data(request: Request, session: UnitOfWork) -> Response:
-    return _render(
-        request, "about.html", nav="about", initiative=content.initiative_name(session)
-    )
+    return _render(request, "about.html", nav="about", initiative=content.initiative_name(session))
 
 
 @router.get("/results/{result_id}", response_class=HTMLResponse, name="result_page")

@@ -101,9 +101,7 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
             }
         },
     )
-    return [
-        v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")
-    ]
+    return [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
 
 
 def screenshot(page: Any, name: str) -> None:

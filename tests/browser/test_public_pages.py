@@ -33,8 +33,13 @@ def test_click_from_the_scorecard_to_an_indicator(page: Any) -> None:
     page.wait_for_load_state()
     assert page.locator("h1").inner_text() == title
     # the result's curves, story, what works, partners and plan
-    for heading in ("How we will know", "The story behind the curve", "What works",
-                    "Partners with a role", "Action plan"):
+    for heading in (
+        "How we will know",
+        "The story behind the curve",
+        "What works",
+        "Partners with a role",
+        "Action plan",
+    ):
         assert page.get_by_role("heading", name=heading, exact=True).count() == 1, heading
     assert page.locator("figure.chart svg[role=img]").count() >= 1
     _no_violations(page)

@@ -60,7 +60,9 @@ def test_the_interval_band_and_low_reliability_are_drawn_and_said() -> None:
 def test_a_withheld_bar_is_labelled_not_drawn() -> None:
     bars = [Bar("Ashland", 40.0), Bar("Bayview", None, status="suppressed"), Bar("Central", 5.0)]
     spec = bars_spec("t", "percent", bars)
-    values = spec["layer"][0]["data"]["values"] if "data" in spec["layer"][0] else spec["data"]["values"]
+    values = (
+        spec["layer"][0]["data"]["values"] if "data" in spec["layer"][0] else spec["data"]["values"]
+    )
     assert [v["note"] for v in values] == ["", "withheld", ""]
     assert values[1]["value"] is None
 

@@ -65,9 +65,12 @@ def test_every_page_is_self_contained(api: Any) -> None:
 
 
 def test_only_the_embed_may_be_framed(api: Any) -> None:
-    assert "frame-ancestors *" in api.client.get(
-        "/embed/indicators/kindergarten-readiness"
-    ).headers["content-security-policy"]
+    assert (
+        "frame-ancestors *"
+        in api.client.get("/embed/indicators/kindergarten-readiness").headers[
+            "content-security-policy"
+        ]
+    )
     assert "frame-ancestors 'none'" in api.client.get("/").headers["content-security-policy"]
 
 
@@ -119,7 +122,9 @@ def test_the_chart_is_an_accessible_svg(api: Any) -> None:
 
 def test_a_withheld_value_is_never_shown_as_zero(api: Any) -> None:
     page = api.client.get("/indicators/kindergarten-readiness").text
-    rows = re.findall(r'<tr class="withheld">\s*<th scope="row">[^<]*</th>\s*<td>([^<]*)</td>', page)
+    rows = re.findall(
+        r'<tr class="withheld">\s*<th scope="row">[^<]*</th>\s*<td>([^<]*)</td>', page
+    )
     assert rows, "the demo withholds small cells"
     assert set(rows) == {"Withheld"}
 
