@@ -186,23 +186,26 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
     # The curve's shape is what is read: the axis starts near the values, not at zero.
     y_scale = alt.Scale(zero=False, nice=True)
     base = alt.Chart(data).encode(x=x)
+    banded = any(p.lower is not None and p.upper is not None for p in curve.points)
     series_scale = alt.Scale(
-        domain=["Actual", "Forecast", "Baseline", "Target"],
-        range=[ACTUAL, FORECAST, BASELINE, TARGET],
+        domain=["Actual", "Forecast", "Baseline", "Target"] + (["95% interval"] if banded else []),
+        range=[ACTUAL, FORECAST, BASELINE, TARGET] + ([BAND] if banded else []),
     )
     layers: list[alt.Chart] = []
-    if any(p.lower is not None and p.upper is not None for p in curve.points):
-        layers.append(
-            base.transform_filter("datum.series == 'Actual' && isValid(datum.lower)")
-            .mark_area(color=BAND, opacity=0.35)
-            .encode(
-                y=alt.Y("lower:Q", title=y_title, scale=y_scale),
-                y2="upper:Q",
-            )
-        )
     color = alt.Color(
         "series:N", scale=series_scale, legend=alt.Legend(title=None, orient="bottom")
     )
+    if banded:
+        layers.append(
+            base.transform_filter("datum.series == 'Actual' && isValid(datum.lower)")
+            .transform_calculate(band="'95% interval'")
+            .mark_area(opacity=0.35)
+            .encode(
+                y=alt.Y("lower:Q", title=y_title, scale=y_scale),
+                y2="upper:Q",
+                color=alt.Color("band:N", scale=series_scale, legend=None),
+            )
+        )
     layers.append(
         base.transform_filter("datum.series == 'Actual'")
         # A withheld value breaks the line: it is a gap, never a zero.
