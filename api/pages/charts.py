@@ -192,9 +192,8 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
         range=[ACTUAL, FORECAST, BASELINE, TARGET] + ([BAND] if banded else []),
     )
     layers: list[alt.Chart] = []
-    color = alt.Color(
-        "series:N", scale=series_scale, legend=alt.Legend(title=None, orient="bottom")
-    )
+    legend = alt.Legend(title=None, orient="bottom")
+    color = alt.Color("series:N", scale=series_scale, legend=legend)
     if banded:
         layers.append(
             base.transform_filter("datum.series == 'Actual' && isValid(datum.lower)")
@@ -203,7 +202,7 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
             .encode(
                 y=alt.Y("lower:Q", title=y_title, scale=y_scale),
                 y2="upper:Q",
-                color=alt.Color("band:N", scale=series_scale, legend=None),
+                color=alt.Color("band:N", scale=series_scale, legend=legend),
             )
         )
     layers.append(
