@@ -192,7 +192,7 @@ def curve_spec(curve: Curve) -> dict[str, Any]:
         range=[ACTUAL, FORECAST, BASELINE, TARGET] + ([BAND] if banded else []),
     )
     layers: list[alt.Chart] = []
-    legend = alt.Legend(title=None, orient="bottom")
+    legend = alt.Legend(title=None, orient="bottom", symbolOpacity=1)
     color = alt.Color("series:N", scale=series_scale, legend=legend)
     if banded:
         layers.append(
