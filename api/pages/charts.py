@@ -345,12 +345,18 @@ def bars_spec(title: str, unit: str, bars: Sequence[Bar]) -> dict[str, Any]:
 _SVG_OPEN = re.compile(r"^<svg\b")
 
 
+# Vega marks its mark containers for assistive technology even with ARIA off in the config.
+_INNER_ARIA = re.compile(r'\s(?:role|aria-roledescription|aria-label)="[^"]*"')
+
+
 def _accessible(svg: str, label: str) -> str:
-    # The chart is one image with one name; its data are in the table beside it.
+    # The chart is one image with one name (its text alternative); its data are in the table
+    # beside it, so nothing inside it is announced on its own.
     escaped = (
         label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
     )
-    return _SVG_OPEN.sub(f'<svg role="img" aria-label="{escaped}" focusable="false"', svg, 1)
+    inner = _INNER_ARIA.sub("", svg)
+    return _SVG_OPEN.sub(f'<svg role="img" aria-label="{escaped}" focusable="false"', inner, 1)
 
 
 class ChartCache:
