@@ -42,7 +42,8 @@ def _unavailable(why: str) -> None:
     pytest.skip(f"browser tests skipped: {why} (install Debian's chromium to run them)")
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's event loop lives only as long as the browser tests that need it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import Error, sync_playwright
