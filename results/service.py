@@ -509,7 +509,7 @@ def stories_for_indicator(
         .join(Result, Result.id == Story.result_id)
         .where(Story.indicator_id == indicator_id)
         .order_by(Story.created_at, Story.id)
-    ).tuples():
+    ).all():
         if _story_visible(ctx, story, result):
             out.append(_story_view(session, story, versions=False))
     record(
