@@ -788,6 +788,9 @@ def set_partner_role(
     org = session.get(Organization, organization_id)
     if org is None:
         raise NotFound("No such organization.")
+    if org.kind not in (OrganizationKind.PARTNER, OrganizationKind.BACKBONE):
+        # An auditor oversees the initiative; it takes no role in its results.
+        raise InvalidInput("Partners and the backbone have roles towards a result.")
     role = session.get(PartnerRole, (row.id, org.id), with_for_update=True)
     commitments = [c.model_dump(mode="json") for c in document.commitments]
     if role is None:

@@ -247,6 +247,7 @@ def test_a_partner_sets_its_own_role_and_the_backbone_any(api):
     r = _put(api, f"{path}/health", "backbone-manager", role)
     assert r.status_code == 200 and r.json()["updated_by"] == "backbone"
     _problem(_put(api, f"{path}/nobody", "backbone-manager", role), 404)
+    _problem(_put(api, f"{path}/auditor", "backbone-manager", role), 422, "invalid-input")
     # Without results:write (a dashboard) nothing is written.
     _problem(_put(api, f"{path}/district", "district-dashboard", role), 403, "insufficient-scope")
 
@@ -329,5 +330,8 @@ def test_unknown_results_and_indicators_are_not_found(api):
     _problem(r, 404, "not-found")
     r = _patch(api, "/v1/actions/action_unknown", "backbone-manager", {"status": "done"})
     _problem(r, 404, "not-found")
+    too_many = [{"indicator": "low-birth-weight"}] * 51
+    r = _put(api, "/v1/results/attend-and-healthy/indicators", "backbone-manager", too_many)
+    _problem(r, 422, "validation-error")
     # Reading needs indicators:read (a data manager has none).
     _problem(api.get("/v1/results", as_="district-data-manager"), 403, "insufficient-scope")
