@@ -24,6 +24,8 @@ class Audience(StrEnum):
 
 
 class ActionStatus(StrEnum):
+    """Where an item of an action plan stands."""
+
     PLANNED = "planned"
     IN_PROGRESS = "in_progress"
     DONE = "done"
