@@ -98,6 +98,10 @@ def forecast(points: Sequence[tuple[str, float]], periods: Sequence[str]) -> lis
     else:
         xs = [float(i) for i in range(len(ordered))]
         future = [float(len(ordered) + i) for i in range(len(periods))]
+    # Centred on the first position: years as positions would cost the line its precision.
+    origin = xs[0]
+    xs = [x - origin for x in xs]
+    future = [x - origin for x in future]
     ys = [float(v) for _, v in ordered]
     n = len(xs)
     mean_x, mean_y = sum(xs) / n, sum(ys) / n

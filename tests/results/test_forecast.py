@@ -57,3 +57,11 @@ def test_school_years_and_years_are_continued() -> None:
     assert periods_through("2023-24", "2022-23") == []
     assert periods_through("2023-24", "2025") is None
     assert period_position("2021-22") == 2021 and period_position("x") is None
+
+
+def test_years_as_positions_keep_the_line_precise() -> None:
+    # Positions are years (about 2000): the line is computed about the first one, not zero.
+    points = [("2021-22", 22.7), ("2022-23", 22.9), ("2023-24", 24.0)]
+    (out,) = forecast(points, ["2024-25"])
+    # slope 0.65, mean 23.2 at position 1: 23.2 + 0.65 * 2
+    assert abs(out.value - 24.5) < 1e-12
