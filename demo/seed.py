@@ -35,6 +35,15 @@ from policy.model import Principal
 from policy.review import APPROVE
 from records import service as records
 from records.intake import IntakeLimits
+from results import service as results
+from results.documents import (
+    ActionIn,
+    PartnerRoleIn,
+    ResultIn,
+    StoryIn,
+    StoryVersionIn,
+    StrategyIn,
+)
 
 AGREEMENT_FILES = ("district.yaml", "health.yaml", "early-learning.yaml")
 REVIEWERS = {"health": "health-data-manager"}
@@ -60,6 +69,13 @@ def demo_releases() -> list[tuple[str, tuple[str, ...]]]:
     """(indicator, dimensions) of every release the demo publishes, in order."""
     text = (resources.files("demo") / "indicators" / "releases.yaml").read_text()
     return [(str(r["indicator"]), tuple(r["dimensions"])) for r in yaml.safe_load(text)]
+
+
+def demo_results() -> list[dict[str, Any]]:
+    """The demo's results with their stories, strategies, partners and action plans."""
+    text = (resources.files("demo") / "results.yaml").read_text()
+    items: list[dict[str, Any]] = yaml.safe_load(text)
+    return items
 
 
 def _ctx(session: Session, client_id: str | None) -> RequestContext:
@@ -184,8 +200,48 @@ def seed(
                 APPROVE,
                 "Seeded with the demo initiative.",
             )
+    seed_results(session)
     write_credentials(credentials_path, credentials)
     return {"seeded": True, "records": counts, "credentials": str(credentials_path)}
+
+
+def seed_results(session: Session) -> None:
+    """Seed the demo's results through the results services, each story by its author and
+    each partner's role by the client named for it."""
+    manager = _ctx(session, "backbone-manager")
+    own = ("id", "title", "description", "population", "geography", "public", "indicators")
+    for item in demo_results():
+        result = results.create_result(
+            session, manager, ResultIn.model_validate({k: item[k] for k in own if k in item})
+        )
+        for story in item.get("stories", ()):
+            author = _ctx(session, story["author"])
+            first, *later = story["versions"]
+            attached = {k: story[k] for k in ("audience", "indicator", "release") if k in story}
+            view = results.add_story(
+                session, author, result.id, StoryIn.model_validate({**first, **attached})
+            )
+            for version in later:
+                results.add_story_version(
+                    session,
+                    _ctx(session, story["author"]),
+                    view.id,
+                    StoryVersionIn.model_validate(version),
+                )
+        for strategy in item.get("strategies", ()):
+            results.add_strategy(session, manager, result.id, StrategyIn.model_validate(strategy))
+        for partner in item.get("partners", ()):
+            results.set_partner_role(
+                session,
+                _ctx(session, partner["by"]),
+                result.id,
+                partner["organization"],
+                PartnerRoleIn.model_validate(
+                    {k: partner[k] for k in ("role", "commitments") if k in partner}
+                ),
+            )
+        for action in item.get("actions", ()):
+            results.add_action(session, manager, result.id, ActionIn.model_validate(action))
 
 
 def write_credentials(path: Path, credentials: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ SCOPES: dict[str, str] = {
     "agreements:approve": "approve, suspend or terminate agreements for the organization",
     "indicators:write": "define indicators and request releases",
     "indicators:read": "read published indicator releases and series",
+    "results:write": "write results, stories behind the curve and commitments",
     "audit:read": "read and verify the access log",
     "admin": "manage organizations, clients and keys",
 }
@@ -26,6 +27,7 @@ ALLOWED_BY_KIND: dict[str, frozenset[str]] = {
             "agreements:write",
             "agreements:approve",
             "indicators:read",
+            "results:write",
         }
     ),
     OrganizationKind.BACKBONE: frozenset(
@@ -35,6 +37,7 @@ ALLOWED_BY_KIND: dict[str, frozenset[str]] = {
             "agreements:approve",
             "indicators:write",
             "indicators:read",
+            "results:write",
             "submissions:read",
             "admin",
         }
@@ -48,7 +51,13 @@ ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "data-manager": (
         OrganizationKind.PARTNER,
         frozenset(
-            {"agreements:read", "agreements:write", "agreements:approve", "submissions:read"}
+            {
+                "agreements:read",
+                "agreements:write",
+                "agreements:approve",
+                "submissions:read",
+                "results:write",
+            }
         ),
     ),
     "backbone-manager": (
@@ -60,6 +69,7 @@ ROLES: dict[str, tuple[str, frozenset[str]]] = {
                 "agreements:approve",
                 "indicators:write",
                 "indicators:read",
+                "results:write",
             }
         ),
     ),

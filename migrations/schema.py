@@ -13,6 +13,7 @@ import identity.models
 import jobs.models
 import notifications.models
 import records.models
+import results.models
 from core.db import Base
 
 metadata = Base.metadata
@@ -38,4 +39,5 @@ __all__ = [
     "metadata",
     "notifications",
     "records",
+    "results",
 ]

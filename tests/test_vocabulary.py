@@ -34,6 +34,7 @@ PACKAGES = (
     "agreements",
     "policy",
     "records",
+    "results",
     "aggregation",
     "disclosure",
     "audit",
@@ -63,6 +64,9 @@ OTHER_MEANINGS = {
     ("disclosure/protection.py", "secondary"),
     # a parameter of a differentially private release: the thresholds of low reliability
     ("disclosure/dp.py", "low_reliability"),
+    # the role of an indicator towards a result: its headline measure, or one for context
+    ("results/vocabulary.py", "primary"),
+    ("results/vocabulary.py", "secondary"),
 }
 
 

@@ -25,6 +25,7 @@ HOLDER = {
     "agreements:approve": "district-data-manager",
     "indicators:write": "backbone-manager",
     "indicators:read": "backbone-dashboard",
+    "results:write": "backbone-manager",
     "audit:read": "county-auditor",
     "admin": "backbone-admin",
 }

@@ -1,0 +1,39 @@
+"""The closed sets of values of results: stored, published in the JSON Schema, never renamed."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# The organization id of the anonymous public reader (the public scorecard): it sees public
+# results and public stories only, and never writes.
+PUBLIC_ORGANIZATION = "public"
+
+
+class IndicatorRole(StrEnum):
+    """How an indicator measures a result: the headline one(s), or those that add context."""
+
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+
+
+class Audience(StrEnum):
+    """Who reads a story behind the curve: anyone (with a public result), or the initiative."""
+
+    PUBLIC = "public"
+    INITIATIVE = "initiative"
+
+
+class ActionStatus(StrEnum):
+    """Where an item of an action plan stands."""
+
+    PLANNED = "planned"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class Trend(StrEnum):
+    """The latest value against the previous one, in the direction of good."""
+
+    BETTER = "better"
+    WORSE = "worse"
+    FLAT = "flat"
