@@ -46,7 +46,7 @@ from disclosure.vocabulary import CellStatus
 from identity.errors import InsufficientScope
 from identity.models import Organization
 from policy.engine import PolicySet
-from policy.model import Principal
+from policy.model import PUBLIC, Principal
 from policy.vocabulary import OrganizationKind
 from results.documents import (
     ActionIn,
@@ -85,7 +85,6 @@ from results.views import (
     StrategyView,
 )
 from results.vocabulary import (
-    PUBLIC_ORGANIZATION,
     ActionStatus,
     Audience,
     IndicatorRole,
@@ -105,7 +104,7 @@ _NO_STORY = "No such story."
 
 def is_public(ctx: RequestContext) -> bool:
     """Whether the caller is the anonymous public reader (the public scorecard)."""
-    return ctx.principal is not None and ctx.principal.organization_id == PUBLIC_ORGANIZATION
+    return ctx.principal is not None and ctx.principal.organization_id == PUBLIC
 
 
 def _reader(ctx: RequestContext) -> Principal:
@@ -166,17 +165,28 @@ def _organization(session: Session, organization_id: str, what: str) -> Organiza
 # -- views --------------------------------------------------------------------------------------
 
 
-def _links(session: Session, result_id: str) -> list[ResultIndicator]:
-    return list(
+def _links(
+    session: Session, result_id: str, ctx: RequestContext | None = None
+) -> list[ResultIndicator]:
+    """A result's indicators in order; for the public, only those published to the public (the
+    public is not told of the others, as the indicator API does not tell it)."""
+    links = list(
         session.scalars(
             select(ResultIndicator)
             .where(ResultIndicator.result_id == result_id)
             .order_by(ResultIndicator.position)
         )
     )
+    if ctx is not None and is_public(ctx):
+        links = [
+            link
+            for link in links
+            if PUBLIC in get_definition(session, link.indicator_id)[1].recipients
+        ]
+    return links
 
 
-def _info(session: Session, row: Result) -> ResultInfo:
+def _info(session: Session, row: Result, ctx: RequestContext | None = None) -> ResultInfo:
     return ResultInfo(
         id=row.id,
         title=row.title,
@@ -193,7 +203,7 @@ def _info(session: Session, row: Result) -> ResultInfo:
                 position=link.position,
                 role=IndicatorRole(link.role),
             )
-            for link in _links(session, row.id)
+            for link in _links(session, row.id, ctx)
         ],
     )
 
@@ -234,12 +244,34 @@ def indicator_summary(
     """One indicator of a result for the caller: its series (read, authorized and audited per
     release by the indicator service), latest value, trend, baseline, target and forecast; or,
     if the caller may read none of its releases, the indicator without values."""
-    _, definition = get_definition(session, link.indicator_id)
-    baseline, target = _reference(definition, "baseline"), _reference(definition, "target")
-    hidden = IndicatorSummary(
-        indicator=link.indicator_id,
+    return summarize_indicator(
+        session,
+        ctx,
+        policy,
+        views,
+        link.indicator_id,
         position=link.position,
         role=IndicatorRole(link.role),
+    )
+
+
+def summarize_indicator(
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    views: reads.ReleaseViews,
+    indicator_id: str,
+    *,
+    position: int = 0,
+    role: IndicatorRole = IndicatorRole.PRIMARY,
+) -> IndicatorSummary:
+    """An indicator for the caller, in or out of a result (see :func:`indicator_summary`)."""
+    _, definition = get_definition(session, indicator_id)
+    baseline, target = _reference(definition, "baseline"), _reference(definition, "target")
+    hidden = IndicatorSummary(
+        indicator=indicator_id,
+        position=position,
+        role=role,
         title=definition.title,
         unit=str(definition.unit),
         direction=definition.direction,
@@ -248,8 +280,9 @@ def indicator_summary(
         values_visible=False,
     )
     try:
-        series = reads.series(session, ctx, policy, views, link.indicator_id, {})
-    except (Forbidden, ReleaseNotPublished) as exc:
+        series = reads.series(session, ctx, policy, views, indicator_id, {})
+    except (Forbidden, ReleaseNotPublished, NotFound) as exc:
+        # NotFound: the public asked of an indicator not published to it (answered as unknown).
         # The denial is part of what happened: audited like the series read it stands for.
         record(
             session,
@@ -258,7 +291,7 @@ def indicator_summary(
                 action=AuditAction.RELEASE_READ,
                 outcome="denied",
                 resource_type="indicator_series",
-                resource_id=link.indicator_id,
+                resource_id=indicator_id,
                 decision=exc.decision if isinstance(exc, PolicyDenied) else None,
                 detail=exc.kind,
             ),
@@ -301,11 +334,12 @@ def _summary(
     views: reads.ReleaseViews,
     row: Result,
 ) -> ResultSummary:
-    info = _info(session, row).model_dump(exclude={"indicators"})
+    info = _info(session, row, ctx).model_dump(exclude={"indicators"})
     return ResultSummary(
         **info,
         indicators=[
-            indicator_summary(session, ctx, policy, views, link) for link in _links(session, row.id)
+            indicator_summary(session, ctx, policy, views, link)
+            for link in _links(session, row.id, ctx)
         ],
     )
 
@@ -481,7 +515,7 @@ def results_for_indicator(
     )
     if is_public(ctx):
         query = query.where(Result.public.is_(True))
-    out = [_info(session, row) for row in session.scalars(query)]
+    out = [_info(session, row, ctx) for row in session.scalars(query)]
     record(
         session,
         ctx,

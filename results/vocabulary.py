@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-# The organization id of the anonymous public reader (the public scorecard): it sees public
-# results and public stories only, and never writes.
-PUBLIC_ORGANIZATION = "public"
-
-
 class IndicatorRole(StrEnum):
     """How an indicator measures a result: the headline one(s), or those that add context."""
 

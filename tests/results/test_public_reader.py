@@ -16,14 +16,15 @@ from audit.actions import AuditAction
 from audit.models import AuditEvent
 from core.context import RequestContext
 from core.errors import ConcealedObject, Forbidden
-from policy.model import Principal
+from policy.model import PUBLIC as PUBLIC_ORGANIZATION
+from policy.model import PUBLIC_PRINCIPAL, Principal
 from policy.vocabulary import OrganizationKind
 from results import service
 from results.documents import PartnerRoleIn, ResultIn, StoryIn, StoryVersionIn
-from results.vocabulary import PUBLIC_ORGANIZATION, Audience
+from results.vocabulary import Audience
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-PUBLIC = Principal("scorecard", PUBLIC_ORGANIZATION, OrganizationKind.PARTNER)
+PUBLIC = PUBLIC_PRINCIPAL
 MANAGER = Principal(
     "backbone-manager",
     "backbone",
