@@ -25,6 +25,7 @@ from aggregation.definition import IndicatorDefinition
 from aggregation.definitions import (
     ECHOABLE_NAME,
     IndicatorInvalid,
+    check_performance,
     dataset_terms,
     field_specs,
     get_definition,
@@ -162,6 +163,8 @@ def _decide(
     same release is stored. Reads no record: a refusal here says nothing of the data."""
     assert ctx.principal is not None
     version, definition = get_definition(session, indicator_id)
+    # Agreements change after a definition is made: a measure is checked again when released.
+    check_performance(session, policy, definition, ctx.now)
     dims = (
         tuple(request.dimensions)
         if request.dimensions is not None

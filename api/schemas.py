@@ -460,6 +460,20 @@ class SeriesOut(_Out):
     releases: list[str]
 
 
+class PerformanceMeasureOut(_Out):
+    """A performance measure of a partner's program, with its series for the caller."""
+
+    id: str
+    title: str
+    program: str
+    program_title: str
+    organization: str
+    question: Literal["how_much", "how_well", "better_off"]
+    unit: str
+    direction: str
+    series: SeriesOut
+
+
 class BudgetOut(_Out):
     agreement: str
     dataset: str
