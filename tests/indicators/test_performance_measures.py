@@ -259,12 +259,12 @@ def test_definitions_that_break_the_measure_rules_are_refused(api, changes, says
     [
         {"unit": "percent", "denominator": {"dataset": "prek_enrollment"}},  # how much is a count
         {"performance": _performance(question="how_well")},  # how well is a rate
-        {
+        {  # better off is a count or a rate, not a mean
             "performance": _performance(question="better_off"),
             "unit": "mean",
             "method": "differential_privacy",
             "value_field": "days_attended",
-        },  # fmt: skip
+        },
         {"performance": _performance(question="how_many")},
         {"performance": _performance(program="Pre K!")},
         {"performance": _performance(program_title="")},
