@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregation import reads, review
 from aggregation.definition import QUESTION_ORDER, IndicatorDefinition, Performance
 from aggregation.definitions import list_definitions
+from aggregation.models import Release
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
@@ -56,11 +58,13 @@ class MeasureSummary:
 
 def _published_to(session: Session, indicator_id: str, organization: str) -> bool:
     """Whether some published release of the indicator names ``organization`` a recipient
-    (so that a measure with nothing to read costs neither a series nor an audit event)."""
-    return any(
-        organization in r.recipients
-        for r in reads.list_releases(session, indicator_id, published_only=True)
+    (so that a measure with nothing to read costs neither a series nor its audit event)."""
+    recipients = session.scalars(
+        select(Release.recipients).where(
+            Release.indicator_id == indicator_id, Release.state == review.PUBLISHED
+        )
     )
+    return any(organization in r for r in recipients)
 
 
 def list_measures(
@@ -78,8 +82,8 @@ def list_measures(
 
     ``program`` and ``organization`` restrict the list to one program or to the programs one
     organization runs. A measure the agreements no longer let the caller read is left out.
-    The listing itself is audited too (with how many measures it showed), so that a caller
-    shown nothing still leaves its event."""
+    The listing itself is audited too, with how many measures it showed and how many it
+    withheld because a read was denied, so that a caller shown nothing still leaves its event."""
     assert ctx.principal is not None
     caller = ctx.principal.organization_id
     candidates: list[tuple[IndicatorDefinition, Performance]] = []
@@ -94,6 +98,7 @@ def list_measures(
         candidates.append((definition, performance))
     candidates.sort(key=lambda c: (c[1].program, QUESTION_ORDER.index(c[1].question), c[0].id))
     out: list[MeasureSummary] = []
+    withheld = 0
     for definition, performance in candidates:
         if not _published_to(session, definition.id, caller):
             continue
@@ -101,7 +106,8 @@ def list_measures(
             series = reads.series(session, ctx, policy, views, definition.id, {})
         except (PolicyDenied, review.ReleaseNotPublished):
             # Not readable to this caller now (an agreement ended, or a release is held):
-            # the measure is left out of its list, as one it was never shown.
+            # the measure is left out of its list, and counted in the listing's event.
+            withheld += 1
             continue
         if not series["releases"]:
             continue
@@ -124,7 +130,7 @@ def list_measures(
         AuditRecord(
             action=AuditAction.RELEASE_READ,
             resource_type="performance_measures",
-            counts={"measures": len(out)},
+            counts={"measures": len(out), "withheld": withheld},
         ),
     )
     return out

@@ -142,7 +142,7 @@ def test_an_organization_shown_nothing_gets_an_empty_list_and_an_audit_event(api
     listed = [
         e for e in _events(api, "health-dashboard") if e["resource_type"] == "performance_measures"
     ]
-    assert len(listed) == 1 and listed[0]["counts"] == {"measures": 0}
+    assert len(listed) == 1 and listed[0]["counts"] == {"measures": 0, "withheld": 0}
     assert listed[0]["organization"] == "health" and listed[0]["outcome"] == "succeeded"
 
 
@@ -158,7 +158,7 @@ def test_every_series_read_and_the_listing_are_audited(api):
         if e["resource_type"] == "indicator_series"
     )
     listing = [e for e in new if e["resource_type"] == "performance_measures"]
-    assert len(listing) == 1 and listing[0]["counts"] == {"measures": 2}
+    assert len(listing) == 1 and listing[0]["counts"] == {"measures": 2, "withheld": 0}
     # Nothing about the measure the district may not read, and no record value anywhere.
     assert HOW_WELL not in str(new)
 
@@ -200,6 +200,12 @@ def test_a_measure_the_agreements_no_longer_let_the_caller_read_is_left_out(api)
     assert r.status_code == 200, r.text
     # Every pre-K measure counts the network's records: none is readable while suspended.
     assert _measures(api, "district-dashboard") == []
+    listing = [
+        e
+        for e in _events(api, "district-dashboard")
+        if e["resource_type"] == "performance_measures"
+    ]
+    assert listing[-1]["counts"] == {"measures": 0, "withheld": 2}
 
 
 def test_an_indicator_shows_its_performance_block(api):
