@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aggregation.definition import Question
 from policy.vocabulary import DisclosureMethod, OrganizationKind
 
 # Bounds of every integer of the API, so that a huge number is a 422, never a database overflow:
@@ -468,7 +469,7 @@ class PerformanceMeasureOut(_Out):
     program: str
     program_title: str
     organization: str
-    question: Literal["how_much", "how_well", "better_off"]
+    question: Question
     unit: str
     direction: str
     series: SeriesOut
