@@ -163,8 +163,6 @@ def _decide(
     same release is stored. Reads no record: a refusal here says nothing of the data."""
     assert ctx.principal is not None
     version, definition = get_definition(session, indicator_id)
-    # Agreements change after a definition is made: a measure is checked again when released.
-    check_performance(session, policy, definition, ctx.now)
     dims = (
         tuple(request.dimensions)
         if request.dimensions is not None
@@ -189,6 +187,8 @@ def _decide(
     decision = publish_decision(ctx.principal, policy, definition, dims, method, ctx.now)
     if not decision.permitted:
         raise PolicyDenied(explanation(decision), decision=decision)
+    # Agreements change after a definition is made: a measure is checked again when released.
+    check_performance(session, policy, definition, ctx.now)
     agreement_ids = frozenset(a for a, _ in decision.agreements)
     base = in_scope(session, definition.dataset, agreement_ids, ctx.now)
     cohort = (
