@@ -159,8 +159,62 @@ def test_every_series_read_and_the_listing_are_audited(api):
     )
     listing = [e for e in new if e["resource_type"] == "performance_measures"]
     assert len(listing) == 1 and listing[0]["counts"] == {"measures": 2, "withheld": 0}
-    # Nothing about the measure the district may not read, and no record value anywhere.
+    # Nothing about the measure the district may not read.
     assert HOW_WELL not in str(new)
+
+
+def test_measures_are_grouped_by_program_then_question(api):
+    # A second program, run by the district over its own kindergarten records.
+    def transition(question: str) -> dict[str, Any]:
+        return _performance(
+            program="kinder-transition",
+            program_title="Kindergarten transition",
+            organization="district",
+            question=question,
+        )
+
+    common = {"recipients": ["district", "backbone"], "dimensions": ["school_year"]}
+    ready = _measure(
+        id="kinder-ready-test",
+        title="Kindergartners ready",
+        unit="percent",
+        numerator={"dataset": "kindergarten_readiness", "filter": "ready"},
+        denominator={"dataset": "kindergarten_readiness"},
+        performance=transition("better_off"),
+        **common,
+    )
+    served = _measure(
+        id="kinder-served-test",
+        title="Kindergartners assessed",
+        numerator={"dataset": "kindergarten_readiness"},
+        performance=transition("how_much"),
+        **common,
+    )
+    # Defined better-off first: the listing orders by question, not by definition.
+    for definition in (ready, served):
+        assert _define(api, definition).status_code == 201
+    for indicator in ("kinder-ready-test", "kinder-served-test"):
+        r = api.post(f"/v1/indicators/{indicator}/releases", as_="backbone-manager", json={})
+        assert r.status_code == 201, r.text
+    listed = [(m["program"], m["id"]) for m in _measures(api, "backbone-dashboard")]
+    assert listed == [
+        ("kinder-transition", "kinder-served-test"),
+        ("kinder-transition", "kinder-ready-test"),
+        (PROGRAM, HOW_MUCH),
+        (PROGRAM, HOW_WELL),
+        (PROGRAM, BETTER_OFF),
+    ]
+    # The district sees its own program, and the network's measures shared with it.
+    assert [m["id"] for m in _measures(api, "district-dashboard")] == [
+        "kinder-served-test",
+        "kinder-ready-test",
+        HOW_MUCH,
+        BETTER_OFF,
+    ]
+    assert [m["id"] for m in _measures(api, "district-dashboard", organization="district")] == [
+        "kinder-served-test",
+        "kinder-ready-test",
+    ]
 
 
 def test_filters_by_program_and_organization(api, elnet):
