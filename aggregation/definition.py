@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,6 +37,27 @@ class Reference(_Strict):
     value: float
 
 
+class Question(StrEnum):
+    """The three questions of Results-Based Accountability a performance measure answers."""
+
+    HOW_MUCH = "how_much"  # how much did we do: a count of the people served
+    HOW_WELL = "how_well"  # how well did we do it: a rate among the people served
+    BETTER_OFF = "better_off"  # is anyone better off: a count or a rate of an outcome
+
+
+# The order in which a program's measures are shown, as RBA asks them.
+QUESTION_ORDER: tuple[Question, ...] = (Question.HOW_MUCH, Question.HOW_WELL, Question.BETTER_OFF)
+
+
+class Performance(_Strict):
+    """What makes an indicator a performance measure of a partner's program."""
+
+    program: Slug
+    program_title: str = Field(min_length=1, max_length=200)
+    organization: Slug = Field(description="the organization that runs the program")
+    question: Question
+
+
 class IndicatorDefinition(_Strict):
     id: Slug
     title: str = Field(min_length=1, max_length=300)
@@ -53,6 +75,7 @@ class IndicatorDefinition(_Strict):
     method: DisclosureMethod = DisclosureMethod.SUPPRESSION
     baseline: Reference | None = None
     target: Reference | None = None
+    performance: Performance | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> IndicatorDefinition:
@@ -68,7 +91,22 @@ class IndicatorDefinition(_Strict):
             raise ValueError("a dimension is listed twice")
         if self.period_dimension is not None and self.period_dimension not in self.dimensions:
             raise ValueError("period_dimension must be one of the dimensions")
+        if self.performance is not None:
+            self._performance_shape(self.performance)
         return self
+
+    def _performance_shape(self, performance: Performance) -> None:
+        # RBA: "how much" counts the people served; "how well" is a share of them (a count of
+        # how well would be another "how much"); "better off" is reported as a number and as
+        # a share, so either. A measure is followed over time, so it has a period.
+        if performance.question == Question.HOW_MUCH and self.unit != Unit.COUNT:
+            raise ValueError("a how_much performance measure is a count")
+        if performance.question == Question.HOW_WELL and self.unit not in RATE_UNITS:
+            raise ValueError("a how_well performance measure is a rate (percent or rate_per_1000)")
+        if performance.question == Question.BETTER_OFF and self.unit == Unit.MEAN:
+            raise ValueError("a better_off performance measure is a count or a rate")
+        if self.period_dimension is None:
+            raise ValueError("a performance measure needs a period_dimension")
 
     @property
     def dataset(self) -> str:

@@ -24,10 +24,18 @@ from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied
 from disclosure.joint import Shape, release_shape
 from disclosure.vocabulary import Unit
+from identity.models import Organization
 from policy.engine import PolicySet, decide
 from policy.explain import explanation
 from policy.model import Context, DatasetTerms, Decision, Principal, Resource
-from policy.vocabulary import GEOGRAPHY_RANK, DisclosureMethod, FieldRole, FieldType
+from policy.vocabulary import (
+    GEOGRAPHY_RANK,
+    PEER_LEARNING,
+    DisclosureMethod,
+    FieldRole,
+    FieldType,
+    OrganizationKind,
+)
 
 
 class IndicatorInvalid(InvalidInput):
@@ -182,12 +190,57 @@ def _check_definition(policy: PolicySet, definition: IndicatorDefinition, now: A
             raise IndicatorInvalid(f"{definition.value_field} is not a numeric field of {ds.name}.")
 
 
+def check_performance(
+    session: Session, policy: PolicySet, definition: IndicatorDefinition, now: datetime
+) -> None:
+    """Check a performance measure against the organizations and the agreements in force
+    (raises :class:`IndicatorInvalid`; a definition without a ``performance`` block passes).
+
+    A measure is computed from its program's own records: its dataset or its cohort dataset
+    is provided by the organization that runs the program, which is always among its
+    recipients. Shown to anyone else than that organization, the backbone and the providers
+    of the records it counts (whose own data it is), it is shown to the program's peers: its
+    purpose must then be ``bb:PeerLearning``, which every contributing agreement must permit
+    for those recipients (the policy decision on publishing it checks that)."""
+    performance = definition.performance
+    if performance is None:
+        return
+    if session.get(Organization, performance.organization) is None:
+        raise IndicatorInvalid("The organization that runs the program is not known.")
+    providers = {dataset_terms(policy, name, now).provider for name in definition.datasets}
+    if performance.organization not in providers:
+        raise IndicatorInvalid(
+            "A performance measure is computed from the program's own records: its dataset or"
+            " its cohort dataset must be provided by the organization that runs the program."
+        )
+    if performance.organization not in definition.recipients:
+        raise IndicatorInvalid(
+            "The organization that runs the program must be among the measure's recipients."
+        )
+    backbone = set(
+        session.scalars(
+            select(Organization.id).where(
+                Organization.id.in_(definition.recipients),
+                Organization.kind == OrganizationKind.BACKBONE,
+            )
+        )
+    )
+    peers = set(definition.recipients) - providers - backbone
+    if peers and definition.purpose != PEER_LEARNING:
+        raise IndicatorInvalid(
+            f"A performance measure shown to peer organizations has purpose {PEER_LEARNING},"
+            " which the agreements must permit for those recipients; otherwise its recipients"
+            " are the program's organization and the backbone."
+        )
+
+
 def define(
     session: Session, ctx: RequestContext, policy: PolicySet, definition: IndicatorDefinition
 ) -> IndicatorVersion:
     """Create an indicator, or a new version of it, after checking it against the agreements."""
     assert ctx.principal is not None
     _check_definition(policy, definition, ctx.now)
+    check_performance(session, policy, definition, ctx.now)
     decision = publish_decision(
         ctx.principal, policy, definition, definition.dimensions, definition.method, ctx.now
     )

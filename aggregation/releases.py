@@ -25,6 +25,7 @@ from aggregation.definition import IndicatorDefinition
 from aggregation.definitions import (
     ECHOABLE_NAME,
     IndicatorInvalid,
+    check_performance,
     dataset_terms,
     field_specs,
     get_definition,
@@ -186,6 +187,8 @@ def _decide(
     decision = publish_decision(ctx.principal, policy, definition, dims, method, ctx.now)
     if not decision.permitted:
         raise PolicyDenied(explanation(decision), decision=decision)
+    # Agreements change after a definition is made: a measure is checked again when released.
+    check_performance(session, policy, definition, ctx.now)
     agreement_ids = frozenset(a for a, _ in decision.agreements)
     base = in_scope(session, definition.dataset, agreement_ids, ctx.now)
     cohort = (

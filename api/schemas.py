@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aggregation.definition import Question
 from policy.vocabulary import DisclosureMethod, OrganizationKind
 
 # Bounds of every integer of the API, so that a huge number is a 422, never a database overflow:
@@ -458,6 +459,20 @@ class SeriesOut(_Out):
     target: dict[str, Any] | None
     points: list[dict[str, Any]]
     releases: list[str]
+
+
+class PerformanceMeasureOut(_Out):
+    """A performance measure of a partner's program, with its series for the caller."""
+
+    id: str
+    title: str
+    program: str
+    program_title: str
+    organization: str
+    question: Question
+    unit: str
+    direction: str
+    series: SeriesOut
 
 
 class BudgetOut(_Out):

@@ -44,7 +44,14 @@ PURPOSES: Final[dict[str, str | None]] = {
     "bb:ProgramEvaluation": "dpv:ImproveExistingProductsAndServices",
     "bb:ImprovePublicServices": "dpv:ImproveExistingProductsAndServices",
     "bb:CommunityIndicators": "dpv:PublicBenefit",
+    # Comparing a program's performance measures with peer organizations' programs, so that
+    # partners learn from each other's results without seeing each other's records. A sibling
+    # of program evaluation, not a refinement of it: a permission to evaluate a program is not
+    # a permission to show its results to the program's peers.
+    "bb:PeerLearning": "dpv:ImproveExistingProductsAndServices",
 }
+# The purpose a performance measure shared beyond its own organization must state.
+PEER_LEARNING: Final = "bb:PeerLearning"
 
 LEGAL_BASES: Final[dict[str, str]] = {
     "ferpa-studies": "FERPA studies exception, 34 CFR 99.31(a)(6)",

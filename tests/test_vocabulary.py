@@ -1,7 +1,8 @@
 """Each closed set of values is spelled out in one place only.
 
-The audit action names, disclosure methods, rounding schemes, units and cell statuses are enums
-(``audit.actions``, ``policy.vocabulary``, ``disclosure.vocabulary``) that the services, the
+The audit action names, disclosure methods, rounding schemes, units, cell statuses and the
+questions of performance measures are enums (``audit.actions``, ``policy.vocabulary``,
+``disclosure.vocabulary``, ``aggregation.definition``) that the services, the
 pydantic models and so the JSON Schema derive from. This test reads every source file of the
 service and fails if one of their values is written as a string literal anywhere else, so that
 copies cannot come back. (Docstrings may name values; a literal with another meaning that
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregation.definition import Question
 from audit.actions import AuditAction
 from disclosure.vocabulary import CellStatus, Unit
 from policy.vocabulary import (
@@ -55,6 +57,7 @@ CHECKED: tuple[tuple[type[StrEnum], str, frozenset[str]], ...] = (
     ),
     (Unit, "disclosure/vocabulary.py", frozenset({Unit.PERCENT, Unit.RATE_PER_1000})),
     (CellStatus, "disclosure/vocabulary.py", frozenset(CellStatus)),
+    (Question, "aggregation/definition.py", frozenset(Question)),
 )
 
 # (file, literal): the same spelling with another meaning.
@@ -129,6 +132,7 @@ def test_the_enums_keep_their_stored_values() -> None:
         "year",
     ]
     assert [m.value for m in Unit] == ["percent", "rate_per_1000", "count", "mean"]
+    assert [m.value for m in Question] == ["how_much", "how_well", "better_off"]
     assert len(set(AuditAction)) == len(AuditAction) and all("." in a for a in AuditAction)
 
 
