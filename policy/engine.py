@@ -475,7 +475,11 @@ def decide(
                         ]
                     else:
                         failed = [c for c in rule.constraints if not c.check(values.get(c.left))]
-                    if to_public and not _names_public(rule):
+                    if (
+                        to_public
+                        and not _names_public(rule)
+                        and all(c.left != "recipient" for c in failed)
+                    ):
                         failed.append(_PUBLIC_NAMED)
                     if failed:
                         noted.append((terms, rule, failed))
