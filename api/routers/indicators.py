@@ -4,6 +4,9 @@ Releases are served as JSON (headers and rows), CSV or SDMX-CSV 2.0, chosen by `
 filtered by dimension values (``filter=neighborhood:Ashland,Central``, repeatable); paginated
 (``page``, ``page_size``); with a strong ``ETag`` (releases never change) and
 ``Cache-Control: private, no-cache`` (every read is authorized and audited again).
+
+The reads also answer a request without a token, as the public: only what is published to
+``public`` (see :data:`policy.model.PUBLIC`); any other read is answered as a missing token.
 """
 
 from __future__ import annotations
