@@ -69,6 +69,23 @@ def test_the_public_lists_only_public_indicators_and_releases(api):
     )
 
 
+def test_the_demo_publishes_chronic_absenteeism_to_the_public_by_differential_privacy(api):
+    (dp,) = [
+        r
+        for r in api.client.get("/v1/indicators/chronic-absenteeism/releases").json()
+        if r["method"] == "differential_privacy"
+    ]
+    assert dp["dimensions"] == ["school_year", "grade"] and dp["parameters"]["epsilon"] == 1.0
+    body = api.client.get(f"/v1/releases/{dp['id']}", params={"page_size": 10000}).json()
+    names = [h["name"] for h in body["headers"]]
+    cells = [dict(zip(names, row, strict=True)) for row in body["rows"]]
+    assert len(cells) == 6 * 5 and {c["status"] for c in cells} <= {"dp", "low_reliability"}
+    (total,) = [c for c in cells if c["school_year"] == "_T" and c["grade"] == "_T"]
+    # The numerator counts the derived flag (chronically absent), about a quarter of the
+    # students, not everyone: true for any draw of noise at this size.
+    assert 0 < total["numerator"] < 0.6 * total["denominator"]
+
+
 def test_a_non_public_indicator_is_answered_as_an_unknown_one(api):
     anonymous = api.client
     for path in ("", "/releases", "/series"):
