@@ -10,9 +10,11 @@ import csv
 import dataclasses
 import io
 import time
+from importlib import resources
 from typing import Any
 
 import pytest
+import yaml
 
 from aggregation import reads, review
 from core.context import RequestContext
@@ -355,3 +357,38 @@ def test_openapi_shows_the_reads_as_optionally_authenticated(client):
         ("/v1/budgets", "get"),
     ]:
         assert {} not in doc["paths"][path][method]["security"]
+
+
+def _demo_definition(indicator: str) -> dict[str, Any]:
+    text = (resources.files("demo") / "indicators" / "indicators.yaml").read_text()
+    found: dict[str, Any] = next(i for i in yaml.safe_load(text) if i["id"] == indicator)
+    return found
+
+
+def test_an_indicator_for_the_public_needs_every_agreement_to_name_it(api):
+    # Low birth weight: the health agreement does not publish to the public.
+    births = {**_demo_definition("low-birth-weight"), "id": "births-for-everyone"}
+    births["recipients"] = [*births["recipients"], PUBLIC]
+    r = api.post("/v1/indicators", as_="backbone-manager", json=births)
+    assert r.status_code == 403, r.text
+    failed = r.json()["decision"]["failed_constraints"]
+    assert {(f["agreement"], f["left_operand"]) for f in failed} == {
+        ("health-birth-outcomes", "recipient")
+    }
+    # Readiness after pre-K: the district agreement names the public, the early-learning
+    # network's does not, so the cross-partner indicator cannot be published to it.
+    linked = {**_demo_definition("readiness-after-prek"), "id": "linked-for-everyone"}
+    linked["recipients"] = [*linked["recipients"], PUBLIC]
+    r = api.post("/v1/indicators", as_="backbone-manager", json=linked)
+    assert r.status_code == 403, r.text
+    failed = r.json()["decision"]["failed_constraints"]
+    assert {f["agreement"] for f in failed if f["left_operand"] == "recipient"} == {
+        "early-learning-enrollment"
+    }
+    assert (
+        api.get("/v1/indicators/linked-for-everyone", as_="backbone-dashboard").status_code == 404
+    )
+    # The district's own data: permitted.
+    readiness = {**_demo_definition("kindergarten-readiness"), "id": "readiness-for-everyone"}
+    r = api.post("/v1/indicators", as_="backbone-manager", json=readiness)
+    assert r.status_code == 201 and PUBLIC in r.json()["recipients"]
