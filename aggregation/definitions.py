@@ -27,7 +27,7 @@ from disclosure.vocabulary import Unit
 from identity.models import Organization
 from policy.engine import PolicySet, decide
 from policy.explain import explanation
-from policy.model import Context, DatasetTerms, Decision, Principal, Resource
+from policy.model import PUBLIC, Context, DatasetTerms, Decision, Principal, Resource
 from policy.vocabulary import (
     GEOGRAPHY_RANK,
     PEER_LEARNING,
@@ -286,16 +286,26 @@ def define(
     return row
 
 
+def visible_to(reader: Principal | None, definition: IndicatorDefinition) -> bool:
+    """Whether ``reader`` may see ``definition``: every authenticated reader may (as before);
+    the public only an indicator published to it. None: no reader to check (internal use)."""
+    return reader is None or reader.organization_id != PUBLIC or PUBLIC in definition.recipients
+
+
 def get_definition(
-    session: Session, indicator_id: str
+    session: Session, indicator_id: str, *, reader: Principal | None = None
 ) -> tuple[IndicatorVersion, IndicatorDefinition]:
-    """The latest version of an indicator (raises :class:`NotFound`)."""
+    """The latest version of an indicator (raises :class:`NotFound`, also when ``reader`` may
+    not see it: the public is told no more about an indicator not published to it)."""
     indicator = session.get(Indicator, indicator_id)
     if indicator is None:
         raise NotFound("No such indicator.")
     row = session.get(IndicatorVersion, (indicator_id, indicator.latest_version))
     assert row is not None
-    return row, IndicatorDefinition.model_validate(row.definition)
+    definition = IndicatorDefinition.model_validate(row.definition)
+    if not visible_to(reader, definition):
+        raise NotFound("No such indicator.")
+    return row, definition
 
 
 def definition_at(session: Session, indicator_id: str, version: int) -> IndicatorDefinition:
@@ -306,8 +316,10 @@ def definition_at(session: Session, indicator_id: str, version: int) -> Indicato
     return IndicatorDefinition.model_validate(row.definition)
 
 
-def list_definitions(session: Session) -> Sequence[tuple[IndicatorVersion, IndicatorDefinition]]:
-    """The latest version of every indicator, by id."""
+def list_definitions(
+    session: Session, *, reader: Principal | None = None
+) -> Sequence[tuple[IndicatorVersion, IndicatorDefinition]]:
+    """The latest version of every indicator ``reader`` may see (see :func:`visible_to`), by id."""
     rows = session.execute(
         select(IndicatorVersion)
         .join(
@@ -317,4 +329,5 @@ def list_definitions(session: Session) -> Sequence[tuple[IndicatorVersion, Indic
         )
         .order_by(IndicatorVersion.indicator_id)
     ).scalars()
-    return [(r, IndicatorDefinition.model_validate(r.definition)) for r in rows]
+    out = [(r, IndicatorDefinition.model_validate(r.definition)) for r in rows]
+    return [(r, d) for r, d in out if visible_to(reader, d)]

@@ -19,11 +19,11 @@ from aggregation.models import Release
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import NotFound, PolicyDenied
+from core.errors import DomainError, NotFound, PolicyDenied
 from disclosure.cube import TOTAL
 from policy.engine import PolicySet, decide
 from policy.explain import explanation
-from policy.model import Context, Decision, Resource
+from policy.model import PUBLIC, PUBLIC_PRINCIPAL, Context, Decision, Principal, Resource
 
 
 @dataclass(frozen=True)
@@ -126,16 +126,35 @@ class ReleaseViews:
         return view
 
 
+def reader_for(principal: Principal, recipients: frozenset[str] | list[str]) -> Principal:
+    """Who ``principal`` reads a release published to ``recipients`` as: itself when its
+    organization is named among them, else the public when the release is public (public means
+    everyone), else itself (and is then refused)."""
+    if principal.organization_id in recipients:
+        return principal
+    return PUBLIC_PRINCIPAL if PUBLIC in recipients else principal
+
+
+def may_list(principal: Principal, recipients: frozenset[str] | list[str]) -> bool:
+    """Whether a published release to ``recipients`` is listed to ``principal``: its
+    organization is a recipient, or the release is public."""
+    return principal.organization_id in recipients or PUBLIC in recipients
+
+
 def authorize_read(ctx: RequestContext, policy: PolicySet, view: ReleaseView) -> Decision:
     """The caller's organization must be a recipient of the release and, under every
-    contributing agreement in force, a permitted reader."""
+    contributing agreement in force, a permitted reader. A release published to the public is
+    read by anyone as the public: the public must be a recipient and every contributing
+    agreement must name it as one."""
     assert ctx.principal is not None
-    decision = decide(
-        ctx.principal, "read", Resource(datasets=view.datasets), Context(), policy, ctx.now
-    )
+    reader = reader_for(ctx.principal, view.recipients)
+    if reader.organization_id == PUBLIC and PUBLIC not in view.recipients:
+        # The public is told nothing of the agreements behind a release it may not read.
+        raise PolicyDenied("Denied: this release is not published to the public.")
+    decision = decide(reader, "read", Resource(datasets=view.datasets), Context(), policy, ctx.now)
     if not decision.permitted:
         raise PolicyDenied(explanation(decision), decision=decision)
-    if ctx.principal.organization_id not in view.recipients:
+    if reader.organization_id not in view.recipients:
         raise PolicyDenied(
             "Denied: your organization is not among the recipients this indicator was published to."
         )
@@ -165,14 +184,22 @@ def read_record(view: ReleaseView, decision: Decision) -> AuditRecord:
 
 
 def list_releases(
-    session: Session, indicator_id: str, *, published_only: bool = True
+    session: Session,
+    indicator_id: str,
+    *,
+    published_only: bool = True,
+    reader: Principal | None = None,
 ) -> Sequence[Release]:
     """The releases of an indicator, newest first (by id among those of the same instant):
-    the published ones, or every one held or objected to as well."""
+    the published ones, or every one held or objected to as well. With ``reader``, only the
+    published ones it may read (see :func:`may_list`): the public sees public releases only."""
     query = select(Release).where(Release.indicator_id == indicator_id)
-    if published_only:
+    if published_only or reader is not None:
         query = query.where(Release.state == reviews.PUBLISHED)
-    return session.scalars(query.order_by(Release.created_at.desc(), Release.id.desc())).all()
+    found = session.scalars(query.order_by(Release.created_at.desc(), Release.id.desc())).all()
+    if reader is None:
+        return found
+    return [r for r in found if may_list(reader, r.recipients)]
 
 
 def series(
@@ -184,8 +211,12 @@ def series(
     filters: dict[str, frozenset[str]],
 ) -> dict[str, Any]:
     """The indicator over time: for each period, the value of the most recent release that
-    has it, at the totals of every dimension not filtered on; with baseline and target."""
-    version, definition = get_definition(session, indicator_id)
+    has it, at the totals of every dimension not filtered on; with baseline and target.
+
+    Only the releases the caller may read are used (the public's series is made of public
+    releases); it is refused only when there are releases to use and it may read none."""
+    assert ctx.principal is not None
+    version, definition = get_definition(session, indicator_id, reader=ctx.principal)
     period = definition.period_dimension
     if period is None:
         raise IndicatorInvalid("This indicator has no period dimension, so it has no time series.")
@@ -198,11 +229,16 @@ def series(
     points: dict[str, dict[str, Any]] = {}
     used: list[str] = []
     decision: Decision | None = None
+    refused: DomainError | None = None
     for release in list_releases(session, indicator_id):
         if period not in release.dimensions or not set(filters) <= set(release.dimensions):
             continue
         view = views.load(session, release.id)
-        decision = authorize_read(ctx, policy, view)
+        try:
+            decision = authorize_read(ctx, policy, view)
+        except (PolicyDenied, reviews.ReleaseNotPublished) as exc:
+            refused = refused or exc
+            continue
         contributed = False
         for cell in view.cells:
             label = cell.get(period)
@@ -225,6 +261,8 @@ def series(
                 contributed = True
         if contributed:
             used.append(view.id)
+    if decision is None and refused is not None:
+        raise refused
     record(
         session,
         ctx,

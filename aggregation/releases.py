@@ -39,7 +39,7 @@ from aggregation.models import IndicatorVersion, Release
 from aggregation.population import Sources, protect_release
 from aggregation.progress import COMPUTING, READING, STORING, Progress
 from aggregation.stored import release_cells, release_parameters
-from agreements.expressions import compile_filter
+from agreements.expressions import CompiledFilter, compile_filter
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
@@ -52,9 +52,9 @@ from disclosure.joint import Obligations, Shape
 from disclosure.vocabulary import Unit
 from policy.engine import PolicySet
 from policy.explain import explanation
-from policy.model import AgreementTerms, Decision
+from policy.model import AgreementTerms, DatasetTerms, Decision
 from policy.review import Reviewer, reviewers
-from policy.vocabulary import DisclosureMethod, RoundingScheme
+from policy.vocabulary import DisclosureMethod, FieldRole, FieldType, RoundingScheme
 from records.models import Submission
 from records.service import in_scope, load_frame
 
@@ -567,6 +567,32 @@ def preview_release(
     return result
 
 
+def _derived_columns(ds: DatasetTerms) -> dict[str, CompiledFilter]:
+    """Each derived category of ``ds`` as a column computed from the stored fields (a flag as a
+    boolean, categories as their labels), so that a DP release's filters may name it as a
+    suppressed release's do."""
+    fields = field_specs(ds)
+    out: dict[str, CompiledFilter] = {}
+    for d in ds.derived:
+        if d.when is not None:
+            flag = compile_filter(d.when, fields)
+            out[d.name] = CompiledFilter(flag.expression, flag.fields)
+            continue
+        chain: Any = None
+        used: frozenset[str] = frozenset()
+        for label, condition in d.categories:
+            compiled = compile_filter(condition, fields)
+            used |= compiled.fields
+            chain = (pl.when if chain is None else chain.when)(compiled.expression).then(
+                pl.lit(label)
+            )
+        otherwise = pl.lit(d.otherwise, dtype=pl.String)
+        out[d.name] = CompiledFilter(
+            otherwise if chain is None else chain.otherwise(otherwise), used
+        )
+    return out
+
+
 def _dp_population(job: _Computation) -> tuple[pl.DataFrame, str, pl.Expr]:
     """(the records counted, the person field, the numerator condition) of a DP release.
 
@@ -578,12 +604,29 @@ def _dp_population(job: _Computation) -> tuple[pl.DataFrame, str, pl.Expr]:
     base, cohort, now = job.base, job.cohort, job.ctx.now
     ds = dataset_terms(policy, definition.dataset, now)
     person = identifier_field(ds)
-    fields = field_specs(ds)
+    derived = _derived_columns(ds)
+    fields = [
+        *field_specs(ds),
+        *(
+            (
+                d.name,
+                FieldType.BOOLEAN if d.when is not None else FieldType.STRING,
+                FieldRole.DIMENSION,
+            )
+            for d in ds.derived
+        ),
+    ]
     population_filter = compile_filter(
         definition.denominator.filter if definition.denominator else None, fields
     )
     numerator_filter = compile_filter(definition.numerator.filter, fields)
-    columns = sorted({person, *job.dims} | population_filter.fields | numerator_filter.fields)
+    named = population_filter.fields | numerator_filter.fields
+    computed = [name for name in derived if name in named]
+    columns = sorted(
+        {person, *job.dims}
+        | (named - set(computed))
+        | {f for name in computed for f in derived[name].fields}
+    )
     population = population_filter.expression
     numerator = numerator_filter.expression
     if definition.cohort is not None:
@@ -612,6 +655,8 @@ def _dp_population(job: _Computation) -> tuple[pl.DataFrame, str, pl.Expr]:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             frame = frame.with_columns(pl.lit(None).alias(c) for c in missing)
+        if computed:
+            frame = frame.with_columns(derived[name].expression.alias(name) for name in computed)
         parts.append(
             frame.filter(population).select(
                 pl.col(person).hash(seed=_DP_PERSON_SEED).alias(person),

@@ -16,8 +16,11 @@ from typing import Any
 from agreements.compile import publication_review
 from agreements.document import AgreementDocument, ConstraintSpec, PrivacySpec, RuleSpec, Term
 from policy import vocabulary as vocab
+from policy.model import PUBLIC
 
 PROFILE = "urn:backbone:profile:odrl:v1"
+# The public as a party (the bb: prefix is the profile's vocabulary, in the shipped context).
+PUBLIC_PARTY = "bb:Public"
 
 
 @lru_cache(maxsize=1)
@@ -32,6 +35,12 @@ def org_iri(org: str) -> str:
     return f"urn:backbone:org:{org}"
 
 
+def recipient_iri(recipient: str) -> str:
+    """A recipient's IRI: an organization's, or for the reserved ``public`` the party that is
+    everyone (``bb:Public``), never an organization."""
+    return PUBLIC_PARTY if recipient == PUBLIC else org_iri(recipient)
+
+
 def dataset_iri(name: str) -> str:
     return f"urn:backbone:dataset:{name}"
 
@@ -39,7 +48,7 @@ def dataset_iri(name: str) -> str:
 def _constraint(c: ConstraintSpec) -> dict[str, Any]:
     right: Any = c.right_operand
     if c.left_operand == "recipient":
-        right = [org_iri(v) for v in (right if isinstance(right, list) else [right])]
+        right = [recipient_iri(v) for v in (right if isinstance(right, list) else [right])]
         right = [{"@id": v} for v in right]
     elif c.left_operand == "purpose":
         values = right if isinstance(right, list) else [right]

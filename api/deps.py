@@ -18,15 +18,16 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from api.ratelimit import source_address
 from api.state import AppState
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import ConcealedObject, DomainError, Forbidden, PolicyDenied
-from identity.errors import AuthenticationFailed
+from identity.errors import AuthenticationFailed, missing_token
 from identity.tokens import require_scopes
 from policy.engine import PolicySet
-from policy.model import Principal
+from policy.model import PUBLIC_PRINCIPAL, Principal
 from records.errors import SubmissionRejected
 
 log = logging.getLogger("backbone.api")
@@ -149,7 +150,7 @@ UnitOfWork = Annotated[Session, Depends(unit_of_work, scope="function")]
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
-        raise AuthenticationFailed("An access token is required.", error="")
+        raise missing_token()
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed(
@@ -190,6 +191,28 @@ def require(*scopes: str, write: bool = False) -> Callable[..., Awaitable[Reques
     # Read by api.openapi: the operation's security requirement and its error responses.
     dependency.required_scopes = required  # type: ignore[attr-defined]
     dependency.counts_writes = write  # type: ignore[attr-defined]
+    return dependency
+
+
+def require_or_public(*scopes: str) -> Callable[..., Awaitable[RequestContext]]:
+    """Like :func:`require` (a read, never a write), but a request without an
+    ``Authorization`` header is served as the public (:data:`policy.model.PUBLIC_PRINCIPAL`),
+    counted against the per-address public read limit. A token that is sent must be valid: an
+    invalid, expired or revoked one is refused (401), never downgraded to the public."""
+    authenticated = require(*scopes)
+
+    async def dependency(request: Request) -> RequestContext:
+        if "authorization" in request.headers:
+            return await authenticated(request)
+        st = state(request)
+        st.limiter.hit(st.limiter.public_read_limit, "public-read", source_address(request))
+        request.state.principal = PUBLIC_PRINCIPAL
+        return RequestContext(request.state.request_id, st.clock(), PUBLIC_PRINCIPAL)
+
+    # Read by api.openapi: the operation is optionally authenticated with these scopes.
+    dependency.required_scopes = frozenset(scopes)  # type: ignore[attr-defined]
+    dependency.counts_writes = False  # type: ignore[attr-defined]
+    dependency.optional_auth = True  # type: ignore[attr-defined]
     return dependency
 
 

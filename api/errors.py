@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.problems import PROBLEMS, problem_type
-from core.errors import DomainError
-from identity.errors import AuthenticationFailed, InsufficientScope
+from core.errors import Conflict, DomainError, Forbidden, NotFound
+from identity.errors import AuthenticationFailed, InsufficientScope, missing_token
+from policy.model import PUBLIC_PRINCIPAL
 
 log = logging.getLogger("backbone.api")
 PROBLEM_JSON = "application/problem+json"
@@ -108,7 +109,20 @@ def _www_authenticate(exc: DomainError) -> str:
     return f'Bearer realm="backbone", error="insufficient_scope", scope="{scope}"'
 
 
+def _concealed(request: Request, exc: DomainError) -> DomainError:
+    """A read served to the public (without a token) that is refused for what it asks about
+    (no such resource, not published to the public, not published at all) is answered as a
+    request without a token: the same status, type and body whether the resource exists or not.
+    The refusal itself has been audited by then, as it is."""
+    if getattr(request.state, "principal", None) is PUBLIC_PRINCIPAL and isinstance(
+        exc, NotFound | Forbidden | Conflict
+    ):
+        return missing_token()
+    return exc
+
+
 def domain_error_response(request: Request, exc: DomainError) -> JSONResponse:
+    exc = _concealed(request, exc)
     headers: dict[str, str] = {}
     if isinstance(exc, AuthenticationFailed | InsufficientScope):
         headers["WWW-Authenticate"] = _www_authenticate(exc)

@@ -3,7 +3,8 @@
 FastAPI's own document is completed here, from the routes themselves:
 
 * the OAuth 2.0 client-credentials security scheme, and on each protected operation the scopes
-  its ``require(...)`` dependency checks (all of them are needed);
+  its ``require(...)`` dependency checks (all of them are needed); an operation the public may
+  call without a token (``require_or_public(...)``) lists the empty requirement as well;
 * every error an operation can answer with, as ``application/problem+json`` (RFC 9457), 422
   included in place of FastAPI's ``HTTPValidationError`` (which the service never sends); the
   OAuth endpoints' errors as RFC 6749 error objects.
@@ -68,22 +69,27 @@ DESCRIPTIONS = {
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 
 
-def _requirement(dependant: Dependant) -> tuple[frozenset[str] | None, bool]:
-    """The scopes the operation's authentication requires (None: public), and whether it counts
-    against the write rate limit."""
+def _requirement(dependant: Dependant) -> tuple[frozenset[str] | None, bool, bool]:
+    """The scopes the operation's authentication requires (None: public), whether it counts
+    against the write rate limit, and whether the token is optional (served to the public
+    without one)."""
     stack = [dependant]
     while stack:
         dep = stack.pop()
         call = dep.call
         scopes = getattr(call, "required_scopes", None)
         if scopes is not None:
-            return frozenset(scopes), bool(getattr(call, "counts_writes", False))
+            return (
+                frozenset(scopes),
+                bool(getattr(call, "counts_writes", False)),
+                bool(getattr(call, "optional_auth", False)),
+            )
         stack.extend(dep.dependencies)
-    return None, False
+    return None, False, False
 
 
 def _statuses(
-    route: APIRoute, method: str, op: dict[str, Any], scopes: Any, writes: bool
+    route: APIRoute, method: str, op: dict[str, Any], scopes: Any, writes: bool, optional: bool
 ) -> set[int]:
     codes = {503}
     has_params = bool(op.get("parameters")) or "requestBody" in op
@@ -93,7 +99,7 @@ def _statuses(
         codes |= {401, 403}
     if method in ("post", "put", "patch", "delete"):
         codes |= {400, 409, 413, 415, 422}
-    if writes:
+    if writes or optional:
         codes.add(429)
     if route.path.startswith("/v1/releases") or route.path.endswith("/series"):
         codes |= {406, 410}
@@ -136,19 +142,20 @@ def build(app: FastAPI) -> dict[str, Any]:
     for route in app.routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        scopes, writes = _requirement(route.dependant)
+        scopes, writes, optional = _requirement(route.dependant)
         oauth = route.path.startswith("/oauth/")
         for method in route.methods or ():
             op = doc["paths"].get(route.path_format, {}).get(method.lower())
             if op is None:
                 continue
             if scopes is not None:
-                op["security"] = [{SCHEME: sorted(scopes)}]
+                # OpenAPI's empty requirement: the operation may also be called without a token.
+                op["security"] = [{SCHEME: sorted(scopes)}, *([{}] if optional else [])]
             responses = op.setdefault("responses", {})
             if oauth and route.path in ("/oauth/token", "/oauth/revoke", "/oauth/introspect"):
                 codes = {400, 401, 413, 415, 429, 503}
             else:
-                codes = _statuses(route, method.lower(), op, scopes, writes)
+                codes = _statuses(route, method.lower(), op, scopes, writes, optional)
             for code in sorted(codes):
                 responses[str(code)] = _error_response(code, oauth)
     return doc

@@ -13,6 +13,9 @@ secret):
   refused by it;
 * requests of an authenticated client count against that client's own allowance
   (``BACKBONE_TOKEN_RATE_LIMIT``), which only its own authenticated requests spend.
+
+Reads without a token (releases published to the public) count per source address
+(``BACKBONE_PUBLIC_READ_RATE_LIMIT``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class RateLimiter:
         token_limit: str,
         write_limit: str,
         failure_limit: str = "20/minute",
+        public_read_limit: str = "120/minute",
     ) -> None:
         self._limiter = strategies.SlidingWindowCounterRateLimiter(
             storage.storage_from_string(storage_uri)
@@ -53,6 +57,7 @@ class RateLimiter:
         self.token_limit = parse(token_limit)
         self.write_limit = parse(write_limit)
         self.failure_limit = parse(failure_limit)
+        self.public_read_limit = parse(public_read_limit)
 
     def _retry_after(self, item: RateLimitItem, *keys: str) -> int:
         reset, _remaining = self._limiter.get_window_stats(item, *keys)

@@ -82,6 +82,7 @@ class AppState:
                 settings.token_rate_limit,
                 settings.write_rate_limit,
                 settings.token_failure_rate_limit,
+                settings.public_read_rate_limit,
             ),
             clock=clock,
             release_views=ReleaseViews(),

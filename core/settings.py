@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     # it, per claimed client id (the verified client's own allowance is never spent by them).
     token_failure_rate_limit: str = "20/minute"
     write_rate_limit: str = "600/minute"
+    # Reads without a token (releases published to the public), per source address.
+    public_read_rate_limit: str = "120/minute"
     metrics_enabled: bool = Field(
         default=True, description="serve Prometheus metrics at /metrics (false: no such route)"
     )

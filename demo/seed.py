@@ -65,10 +65,17 @@ def indicator_definitions() -> list[IndicatorDefinition]:
     return [IndicatorDefinition.model_validate(item) for item in yaml.safe_load(text)]
 
 
-def demo_releases() -> list[tuple[str, tuple[str, ...]]]:
-    """(indicator, dimensions) of every release the demo publishes, in order."""
+def demo_releases() -> list[tuple[str, releases.ReleaseRequest]]:
+    """(indicator, request) of every release the demo publishes, in order: its dimensions and,
+    when stated, its method (else the indicator's own)."""
     text = (resources.files("demo") / "indicators" / "releases.yaml").read_text()
-    return [(str(r["indicator"]), tuple(r["dimensions"])) for r in yaml.safe_load(text)]
+    return [
+        (
+            str(r["indicator"]),
+            releases.ReleaseRequest(dimensions=tuple(r["dimensions"]), method=r.get("method")),
+        )
+        for r in yaml.safe_load(text)
+    ]
 
 
 def demo_results() -> list[dict[str, Any]]:
@@ -182,14 +189,9 @@ def seed(
     manager = _ctx(session, "backbone-manager")
     for definition in indicator_definitions():
         definitions.define(session, manager, policies.get(session), definition)
-    for indicator_id, dims in demo_releases():
+    for indicator_id, request in demo_releases():
         release, _ = releases.create_release(
-            session,
-            manager,
-            master,
-            policies.get(session),
-            indicator_id,
-            releases.ReleaseRequest(dimensions=dims),
+            session, manager, master, policies.get(session), indicator_id, request
         )
         # The demo starts with its dashboards full: every reviewer approves what was seeded.
         for item in review.reviews_of(session, release.id):

@@ -16,6 +16,11 @@ class AuthenticationFailed(DomainError):
         self.error = error  # RFC 6750 error code; empty when no token was sent at all
 
 
+def missing_token() -> AuthenticationFailed:
+    """The error of a request that sent no access token at all."""
+    return AuthenticationFailed("An access token is required.", error="")
+
+
 class InsufficientScope(Forbidden):
     kind = "insufficient-scope"
     title = "The access token lacks a required scope"

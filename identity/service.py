@@ -34,7 +34,7 @@ from identity.oauth_server import (
 )
 from identity.scopes import ALLOWED_BY_KIND, ORGANIZATION_KINDS, ROLES, SCOPES
 from identity.secret_hash import generate_secret, hash_secret
-from policy.model import Principal
+from policy.model import PUBLIC, Principal
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -51,6 +51,12 @@ def create_organization(
     if not _SLUG.match(org_id):
         raise InvalidInput(
             "An organization id is 1-64 lower-case letters, digits, '.', '_' or '-'."
+        )
+    if org_id == PUBLIC:
+        # Agreements and indicators name the public by this id: an organization holding it
+        # would read every release published to everyone as a named recipient.
+        raise InvalidInput(
+            f"The organization id '{PUBLIC}' is reserved: it names the public as a recipient."
         )
     if kind not in ORGANIZATION_KINDS:
         raise InvalidInput(

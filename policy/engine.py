@@ -17,6 +17,7 @@ from typing import Any
 
 from policy.constraints import show
 from policy.model import (
+    PUBLIC,
     AgreementTerms,
     Basis,
     Constraint,
@@ -37,6 +38,10 @@ _READER_OPERANDS = frozenset({"recipient", "dateTime"})
 _DATA_ACTIONS = frozenset(
     {"submit", "compute", "publish", "link", "read", "export_records", "redisclose"}
 )
+# The operators by which a recipient constraint names the recipients it admits.
+_NAMING_OPERATORS = frozenset({"eq", "isAnyOf", "isPartOf", "isAllOf"})
+# What a rule must say to admit the public; reported when it does not.
+_PUBLIC_NAMED = Constraint("recipient", "isAnyOf", (PUBLIC,))
 
 
 RuleIndex = dict[tuple[str, str], tuple[Rule, ...]]
@@ -110,6 +115,15 @@ def _actuals(resource: Resource, context: Context, now: datetime) -> dict[str, A
         "dateTime": now,
         "linkedDataset": resource.linked_datasets,
     }
+
+
+def _names_public(rule: Rule) -> bool:
+    """Whether a recipient constraint of ``rule`` names the public: publishing to everyone is
+    never implied by a rule without one, nor by one that only excludes others (isNoneOf)."""
+    return any(
+        c.left == "recipient" and c.operator in _NAMING_OPERATORS and PUBLIC in c.right_set
+        for c in rule.constraints
+    )
 
 
 def _passes(rule: Rule, actuals: dict[str, Any], only: frozenset[str] | None) -> bool:
@@ -398,6 +412,7 @@ def decide(
             purpose=context.purpose, recipients=frozenset({principal.organization_id})
         )
     permission_actions = ("publish", "read") if reading else (action,)
+    to_public = context.recipients is not None and PUBLIC in context.recipients
     org = principal.organization_id
     actuals = _actuals(resource, context, now)
     cohort_actuals = {**actuals, "dimension": frozenset()} if resource.cohort_datasets else actuals
@@ -460,6 +475,12 @@ def decide(
                         ]
                     else:
                         failed = [c for c in rule.constraints if not c.check(values.get(c.left))]
+                    if (
+                        to_public
+                        and not _names_public(rule)
+                        and all(c.left != "recipient" for c in failed)
+                    ):
+                        failed.append(_PUBLIC_NAMED)
                     if failed:
                         noted.append((terms, rule, failed))
                         continue

@@ -45,6 +45,18 @@ class Principal:
     token_id: str | None = None
 
 
+# The reserved recipient that stands for everyone: a release published to it is readable
+# without a token. No organization may take this id, and an agreement admits the public only by
+# naming it in a recipient constraint (it is never implied by a permission without one).
+PUBLIC = "public"
+PUBLIC_PRINCIPAL = Principal(
+    client_id=PUBLIC,
+    organization_id=PUBLIC,
+    organization_kind=PUBLIC,
+    scopes=frozenset({"indicators:read"}),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     """What the request touches. Only the attributes relevant to the action need be set."""

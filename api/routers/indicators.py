@@ -4,6 +4,9 @@ Releases are served as JSON (headers and rows), CSV or SDMX-CSV 2.0, chosen by `
 filtered by dimension values (``filter=neighborhood:Ashland,Central``, repeatable); paginated
 (``page``, ``page_size``); with a strong ``ETag`` (releases never change) and
 ``Cache-Control: private, no-cache`` (every read is authorized and audited again).
+
+The reads also answer a request without a token, as the public: only what is published to
+``public`` (see :data:`policy.model.PUBLIC`); any other read is answered as a missing token.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from api.deps import (
     audited,
     record_refusal,
     require,
+    require_or_public,
     run_unit_of_work,
     state,
 )
@@ -58,7 +62,9 @@ from policy.engine import PolicySet
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
 Writer = Annotated[RequestContext, Depends(require("indicators:write", write=True))]
-Reader = Annotated[RequestContext, Depends(require("indicators:read"))]
+# Reads of published indicators: with a token, or without one as the public (who reads
+# only what is published to it; anything else is answered as a request without a token).
+Reader = Annotated[RequestContext, Depends(require_or_public("indicators:read"))]
 
 MEDIA = {
     "application/json": "json",
@@ -172,7 +178,10 @@ def define_indicator(
     summary="Indicator definitions",
 )
 def list_indicators(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
-    return [_definition_out(v.version, d) for v, d in definitions.list_definitions(session)]
+    return [
+        _definition_out(v.version, d)
+        for v, d in definitions.list_definitions(session, reader=ctx.principal)
+    ]
 
 
 @router.get(
@@ -182,7 +191,7 @@ def list_indicators(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
     summary="One indicator definition",
 )
 def get_indicator(indicator_id: str, session: UnitOfWork, ctx: Reader) -> dict[str, Any]:
-    version, definition = definitions.get_definition(session, indicator_id)
+    version, definition = definitions.get_definition(session, indicator_id, reader=ctx.principal)
     return _definition_out(version.version, definition)
 
 
@@ -390,21 +399,21 @@ async def _release_response(request: Request, release: Release, *, created: bool
     response_model_exclude_unset=True,
     summary="Releases of an indicator you may read",
     description=(
-        "Published releases your organization is a recipient of. A caller who may request "
+        "Published releases your organization is a recipient of, and those published to the "
+        "public (without a token: those only). A caller who may request "
         "releases (`indicators:write`) also sees those held for review or objected to, with "
         "their state and reviews (never their cells)."
     ),
 )
 def list_releases(indicator_id: str, session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
-    definitions.get_definition(session, indicator_id)
     assert ctx.principal is not None
-    org = ctx.principal.organization_id
+    definitions.get_definition(session, indicator_id, reader=ctx.principal)
     requester = "indicators:write" in ctx.principal.scopes
     review.settle_indicator(session, ctx, indicator_id)
     return [
         _release_summary(session, r, reasons=requester)
         for r in reads.list_releases(session, indicator_id, published_only=not requester)
-        if (r.state == review.PUBLISHED and org in r.recipients)
+        if (r.state == review.PUBLISHED and reads.may_list(ctx.principal, r.recipients))
         or (requester and r.state != review.PUBLISHED)
     ]
 
@@ -424,7 +433,7 @@ def get_series(
     policy: Policy,
     filter: Annotated[list[str] | None, Query(description="dimension:value; repeatable")] = None,
 ) -> dict[str, Any]:
-    _version, definition = definitions.get_definition(session, indicator_id)
+    _version, definition = definitions.get_definition(session, indicator_id, reader=ctx.principal)
     filters = parse_filters(filter or [], definition.dimensions)
     return reads.series(session, ctx, policy, state(request).release_views, indicator_id, filters)
 

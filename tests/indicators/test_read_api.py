@@ -168,4 +168,11 @@ def test_series_with_baseline_and_target(api):
 
 def test_budgets_are_listed_for_parties(api):
     assert api.get("/v1/budgets", as_="backbone-manager").status_code == 200
-    assert api.get("/v1/budgets", as_="district-data-manager").json() == []
+    # The demo's one differentially private release (chronic absenteeism, to the public) has
+    # spent epsilon 1 of each school year's attendance budget; nothing else is charged.
+    budgets = api.get("/v1/budgets", as_="district-data-manager").json()
+    assert {(b["dataset"], b["epsilon_spent"], b["epsilon_limit"]) for b in budgets} == {
+        ("attendance", 1.0, 4.0)
+    }
+    assert len(budgets) == 5
+    assert api.get("/v1/budgets", as_="health-data-manager").json() == []
