@@ -78,6 +78,7 @@ def server(
         "BACKBONE_DATABASE_URL": database_url,
         "BACKBONE_TOKEN_RATE_LIMIT": "1000000/minute",
         "BACKBONE_WRITE_RATE_LIMIT": "1000000/minute",
+        "BACKBONE_PUBLIC_READ_RATE_LIMIT": "1000000/minute",
         "BACKBONE_LOG_LEVEL": "WARNING",
         "BACKBONE_ISSUER": f"http://127.0.0.1:{port}",
         **(env or {}),

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from aggregation import reads
 from aggregation.definition import IndicatorDefinition
-from aggregation.definitions import IndicatorInvalid, get_definition
+from aggregation.definitions import IndicatorInvalid, get_definition, visible_to
 from aggregation.models import Indicator, Release
 from aggregation.review import ReleaseNotPublished
 from audit.actions import AuditAction
@@ -181,7 +181,7 @@ def _links(
         links = [
             link
             for link in links
-            if PUBLIC in get_definition(session, link.indicator_id)[1].recipients
+            if visible_to(ctx.principal, get_definition(session, link.indicator_id)[1])
         ]
     return links
 
@@ -505,8 +505,8 @@ def results_for_indicator(
 ) -> list[ResultInfo]:
     """The results an indicator belongs to (the public: the public ones), by id."""
     _reader(ctx)
-    if session.get(Indicator, indicator_id) is None:
-        raise NotFound("No such indicator.")
+    # Unknown, or (for the public) not published to it: the same NotFound.
+    get_definition(session, indicator_id, reader=ctx.principal)
     query = (
         select(Result)
         .join(ResultIndicator, ResultIndicator.result_id == Result.id)
@@ -535,8 +535,8 @@ def stories_for_indicator(
     """The stories behind an indicator's curve (about it or one of its releases) the caller may
     read, current versions, oldest first."""
     _reader(ctx)
-    if session.get(Indicator, indicator_id) is None:
-        raise NotFound("No such indicator.")
+    # Unknown, or (for the public) not published to it: the same NotFound.
+    get_definition(session, indicator_id, reader=ctx.principal)
     out = []
     for story, result in session.execute(
         select(Story, Result)

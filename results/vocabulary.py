@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+
 class IndicatorRole(StrEnum):
     """How an indicator measures a result: the headline one(s), or those that add context."""
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from results import service as results
-from results.views import IndicatorSummary
 from sqlalchemy.orm import Session
 
 from aggregation import definitions, reads
@@ -21,11 +19,13 @@ from aggregation.definition import IndicatorDefinition
 from api.pages import charts
 from audit.service import record
 from core.context import RequestContext
-from core.errors import DomainError, NotFound
+from core.errors import DomainError
 from disclosure.cube import TOTAL
 from identity.service import list_organizations
 from policy.engine import PolicySet
-from policy.model import PUBLIC
+from policy.model import PUBLIC_PRINCIPAL
+from results import service as results
+from results.views import IndicatorSummary
 
 PERIOD_LABELS = {"school_year": "School year", "birth_year": "Birth year", "year": "Year"}
 MAX_BREAKDOWN_BARS = 60
@@ -99,19 +99,14 @@ def initiative_name(session: Session) -> str:
 def public_definition(session: Session, indicator_id: str) -> tuple[int, IndicatorDefinition]:
     """An indicator the public may know of: one published to the public. Any other is not
     found, exactly like an indicator that does not exist."""
-    try:
-        version, definition = definitions.get_definition(session, indicator_id)
-    except NotFound:
-        raise NotFound("No such indicator.") from None
-    if PUBLIC not in definition.recipients:
-        raise NotFound("No such indicator.")
+    version, definition = definitions.get_definition(session, indicator_id, reader=PUBLIC_PRINCIPAL)
     return version.version, definition
 
 
 def public_indicators(session: Session) -> list[tuple[int, IndicatorDefinition]]:
     """The indicators published to the public, in definition order."""
     return [
-        (v.version, d) for v, d in definitions.list_definitions(session) if PUBLIC in d.recipients
+        (v.version, d) for v, d in definitions.list_definitions(session, reader=PUBLIC_PRINCIPAL)
     ]
 
 
@@ -147,7 +142,7 @@ def _breakdowns(
     breakdowns: list[Breakdown] = []
     downloads: list[Download] = []
     seen: set[str] = set()
-    for release in reads.list_releases(session, indicator_id):
+    for release in reads.list_releases(session, indicator_id, reader=ctx.principal):
         view = views.load(session, release.id)
         try:
             decision = reads.authorize_read(ctx, policy, view)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from api.deps import Policy, UnitOfWork, state
 from api.pages import content
 from api.pages.charts import SDMX_STATUS, ChartCache, format_value, withheld
+from api.ratelimit import source_address
 from core.context import RequestContext
 from core.errors import NotFound
 from policy.model import PUBLIC_PRINCIPAL
@@ -84,7 +85,12 @@ def pages(request: Request) -> Pages:
 
 
 def public_context(request: Request) -> RequestContext:
-    return RequestContext(request.state.request_id, state(request).clock(), PUBLIC_PRINCIPAL)
+    """The reader of every page: the public, counted against the per-address limit of
+    anonymous reads like an API call without a token."""
+    st = state(request)
+    st.limiter.hit(st.limiter.public_read_limit, "public-read", source_address(request))
+    request.state.principal = PUBLIC_PRINCIPAL
+    return RequestContext(request.state.request_id, st.clock(), PUBLIC_PRINCIPAL)
 
 
 def _render(

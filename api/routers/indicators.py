@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -458,8 +458,15 @@ async def get_release(
     ] = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
+    format: Annotated[
+        Literal["json", "csv", "sdmx"] | None,
+        Query(
+            description="json, csv or sdmx (SDMX-CSV 2.0): a download link, where a browser "
+            "cannot set Accept; overrides Accept"
+        ),
+    ] = None,
 ) -> Response:
-    fmt = negotiate(request.headers.get("accept"))
+    fmt = format or negotiate(request.headers.get("accept"))
     st = state(request)
     # The hot path touches no database and no thread: the release and the agreements are held
     # in memory (releases never change; agreements are followed), only the audit event is
@@ -497,6 +504,10 @@ async def get_release(
     if pager["page"] < pager["page_count"]:
         query = request.url.include_query_params(page=page + 1, page_size=page_size)
         headers["Link"] = f'<{query.path}?{query.query}>; rel="next"'
+    if format is not None and fmt != "json":
+        # A link followed from a page saves a file named after the release.
+        suffix = ".sdmx.csv" if fmt == "sdmx" else ".csv"
+        headers["Content-Disposition"] = f'attachment; filename="{view.id}{suffix}"'
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=CONTENT_TYPES[fmt], headers=headers)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
-from api.deps import Policy, UnitOfWork, audited, require, state
+from api.deps import Policy, UnitOfWork, audited, require, require_or_public, state
 from audit.actions import AuditAction
 from core.context import RequestContext
 from results import service
@@ -38,7 +38,8 @@ from results.views import (
 )
 
 router = APIRouter(prefix="/v1", tags=["results"])
-Reader = Annotated[RequestContext, Depends(require("indicators:read"))]
+# Without a token, the public reads the public results and their public stories.
+Reader = Annotated[RequestContext, Depends(require_or_public("indicators:read"))]
 Writer = Annotated[RequestContext, Depends(require("results:write", write=True))]
 # Path segments are bounded like the ids they name, so that a refusal audits a bounded value.
 ResultId = Annotated[str, Path(max_length=64)]

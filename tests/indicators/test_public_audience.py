@@ -378,6 +378,7 @@ def test_an_indicator_for_the_public_needs_every_agreement_to_name_it(api):
     # Readiness after pre-K: the district agreement names the public, the early-learning
     # network's does not, so the cross-partner indicator cannot be published to it.
     linked = {**_demo_definition("readiness-after-prek"), "id": "linked-for-everyone"}
+    linked.pop("performance", None)  # the indicator, not the network's performance measure
     linked["recipients"] = [*linked["recipients"], PUBLIC]
     r = api.post("/v1/indicators", as_="backbone-manager", json=linked)
     assert r.status_code == 403, r.text

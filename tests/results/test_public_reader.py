@@ -81,11 +81,17 @@ def test_the_public_sees_public_results_and_stories_only(session, setup):
     assert detail.stories and all(s.audience == Audience.PUBLIC for s in detail.stories)
     assert setup["private"] not in {s.id for s in detail.stories}
     assert len(detail.strategies) == 3 and len(detail.partners) == 3 and len(detail.actions) == 4
-    # The metadata is the public's; the values are the indicator service's to give, per release
-    # (no agreement of the demo names the public as a recipient).
+    # The public is told only of the indicators published to it (readiness after pre-K is the
+    # district's and the network's); their values are the indicator service's to give.
+    assert [i.indicator for i in detail.indicators] == [
+        "kindergarten-readiness",
+        "kindergarten-enrollment",
+    ]
     first = detail.indicators[0]
     assert first.baseline is not None and first.target is not None
-    assert not first.values_visible and first.points == []
+    assert first.values_visible and first.points
+    initiative = service.get_result(session, _ctx(MANAGER), policy, views, "kindergarten-ready")
+    assert "readiness-after-prek" in {i.indicator for i in initiative.indicators}
 
     with pytest.raises(ConcealedObject):
         service.get_result(session, ctx, policy, views, "internal-only")
@@ -119,13 +125,19 @@ def test_the_public_sees_public_results_and_stories_only(session, setup):
         (AuditAction.STORY_READ, "indicator_stories"),
         (AuditAction.RESULT_READ, "indicator_results"),
     }
-    denied = session.scalars(
+    # The values the public saw were read, and audited, by the indicator service; nothing of
+    # an indicator not published to it was read.
+    read = session.scalars(
         select(AuditEvent).where(
             AuditEvent.organization_id == PUBLIC_ORGANIZATION,
             AuditEvent.action == AuditAction.RELEASE_READ,
         )
     ).all()
-    assert denied and all(e.outcome == "denied" for e in denied)
+    assert read and {e.resource_id for e in read} <= {
+        "kindergarten-readiness",
+        "kindergarten-enrollment",
+        "chronic-absenteeism",
+    }
 
 
 def test_the_public_never_writes(session, setup):
@@ -147,3 +159,22 @@ def test_the_public_never_writes(session, setup):
         service.set_partner_role(
             session, ctx, "kindergarten-ready", PUBLIC_ORGANIZATION, PartnerRoleIn(role="r")
         )
+
+
+def test_the_public_reads_results_over_http_without_a_token(api):
+    anonymous = api.client
+    listed = anonymous.get("/v1/results")
+    assert listed.status_code == 200, listed.text
+    assert {r["id"] for r in listed.json()} == {"kindergarten-ready", "attend-and-healthy"}
+    for result in listed.json():
+        assert "low-birth-weight" not in {i["indicator"] for i in result["indicators"]}
+        assert "readiness-after-prek" not in {i["indicator"] for i in result["indicators"]}
+    one = anonymous.get("/v1/results/kindergarten-ready")
+    assert one.status_code == 200 and one.json()["stories"]
+    # what the public may not read is answered as what does not exist: the missing-token 401
+    hidden = anonymous.get("/v1/indicators/low-birth-weight/stories")
+    unknown = anonymous.get("/v1/results/no-such-result")
+    assert hidden.status_code == unknown.status_code == 401
+    assert hidden.json()["type"] == unknown.json()["type"]
+    # and it never writes
+    assert anonymous.post("/v1/results", json={}).status_code == 401
