@@ -389,7 +389,7 @@ class ChartCache:
 
     def warm(self) -> None:
         """Start vl-convert's engine (about a second, once per process) before a page needs it."""
-        curve = Curve("warm", "percent", "increase", "Period", (CurvePoint("1", 1.0),))
+        curve = Curve("warm", Unit.PERCENT, "increase", "Period", (CurvePoint("1", 1.0),))
         self.render(("warm",), lambda: curve_spec(curve), "warm")
 
     def curve(self, curve: Curve) -> Chart:

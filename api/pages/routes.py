@@ -24,6 +24,7 @@ from api.ratelimit import source_address
 from core.context import RequestContext
 from core.errors import NotFound
 from policy.model import PUBLIC_PRINCIPAL
+from policy.vocabulary import DisclosureMethod
 
 HERE = Path(__file__).parent
 router = APIRouter(include_in_schema=False)
@@ -35,9 +36,8 @@ CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
 )
 METHOD_LABELS = {
-    "suppression": "Small-cell suppression",
-    "dp": "Differential privacy",
-    "differential_privacy": "Differential privacy",
+    DisclosureMethod.SUPPRESSION: "Small-cell suppression",
+    DisclosureMethod.DIFFERENTIAL_PRIVACY: "Differential privacy",
 }
 
 
