@@ -23,6 +23,7 @@ from api.pages.charts import SDMX_STATUS, ChartCache, format_value, withheld
 from api.ratelimit import source_address
 from core.context import RequestContext
 from core.errors import NotFound
+from policy.engine import PolicySet
 from policy.model import PUBLIC_PRINCIPAL
 from policy.vocabulary import DisclosureMethod
 
@@ -35,7 +36,7 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
 )
-METHOD_LABELS = {
+METHOD_LABELS: dict[str, str] = {
     DisclosureMethod.SUPPRESSION: "Small-cell suppression",
     DisclosureMethod.DIFFERENTIAL_PRIVACY: "Differential privacy",
 }
@@ -142,22 +143,30 @@ def result_page(request: Request, result_id: str, session: UnitOfWork, policy: P
     return _render(request, "result.html", nav="scorecard", **page)
 
 
-@router.get("/indicators/{indicator_id}", response_class=HTMLResponse, name="indicator_page")
-def indicator_page(
-    request: Request, indicator_id: str, session: UnitOfWork, policy: Policy
-) -> Response:
-    ctx = public_context(request)
+def _indicator(
+    request: Request, session: Session, policy: PolicySet, indicator_id: str, *, full: bool
+) -> dict[str, Any] | None:
+    """An indicator's page content for the public, or None where it has none."""
     try:
-        page = content.indicator_page(
+        return content.indicator_page(
             session,
-            ctx,
+            public_context(request),
             policy,
             state(request).release_views,
             pages(request).charts,
             indicator_id,
-            breakdowns=True,
+            breakdowns=full,
         )
     except NotFound:
+        return None
+
+
+@router.get("/indicators/{indicator_id}", response_class=HTMLResponse, name="indicator_page")
+def indicator_page(
+    request: Request, indicator_id: str, session: UnitOfWork, policy: Policy
+) -> Response:
+    page = _indicator(request, session, policy, indicator_id, full=True)
+    if page is None:
         return not_found(request, session, "indicator")
     return _render(
         request,
@@ -172,18 +181,8 @@ def indicator_page(
 def embed_page(
     request: Request, indicator_id: str, session: UnitOfWork, policy: Policy
 ) -> Response:
-    ctx = public_context(request)
-    try:
-        page = content.indicator_page(
-            session,
-            ctx,
-            policy,
-            state(request).release_views,
-            pages(request).charts,
-            indicator_id,
-            breakdowns=False,
-        )
-    except NotFound:
+    page = _indicator(request, session, policy, indicator_id, full=False)
+    if page is None:
         return not_found(request, session, "indicator")
     return _render(
         request,
@@ -196,20 +195,8 @@ def embed_page(
 
 @router.get("/charts/indicators/{indicator_id}.svg", name="chart_svg")
 def chart_svg(request: Request, indicator_id: str, session: UnitOfWork, policy: Policy) -> Response:
-    ctx = public_context(request)
-    try:
-        page = content.indicator_page(
-            session,
-            ctx,
-            policy,
-            state(request).release_views,
-            pages(request).charts,
-            indicator_id,
-            breakdowns=False,
-        )
-    except NotFound:
-        return not_found(request, session, "chart")
-    chart = page["page"].chart
+    page = _indicator(request, session, policy, indicator_id, full=False)
+    chart = page["page"].chart if page is not None else None
     if chart is None:
         return not_found(request, session, "chart")
     return Response(
