@@ -133,7 +133,22 @@ def run(url: str, credentials: dict[str, Any]) -> int:
 
         _review_step(http, credentials, manager, dashboard)
 
-        print("8. The county auditor lists the audit events of all of the above.")
+        print(
+            "8. The community opens the scorecard at / without signing in: the public results,"
+            " and the latest value of each indicator published to the public."
+        )
+        page = http.get("/")
+        page.raise_for_status()
+        r = http.get("/v1/results")
+        r.raise_for_status()
+        for result in r.json():
+            print(f"   {result['title']}")
+            for indicator in result["indicators"]:
+                latest = indicator.get("latest")
+                shown = f"{latest['value']} ({latest['period']})" if latest else "no public value"
+                print(f"     {indicator['title']}: {shown}, {indicator.get('trend') or '-'}")
+
+        print("9. The county auditor lists the audit events of all of the above.")
         auditor = token(http, credentials, "county-auditor")
         r = http.get(
             "/v1/audit/events",

@@ -346,6 +346,9 @@ def test_demo_walkthrough_follows_backbone_url(served: Deployment):
     assert "receipt:" in done.stdout
     # The health agreement's review: held, reviewed and approved, then read by the dashboard.
     assert "state pending_review" in done.stdout and "state published" in done.stdout
+    # The community reads the public scorecard without a token.
+    assert "Children enter kindergarten ready to learn" in done.stdout
+    assert "Kindergarten readiness rate: " in done.stdout
 
 
 def test_make_demo_passes_port_and_backbone_url():
