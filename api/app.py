@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import docs, errors, metrics, openapi, pages, tracing
+from api import console, docs, errors, metrics, openapi, pages, tracing
 from api.dbfaults import DatabaseFaults
 from api.logging import configure as configure_logging
 from api.middleware import RequestMiddleware
@@ -199,6 +199,7 @@ def create_app(
         app.router.routes.extend(operations.router.routes)
     # The pages last: "/" and the page paths match nothing above.
     pages.install(app)
+    console.install(app)
     app.add_middleware(DatabaseFaults)
     app.add_middleware(ReadinessGate, readiness=readiness)
     app.add_middleware(

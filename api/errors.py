@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.problems import PROBLEMS, problem_type
@@ -154,9 +155,21 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+# A page for people answers a refusal with a page, not a problem document: it sets
+# ``request.state.error_page`` to a function of (request, error, status, headers). The status and
+# headers are decided here, as for the API.
+ErrorPage = Callable[[Request, DomainError, int, dict[str, str]], Response]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        page: ErrorPage | None = getattr(request.state, "error_page", None)
+        if page is not None:
+            spec = PROBLEMS.get(exc.kind, PROBLEMS["domain-error"])
+            retry_after = exc.extra.get("retry_after")
+            headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else {}
+            return page(request, exc, spec.status, headers)
         return domain_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)

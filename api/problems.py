@@ -84,6 +84,14 @@ PROBLEMS: dict[str, ProblemType] = {
         403, "The access token lacks a required scope", "Every scope in required_scopes is needed."
     ),
     "forbidden": ProblemType(403, "Not allowed", "Your organization may not do this."),
+    "csrf-refused": ProblemType(
+        403,
+        "The form is not from this session",
+        "A state-changing console form must carry its session's CSRF token; reload the page.",
+    ),
+    "sign-in-failed": ProblemType(
+        401, "Sign-in failed", "Wrong username, password or code (which one is not said)."
+    ),
     "object-access-denied": ProblemType(
         403, "Not allowed on this object", "The object belongs to another organization."
     ),

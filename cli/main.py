@@ -85,7 +85,9 @@ app = _Cli(
 org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 client_app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+user_app = typer.Typer(help="People who sign in to the console.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
+app.add_typer(user_app, name="user")
 app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 
@@ -221,7 +223,8 @@ def seed_demo() -> None:
         )
         result = seed(session, load_master_key(settings), path)
     typer.echo(
-        f"seeded {sum(result['records'].values())} records; demo client credentials written to {path}"
+        f"seeded {sum(result['records'].values())} records; demo client credentials and "
+        f"people's sign-in details written to {path}"
     )
 
 
@@ -338,6 +341,57 @@ def client_disable(client_id: str) -> None:
     with unit_of_work() as session:
         service.disable_client(session, command_context(), client_id)
     typer.echo(f"client {client_id} disabled")
+
+
+@user_app.command("create")
+def user_create(
+    org: Annotated[str, typer.Option("--org", help="the person's organization")],
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role", help="data-manager, backbone-manager, auditor, admin, dashboard, ..."
+        ),
+    ],
+    username: Annotated[str, typer.Option("--username", help="what they sign in with")],
+    name: Annotated[str | None, typer.Option("--name", help="their name, as pages show it")] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="read the password from the first line of stdin instead of generating one",
+        ),
+    ] = False,
+) -> None:
+    """Create a person who signs in to the console. The generated password and the TOTP
+    secret (with its otpauth:// URI for an authenticator app) are printed once, never again."""
+    from core.keys import load_master_key
+    from identity import people
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    settings = _settings()
+    with unit_of_work() as session:
+        enrolled = people.create_person(
+            session,
+            command_context(),
+            load_master_key(settings),
+            organization_id=org,
+            username=username,
+            role=role,
+            name=name,
+            password=password,
+        )
+        person_id = enrolled.person.id
+    shown: dict[str, Any] = {
+        "id": person_id,
+        "username": username,
+        "organization": org,
+        "role": role,
+        "totp_secret": enrolled.totp_secret,
+        "totp_uri": enrolled.provisioning_uri,
+    }
+    if password is None:
+        shown["password"] = enrolled.password
+    typer.echo(json.dumps(shown, indent=2))
 
 
 @keys_app.command("rotate")

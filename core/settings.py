@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     write_rate_limit: str = "600/minute"
     # Reads without a token (releases published to the public), per source address.
     public_read_rate_limit: str = "120/minute"
+    # People signed in to the console: a session ends after this long without a request, and
+    # after this long in any case.
+    session_idle_seconds: int = Field(
+        default=1800, ge=60, le=86400, description="a console session ends after this idle time"
+    )
+    session_max_seconds: int = Field(
+        default=43200,
+        ge=300,
+        le=604800,
+        description="a console session ends this long after sign-in",
+    )
     metrics_enabled: bool = Field(
         default=True, description="serve Prometheus metrics at /metrics (false: no such route)"
     )

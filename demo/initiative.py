@@ -96,3 +96,15 @@ CLIENTS = (
         "the auditor's dashboard (not a recipient of health data)",
     ),
 )
+
+# One person per role a person holds in the demo (the systems and dashboards are clients only):
+# (username, organization, role, name). Their passwords and TOTP secrets are generated at seeding
+# and written to var/demo-credentials.json under "people".
+PEOPLE = (
+    ("dana.district", "district", "data-manager", "Dana Whitfield"),
+    ("hector.health", "health", "data-manager", "Hector Ruiz"),
+    ("erin.earlylearning", "early-learning", "data-manager", "Erin Nakamura"),
+    ("blake.backbone", "backbone", "backbone-manager", "Blake Osei"),
+    ("ada.admin", "backbone", "admin", "Ada Lindqvist"),
+    ("avery.auditor", "auditor", "auditor", "Avery Chen"),
+)

@@ -28,7 +28,8 @@ from core.context import RequestContext
 from core.ids import new_id
 from core.keys import MasterKey
 from demo.generator import DemoData, generate
-from demo.initiative import CLIENTS, ORGANIZATIONS
+from demo.initiative import CLIENTS, ORGANIZATIONS, PEOPLE
+from identity import people as people_service
 from identity import service as identity
 from identity.models import Client, Organization
 from policy.model import Principal
@@ -154,6 +155,22 @@ def seed(
                 "scopes": sorted(issued.client.scope_set),
             }
         )
+    people = []
+    for username, org_id, role, name in PEOPLE:
+        enrolled = people_service.create_person(
+            session, admin, master, organization_id=org_id, username=username, role=role, name=name
+        )
+        people.append(
+            {
+                "organization": org_id,
+                "role": role,
+                "name": name,
+                "username": username,
+                "password": enrolled.password,
+                "totp_secret": enrolled.totp_secret,
+                "totp_uri": enrolled.provisioning_uri,
+            }
+        )
     # Each agreement is drafted by the backbone and approved by every party's data manager.
     approvers = {
         "district": "district-data-manager",
@@ -203,7 +220,7 @@ def seed(
                 "Seeded with the demo initiative.",
             )
     seed_results(session)
-    write_credentials(credentials_path, credentials)
+    write_credentials(credentials_path, credentials, people)
     return {"seeded": True, "records": counts, "credentials": str(credentials_path)}
 
 
@@ -246,9 +263,13 @@ def seed_results(session: Session) -> None:
             results.add_action(session, manager, result.id, ActionIn.model_validate(action))
 
 
-def write_credentials(path: Path, credentials: list[dict[str, Any]]) -> None:
+def write_credentials(
+    path: Path, credentials: list[dict[str, Any]], people: list[dict[str, Any]] | None = None
+) -> None:
+    """Write the demo's client credentials and, under ``"people"``, its people's sign-in details
+    (username, password, TOTP secret and ``otpauth://`` URI for an authenticator app)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"clients": credentials}, fh, indent=2)
+        json.dump({"clients": credentials, "people": people or []}, fh, indent=2)
         fh.write("\n")

@@ -31,3 +31,27 @@ class InsufficientScope(Forbidden):
             extra={"required_scopes": sorted(required)},
         )
         self.required = required
+
+
+class SignInFailed(DomainError):
+    """A sign-in that did not succeed. One message whatever was wrong (the username, the password
+    or the code): which one it was would tell a stranger which usernames exist."""
+
+    kind = "sign-in-failed"
+    title = "Sign-in failed"
+
+    def __init__(self) -> None:
+        super().__init__("Wrong username, password or code.")
+
+
+class CsrfRefused(Forbidden):
+    """A state-changing form of a signed-in session came without its session's CSRF token."""
+
+    kind = "csrf-refused"
+    title = "The form is not from this session"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This form was not sent from your current session (it may be an old page, or "
+            "another site's). Reload the page and try again."
+        )

@@ -94,3 +94,43 @@ class UsedClientAssertion(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_used_client_assertions_expires_at", "expires_at"),)
+
+
+class Person(Base):
+    """A person of an organization who signs in to the console. Their role is one of
+    :data:`identity.scopes.ROLES`: a person holds exactly the scopes a client of that role holds.
+
+    The password is an argon2id hash; the TOTP secret is sealed under a purpose key of the master
+    key (``totp/v1``), bound to the person's id."""
+
+    __tablename__ = "people"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    # The last TOTP time step accepted: a code is good once (RFC 6238 section 5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    organization: Mapped[Organization] = relationship()
+
+
+class PersonSession(Base):
+    """A signed-in session, kept on the server. The browser holds a random 256-bit token; only
+    its SHA-256 is stored, so a copy of this table signs no one in."""
+
+    __tablename__ = "person_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the token, hex
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    idle_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # The synchronizer token every state-changing form of this session carries.
+    csrf_secret: Mapped[str] = mapped_column(String(64))

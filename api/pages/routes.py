@@ -106,6 +106,11 @@ def _render(
     return response
 
 
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page of the site with the site's headers (the console's pages use it too)."""
+    return _render(request, template, status, **context)
+
+
 def not_found(request: Request, session: Session, what: str) -> HTMLResponse:
     return _render(
         request,
