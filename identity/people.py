@@ -245,11 +245,11 @@ def start_session(
 
 
 def resume_session(
-    session: Session, now: datetime, token: str, *, idle: timedelta
+    session: Session, now: datetime, token: str
 ) -> tuple[Person, PersonSession] | None:
-    """The person and session of a live session token, its idle expiry moved on; None if the
-    token names no session, or one that has expired (idle or absolute) or whose person is
-    disabled."""
+    """The person and session of a live session token; None if the token names no session, or
+    one that has expired (idle or absolute) or whose person is disabled. Reads only: the caller
+    moves the idle expiry on with :func:`touch_session` once the request is admitted."""
     if not token or len(token) > 128:
         return None
     row = session.get(PersonSession, _digest(token))
@@ -260,14 +260,22 @@ def resume_session(
     person = session.get(Person, row.person_id)
     if person is None or person.disabled_at is not None:
         return None
-    row.last_seen_at = now
-    row.idle_expires_at = min(now + idle, row.expires_at)
-    session.flush()
     return person, row
 
 
-def end_session(session: Session, ctx: RequestContext, row: PersonSession) -> None:
-    """Sign out: delete the session. Flushes; audited as ``person.sign_out``."""
+def touch_session(session: Session, row: PersonSession, now: datetime, idle: timedelta) -> None:
+    """The session was used at ``now``: its idle expiry moves on (never past its absolute one)."""
+    row.last_seen_at = now
+    row.idle_expires_at = min(now + idle, row.expires_at)
+    session.flush()
+
+
+def end_session(session: Session, ctx: RequestContext, session_id: str) -> None:
+    """Sign out: delete the session ``session_id`` (the stored hash, not the token). Flushes;
+    audited as ``person.sign_out``."""
+    row = session.get(PersonSession, session_id)
+    if row is None:
+        return
     person_id = row.person_id
     session.delete(row)
     session.flush()
@@ -280,9 +288,9 @@ def end_session(session: Session, ctx: RequestContext, row: PersonSession) -> No
     )
 
 
-def csrf_matches(row: PersonSession, token: str) -> bool:
-    """Whether a form's token is this session's synchronizer token (constant time)."""
-    return hmac.compare_digest(row.csrf_secret.encode(), token.encode())
+def csrf_matches(expected: str, token: str) -> bool:
+    """Whether a form's token is the session's synchronizer token (constant time)."""
+    return hmac.compare_digest(expected.encode(), token.encode())
 
 
 def purge_sessions(session: Session, now: datetime) -> int:

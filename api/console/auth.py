@@ -40,13 +40,12 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.deps import UnitOfWork, record_refusal, state
+from api.deps import record_refusal, state
 from api.pages import content
 from core.context import RequestContext
 from core.settings import Settings
 from identity import people
 from identity.errors import CsrfRefused, InsufficientScope
-from identity.models import PersonSession
 
 SESSION_COOKIE = "backbone_session"
 HOME = "/console"
@@ -146,36 +145,38 @@ def signed_in(*scopes: str) -> Callable[..., RequestContext]:
     page); without a scope, :class:`~identity.errors.InsufficientScope` (a 403 page, audited)."""
     required = frozenset(scopes)
 
-    def dependency(request: Request, session: UnitOfWork) -> RequestContext:
+    def dependency(request: Request) -> RequestContext:
         from api.console.pages import error_page  # the templates import this module
 
         request.state.error_page = error_page
         st = state(request)
-        request.state.initiative = content.initiative_name(session)
         now = st.clock()
-        found = people.resume_session(
-            session,
-            now,
-            request.cookies.get(SESSION_COOKIE, ""),
-            idle=idle_timeout(st.settings),
-        )
-        if found is None:
-            raise SignInRequired(_this_page(request))
-        person, row = found
-        principal = people.principal_of(person)
+        # A transaction of its own, ended before the page's unit of work begins: a refusal is
+        # audited in yet another, which must not wait on (or be rolled back with) this one.
+        with st.sessions() as session:
+            request.state.initiative = content.initiative_name(session)
+            found = people.resume_session(session, now, request.cookies.get(SESSION_COOKIE, ""))
+            if found is None:
+                raise SignInRequired(_this_page(request))
+            person, row = found
+            principal = people.principal_of(person)
+            request.state.console = SignedInPerson(
+                person_id=person.id,
+                username=person.username,
+                name=person.name,
+                role=person.role,
+                organization_id=person.organization_id,
+                organization_name=person.organization.name,
+                scopes=principal.scopes,
+                csrf_token=row.csrf_secret,
+            )
+            request.state.person_session_id = row.id
+            admitted = required <= principal.scopes
+            if admitted:
+                people.touch_session(session, row, now, idle_timeout(st.settings))
+                session.commit()
         request.state.principal = principal
-        request.state.person_session = row
-        request.state.console = SignedInPerson(
-            person_id=person.id,
-            username=person.username,
-            name=person.name,
-            role=person.role,
-            organization_id=person.organization_id,
-            organization_name=person.organization.name,
-            scopes=principal.scopes,
-            csrf_token=row.csrf_secret,
-        )
-        if not required <= principal.scopes:
+        if not admitted:
             exc = InsufficientScope(required)
             record_refusal(request, exc)
             raise exc
@@ -184,16 +185,16 @@ def signed_in(*scopes: str) -> Callable[..., RequestContext]:
     return dependency
 
 
-def session_row(request: Request) -> PersonSession:
-    """The session row of a request :func:`signed_in` has admitted."""
-    row: PersonSession = request.state.person_session
-    return row
+def session_id(request: Request) -> str:
+    """The id of the session of a request :func:`signed_in` has admitted."""
+    found: str = request.state.person_session_id
+    return found
 
 
 def check_csrf(request: Request, token: str | None) -> None:
     """Refuse (403) a state-changing form that does not carry this session's CSRF token."""
-    row: PersonSession | None = getattr(request.state, "person_session", None)
-    if row is None or not token or not people.csrf_matches(row, token):
+    person = current(request)
+    if person is None or not token or not people.csrf_matches(person.csrf_token, token):
         raise CsrfRefused()
 
 

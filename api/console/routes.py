@@ -23,7 +23,7 @@ from fastapi.responses import (
 )
 
 from api.console import auth
-from api.console.auth import check_csrf, local_path, session_row, signed_in
+from api.console.auth import check_csrf, local_path, session_id, signed_in
 from api.console.pages import error_page, page
 from api.deps import UnitOfWork, anonymous_context, audited, state
 from api.pages import content
@@ -202,7 +202,7 @@ def sign_out(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf)
-    people.end_session(session, ctx, session_row(request))
+    people.end_session(session, ctx, session_id(request))
     response = RedirectResponse("/sign-in", status_code=303)
     response.headers["Cache-Control"] = "no-store"
     auth.clear_session_cookie(response, state(request).settings)

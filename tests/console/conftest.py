@@ -56,4 +56,3 @@ def sign_in(
         **changes,
     }
     return client.post("/sign-in", data=form, follow_redirects=False)
-

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -145,8 +144,7 @@ def test_failed_sign_ins_are_limited_but_never_lock_the_person_out(app, clock, a
     # One address that keeps failing is refused before anything is checked...
     with from_address(app, "203.0.113.99") as stranger:
         codes = [
-            sign_in(stranger, clock, auditor, username=f"guess{i}").status_code
-            for i in range(5)
+            sign_in(stranger, clock, auditor, username=f"guess{i}").status_code for i in range(5)
         ]
         assert codes[:3] == [401, 401, 401] and set(codes[3:]) == {429}
         r = sign_in(stranger, clock, auditor)  # even with the right password
@@ -209,5 +207,3 @@ def test_a_page_without_a_session_redirects_to_sign_in_and_back(client, clock, a
     )
     assert r.headers["location"] == "/console/audit?organization=district"
     assert client.get(r.headers["location"]).status_code == 200
-
-
