@@ -223,8 +223,8 @@ def seed_demo() -> None:
         )
         result = seed(session, load_master_key(settings), path)
     typer.echo(
-        f"seeded {sum(result['records'].values())} records; demo client credentials and "
-        f"people's sign-in details written to {path}"
+        f"seeded {sum(result['records'].values())} records; demo client credentials written "
+        f"to {path} (with the demo people's sign-in details)"
     )
 
 

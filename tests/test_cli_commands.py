@@ -586,3 +586,83 @@ def test_webhooks_deliver(served: Deployment):
             assert "Traceback" not in err
     finally:
         engine.dispose()
+
+
+def test_user_create_prints_the_password_and_totp_once_and_the_person_signs_in(
+    served: Deployment,
+):
+    from identity.people import totp_code
+
+    created = json.loads(
+        served.run(
+            "user",
+            "create",
+            "--org",
+            "auditor",
+            "--role",
+            "auditor",
+            "--username",
+            "cli.auditor",
+            "--name",
+            "CLI Auditor",
+        ).stdout
+    )
+    assert created["username"] == "cli.auditor" and created["role"] == "auditor"
+    assert created["totp_uri"].startswith("otpauth://totp/")
+    assert len(created["password"]) >= 20
+    # The same username again: one line, no traceback.
+    done = served.run(
+        "user",
+        "create",
+        "--org",
+        "auditor",
+        "--role",
+        "auditor",
+        "--username",
+        "cli.auditor",
+        status=1,
+    )
+    assert len(done.stderr.strip().splitlines()) == 1
+    # A role of another kind of organization is refused.
+    served.run(
+        "user",
+        "create",
+        "--org",
+        "district",
+        "--role",
+        "auditor",
+        "--username",
+        "cli.x",
+        status=1,
+    )
+    # --password-stdin: the password is read, not printed.
+    given = served.run(
+        "user",
+        "create",
+        "--org",
+        "district",
+        "--role",
+        "data-manager",
+        "--username",
+        "cli.manager",
+        "--password-stdin",
+        input="correct horse battery staple\n",
+    )
+    assert "password" not in json.loads(given.stdout)
+    for username, password, secret in (
+        ("cli.auditor", created["password"], created["totp_secret"]),
+        ("cli.manager", "correct horse battery staple", json.loads(given.stdout)["totp_secret"]),
+    ):
+        from datetime import UTC, datetime
+
+        with httpx.Client(base_url=served.base, timeout=60) as browser:
+            r = browser.post(
+                "/sign-in",
+                data={
+                    "username": username,
+                    "password": password,
+                    "code": totp_code(secret, datetime.now(UTC)),
+                },
+            )
+            assert r.status_code == 303, r.text
+            assert browser.get("/console").status_code == 200

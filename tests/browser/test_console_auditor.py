@@ -104,7 +104,9 @@ def test_the_auditor_signs_in_reads_verifies_and_signs_out(
     page.click("form.filters button[type=submit]")
     page.wait_for_load_state()
     assert re.search(r"Event 5 in the tree of size \d+", page.locator("main h2").inner_text())
-    assert "contains this event, as it is, at index 5" in page.locator("#what-it-proves").inner_text()
+    assert (
+        "contains this event, as it is, at index 5" in page.locator("#what-it-proves").inner_text()
+    )
     _no_violations(page)
 
     # Sign out: the console sends the browser to sign in again.
