@@ -40,6 +40,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.console.pages import error_page
 from api.deps import record_refusal, state
 from api.pages import content
 from core.context import RequestContext
@@ -146,8 +147,6 @@ def signed_in(*scopes: str) -> Callable[..., RequestContext]:
     required = frozenset(scopes)
 
     def dependency(request: Request) -> RequestContext:
-        from api.console.pages import error_page  # the templates import this module
-
         request.state.error_page = error_page
         st = state(request)
         now = st.clock()

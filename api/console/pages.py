@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.console.auth import current
 from api.pages.routes import render
 from core.errors import DomainError
 
@@ -20,7 +19,8 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
         template,
         status,
         initiative=getattr(request.state, "initiative", "Backbone"),
-        console=current(request),
+        # set by api.console.auth.signed_in
+        console=getattr(request.state, "console", None),
         nav="console",
         **context,
     )
