@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from audit.actions import AuditAction
@@ -221,6 +221,8 @@ def start_session(
 ) -> StartedSession:
     """Open a session for ``person`` (just authenticated). Flushes; audited as
     ``person.sign_in``, naming the person."""
+    # Sessions that have ended stay until someone signs in: then they go, whoever's they were.
+    purge_sessions(session, ctx.now)
     token = secrets.token_urlsafe(32)
     row = PersonSession(
         id=_digest(token),
@@ -294,11 +296,10 @@ def csrf_matches(expected: str, token: str) -> bool:
 
 
 def purge_sessions(session: Session, now: datetime) -> int:
-    """Delete sessions past their absolute expiry; the number deleted."""
-    result = session.execute(delete(PersonSession).where(PersonSession.expires_at <= now))
+    """Delete the sessions that have ended (idle or absolute expiry); the number deleted."""
+    result = session.execute(
+        delete(PersonSession).where(
+            or_(PersonSession.expires_at <= now, PersonSession.idle_expires_at <= now)
+        )
+    )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def find_person(session: Session, username: str) -> Person | None:
-    """The person with ``username``, if any."""
-    return session.scalar(select(Person).where(Person.username == username))

@@ -207,3 +207,15 @@ def test_a_page_without_a_session_redirects_to_sign_in_and_back(client, clock, a
     )
     assert r.headers["location"] == "/console/audit?organization=district"
     assert client.get(r.headers["location"]).status_code == 200
+
+
+def test_ended_sessions_are_deleted_when_someone_signs_in(
+    client, clock, auditor, district, session
+):
+    _signed_in(client, clock, auditor)
+    clock.advance(minutes=31)  # idle: ended
+    assert not _alive(client)
+    _signed_in(client, clock, district)
+    session.expire_all()
+    live = session.scalars(select(PersonSession)).all()
+    assert len(live) == 1 and all(row.idle_expires_at > clock() for row in live)
