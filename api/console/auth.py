@@ -11,7 +11,8 @@ the worked example):
       def things(request: Request, session: UnitOfWork,
                  ctx: Annotated[RequestContext, Depends(signed_in("things:read"))]) -> Response:
           items = things_service.list_things(session, ctx, ...)   # the API's own service
-          return page(request, session, "console/things.html", items=items)
+          return page(request, "console/things.html", title="Things",
+                      section="console_things", items=items)   # api.console.pages.page
 
   :func:`signed_in` returns the :class:`~core.context.RequestContext` of the person: its
   principal is ``Principal(client_id="person:<id>", organization_id=..., organization_kind=...,
@@ -23,6 +24,9 @@ the worked example):
   Any domain error the service raises becomes a page with the status the API would answer
   (``request.state.error_page``, see :func:`api.errors.install`), after the unit of work has
   rolled back and audited the refusal, as for the API.
+* The person signed in is :func:`current` (a :class:`SignedInPerson`); templates extend
+  ``console/layout.html`` (the header names the person and has the sign-out button) and fill
+  its ``console`` block.
 * Every state-changing form is a POST carrying the session's CSRF token in a hidden field named
   ``csrf`` (``{{ console.csrf_token }}`` in a template); the route calls :func:`check_csrf`
   before doing anything.
