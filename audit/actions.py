@@ -35,6 +35,7 @@ class AuditAction(StrEnum):
     OAUTH_INTROSPECTION = "oauth.introspection"
     ORGANIZATION_CREATE = "organization.create"
     PERSON_CREATE = "person.create"
+    PERSON_DISABLE = "person.disable"
     PERSON_SIGN_IN = "person.sign_in"
     PERSON_SIGN_OUT = "person.sign_out"
     POLICY_DECIDE = "policy.decide"

@@ -394,6 +394,16 @@ def user_create(
     typer.echo(json.dumps(shown, indent=2))
 
 
+@user_app.command("disable")
+def user_disable(username: str) -> None:
+    """Disable a person: they can no longer sign in, and their sessions end at once."""
+    from identity import people
+
+    with unit_of_work() as session:
+        people.disable_person(session, command_context(), username)
+    typer.echo(f"person {username} disabled")
+
+
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Rotate the access-token signing key (the old one stays published until its tokens expire)."""

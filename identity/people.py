@@ -165,6 +165,26 @@ def create_person(
     return EnrolledPerson(person, password, secret, uri)
 
 
+def disable_person(session: Session, ctx: RequestContext, username: str) -> Person:
+    """Disable a person: they can no longer sign in, and their sessions end at once. Flushes;
+    audited as ``person.disable``."""
+    person = session.scalar(select(Person).where(Person.username == username))
+    if person is None:
+        raise NotFound("No person has this username.")
+    if person.disabled_at is None:
+        person.disabled_at = ctx.now
+    session.execute(delete(PersonSession).where(PersonSession.person_id == person.id))
+    session.flush()
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=AuditAction.PERSON_DISABLE, resource_type="person", resource_id=person.id
+        ),
+    )
+    return person
+
+
 def totp_code(secret: str, at: datetime) -> str:
     """The TOTP code of ``secret`` at ``at`` (what an authenticator app shows)."""
     return pyotp.TOTP(secret).generate_otp(int(at.timestamp()) // TOTP_STEP_SECONDS)

@@ -666,3 +666,7 @@ def test_user_create_prints_the_password_and_totp_once_and_the_person_signs_in(
             )
             assert r.status_code == 303, r.text
             assert browser.get("/console").status_code == 200
+            if username == "cli.manager":
+                # Disabled: the session ends at once.
+                assert "disabled" in served.run("user", "disable", username).stdout
+                assert browser.get("/console").status_code == 303

@@ -219,3 +219,17 @@ def test_ended_sessions_are_deleted_when_someone_signs_in(
     session.expire_all()
     live = session.scalars(select(PersonSession)).all()
     assert len(live) == 1 and all(row.idle_expires_at > clock() for row in live)
+
+
+def test_a_disabled_person_is_signed_out_at_once_and_cannot_sign_in(
+    client, clock, auditor, session
+):
+    from core.context import RequestContext
+    from identity.people import disable_person
+
+    _signed_in(client, clock, auditor)
+    disable_person(session, RequestContext("req_test", clock(), None), auditor.username)
+    session.commit()
+    assert not _alive(client)
+    r = sign_in(client, clock, auditor)
+    assert r.status_code == 401 and "Wrong username, password or code." in r.text
