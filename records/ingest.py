@@ -65,6 +65,8 @@ class Prepared:
     schema: dict[str, str]
     text_bytes: int = 0
     raw_bytes: int = 0
+    # The CSV delimiter told from the header (None for other formats): stated in the receipt.
+    delimiter: str | None = None
 
     @property
     def row_count(self) -> int:
@@ -109,11 +111,19 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
     blocked on it (waiting for more of the body) stops.
     """
     stream = intake.decoded(source, spec.fmt, spec.coding, spec.limits)
-    reader = intake.open_reader(spec.fmt, stream, spec.limits, max_columns=len(spec.dataset.fields))
+    reader = intake.open_reader(
+        spec.fmt,
+        stream,
+        spec.limits,
+        max_columns=len(spec.dataset.fields),
+        fields=spec.dataset.field_names,
+    )
     validator = Validator(spec.dataset, period=spec.period)
     columns: list[str] = []
+    delimiter: str | None = None
     if isinstance(reader, intake.CsvReader):
         columns = reader.header()
+        delimiter = reader.delimiter
         spec.on_columns(columns)
         if not validator.check_header(columns):
             hint = f" {validator.hint}" if validator.hint else ""
@@ -198,4 +208,5 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
         schema=schema,
         text_bytes=stream.text_bytes,
         raw_bytes=stream.raw_bytes,
+        delimiter=delimiter,
     )

@@ -10,7 +10,10 @@ gzip bomb stops at the first block that crosses the line), and the line length (
 or record size (a JSON array, which may be one long line).
 
 Formats:
-  CSV         UTF-8; a header row of unique, non-empty column names; every record has exactly
+  CSV         UTF-8; a header row of unique, non-empty column names, delimited by ',', ';' or
+              tab: the delimiter is the one that splits the header into names of the dataset's
+              fields (RFC 4180's media type has no parameter for it), and a header that more
+              than one of them splits so is refused as ambiguous; every record has exactly
               as many fields as the header; RFC 4180 quoting (quoted values may span lines);
               blank lines are skipped. The text is cut at record boundaries into blocks that
               Arrow's CSV reader parses (it refuses ragged rows, which polars would pad).
@@ -42,7 +45,13 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
 from core import jsonscan
-from records.errors import MalformedBody, SubmissionTooLarge, TooManyColumns, UnsupportedEncoding
+from records.errors import (
+    AmbiguousDelimiter,
+    MalformedBody,
+    SubmissionTooLarge,
+    TooManyColumns,
+    UnsupportedEncoding,
+)
 
 MEDIA_TYPES = {
     "text/csv": "csv",
@@ -58,6 +67,9 @@ _UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _NOT_UTF8 = "The body is not valid UTF-8."
+# Comma first: the default, and RFC 4180's. Semicolon is what Excel writes where the comma is
+# the decimal separator; tab is what spreadsheets export as "text".
+DELIMITERS = (",", ";", "\t")
 
 
 @dataclass(frozen=True)
@@ -341,15 +353,49 @@ def _flat(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
+def detect_delimiter(text: str, fields: frozenset[str] | set[str]) -> str:
+    """The delimiter of a CSV header line, told by the dataset's field names.
+
+    A delimiter fits when it occurs in the line and splitting by it gives at least one name of
+    a field. None fits: the comma (the header's problems are then reported as they are). More
+    than one fits: refused, since either reading would take values for names.
+    """
+    if not fields:
+        return ","
+    fits = []
+    for delimiter in DELIMITERS:
+        if delimiter not in text:
+            continue
+        try:
+            names = next(csv.reader([text], delimiter=delimiter, strict=True), [])
+        except csv.Error:
+            continue
+        if any(name.strip() in fields for name in names):
+            fits.append(delimiter)
+    if len(fits) > 1:
+        shown = " and ".join("tab" if d == "\t" else f"'{d}'" for d in fits)
+        raise AmbiguousDelimiter(
+            f"The CSV header names the dataset's fields when split by {shown}; send it with "
+            "commas as delimiters (and no ';' or tab in column names)."
+        )
+    return fits[0] if fits else ","
+
+
 class CsvReader:
     """CSV with a header row, parsed by Arrow's streaming reader into string columns."""
 
     def __init__(
-        self, stream: DecodedStream, limits: IntakeLimits, max_columns: int | None = None
+        self,
+        stream: DecodedStream,
+        limits: IntakeLimits,
+        max_columns: int | None = None,
+        fields: frozenset[str] = frozenset(),
     ) -> None:
         self.stream = stream
         self.limits = limits
         self.max_columns = max_columns
+        self.fields = fields
+        self.delimiter = ","
         self.columns: list[str] | None = None
         self._ragged: tuple[int, int] | None = None
 
@@ -362,8 +408,9 @@ class CsvReader:
         text = text.rstrip("\r\n")
         if not text.strip():
             raise MalformedBody("The CSV header row is missing.")
+        self.delimiter = detect_delimiter(text, self.fields)
         try:
-            header = next(csv.reader([text], strict=True), [])
+            header = next(csv.reader([text], delimiter=self.delimiter, strict=True), [])
         except csv.Error:
             raise MalformedBody("The CSV header row is not well-formed.") from None
         if self.max_columns is not None and len(header) > self.max_columns:
@@ -422,6 +469,7 @@ class CsvReader:
                 pa.py_buffer(text),
                 read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
                 parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter,
                     # Quoted line breaks are costly to allow: only where a quote occurs at all.
                     newlines_in_values=b'"' in text,
                     invalid_row_handler=self._on_invalid,
@@ -710,12 +758,18 @@ class JsonArrayReader:
 
 
 def open_reader(
-    fmt: str, stream: DecodedStream, limits: IntakeLimits, *, max_columns: int | None = None
+    fmt: str,
+    stream: DecodedStream,
+    limits: IntakeLimits,
+    *,
+    max_columns: int | None = None,
+    fields: frozenset[str] = frozenset(),
 ) -> RecordReader:
     """A reader for ``fmt``. ``max_columns`` (the dataset's field count) refuses, as soon as the
-    header is read, a CSV header that cannot succeed."""
+    header is read, a CSV header that cannot succeed; ``fields`` (the dataset's field names)
+    tell a CSV header's delimiter."""
     if fmt == "csv":
-        return CsvReader(stream, limits, max_columns)
+        return CsvReader(stream, limits, max_columns, fields)
     readers: dict[str, Callable[[DecodedStream, IntakeLimits], RecordReader]] = {
         "ndjson": NdjsonReader,
         "json": JsonArrayReader,

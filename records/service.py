@@ -68,6 +68,8 @@ class Receipt:
     withdrawal_effective_at: datetime | None
     # A withdrawal was asked for and has not taken effect yet: the data is still in use.
     withdrawal_scheduled: bool
+    # The CSV delimiter the header was read with (None for other formats).
+    csv_delimiter: str | None = None
 
     @classmethod
     def of(cls, row: Submission, now: datetime) -> Receipt:
@@ -92,7 +94,30 @@ class Receipt:
             withdrawal_effective_at=row.withdrawal_effective_at,
             withdrawal_scheduled=row.withdrawal_effective_at is not None
             and not withdrawal_effective(row, now),
+            csv_delimiter=csv_delimiter(row.content_type),
         )
+
+
+# The stored format of a CSV body names its delimiter unless it is the comma, so that receipts
+# of earlier submissions (stored as plain "csv") read the same.
+_DELIMITER_NAMES = {";": "semicolon", "\t": "tab"}
+
+
+def stored_format(fmt: str, delimiter: str | None) -> str:
+    """The format as the submission row keeps it: ``csv;delimiter=semicolon`` and the like."""
+    name = _DELIMITER_NAMES.get(delimiter or ",")
+    return f"{fmt};delimiter={name}" if fmt == "csv" and name else fmt
+
+
+def csv_delimiter(stored: str) -> str | None:
+    """The delimiter of a stored CSV format (see :func:`stored_format`); None if not CSV."""
+    fmt, _, param = stored.partition(";delimiter=")
+    if fmt != "csv":
+        return None
+    for delimiter, name in _DELIMITER_NAMES.items():
+        if param == name:
+            return delimiter
+    return ","
 
 
 def withdrawal_effective(row: Submission, now: datetime) -> bool:
@@ -200,6 +225,17 @@ def authorize(
     if not decision.permitted:
         raise PolicyDenied(_refusal(session, ctx, policy, dataset, decision), decision=decision)
     return _target(policy, decision, dataset)
+
+
+def authorize_quietly(
+    ctx: RequestContext, policy: PolicySet, dataset: str
+) -> tuple[Target, Decision] | None:
+    """Where this client's submission to ``dataset`` would go now, and the deciding "submit"
+    decision; None where it may not submit (no explanation: the caller answers 404)."""
+    decision = _decide(ctx, policy, dataset, None)
+    if not decision.permitted:
+        return None
+    return _target(policy, decision, dataset), decision
 
 
 def field_guard(
@@ -369,7 +405,7 @@ def store(
         status="accepted",
         row_count=prepared.row_count,
         body_sha256=envelope.body_sha256,
-        content_type=envelope.fmt,
+        content_type=stored_format(envelope.fmt, prepared.delimiter),
         period=envelope.period,
         replaces_id=replaced.id if replaced else None,
         idempotency_key=envelope.idempotency_key,
@@ -817,6 +853,7 @@ def summary(receipt: Receipt) -> dict[str, Any]:
         "audit_index": receipt.audit_index,
         "replaces": receipt.replaces,
         "period": receipt.period,
+        **({"csv": {"delimiter": receipt.csv_delimiter}} if receipt.csv_delimiter else {}),
         "withdrawal": (
             None
             if receipt.withdrawal_effective_at is None or receipt.withdrawal_requested_at is None
