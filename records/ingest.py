@@ -54,6 +54,8 @@ class IngestSpec:
     # Called with the column names as soon as they are known (and again when a JSON batch
     # brings new ones): raises to refuse the submission before the rest is read.
     on_columns: Callable[[list[str]], None]
+    # The sheet of a spreadsheet to read (None: the first).
+    sheet: str | None = None
 
 
 @dataclass
@@ -117,13 +119,16 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
         spec.limits,
         max_columns=len(spec.dataset.fields),
         fields=spec.dataset.field_names,
+        types={f.name: f.type for f in spec.dataset.fields},
+        sheet=spec.sheet,
     )
     validator = Validator(spec.dataset, period=spec.period)
     columns: list[str] = []
     delimiter: str | None = None
-    if isinstance(reader, intake.CsvReader):
+    if isinstance(reader, intake.CsvReader | intake.SpreadsheetReader):
         columns = reader.header()
-        delimiter = reader.delimiter
+        if isinstance(reader, intake.CsvReader):
+            delimiter = reader.delimiter
         spec.on_columns(columns)
         if not validator.check_header(columns):
             hint = f" {validator.hint}" if validator.hint else ""

@@ -28,7 +28,14 @@ from agreements.models import AgreementStatusChange
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import Conflict, Forbidden, NotFound, ObjectAccessDenied, PolicyDenied
+from core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ObjectAccessDenied,
+    PolicyDenied,
+)
 from core.ids import new_id
 from core.keys import MasterKey
 from notifications.events import EventType
@@ -299,7 +306,10 @@ def ingest_spec(
     limits: intake.IntakeLimits,
     period: str | None,
     spill: Path,
+    sheet: str | None = None,
 ) -> IngestSpec:
+    if sheet is not None and fmt not in intake.SPREADSHEETS:
+        raise InvalidInput("'sheet' names a sheet of a spreadsheet; this body is not one.")
     return IngestSpec(
         fmt=fmt,
         coding=coding,
@@ -312,6 +322,7 @@ def ingest_spec(
         ),
         spill=spill,
         on_columns=field_guard(ctx, policy, target.dataset.name, target.dataset.field_names),
+        sheet=sheet,
     )
 
 
@@ -550,6 +561,7 @@ class SubmissionRequest:
     period: str | None = None
     replaces: str | None = None
     idempotency_key: str | None = None
+    sheet: str | None = None
 
 
 def submit(
@@ -587,6 +599,7 @@ def submit(
         limits=req.limits,
         period=req.period,
         spill=req.scratch,
+        sheet=req.sheet,
     )
     try:
         with req.body.open("rb") as body:
