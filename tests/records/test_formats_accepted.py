@@ -172,11 +172,13 @@ def test_typed_cells_fill_string_and_date_fields_as_text(readiness):
 def zip_bomb(size: int) -> bytes:
     """An .xlsx-shaped zip whose one member inflates to ``size`` bytes of zeros."""
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        with archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as member:
-            block = b"\0" * (1 << 20)
-            for _ in range(size >> 20):
-                member.write(block)
+    block = b"\0" * (1 << 20)
+    with (
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive,
+        archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as member,
+    ):
+        for _ in range(size >> 20):
+            member.write(block)
     return out.getvalue()
 
 
