@@ -83,9 +83,9 @@ def _governed(ctx: RequestContext, policy: PolicySet, name: str) -> Governed | N
         dataset = terms.dataset(name)
         if dataset is None or not terms.in_force(ctx.now):
             continue
-        decision = _readable(ctx, policy, terms)
-        if decision is not None:
-            return Governed(terms, dataset, decision, "reader")
+        readable = _readable(ctx, policy, terms)
+        if readable is not None:
+            return Governed(terms, dataset, readable, "reader")
     return None
 
 
@@ -281,10 +281,7 @@ def get_dataset(
 def _from_pattern(pattern: str) -> str | None:
     """A short string matching ``pattern`` made of 'X', '0' and the pattern's literals: obviously
     synthetic. None when the pattern uses something this walk does not know."""
-    try:
-        from re import _parser as sre  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - Python < 3.11
-        import sre_parse as sre  # type: ignore[no-redef]
+    from re import _parser as sre  # type: ignore[attr-defined]  # the stdlib parse tree
 
     def pick(items: list[tuple[Any, Any]]) -> str | None:
         chars: list[str] = []
@@ -316,11 +313,12 @@ def _from_pattern(pattern: str) -> str | None:
                     return None
                 out.append(ch)
             elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-                low, _, sub = arg
+                low, high, sub = arg
                 piece = walk(sub)
                 if piece is None:
                     return None
-                out.append(piece * max(low, 1 if low == 0 and not out else low))
+                # At least once where allowed: an optional part shows what it looks like.
+                out.append(piece * max(low, min(1, high)))
             elif name == "SUBPATTERN":
                 piece = walk(arg[-1])
                 if piece is None:
