@@ -170,3 +170,14 @@ def test_the_schema_says_what_the_validator_checks(dataset):
             assert ("maximum" in high) == ("maximum" in c), spec.name
         if spec.type == "string" and "enum" not in c:
             assert ("pattern" in codes(dataset, {**example, spec.name: "!"})) == ("pattern" in c)
+
+
+def test_the_openapi_document_says_either_scope_will_do(client):
+    ops = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/datasets", "/v1/datasets/{dataset}", "/v1/datasets/{dataset}/template"):
+        assert ops[path]["get"]["security"] == [
+            {"oauth2": ["agreements:read"]},
+            {"oauth2": ["records:write"]},
+        ]
+    template = ops["/v1/datasets/{dataset}/template"]["get"]["responses"]["200"]["content"]
+    assert "text/csv" in template

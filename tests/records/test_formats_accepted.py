@@ -197,3 +197,22 @@ def test_a_corrupt_workbook_and_a_zip_bomb_are_refused_and_nothing_is_stored(
     session.expire_all()
     assert submissions(session) == before
     assert scratch_entries(settings) == []
+
+
+def test_a_spreadsheet_resent_with_its_idempotency_key_is_stored_once(api, session, readiness):
+    body = as_xlsx(readiness.head(11))
+    first = post(api, body, XLSX, **{"Idempotency-Key": "readiness-xlsx-1"})
+    assert first.status_code == 201, first.text
+    before = submissions(session)
+    again = post(api, body, XLSX, **{"Idempotency-Key": "readiness-xlsx-1"})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert submissions(session) == before
+
+
+def test_a_gzipped_spreadsheet_is_read_too(api, readiness):
+    import gzip
+
+    r = post(api, gzip.compress(as_ods(readiness.head(5))), ODS, **{"Content-Encoding": "gzip"})
+    assert r.status_code == 201, r.text
+    assert r.json()["row_count"] == 5
