@@ -914,13 +914,15 @@ class SpreadsheetReader:
                 sheet = workbook.get_sheet_by_name(self.sheet)
             else:
                 raise MalformedBody("The spreadsheet has no sheet of the name given in 'sheet'.")
-            rows = sheet.to_python(skip_empty_area=True)
+            # Row by row: the sheet's cells stay in calamine's compact form, and only a batch
+            # of records at a time becomes Python objects.
+            rows: Iterator[list[Any]] = iter(sheet.iter_rows())
         except MalformedBody:
             raise
         except Exception:
             # calamine's messages may quote cell contents: never passed on.
             raise MalformedBody("The body is not a readable spreadsheet of its type.") from None
-        return iter(rows)
+        return rows
 
     def header(self) -> list[str]:
         rows = self._open()
