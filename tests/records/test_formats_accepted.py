@@ -187,9 +187,28 @@ def test_a_corrupt_workbook_and_a_zip_bomb_are_refused_and_nothing_is_stored(
 ):
     before = submissions(session)
     good = as_xlsx(readiness.head(3))
-    for body in (b"not a spreadsheet at all", good[: len(good) // 2], good[:30] + b"\0" * 200):
+    flipped = bytearray(good)
+    sheet = good.index(b"xl/worksheets/sheet1.xml") + 200  # inside the member's deflate stream
+    flipped[sheet] ^= 0xFF
+    damaged = (
+        b"not a spreadsheet at all",
+        good[: len(good) // 2],
+        good[:30] + b"\0" * 200,
+        bytes(flipped),
+    )
+    for body in damaged:
         r = post(api, body, XLSX)
         problem(r, 400, "malformed-body")
+    # A sound zip that is not a workbook.
+    plain = io.BytesIO()
+    with zipfile.ZipFile(plain, "w") as archive:
+        archive.writestr("hello.txt", "hello")
+    problem(post(api, plain.getvalue(), XLSX), 400, "malformed-body")
+    # Too many columns and an unlisted one: refused from the header row, as in a CSV.
+    wide = readiness.head(2).with_columns(*[pl.lit(1).alias(f"extra_{i}") for i in range(5)])
+    problem(post(api, as_xlsx(wide), XLSX), 422, "too-many-columns")
+    unlisted = readiness.head(2).drop("assessment_score").with_columns(pl.lit("x").alias("home"))
+    problem(post(api, as_xlsx(unlisted), XLSX), 403, "policy-denied")
     r = post(api, zip_bomb(64 << 20), XLSX)
     problem(r, 413, "payload-too-large")
     r = post(api, zip_bomb(64 << 20), ODS)
