@@ -24,7 +24,7 @@ from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import ConcealedObject, DomainError, Forbidden, PolicyDenied
-from identity.errors import AuthenticationFailed, missing_token
+from identity.errors import AuthenticationFailed, InsufficientScope, missing_token
 from identity.tokens import require_scopes
 from policy.engine import PolicySet
 from policy.model import PUBLIC_PRINCIPAL, Principal
@@ -191,6 +191,27 @@ def require(*scopes: str, write: bool = False) -> Callable[..., Awaitable[Reques
     # Read by api.openapi: the operation's security requirement and its error responses.
     dependency.required_scopes = required  # type: ignore[attr-defined]
     dependency.counts_writes = write  # type: ignore[attr-defined]
+    return dependency
+
+
+def require_any(*scopes: str) -> Callable[..., Awaitable[RequestContext]]:
+    """Like :func:`require` (a read), but the token must carry *at least one* of ``scopes``:
+    for resources that callers of different roles read, each under its own scope."""
+    authenticated = require()
+    wanted = frozenset(scopes)
+
+    async def dependency(request: Request) -> RequestContext:
+        ctx = await authenticated(request)
+        assert ctx.principal is not None
+        if wanted.isdisjoint(ctx.principal.scopes):
+            exc = InsufficientScope(wanted)
+            await run_in_threadpool(record_refusal, request, exc)
+            raise exc
+        return ctx
+
+    dependency.required_scopes = frozenset()  # type: ignore[attr-defined]
+    dependency.any_of_scopes = wanted  # type: ignore[attr-defined]
+    dependency.counts_writes = False  # type: ignore[attr-defined]
     return dependency
 
 

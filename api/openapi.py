@@ -88,6 +88,18 @@ def _requirement(dependant: Dependant) -> tuple[frozenset[str] | None, bool, boo
     return None, False, False
 
 
+def _any_of(dependant: Dependant) -> frozenset[str]:
+    """The scopes of which a token must carry one (``api.deps.require_any``), if any."""
+    stack = [dependant]
+    while stack:
+        dep = stack.pop()
+        scopes = getattr(dep.call, "any_of_scopes", None)
+        if scopes is not None:
+            return frozenset(scopes)
+        stack.extend(dep.dependencies)
+    return frozenset()
+
+
 def _statuses(
     route: APIRoute, method: str, op: dict[str, Any], scopes: Any, writes: bool, optional: bool
 ) -> set[int]:
@@ -148,7 +160,11 @@ def build(app: FastAPI) -> dict[str, Any]:
             op = doc["paths"].get(route.path_format, {}).get(method.lower())
             if op is None:
                 continue
-            if scopes is not None:
+            alternatives = _any_of(route.dependant)
+            if alternatives:
+                # Requirements listed side by side are alternatives: one of them suffices.
+                op["security"] = [{SCHEME: [scope]} for scope in sorted(alternatives)]
+            elif scopes is not None:
                 # OpenAPI's empty requirement: the operation may also be called without a token.
                 op["security"] = [{SCHEME: sorted(scopes)}, *([{}] if optional else [])]
             responses = op.setdefault("responses", {})

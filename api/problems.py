@@ -65,6 +65,12 @@ PROBLEMS: dict[str, ProblemType] = {
         "The body could not be parsed",
         "The body is empty, truncated or not well-formed for its Content-Type.",
     ),
+    "ambiguous-delimiter": ProblemType(
+        400,
+        "The CSV delimiter could not be told from the header",
+        "The header names the dataset's fields when split by more than one of ',', ';' and tab. "
+        "Send the file with commas as delimiters. Nothing was stored.",
+    ),
     "too-many-columns": ProblemType(
         422,
         "The header has more columns than the dataset has fields",

@@ -183,6 +183,28 @@ class WithdrawalOut(_Out):
     )
 
 
+class DatasetOut(_Out):
+    """A dataset as its governing agreement defines it: the fields as a Frictionless Table
+    Schema (``schema``, Backbone's own terms under ``x-backbone``), and what governs it."""
+
+    name: str
+    title: str | None
+    description: str | None
+    provider: str
+    access: str
+    agreement: dict[str, Any]
+    periods_open: list[str] | None
+    formats: list[str]
+    links: dict[str, str]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class CsvDialectOut(_Out):
+    """How a CSV body was read: its delimiter, told from the header (',', ';' or a tab)."""
+
+    delimiter: str
+
+
 class ReceiptOut(_Out):
     id: str
     dataset: str
@@ -194,6 +216,7 @@ class ReceiptOut(_Out):
     audit_index: int | None
     replaces: str | None
     period: str | None
+    csv: CsvDialectOut | None = None
     withdrawal: WithdrawalOut | None
 
 

@@ -27,6 +27,8 @@ class AuditAction(StrEnum):
     CLIENT_ROTATE_SECRET = "client.rotate_secret"
     CLIENT_REGISTER_KEYS = "client.register_keys"
     CLIENT_DISABLE = "client.disable"
+    DATASET_LIST = "dataset.list"
+    DATASET_READ = "dataset.read"
     INDICATOR_DEFINE = "indicator.define"
     JOB_READ = "job.read"
     KEYS_REWRAP = "keys.rewrap"

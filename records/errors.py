@@ -42,6 +42,13 @@ class TooManyColumns(MalformedBody):
     title = "The header has more columns than the dataset has fields"
 
 
+class AmbiguousDelimiter(MalformedBody):
+    """The CSV header names the dataset's fields when split by more than one delimiter."""
+
+    kind = "ambiguous-delimiter"
+    title = "The CSV delimiter could not be told from the header"
+
+
 class UnsupportedEncoding(UnsupportedMediaType):
     kind = "unsupported-encoding"
     title = "Unsupported character or content encoding"

@@ -54,6 +54,8 @@ class IngestSpec:
     # Called with the column names as soon as they are known (and again when a JSON batch
     # brings new ones): raises to refuse the submission before the rest is read.
     on_columns: Callable[[list[str]], None]
+    # The sheet of a spreadsheet to read (None: the first).
+    sheet: str | None = None
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Prepared:
     schema: dict[str, str]
     text_bytes: int = 0
     raw_bytes: int = 0
+    # The CSV delimiter told from the header (None for other formats): stated in the receipt.
+    delimiter: str | None = None
 
     @property
     def row_count(self) -> int:
@@ -109,11 +113,22 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
     blocked on it (waiting for more of the body) stops.
     """
     stream = intake.decoded(source, spec.fmt, spec.coding, spec.limits)
-    reader = intake.open_reader(spec.fmt, stream, spec.limits, max_columns=len(spec.dataset.fields))
+    reader = intake.open_reader(
+        spec.fmt,
+        stream,
+        spec.limits,
+        max_columns=len(spec.dataset.fields),
+        fields=spec.dataset.field_names,
+        types={f.name: f.type for f in spec.dataset.fields},
+        sheet=spec.sheet,
+    )
     validator = Validator(spec.dataset, period=spec.period)
     columns: list[str] = []
-    if isinstance(reader, intake.CsvReader):
+    delimiter: str | None = None
+    if isinstance(reader, intake.CsvReader | intake.SpreadsheetReader):
         columns = reader.header()
+        if isinstance(reader, intake.CsvReader):
+            delimiter = reader.delimiter
         spec.on_columns(columns)
         if not validator.check_header(columns):
             hint = f" {validator.hint}" if validator.hint else ""
@@ -198,4 +213,5 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
         schema=schema,
         text_bytes=stream.text_bytes,
         raw_bytes=stream.raw_bytes,
+        delimiter=delimiter,
     )

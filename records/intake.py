@@ -10,7 +10,10 @@ gzip bomb stops at the first block that crosses the line), and the line length (
 or record size (a JSON array, which may be one long line).
 
 Formats:
-  CSV         UTF-8; a header row of unique, non-empty column names; every record has exactly
+  CSV         UTF-8; a header row of unique, non-empty column names, delimited by ',', ';' or
+              tab: the delimiter is the one that splits the header into names of the dataset's
+              fields (RFC 4180's media type has no parameter for it), and a header that more
+              than one of them splits so is refused as ambiguous; every record has exactly
               as many fields as the header; RFC 4180 quoting (quoted values may span lines);
               blank lines are skipped. The text is cut at record boundaries into blocks that
               Arrow's CSV reader parses (it refuses ragged rows, which polars would pad).
@@ -18,6 +21,13 @@ Formats:
   JSON        one array of flat objects. It is split into objects by a vectorized scan (see
               :class:`JsonArraySplitter`: no streaming JSON-array parser ships with polars or
               Arrow) and each batch is parsed as NDJSON by polars.
+  XLSX, ODS   a spreadsheet (Office Open XML or OpenDocument), the first sheet or a named one:
+              the first non-blank row is the header, blank rows are skipped. A spreadsheet is a
+              zip archive: it is read whole (within the decompressed-size limit), every member
+              is inflated here with the size and ratio limits as for gzip and its checksum
+              verified, and only then does calamine parse the verified, stored copy, so a zip
+              bomb stops at the limit and calamine never inflates anything. Cells keep their
+              types (see :class:`SpreadsheetReader`).
 Records must be flat: a nested object or array is refused. Encoding: UTF-8 only. A UTF-8 byte
 order mark (as Excel writes it) is skipped before anything else reads the body, so it never
 becomes part of the first column name; a UTF-16 or UTF-32 byte order mark, a NUL byte, or an
@@ -27,8 +37,10 @@ invalid UTF-8 sequence is refused with 415.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import threading
+import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -40,9 +52,16 @@ import numpy as np
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
+import python_calamine
 
 from core import jsonscan
-from records.errors import MalformedBody, SubmissionTooLarge, TooManyColumns, UnsupportedEncoding
+from records.errors import (
+    AmbiguousDelimiter,
+    MalformedBody,
+    SubmissionTooLarge,
+    TooManyColumns,
+    UnsupportedEncoding,
+)
 
 MEDIA_TYPES = {
     "text/csv": "csv",
@@ -50,7 +69,15 @@ MEDIA_TYPES = {
     "application/x-ndjson": "ndjson",
     "application/ndjson": "ndjson",
     "application/json": "json",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/vnd.oasis.opendocument.spreadsheet": "ods",
 }
+SPREADSHEETS = frozenset({"xlsx", "ods"})
+_SUPPORTED = (
+    "text/csv, application/x-ndjson, application/json, "
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet (.xlsx) or "
+    "application/vnd.oasis.opendocument.spreadsheet (.ods)"
+)
 CHUNK = 1 << 20
 # Text parsed at a time: about 100,000 records of a typical CSV.
 TEXT_BLOCK = 8 << 20
@@ -58,6 +85,9 @@ _UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _NOT_UTF8 = "The body is not valid UTF-8."
+# Comma first: the default, and RFC 4180's. Semicolon is what Excel writes where the comma is
+# the decimal separator; tab is what spreadsheets export as "text".
+DELIMITERS = (",", ";", "\t")
 
 
 @dataclass(frozen=True)
@@ -70,15 +100,11 @@ class IntakeLimits:
 def media_format(content_type: str | None) -> str:
     """Map a Content-Type header to ``csv``, ``ndjson`` or ``json``; charset must be UTF-8."""
     if not content_type:
-        raise UnsupportedEncoding(
-            "A Content-Type header is required (text/csv, application/x-ndjson or application/json)."
-        )
+        raise UnsupportedEncoding(f"A Content-Type header is required ({_SUPPORTED}).")
     parts = [p.strip() for p in content_type.split(";")]
     fmt = MEDIA_TYPES.get(parts[0].lower())
     if fmt is None:
-        raise UnsupportedEncoding(
-            "Unsupported Content-Type; use text/csv, application/x-ndjson or application/json."
-        )
+        raise UnsupportedEncoding(f"Unsupported Content-Type; use {_SUPPORTED}.")
     for param in parts[1:]:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
@@ -171,11 +197,19 @@ class DecodedStream:
     """
 
     def __init__(
-        self, source: Readable, coding: str, limits: IntakeLimits, *, check_lines: bool
+        self,
+        source: Readable,
+        coding: str,
+        limits: IntakeLimits,
+        *,
+        check_lines: bool,
+        binary: bool = False,
     ) -> None:
         self.source = source
         self.limits = limits
         self.check_lines = check_lines
+        # A binary body (a spreadsheet) is neither text nor lines: no BOM or NUL checks.
+        self.binary = binary
         self.raw_bytes = 0
         self.text_bytes = 0
         self._gzip = coding == "gzip"
@@ -253,7 +287,7 @@ class DecodedStream:
                 raise MalformedBody("The body is not valid gzip.") from None
             if not self._inflater.eof:
                 raise MalformedBody("The gzip stream is truncated.")
-        if not self._started:
+        if not self._started and not self.binary:
             self._start(b"")
 
     def _emit(self, data: bytes) -> None:
@@ -270,6 +304,9 @@ class DecodedStream:
             raise SubmissionTooLarge(
                 f"The body expands more than {self.limits.max_ratio} times when decompressed."
             )
+        if self.binary:
+            self._buffer.append(data)
+            return
         if not self._started:
             self._pending += data
             if len(self._pending) < 4:
@@ -341,15 +378,49 @@ def _flat(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
+def detect_delimiter(text: str, fields: frozenset[str] | set[str]) -> str:
+    """The delimiter of a CSV header line, told by the dataset's field names.
+
+    A delimiter fits when it occurs in the line and splitting by it gives at least one name of
+    a field. None fits: the comma (the header's problems are then reported as they are). More
+    than one fits: refused, since either reading would take values for names.
+    """
+    if not fields:
+        return ","
+    fits = []
+    for delimiter in DELIMITERS:
+        if delimiter not in text:
+            continue
+        try:
+            names = next(csv.reader([text], delimiter=delimiter, strict=True), [])
+        except csv.Error:
+            continue
+        if any(name.strip() in fields for name in names):
+            fits.append(delimiter)
+    if len(fits) > 1:
+        shown = " and ".join("tab" if d == "\t" else f"'{d}'" for d in fits)
+        raise AmbiguousDelimiter(
+            f"The CSV header names the dataset's fields when split by {shown}; send it with "
+            "commas as delimiters (and no ';' or tab in column names)."
+        )
+    return fits[0] if fits else ","
+
+
 class CsvReader:
     """CSV with a header row, parsed by Arrow's streaming reader into string columns."""
 
     def __init__(
-        self, stream: DecodedStream, limits: IntakeLimits, max_columns: int | None = None
+        self,
+        stream: DecodedStream,
+        limits: IntakeLimits,
+        max_columns: int | None = None,
+        fields: frozenset[str] = frozenset(),
     ) -> None:
         self.stream = stream
         self.limits = limits
         self.max_columns = max_columns
+        self.fields = fields
+        self.delimiter = ","
         self.columns: list[str] | None = None
         self._ragged: tuple[int, int] | None = None
 
@@ -362,8 +433,9 @@ class CsvReader:
         text = text.rstrip("\r\n")
         if not text.strip():
             raise MalformedBody("The CSV header row is missing.")
+        self.delimiter = detect_delimiter(text, self.fields)
         try:
-            header = next(csv.reader([text], strict=True), [])
+            header = next(csv.reader([text], delimiter=self.delimiter, strict=True), [])
         except csv.Error:
             raise MalformedBody("The CSV header row is not well-formed.") from None
         if self.max_columns is not None and len(header) > self.max_columns:
@@ -422,6 +494,7 @@ class CsvReader:
                 pa.py_buffer(text),
                 read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
                 parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter,
                     # Quoted line breaks are costly to allow: only where a quote occurs at all.
                     newlines_in_values=b'"' in text,
                     invalid_row_handler=self._on_invalid,
@@ -709,13 +782,220 @@ class JsonArrayReader:
                 break
 
 
+# -- spreadsheets ---------------------------------------------------------------------------------
+
+_SHEET_ROWS = 65_536  # records a frame: like a CSV block
+
+
+def _unzipped(data: bytes, limits: IntakeLimits) -> bytes:
+    """The archive rewritten with every member stored, after inflating each one here within the
+    limits (total size, ratio) and checking its CRC: what calamine reads is what was checked."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        raise MalformedBody("The body is not a readable spreadsheet (not a valid zip).") from None
+    budget = min(limits.max_bytes, len(data) * limits.max_ratio + CHUNK)
+    total = 0
+    out = io.BytesIO()
+    try:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as stored:
+            for member in members:
+                if member.is_dir():
+                    continue
+                if member.flag_bits & 0x1:
+                    raise MalformedBody("The spreadsheet is encrypted; send it without a password.")
+                parts: list[bytes] = []
+                with archive.open(member) as fh:
+                    while chunk := fh.read(CHUNK):
+                        total += len(chunk)
+                        if total > budget:
+                            raise SubmissionTooLarge(
+                                "The spreadsheet expands beyond the limits when decompressed "
+                                f"(at most {limits.max_bytes} bytes and {limits.max_ratio} times "
+                                "its size)."
+                            )
+                        parts.append(chunk)
+                stored.writestr(member.filename, b"".join(parts))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error):
+        raise MalformedBody("The spreadsheet is damaged (a member does not inflate).") from None
+    except NotImplementedError:
+        raise MalformedBody("The spreadsheet uses an unsupported compression method.") from None
+    return out.getvalue()
+
+
+def _cell_text(value: Any) -> str | None:
+    """A cell as text: whole numbers without a decimal point, dates in ISO 8601."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time.min:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    return str(value)
+
+
+def _typed_column(name: str, values: list[Any], ftype: str | None) -> pl.Series:
+    """A column of cells, typed for the field it fills where every cell has that type, text
+    otherwise (the validator parses text as it does a CSV's, and refuses what is not a value
+    of the field's type)."""
+    cells = [None if v == "" else v for v in values]
+    present = [v for v in cells if v is not None]
+    if ftype in ("integer", "year") and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer()
+        for v in present
+    ):
+        return pl.Series(name, [None if v is None else int(v) for v in cells], dtype=pl.Int64)
+    if ftype == "number" and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in present
+    ):
+        return pl.Series(name, [None if v is None else float(v) for v in cells], dtype=pl.Float64)
+    if ftype == "boolean" and all(isinstance(v, bool) for v in present):
+        return pl.Series(name, cells, dtype=pl.Boolean)
+    if ftype == "date" and all(
+        isinstance(v, datetime.date)
+        and (not isinstance(v, datetime.datetime) or v.time() == datetime.time.min)
+        for v in present
+    ):
+        days = [v.date() if isinstance(v, datetime.datetime) else v for v in cells]
+        return pl.Series(name, days, dtype=pl.Date)
+    return pl.Series(name, [_cell_text(v) for v in cells], dtype=pl.String)
+
+
+class SpreadsheetReader:
+    """An .xlsx or .ods body: the first sheet (or ``sheet``), read as typed cells by calamine.
+
+    Cell types: a number cell fills an integer or year field as an integer when it is whole
+    (spreadsheets store every number as a float), a number field as a float; a boolean cell a
+    boolean field; a date cell (or a date-time at midnight) a date field. A string field takes
+    any cell as text: a number without a trailing ``.0``, a date in ISO 8601 (``2025-09-01``).
+    A cell of another type than its field's is read as text and validated as in a CSV.
+    """
+
+    def __init__(
+        self,
+        stream: DecodedStream,
+        limits: IntakeLimits,
+        max_columns: int | None = None,
+        types: dict[str, str] | None = None,
+        sheet: str | None = None,
+    ) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.max_columns = max_columns
+        self.types = types or {}
+        self.sheet = sheet
+        self.columns: list[str] | None = None
+        self._rows: Iterator[list[Any]] | None = None
+
+    def _open(self) -> Iterator[list[Any]]:
+        # The whole body (a zip is read from its end): the stream refuses one over the limit.
+        data = _read_block(self.stream, self.limits.max_bytes + 1)
+        stored = _unzipped(data, self.limits)
+        del data
+        try:
+            workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(stored))
+            if self.sheet is None:
+                if not workbook.sheet_names:
+                    raise MalformedBody("The spreadsheet has no sheet.")
+                sheet = workbook.get_sheet_by_index(0)
+            elif self.sheet in workbook.sheet_names:
+                sheet = workbook.get_sheet_by_name(self.sheet)
+            else:
+                raise MalformedBody("The spreadsheet has no sheet of the name given in 'sheet'.")
+            # Row by row: the sheet's cells stay in calamine's compact form, and only a batch
+            # of records at a time becomes Python objects.
+            rows: Iterator[list[Any]] = iter(sheet.iter_rows())
+        except MalformedBody:
+            raise
+        except Exception:
+            # calamine's messages may quote cell contents: never passed on.
+            raise MalformedBody("The body is not a readable spreadsheet of its type.") from None
+        return rows
+
+    def header(self) -> list[str]:
+        rows = self._open()
+        for row in rows:
+            if any(_cell_text(v) is not None for v in row):
+                break
+        else:
+            raise MalformedBody("The spreadsheet is empty: no header row.")
+        while row and _cell_text(row[-1]) is None:
+            row = row[:-1]
+        if self.max_columns is not None and len(row) > self.max_columns:
+            raise TooManyColumns(
+                f"The header row has {len(row)} columns; the dataset has only "
+                f"{self.max_columns} field(s)."
+            )
+        names = [(_cell_text(v) or "").strip() for v in row]
+        seen: set[str] = set()
+        for position, name in enumerate(names, start=1):
+            if not name:
+                raise MalformedBody(f"The header row has an empty column name (column {position}).")
+            if name in seen:
+                raise MalformedBody(
+                    f"The header row repeats a column name (column {position}, {_safe(name)})."
+                )
+            seen.add(name)
+        self.columns = names
+        self._rows = rows
+        return names
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        names = self.columns or self.header()
+        assert self._rows is not None
+        width = len(names)
+        batch: list[list[Any]] = []
+        for row in self._rows:
+            if len(row) > width:
+                if any(_cell_text(v) is not None for v in row[width:]):
+                    raise MalformedBody(f"A row has a value beyond the header's {width} column(s).")
+                row = row[:width]
+            if not any(_cell_text(v) is not None for v in row):
+                continue  # a blank row, as in a CSV
+            batch.append(row + [None] * (width - len(row)))
+            if len(batch) >= _SHEET_ROWS:
+                yield self._frame(names, batch)
+                batch = []
+        if batch:
+            yield self._frame(names, batch)
+
+    def _frame(self, names: list[str], rows: list[list[Any]]) -> pl.DataFrame:
+        columns = list(zip(*rows, strict=True))
+        return pl.DataFrame(
+            [
+                _typed_column(n, list(c), self.types.get(n))
+                for n, c in zip(names, columns, strict=True)
+            ]
+        )
+
+
 def open_reader(
-    fmt: str, stream: DecodedStream, limits: IntakeLimits, *, max_columns: int | None = None
+    fmt: str,
+    stream: DecodedStream,
+    limits: IntakeLimits,
+    *,
+    max_columns: int | None = None,
+    fields: frozenset[str] = frozenset(),
+    types: dict[str, str] | None = None,
+    sheet: str | None = None,
 ) -> RecordReader:
     """A reader for ``fmt``. ``max_columns`` (the dataset's field count) refuses, as soon as the
-    header is read, a CSV header that cannot succeed."""
+    header is read, a header that cannot succeed; ``fields`` (the dataset's field names) tell a
+    CSV header's delimiter; ``types`` (field name to type) type a spreadsheet's cells, and
+    ``sheet`` names the sheet to read (the first by default)."""
     if fmt == "csv":
-        return CsvReader(stream, limits, max_columns)
+        return CsvReader(stream, limits, max_columns, fields)
+    if fmt in SPREADSHEETS:
+        return SpreadsheetReader(stream, limits, max_columns, types, sheet)
     readers: dict[str, Callable[[DecodedStream, IntakeLimits], RecordReader]] = {
         "ndjson": NdjsonReader,
         "json": JsonArrayReader,
@@ -724,4 +1004,7 @@ def open_reader(
 
 
 def decoded(source: Readable, fmt: str, coding: str, limits: IntakeLimits) -> DecodedStream:
-    return DecodedStream(source, coding, limits, check_lines=fmt != "json")
+    binary = fmt in SPREADSHEETS
+    return DecodedStream(
+        source, coding, limits, check_lines=fmt not in ("json", *SPREADSHEETS), binary=binary
+    )

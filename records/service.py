@@ -28,7 +28,14 @@ from agreements.models import AgreementStatusChange
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
 from core.context import RequestContext
-from core.errors import Conflict, Forbidden, NotFound, ObjectAccessDenied, PolicyDenied
+from core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ObjectAccessDenied,
+    PolicyDenied,
+)
 from core.ids import new_id
 from core.keys import MasterKey
 from notifications.events import EventType
@@ -68,6 +75,8 @@ class Receipt:
     withdrawal_effective_at: datetime | None
     # A withdrawal was asked for and has not taken effect yet: the data is still in use.
     withdrawal_scheduled: bool
+    # The CSV delimiter the header was read with (None for other formats).
+    csv_delimiter: str | None = None
 
     @classmethod
     def of(cls, row: Submission, now: datetime) -> Receipt:
@@ -92,7 +101,30 @@ class Receipt:
             withdrawal_effective_at=row.withdrawal_effective_at,
             withdrawal_scheduled=row.withdrawal_effective_at is not None
             and not withdrawal_effective(row, now),
+            csv_delimiter=csv_delimiter(row.content_type),
         )
+
+
+# The stored format of a CSV body names its delimiter unless it is the comma, so that receipts
+# of earlier submissions (stored as plain "csv") read the same.
+_DELIMITER_NAMES = {";": "semicolon", "\t": "tab"}
+
+
+def stored_format(fmt: str, delimiter: str | None) -> str:
+    """The format as the submission row keeps it: ``csv;delimiter=semicolon`` and the like."""
+    name = _DELIMITER_NAMES.get(delimiter or ",")
+    return f"{fmt};delimiter={name}" if fmt == "csv" and name else fmt
+
+
+def csv_delimiter(stored: str) -> str | None:
+    """The delimiter of a stored CSV format (see :func:`stored_format`); None if not CSV."""
+    fmt, _, param = stored.partition(";delimiter=")
+    if fmt != "csv":
+        return None
+    for delimiter, name in _DELIMITER_NAMES.items():
+        if param == name:
+            return delimiter
+    return ","
 
 
 def withdrawal_effective(row: Submission, now: datetime) -> bool:
@@ -202,6 +234,17 @@ def authorize(
     return _target(policy, decision, dataset)
 
 
+def authorize_quietly(
+    ctx: RequestContext, policy: PolicySet, dataset: str
+) -> tuple[Target, Decision] | None:
+    """Where this client's submission to ``dataset`` would go now, and the deciding "submit"
+    decision; None where it may not submit (no explanation: the caller answers 404)."""
+    decision = _decide(ctx, policy, dataset, None)
+    if not decision.permitted:
+        return None
+    return _target(policy, decision, dataset), decision
+
+
 def field_guard(
     ctx: RequestContext, policy: PolicySet, dataset: str, fields: frozenset[str] = frozenset()
 ) -> Callable[[list[str]], None]:
@@ -263,7 +306,10 @@ def ingest_spec(
     limits: intake.IntakeLimits,
     period: str | None,
     spill: Path,
+    sheet: str | None = None,
 ) -> IngestSpec:
+    if sheet is not None and fmt not in intake.SPREADSHEETS:
+        raise InvalidInput("'sheet' names a sheet of a spreadsheet; this body is not one.")
     return IngestSpec(
         fmt=fmt,
         coding=coding,
@@ -276,6 +322,7 @@ def ingest_spec(
         ),
         spill=spill,
         on_columns=field_guard(ctx, policy, target.dataset.name, target.dataset.field_names),
+        sheet=sheet,
     )
 
 
@@ -369,7 +416,7 @@ def store(
         status="accepted",
         row_count=prepared.row_count,
         body_sha256=envelope.body_sha256,
-        content_type=envelope.fmt,
+        content_type=stored_format(envelope.fmt, prepared.delimiter),
         period=envelope.period,
         replaces_id=replaced.id if replaced else None,
         idempotency_key=envelope.idempotency_key,
@@ -514,6 +561,7 @@ class SubmissionRequest:
     period: str | None = None
     replaces: str | None = None
     idempotency_key: str | None = None
+    sheet: str | None = None
 
 
 def submit(
@@ -551,6 +599,7 @@ def submit(
         limits=req.limits,
         period=req.period,
         spill=req.scratch,
+        sheet=req.sheet,
     )
     try:
         with req.body.open("rb") as body:
@@ -817,6 +866,7 @@ def summary(receipt: Receipt) -> dict[str, Any]:
         "audit_index": receipt.audit_index,
         "replaces": receipt.replaces,
         "period": receipt.period,
+        **({"csv": {"delimiter": receipt.csv_delimiter}} if receipt.csv_delimiter else {}),
         "withdrawal": (
             None
             if receipt.withdrawal_effective_at is None or receipt.withdrawal_requested_at is None

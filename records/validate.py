@@ -34,6 +34,9 @@ from policy.vocabulary import FieldType
 MAX_REPORTED = 100
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
+# The text forms a boolean field accepts (in any case), published with the dataset's schema.
+TRUE_VALUES = _TRUE
+FALSE_VALUES = _FALSE
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 _FLOATS = (pl.Float32, pl.Float64)
 _ROW = "__row"

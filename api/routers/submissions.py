@@ -47,14 +47,21 @@ _swept: set[Path] = set()
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": (
-        "The records, streamed: UTF-8 CSV with a header row, NDJSON, or a JSON array of flat "
-        "objects; optionally with Content-Encoding: gzip. Send an Idempotency-Key to retry "
-        "safely."
+        "The records, streamed: UTF-8 CSV with a header row (delimited by ',', ';' or tab, told "
+        "from the header), NDJSON, a JSON array of flat objects, or an .xlsx or .ods spreadsheet "
+        "(the first sheet, or ?sheet=NAME); optionally with Content-Encoding: gzip. Send an "
+        "Idempotency-Key to retry safely."
     ),
     "content": {
         "text/csv": {"schema": {"type": "string"}},
         "application/x-ndjson": {"schema": {"type": "string"}},
         "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+            "schema": {"type": "string", "format": "binary"}
+        },
+        "application/vnd.oasis.opendocument.spreadsheet": {
+            "schema": {"type": "string", "format": "binary"}
+        },
     },
 }
 log = logging.getLogger("backbone.records")
@@ -153,7 +160,7 @@ def _receipt_response(receipt: service.Receipt, *, replayed: bool) -> JSONRespon
     response_model=ReceiptOut,
     response_model_exclude_unset=True,
     status_code=201,
-    summary="Submit records (text/csv, application/x-ndjson, application/json; optionally gzip)",
+    summary="Submit records (CSV, NDJSON, JSON, .xlsx or .ods; optionally gzip)",
     dependencies=[Depends(audited(AuditAction.SUBMISSION_CREATE, "dataset", "dataset"))],
     openapi_extra={"requestBody": _REQUEST_BODY},
 )
@@ -166,10 +173,18 @@ async def create_submission(
     idempotency_key: Annotated[str | None, Header()] = None,
     period: Annotated[str | None, Query(max_length=32, pattern=r"^[A-Za-z0-9._-]+$")] = None,
     replaces: Annotated[str | None, Query(max_length=64)] = None,
+    sheet: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="The sheet of a spreadsheet body to read (the first by default).",
+        ),
+    ] = None,
 ) -> JSONResponse:
     try:
         receipt, replayed = await _submit(
-            dataset, request, session, ctx, policy, idempotency_key, period, replaces
+            dataset, request, session, ctx, policy, idempotency_key, period, replaces, sheet
         )
     except DomainError as exc:
         metrics.submission_refused(exc, exc.rows if isinstance(exc, SubmissionRejected) else 0)
@@ -188,6 +203,7 @@ async def _submit(
     idempotency_key: str | None,
     period: str | None,
     replaces: str | None,
+    sheet: str | None = None,
 ) -> tuple[service.Receipt, bool]:
     """Receive, check and store one submission: its receipt, and whether it was replayed."""
     st = state(request)
@@ -257,6 +273,7 @@ async def _submit(
             ),
             period=period,
             spill=scratch / "segment.sealed",
+            sheet=sheet,
         )
         prepared, sha = await _receive(request, st, spec, reservation)
         envelope = service.Envelope(

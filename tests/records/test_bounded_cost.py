@@ -94,7 +94,13 @@ def test_over_http_a_too_wide_header_is_a_422_and_a_semicolon_header_gets_the_hi
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["type"] == "/problems/too-many-columns"
+    # A ';' header naming the dataset's fields is read with ';' (here: fields are missing).
     body = b"student_id;school_year;neighborhood\nQA00000001;2025-26;Ashland\n"
+    r = api.post(url, as_="district-sis", content=body, headers={"Content-Type": "text/csv"})
+    assert r.status_code == 422, r.text
+    assert r.json()["report"]["counts"] == {"missing-field": 2}  # race_ethnicity, ready
+    # One naming none of them is one unlisted column, with the hint.
+    body = b"pupil;year;area\nQA00000001;2025-26;Ashland\n"
     r = api.post(url, as_="district-sis", content=body, headers={"Content-Type": "text/csv"})
     assert r.status_code == 403, r.text
     assert "';'" in r.json()["detail"]

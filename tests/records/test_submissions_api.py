@@ -96,8 +96,9 @@ def test_receipt_shape(api):
     receipt = r.json()
     assert set(receipt) == {
         "id", "dataset", "agreement", "row_count", "body_sha256", "received_at", "status",
-        "audit_index", "replaces", "period", "withdrawal",
+        "audit_index", "replaces", "period", "withdrawal", "csv",
     }  # fmt: skip
+    assert receipt["csv"] == {"delimiter": ","}
     assert receipt["dataset"] == "kindergarten_readiness"
     assert receipt["agreement"] == {"id": "district-early-learning-outcomes", "version": 1}
     assert receipt["period"] == "2025-26" and receipt["status"] == "accepted"
