@@ -17,8 +17,13 @@ import yaml
 from sqlalchemy import func, select
 
 from aggregation.models import Indicator, PrivacyBudget, PrivacyCharge, Release
+from aggregation.releases import ReleaseRequest
+from agreements.service import PolicyCache
 from audit.models import AuditEvent
+from core.context import RequestContext
+from identity import people
 from identity.models import Person
+from jobs import service as job_service
 from jobs.models import Job
 from results.models import Story, StoryVersion
 from tests.console.conftest import DemoPerson, sign_in
@@ -335,3 +340,26 @@ def test_not_signed_in_is_sent_to_sign_in(client):
     r = client.get("/console/indicators", follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/sign-in?next=/console/indicators"
+
+
+def test_an_active_jobs_page_refreshes_itself_and_a_partner_cannot_read_it(
+    client, clock, analyst, session, demo_people
+):
+
+    person = session.scalar(select(Person).where(Person.username == analyst.username))
+    ctx = RequestContext("req-test", clock(), people.principal_of(person))
+    policy = PolicyCache(lambda: session).get(session)
+    job, created = job_service.request_release(
+        session, ctx, policy, "kindergarten-enrollment", ReleaseRequest(("neighborhood",), None)
+    )
+    assert created
+    session.commit()
+    sign_in(client, clock, analyst)
+    r = client.get(f"/console/jobs/{job.id}")
+    assert r.status_code == 200, r.text
+    assert '<meta http-equiv="refresh" content="2">' in r.text
+    assert 'id="state">queued<' in r.text and "<progress" in r.text
+    client.post("/sign-out", data={"csrf": _csrf(r.text)})
+    # A partner's data manager may not read release jobs (no indicators:write).
+    sign_in(client, clock, demo_people["dana.district"])
+    assert client.get(f"/console/jobs/{job.id}").status_code == 403
