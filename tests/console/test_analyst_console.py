@@ -363,3 +363,14 @@ def test_an_active_jobs_page_refreshes_itself_and_a_partner_cannot_read_it(
     # A partner's data manager may not read release jobs (no indicators:write).
     sign_in(client, clock, demo_people["dana.district"])
     assert client.get(f"/console/jobs/{job.id}").status_code == 403
+
+
+def test_a_job_runs_for_the_person_who_requested_it_until_they_are_disabled(session, analyst):
+    person = session.scalar(select(Person).where(Person.username == analyst.username))
+    requester = f"person:{person.id}"
+    assert job_service._requester_active(session, requester)
+    person.disabled_at = person.created_at
+    session.flush()
+    assert not job_service._requester_active(session, requester)
+    assert not job_service._requester_active(session, "person:nobody")
+    session.rollback()
