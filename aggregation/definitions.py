@@ -234,16 +234,48 @@ def check_performance(
         )
 
 
-def define(
+def _checked(
     session: Session, ctx: RequestContext, policy: PolicySet, definition: IndicatorDefinition
-) -> IndicatorVersion:
-    """Create an indicator, or a new version of it, after checking it against the agreements."""
+) -> Decision:
+    """The checks :func:`define` makes before it writes: the definition against the agreements
+    in force (raises :class:`IndicatorInvalid`), then the policy decision on publishing it."""
     assert ctx.principal is not None
     _check_definition(policy, definition, ctx.now)
     check_performance(session, policy, definition, ctx.now)
-    decision = publish_decision(
+    return publish_decision(
         ctx.principal, policy, definition, definition.dimensions, definition.method, ctx.now
     )
+
+
+def check(
+    session: Session, ctx: RequestContext, policy: PolicySet, definition: IndicatorDefinition
+) -> Decision:
+    """What :func:`define` would decide for ``definition``, without defining it: the same checks
+    (refused the same way when the definition is invalid), then the policy decision, permitted
+    or not, with its reasons. Writes nothing but its audit event (a policy decision)."""
+    decision = _checked(session, ctx, policy, definition)
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=AuditAction.POLICY_DECIDE,
+            resource_type="indicator",
+            resource_id=definition.id,
+            decision=decision,
+            purpose=definition.purpose,
+            detail="checked an indicator definition without defining it",
+        ),
+    )
+    return decision
+
+
+def define(
+    session: Session, ctx: RequestContext, policy: PolicySet, definition: IndicatorDefinition
+) -> IndicatorVersion:
+    """Create an indicator, or a new version of it, after checking it against the agreements
+    (the checks of :func:`check`)."""
+    assert ctx.principal is not None
+    decision = _checked(session, ctx, policy, definition)
     if not decision.permitted:
         raise PolicyDenied(explanation(decision), decision=decision)
     indicator = session.get(Indicator, definition.id)

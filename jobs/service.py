@@ -38,7 +38,8 @@ from core.context import RequestContext
 from core.errors import ConcealedObject, DomainError, Forbidden, NotFound, PolicyDenied
 from core.ids import new_id
 from core.keys import MasterKey
-from identity.models import Client
+from identity.models import Client, Person
+from identity.people import PERSON_PREFIX
 from jobs.models import ACTIVE, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
 from policy.engine import PolicySet
 from policy.model import Principal
@@ -215,6 +216,16 @@ class _Claimed:
     requester_active: bool
 
 
+def _requester_active(session: Session, client_id: str) -> bool:
+    """Whether who requested a job may still act: an enabled client, or a person signed in to
+    the console (``person:<id>``, see :mod:`identity.people`) who is not disabled."""
+    if client_id.startswith(PERSON_PREFIX):
+        person = session.get(Person, client_id.removeprefix(PERSON_PREFIX))
+        return person is not None and person.disabled_at is None
+    client = session.get(Client, client_id)
+    return client is not None and client.disabled_at is None
+
+
 def _claim(runtime: JobRuntime, job_id: str, stale: timedelta | None) -> _Claimed | None:
     """Mark a job running (one more attempt), or None if it is finished, unknown, or (with
     ``stale``) running and heard of within ``stale``. The requester is checked, and the
@@ -243,7 +254,7 @@ def _claim(runtime: JobRuntime, job_id: str, stale: timedelta | None) -> _Claime
         job = session.get(Job, job_id)
         assert job is not None
         session.refresh(job)
-        client = session.get(Client, job.client_id)
+        active = _requester_active(session, job.client_id)
         policy = runtime.policies.get(session)
         session.commit()
         principal = Principal(
@@ -264,7 +275,7 @@ def _claim(runtime: JobRuntime, job_id: str, stale: timedelta | None) -> _Claime
             ),
             policy,
             job.attempts,
-            client is not None and client.disabled_at is None,
+            active,
         )
     return claimed_job
 

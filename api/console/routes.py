@@ -80,6 +80,24 @@ SECTIONS: tuple[Section, ...] = (
         "Inclusion proofs",
         "The proof that an event is in the log the checkpoint signed.",
     ),
+    Section(
+        "indicators:write",
+        "console_indicators",
+        "Indicators",
+        "Indicators and their releases; request a release with its budget preview and follow it.",
+    ),
+    Section(
+        "indicators:write",
+        "console_define",
+        "Define an indicator",
+        "A definition checked against the agreements before it is saved.",
+    ),
+    Section(
+        "indicators:read",
+        "console_results",
+        "Results and stories",
+        "The initiative's results and the stories behind their curves.",
+    ),
 )
 
 
