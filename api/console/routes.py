@@ -80,6 +80,24 @@ SECTIONS: tuple[Section, ...] = (
         "Inclusion proofs",
         "The proof that an event is in the log the checkpoint signed.",
     ),
+    Section(
+        "agreements:approve",
+        "console_dm_agreements",
+        "Your agreements",
+        "Read each version in plain language, compare versions, approve the exact content hash.",
+    ),
+    Section(
+        "agreements:approve",
+        "console_dm_reviews",
+        "Releases to review",
+        "What a release computed from your data would publish; approve it or object.",
+    ),
+    Section(
+        "agreements:approve",
+        "console_dm_budgets",
+        "Privacy budgets",
+        "The privacy loss spent and left under your agreements.",
+    ),
 )
 
 
