@@ -188,17 +188,19 @@ def plain_language(document: AgreementDocument) -> list[Section]:
     if dis.rounding.value != "none":
         disclosure.sentences.append(f"Published counts are rounded ({dis.rounding.value}).")
     if dis.top_code_percent is not None:
-        disclosure.sentences.append(f"Values are top-coded at the {dis.top_code_percent}th percentile.")
+        disclosure.sentences.append(
+            f"Values are top-coded at the {dis.top_code_percent}th percentile."
+        )
     if dis.bottom_code_percent is not None:
         disclosure.sentences.append(
             f"Values are bottom-coded at the {dis.bottom_code_percent}th percentile."
         )
     if dis.privacy is not None:
-        p = dis.privacy
+        dp = dis.privacy
         disclosure.sentences.append(
-            f"Differential privacy: at most ε = {p.epsilon_per_release} per release and"
-            f" ε = {p.epsilon_per_period} per {p.period.replace('_', ' ')}, each person counted"
-            f" at most {p.max_contributions} time(s)."
+            f"Differential privacy: at most ε = {dp.epsilon_per_release} per release and"
+            f" ε = {dp.epsilon_per_period} per {dp.period.replace('_', ' ')}, each person counted"
+            f" at most {dp.max_contributions} time(s)."
         )
     recipients = _recipients(document)
     if recipients:

@@ -372,9 +372,7 @@ def review_page(
     assert ctx.principal is not None
     document = review.review_document(session, ctx, release_id)
     org = ctx.principal.organization_id
-    mine = next(
-        (r for r in document["review"]["reviewers"] if r["organization"] == org), None
-    )
+    mine = next((r for r in document["review"]["reviewers"] if r["organization"] == org), None)
     open_ = document["review"]["state"] == "pending_review" and mine and mine["decision"] is None
     return page(
         request,
@@ -466,4 +464,4 @@ def budgets(request: Request, session: UnitOfWork, ctx: Reader) -> Response:
     )
 
 
-__all__ = ["READ_SCOPE", "APPROVE_SCOPE", "router"]
+__all__ = ["APPROVE_SCOPE", "READ_SCOPE", "router"]

@@ -162,8 +162,10 @@ def test_a_new_draft_is_read_compared_and_approved_by_its_exact_hash(
     diff = client.get(f"/console/agreements/{DISTRICT}/diff", params={"old": v - 1, "new": v})
     assert diff.status_code == 200, diff.text
     dtext = html.unescape(diff.text)
-    rows = re.findall(r'<tr class="(\w+)">\s*<td class="mark">([^<]*)<.*?"text">([^<]*)<', dtext, re.S)
-    assert ("removed", "− removed", "  min_cell_size: 10") in rows
+    rows = re.findall(
+        r'<tr class="(\w+)">\s*<td class="mark">([^<]*)<.*?"text">([^<]*)<', dtext, re.S
+    )
+    assert ("removed", "- removed", "  min_cell_size: 10") in rows
     assert ("added", "+ added", "  min_cell_size: 20") in rows
     assert all(kind in ("removed", "added") for kind, _, text in rows if "min_cell" in text)
     assert "A narrower purpose" in dtext
@@ -174,7 +176,7 @@ def test_a_new_draft_is_read_compared_and_approved_by_its_exact_hash(
         follow_redirects=False,
     )
     assert r.status_code == 303, r.text
-    event = [e for e in _last_events(session, 10) if e.action == "agreement.approve"][0]
+    event = next(e for e in _last_events(session, 10) if e.action == "agreement.approve")
     assert (event.client_id, event.resource_id) == (
         _person(session, district.username),
         f"{DISTRICT}/v{v}",
@@ -237,15 +239,21 @@ def test_a_form_without_the_csrf_token_is_refused(client, clock, district, api, 
         assert r.status_code == 403, r.text
         event = _last_events(session, 1)[0]
         assert (event.action, event.outcome) == ("agreement.approve", "denied")
-    for path in (f"/console/agreements/{DISTRICT}/suspend", f"/console/agreements/{DISTRICT}/terminate"):
+    for path in (
+        f"/console/agreements/{DISTRICT}/suspend",
+        f"/console/agreements/{DISTRICT}/terminate",
+    ):
         assert client.post(path, data={"csrf": "", "confirm": "terminate"}).status_code == 403
     shown = api.get(
         f"/v1/agreements/{DISTRICT}/versions/{drafted['version']}", as_="district-data-manager"
     ).json()
     assert "district" not in shown["approved_by"]
-    assert api.get(f"/v1/agreements/{DISTRICT}", as_="district-data-manager").json()["versions"][
-        0
-    ]["status"] == "active"
+    assert (
+        api.get(f"/v1/agreements/{DISTRICT}", as_="district-data-manager").json()["versions"][0][
+            "status"
+        ]
+        == "active"
+    )
 
 
 def test_another_organizations_agreement_and_release_are_refused_as_the_api_refuses_them(
@@ -288,7 +296,11 @@ def test_another_organizations_agreement_and_release_are_refused_as_the_api_refu
     # Editing the form: approving the health agreement's draft by its real hash.
     r = client.post(
         f"/console/agreements/{HEALTH}/approve",
-        data={"csrf": csrf, "version": str(drafted["version"]), "content_hash": drafted["content_hash"]},
+        data={
+            "csrf": csrf,
+            "version": str(drafted["version"]),
+            "content_hash": drafted["content_hash"],
+        },
     )
     expected = api.post(
         f"/v1/agreements/{HEALTH}/approve",
@@ -296,7 +308,10 @@ def test_another_organizations_agreement_and_release_are_refused_as_the_api_refu
         json={"version": drafted["version"], "content_hash": drafted["content_hash"]},
     )
     assert r.status_code == expected.status_code == 403, r.text
-    for path in (f"/console/agreements/{HEALTH}/suspend", f"/console/agreements/{HEALTH}/terminate"):
+    for path in (
+        f"/console/agreements/{HEALTH}/suspend",
+        f"/console/agreements/{HEALTH}/terminate",
+    ):
         r = client.post(path, data={"csrf": csrf, "confirm": "terminate"})
         assert r.status_code == 403, (path, r.text)
     for decision in ("approve", "object"):
@@ -344,7 +359,7 @@ def test_a_held_release_is_read_and_approved_or_objected_to(client, clock, healt
     after = client.get(r.headers["location"])
     assert "Your organization approved the release." in after.text
     assert 'id="release-state">published<' in after.text
-    event = [e for e in _last_events(session, 10) if e.action == "release.review.approve"][0]
+    event = next(e for e in _last_events(session, 10) if e.action == "release.review.approve")
     assert event.client_id == _person(session, health.username)
     # A second held release: objected to, with a reason.
     other = api.post(
