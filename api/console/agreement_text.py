@@ -9,6 +9,7 @@ calls, then renders them with these.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,28 +29,29 @@ ACTION_PHRASES = {
     "delete": "destroy the records of",
     "notify": "inform the parties about",
 }
+# leftOperand -> (how a sentence names it, whether it is plural)
 OPERANDS = {
-    "purpose": "the purpose",
-    "recipient": "the recipients",
-    "dimension": "the breakdowns (dimensions)",
-    "field": "the fields",
-    "spatialGranularity": "the geographic level",
-    "disclosureMethod": "the disclosure method",
-    "dateTime": "the date and time",
-    "linkedDataset": "the linked datasets",
-    "event": "the events",
+    "purpose": ("the purpose", False),
+    "recipient": ("the recipients", True),
+    "dimension": ("the breakdowns (dimensions)", True),
+    "field": ("the fields", True),
+    "spatialGranularity": ("the geographic level", False),
+    "disclosureMethod": ("the disclosure method", False),
+    "dateTime": ("the date and time", False),
+    "linkedDataset": ("the linked datasets", True),
+    "event": ("the events", True),
 }
 OPERATORS = {
-    "eq": "is",
-    "neq": "is not",
-    "lt": "is before or less than",
-    "lteq": "is at most",
-    "gt": "is after or more than",
-    "gteq": "is at least as coarse as",
-    "isAnyOf": "is one of",
-    "isAllOf": "includes all of",
-    "isNoneOf": "is none of",
-    "isPartOf": "is limited to",
+    "eq": "",
+    "neq": "not",
+    "lt": "before or below",
+    "lteq": "at most",
+    "gt": "after or above",
+    "gteq": "at least as coarse as",
+    "isAnyOf": "one of",
+    "isAllOf": "all of",
+    "isNoneOf": "none of",
+    "isPartOf": "limited to",
 }
 PUBLIC_RECIPIENT = "public"
 
@@ -84,30 +86,46 @@ def _date(value: Any) -> str:
     return Term.as_datetime(value).strftime("%-d %B %Y")
 
 
+def _term(value: str) -> str:
+    """A vocabulary term for people: ``dpv:PublicBenefit`` is "public benefit
+    (dpv:PublicBenefit)"."""
+    if ":" not in value:
+        return value.replace("_", " ")
+    name = value.split(":", 1)[1]
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower()
+    return f"{words} ({value})"
+
+
 def _value(left: str, value: Any, document: AgreementDocument) -> str:
     values = value if isinstance(value, list) else [value]
     if left == "recipient":
         return _list([_party(document, str(v)) for v in values])
+    if left in ("purpose", "disclosureMethod"):
+        return _list([_term(str(v)) for v in values])
     return _list([str(v) for v in values])
 
 
 def constraint_text(spec: ConstraintSpec, document: AgreementDocument) -> str:
-    operand = OPERANDS.get(spec.left_operand, spec.left_operand)
+    operand, plural = OPERANDS.get(spec.left_operand, (spec.left_operand, False))
     operator = OPERATORS.get(spec.operator, spec.operator)
-    return f"{operand} {operator} {_value(spec.left_operand, spec.right_operand, document)}"
+    verb = "are" if plural else "is"
+    phrase = f"{verb} {operator}" if operator else verb
+    return f"{operand} {phrase} {_value(spec.left_operand, spec.right_operand, document)}"
 
 
 def _targets(document: AgreementDocument, rule: RuleSpec) -> str:
     titles = {d.name: d.title or d.name for d in document.datasets}
     targets = rule.targets()
     if "*" in targets:
-        return "every dataset of the agreement"
+        return "the agreement's datasets"
     return _list([f"{titles.get(t, t)} ({t})" for t in targets])
 
 
 def rule_text(document: AgreementDocument, rule: RuleSpec, verb: str) -> str:
     who = _list([_party(document, a) for a in rule.assignees()])
     what = ACTION_PHRASES.get(rule.action, rule.action)
+    if verb == "must never" and rule.assignees() == ["*"]:
+        who, verb = "no party", "may"
     sentence = f"{who[:1].upper()}{who[1:]} {verb} {what} {_targets(document, rule)}"
     if rule.constraint:
         sentence += ", only where " + "; ".join(
@@ -143,14 +161,16 @@ def plain_language(document: AgreementDocument) -> list[Section]:
     purpose = Section("Purpose and legal basis")
     basis = LEGAL_BASES.get(document.legal_basis, document.legal_basis)
     purpose.sentences.append(f"Legal basis: {basis}.")
-    for key, text in document.clauses.items():
+    # The purpose first, then the other clauses as the document names them.
+    for key, text in sorted(document.clauses.items(), key=lambda kv: kv[0] != "purpose"):
         purpose.items.append(f"{key.replace('_', ' ').capitalize()}: {text}")
     out.append(purpose)
 
     term = Section("Term")
     term.sentences.append(
-        f"In force from {_date(document.term.effective)} until {_date(document.term.expires)}"
-        " once every party has approved this version."
+        f"The term runs from {_date(document.term.effective)} until"
+        f" {_date(document.term.expires)}; a version governs only once every party has approved"
+        " it."
     )
     out.append(term)
 
@@ -227,10 +247,12 @@ def plain_language(document: AgreementDocument) -> list[Section]:
     )
     if "destruction" in document.clauses:
         retention.sentences.append(document.clauses["destruction"])
-    if document.withdrawal.allowed:
+    if document.withdrawal.allowed and document.withdrawal.notice_days:
         retention.sentences.append(
             f"A provider may withdraw with {document.withdrawal.notice_days} day(s) of notice."
         )
+    elif document.withdrawal.allowed:
+        retention.sentences.append("A provider may withdraw at any time, without notice.")
     else:
         retention.sentences.append("A provider may not withdraw before the end of the term.")
     out.append(retention)

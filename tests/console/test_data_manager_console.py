@@ -118,10 +118,14 @@ def test_an_agreement_in_plain_language_with_its_odrl_lint_and_approvals(
     ):
         assert heading in text, heading
     assert "No published cell may count fewer than 11 people." in text
-    assert "Backbone may publish aggregates computed from" in text or "may publish" in text
-    assert "have 10 day(s) to approve or object" in text
-    assert "Records are destroyed within 30 day(s)" in text
-    assert "In force from 1 January" in text or "In force from " in text
+    assert (
+        "Riverton Children's Collaborative (backbone) may publish aggregates computed from"
+        " Live births (births), only where the purpose is one of public benefit"
+        " (dpv:PublicBenefit); the recipients are limited to" in text
+    )
+    assert "No party may export record-level data of the agreement's datasets." in text
+    assert "The term runs from 1 July 2025 until 30 June 2028" in text
+    assert "Releases may go to Riverton County Department of Public Health (health)" in text
     api_version = api.get(f"/v1/agreements/{HEALTH}/versions/1", as_="health-data-manager").json()
     assert api_version["content_hash"] in text
     # The ODRL download is the API's export.
