@@ -469,3 +469,22 @@ def test_a_person_who_is_not_signed_in_is_sent_to_sign_in(client):
     for path in ("/console/agreements", f"/console/agreements/{HEALTH}", "/console/reviews"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].startswith("/sign-in?next=")
+
+
+def test_a_wrong_version_is_a_clear_page_and_audited(client, clock, district, session):
+    sign_in(client, clock, district)
+    person = _person(session, district.username)
+    for path, status in (
+        (f"/console/agreements/{DISTRICT}?version=abc", 422),
+        (f"/console/agreements/{DISTRICT}?version=99", 404),
+        (f"/console/agreements/{DISTRICT}/diff?old=1&new=x", 422),
+        ("/console/agreements/no-such-agreement", 404),
+        ("/console/reviews?state=everything", 422),
+    ):
+        r = client.get(path)
+        assert r.status_code == status, (path, r.text)
+        assert r.headers["content-type"].startswith("text/html")
+        event = _last_events(session, 1)[0]
+        assert (event.client_id, event.outcome) == (person, "rejected"), path
+    same = client.get(f"/console/agreements/{DISTRICT}/diff?old=1&new=1")
+    assert same.status_code == 200 and "The two documents are the same." in same.text
