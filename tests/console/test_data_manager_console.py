@@ -19,6 +19,7 @@ from sqlalchemy import select
 from audit.models import AuditEvent
 from identity.models import Person
 from tests.console.conftest import DemoPerson, sign_in
+from tests.indicators.test_review import _submit_births
 
 DISTRICT = "district-early-learning-outcomes"
 HEALTH = "health-birth-outcomes"
@@ -348,6 +349,17 @@ def test_a_held_release_is_read_and_approved_or_objected_to(client, clock, healt
     # The cells the page shows are the review API's.
     cells = re.search(r'<table id="cells">.*?<tbody>(.*?)</tbody>', page.text, re.S).group(1)
     assert cells.count("<tr>") == len(shown["rows"]) > 0
+    # What changed since the last published release, as the review API counts it.
+    counts = shown["changes"]["counts"]
+    moved = counts["changed"] + counts["added"] + counts["removed"]
+    if shown["changes"]["against"] is None:
+        assert "every cell is new" in page.text
+    elif moved:
+        assert f"Against release {shown['changes']['against']}" in page.text
+        table = re.search(r'<table id="changes">.*?<tbody>(.*?)</tbody>', page.text, re.S)
+        assert table and table.group(1).count("<tr>") == moved
+    else:
+        assert "No cell changed." in page.text
     # An objection needs a reason, as in the API.
     r = client.post(
         f"/console/reviews/{held['id']}/object", data={"csrf": _csrf(page.text), "reason": " "}
@@ -365,12 +377,19 @@ def test_a_held_release_is_read_and_approved_or_objected_to(client, clock, healt
     assert 'id="release-state">published<' in after.text
     event = next(e for e in _last_events(session, 10) if e.action == "release.review.approve")
     assert event.client_id == _person(session, health.username)
-    # A second held release: objected to, with a reason.
-    other = api.post(
-        "/v1/indicators/low-birth-weight/releases",
-        as_="backbone-manager",
-        json={"dimensions": ["neighborhood"]},
-    ).json()
+    # Late births arrive; the same release again is held, against the one just published: the
+    # page lists the cells that changed. Objected to, with a reason.
+    _submit_births(api)
+    other = _held_release(api)
+    page = client.get(f"/console/reviews/{other['id']}")
+    shown = api.get(f"/v1/releases/{other['id']}/review", as_="health-data-manager").json()
+    assert shown["changes"]["against"] == held["id"]
+    counts = shown["changes"]["counts"]
+    moved = counts["changed"] + counts["added"] + counts["removed"]
+    assert f"Against release {held['id']}" in page.text
+    assert moved > 0  # the late births change some years' shares
+    table = re.search(r'<table id="changes">.*?<tbody>(.*?)</tbody>', page.text, re.S)
+    assert table and table.group(1).count("<tr>") == moved
     r = client.post(
         f"/console/reviews/{other['id']}/object",
         data={"csrf": _csrf(page.text), "reason": "The Bayview count looks wrong."},
