@@ -83,7 +83,8 @@ class AgreementApproval(Base):
     agreement_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"))
+    # The OAuth client, or the person (``person:<id>``) signed in to the console, who approved.
+    client_id: Mapped[str] = mapped_column(String(64))
     content_hash: Mapped[str] = mapped_column(String(80))
     approved_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.console import analyst, auth, routes
+from api.console import analyst, auth, data_manager, routes
 
 
 def install(app: FastAPI) -> None:
     """Add the sign-in pages and the console to ``app``."""
     app.router.routes.extend(routes.router.routes)
     app.router.routes.extend(analyst.router.routes)
+    app.router.routes.extend(data_manager.router.routes)
     app.add_exception_handler(auth.SignInRequired, auth.redirect_to_sign_in)

@@ -98,6 +98,24 @@ SECTIONS: tuple[Section, ...] = (
         "Results and stories",
         "The initiative's results and the stories behind their curves.",
     ),
+    Section(
+        "agreements:approve",
+        "console_dm_agreements",
+        "Your agreements",
+        "Read each version in plain language, compare versions, approve the exact content hash.",
+    ),
+    Section(
+        "agreements:approve",
+        "console_dm_reviews",
+        "Releases to review",
+        "What a release computed from your data would publish; approve it or object.",
+    ),
+    Section(
+        "agreements:approve",
+        "console_dm_budgets",
+        "Privacy budgets",
+        "The privacy loss spent and left under your agreements.",
+    ),
 )
 
 
