@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -163,6 +164,15 @@ def create_person(
     )
     uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer)
     return EnrolledPerson(person, password, secret, uri)
+
+
+def list_people(session: Session, organization_id: str | None = None) -> Sequence[Person]:
+    """The people of every organization (or of ``organization_id``), by username; no secret is
+    read (the password hash and the sealed TOTP secret stay in their columns)."""
+    query = select(Person).order_by(Person.username)
+    if organization_id is not None:
+        query = query.where(Person.organization_id == organization_id)
+    return session.scalars(query).all()
 
 
 def disable_person(session: Session, ctx: RequestContext, username: str) -> Person:

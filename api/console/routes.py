@@ -116,6 +116,24 @@ SECTIONS: tuple[Section, ...] = (
         "Privacy budgets",
         "The privacy loss spent and left under your agreements.",
     ),
+    Section(
+        "admin",
+        "console_admin_organizations",
+        "Organizations",
+        "The organizations and a form to add one.",
+    ),
+    Section(
+        "admin",
+        "console_admin_clients",
+        "Clients",
+        "Create a client, rotate its secret or disable it.",
+    ),
+    Section(
+        "admin",
+        "console_admin_people",
+        "People",
+        "Create a person who signs in here, or disable one.",
+    ),
 )
 
 
