@@ -35,9 +35,7 @@ def _sign_in(page: Any, username: str, password: str, code: str) -> None:
     page.wait_for_load_state()
 
 
-def test_the_administrator_manages_clients_and_people(
-    page: Any, settings: Any, clock: Any
-) -> None:
+def test_the_administrator_manages_clients_and_people(page: Any, settings: Any, clock: Any) -> None:
     ada = _demo_person(settings, "ada.admin")
     page.goto("/console/admin/clients")
     assert page.url.endswith("/sign-in?next=/console/admin/clients")
@@ -66,7 +64,7 @@ def test_the_administrator_manages_clients_and_people(
     screenshot(page, "console-admin")
 
     # Rotate it: a new secret, shown once.
-    page.click(f"button[aria-label='Rotate the secret of District roster sync']")
+    page.click("button[aria-label='Rotate the secret of District roster sync']")
     page.wait_for_load_state()
     assert page.locator("h1").inner_text() == "Client secret rotated"
     rotated = page.locator("#client-secret").inner_text()
@@ -74,7 +72,12 @@ def test_the_administrator_manages_clients_and_people(
     _no_violations(page)
 
     # Disable it, after a confirmation step.
-    page.goto(f"/console/admin/clients/{client_id}/disable")
+    page.click("text=Back to the clients")
+    page.wait_for_load_state()
+    assert rotated not in page.content()
+    page.click("a[aria-label='Disable District roster sync']")
+    page.wait_for_load_state()
+    assert page.url.endswith(f"/console/admin/clients/{client_id}/disable"), page.url
     assert page.locator("h1").inner_text() == "Disable District roster sync?"
     _no_violations(page)
     page.check("#confirm")

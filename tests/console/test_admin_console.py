@@ -273,3 +273,23 @@ def test_a_person_without_the_admin_scope_is_refused_everywhere(client, clock, d
     assert session.get(Client, "backbone-admin").disabled_at is None
     ada = session.scalar(select(Person).where(Person.username == "ada.admin"))
     assert ada.disabled_at is None
+
+
+def test_refusals_of_the_services_are_pages_with_the_api_status(client, clock, ada, session):
+    sign_in(client, clock, ada)
+    csrf = _csrf(client.get("/console/admin/people").text)
+    # A role for another kind of organization, refused by the service, nothing created.
+    wrong = {
+        "csrf": csrf,
+        "organization": "district",
+        "role": "auditor",
+        "username": "wrong.kind",
+    }
+    r = client.post("/console/admin/people", data=wrong)
+    assert r.status_code == 422 and "<h1>" in r.text
+    session.expire_all()
+    assert session.scalar(select(Person).where(Person.username == "wrong.kind")) is None
+    assert client.get("/console/admin/clients/no-such-client/disable").status_code == 404
+    assert client.get("/console/admin/people/no.such.person/disable").status_code == 404
+    gone = client.post("/console/admin/clients/no-such-client/secret", data={"csrf": csrf})
+    assert gone.status_code == 404
