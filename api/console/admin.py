@@ -46,6 +46,11 @@ def _text(value: str | None) -> str:
     return (value or "").strip()[:MAX_FIELD]
 
 
+def _done(value: str | None, expected: str) -> str | None:
+    """The note of a form that succeeded and redirected here (``?done=``), if it is this page's."""
+    return DONE[expected] if value == expected else None
+
+
 def _count_write(request: Request, ctx: RequestContext) -> None:
     """A form that changes something counts against the write limit, as the API route does."""
     assert ctx.principal is not None
@@ -93,7 +98,7 @@ def organizations(
         section="console_admin_organizations",
         items=items,
         kinds=[k.value for k in OrganizationKind],
-        done=DONE.get(done or "") if done == "organization" else None,
+        done=_done(done, "organization"),
     )
 
 
@@ -140,7 +145,7 @@ def clients(request: Request, session: UnitOfWork, ctx: Admin, done: str | None 
         items=items,
         organizations=service.list_organizations(session),
         roles=_roles(),
-        done=DONE.get(done or "") if done == "client-disabled" else None,
+        done=_done(done, "client-disabled"),
     )
 
 
@@ -276,7 +281,7 @@ def people_list(
         items=items,
         organizations=service.list_organizations(session),
         roles=_roles(),
-        done=DONE.get(done or "") if done == "person-disabled" else None,
+        done=_done(done, "person-disabled"),
     )
 
 
