@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.console import analyst, auth, data_manager, routes
+from api.console import analyst, auth, data_manager, routes, staff
 
 
 def install(app: FastAPI) -> None:
@@ -15,4 +15,5 @@ def install(app: FastAPI) -> None:
     app.router.routes.extend(routes.router.routes)
     app.router.routes.extend(analyst.router.routes)
     app.router.routes.extend(data_manager.router.routes)
+    app.router.routes.extend(staff.router.routes)
     app.add_exception_handler(auth.SignInRequired, auth.redirect_to_sign_in)

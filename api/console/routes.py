@@ -116,6 +116,18 @@ SECTIONS: tuple[Section, ...] = (
         "Privacy budgets",
         "The privacy loss spent and left under your agreements.",
     ),
+    Section(
+        "records:write",
+        "console_staff_datasets",
+        "Datasets you send",
+        "Each dataset's fields and template, and the form that sends a file.",
+    ),
+    Section(
+        "records:write",
+        "console_staff_submissions",
+        "Your organization's submissions",
+        "Receipts of what your organization sent, and withdrawal under the agreement's terms.",
+    ),
 )
 
 
