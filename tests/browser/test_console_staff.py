@@ -56,7 +56,7 @@ def test_partner_staff_send_a_file_read_the_receipt_and_the_report_and_withdraw(
         page.click("#template-link")
     template = tmp_path / "template.csv"
     info.value.save_as(str(template))
-    header, row = template.read_text().splitlines()[:2]
+    header, _row = template.read_text().splitlines()[:2]
     assert "student_id" in header
 
     page.set_input_files("#file", str(template))

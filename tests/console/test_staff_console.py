@@ -187,6 +187,7 @@ def test_an_upload_goes_through_the_apis_ingest_and_shows_the_receipt(
     )
     assert proof.json() == from_api.json()
 
+
 def test_a_gzip_spreadsheet_name_and_a_form_sent_twice_follow_the_api(
     client, clock, staff, session
 ):
@@ -227,11 +228,11 @@ def test_a_refused_file_changes_nothing_and_the_report_has_no_values(
     ).json()
     assert problem["report"]["errors"]
     for error in problem["report"]["errors"]:
-        row = f"<th scope=\"row\">{error['row']}</th>"
+        row = f'<th scope="row">{error["row"]}</th>'
         assert row in r.text
         assert f"<code>{error['field']}</code>" in r.text
         assert f"<code>{error['code']}</code>" in r.text
-    event = [e for e in _last_events(session, 6) if e.client_id == _person(session, "sam.sis")][0]
+    event = next(e for e in _last_events(session, 6) if e.client_id == _person(session, "sam.sis"))
     assert event.action == "submission.create" and event.outcome != "succeeded"
 
 
@@ -284,7 +285,7 @@ def test_submissions_list_page_and_withdrawal_under_the_agreements_terms(
     assert r.status_code == 303, r.text
     receipt = api.get(f"/v1/submissions/{submission_id}", as_="district-sis").json()
     assert receipt["withdrawal"]["state"] == "scheduled"
-    withdrawn = [e for e in _last_events(session, 5) if e.action == "submission.withdraw"][0]
+    withdrawn = next(e for e in _last_events(session, 5) if e.action == "submission.withdraw")
     assert withdrawn.client_id == _person(session, "sam.sis")
     assert withdrawn.outcome == "succeeded"
     shown = client.get(r.headers["location"])
