@@ -48,6 +48,9 @@ ALLOWED_BY_KIND: dict[str, frozenset[str]] = {
 # Named bundles for the roles of the design; a client may also be given explicit scopes.
 ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "partner-system": (OrganizationKind.PARTNER, frozenset({"records:write", "submissions:read"})),
+    # People of a partner who send its data from the console: the partner system's scopes, as a
+    # role of its own so that a system (a client) and a person are never the same role.
+    "partner-staff": (OrganizationKind.PARTNER, frozenset({"records:write", "submissions:read"})),
     "data-manager": (
         OrganizationKind.PARTNER,
         frozenset(

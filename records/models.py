@@ -73,7 +73,8 @@ class Submission(Base):
     agreement_id: Mapped[str] = mapped_column(String(64))
     agreement_version: Mapped[int] = mapped_column(Integer)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"))
+    # The OAuth client or the person (``person:<id>``) who sent it.
+    client_id: Mapped[str] = mapped_column(String(64))
     # accepted | withdrawn | replaced | purged
     status: Mapped[str] = mapped_column(String(16))
     row_count: Mapped[int] = mapped_column(BigInteger)
@@ -148,7 +149,7 @@ class IdempotencyReservation(Base):
 
     __tablename__ = "idempotency_reservations"
 
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     dataset: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(160))

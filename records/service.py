@@ -693,6 +693,15 @@ def withdrawal_terms(session: Session, row: Submission) -> WithdrawalTerms:
     return WithdrawalTerms(row.agreement_id, version.version, spec.allowed, spec.notice_days)
 
 
+def own_withdrawal_terms(
+    session: Session, ctx: RequestContext, submission_id: str
+) -> WithdrawalTerms:
+    """The withdrawal terms that govern one of the caller's organization's submissions now (what
+    :func:`withdraw` would apply), for a confirmation before withdrawing; another
+    organization's submission is refused as :func:`withdraw` refuses it."""
+    return withdrawal_terms(session, _own(session, ctx, submission_id))
+
+
 def withdraw(session: Session, ctx: RequestContext, submission_id: str) -> Receipt:
     """Withdraw a submission under its agreement's ``withdrawal`` terms.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.console import admin, analyst, auth, data_manager, routes
+from api.console import admin, analyst, auth, data_manager, routes, staff
 
 
 def install(app: FastAPI) -> None:
@@ -16,4 +16,5 @@ def install(app: FastAPI) -> None:
     app.router.routes.extend(analyst.router.routes)
     app.router.routes.extend(data_manager.router.routes)
     app.router.routes.extend(admin.router.routes)
+    app.router.routes.extend(staff.router.routes)
     app.add_exception_handler(auth.SignInRequired, auth.redirect_to_sign_in)

@@ -134,6 +134,18 @@ SECTIONS: tuple[Section, ...] = (
         "People",
         "Create a person who signs in here, or disable one.",
     ),
+    Section(
+        "records:write",
+        "console_staff_datasets",
+        "Datasets you send",
+        "Each dataset's fields and template, and the form that sends a file.",
+    ),
+    Section(
+        "records:write",
+        "console_staff_submissions",
+        "Your organization's submissions",
+        "Receipts of what your organization sent, and withdrawal under the agreement's terms.",
+    ),
 )
 
 

@@ -30,11 +30,12 @@ from policy.vocabulary import DisclosureMethod
 HERE = Path(__file__).parent
 router = APIRouter(include_in_schema=False)
 
-# Every page is its own document: no inline script or style, nothing from elsewhere; an embed
+# Every page is its own document: no inline script or style (scripts and styles come from /static
+# only), nothing from elsewhere; an embed
 # may be framed by any site, the other pages by none.
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
 )
 METHOD_LABELS: dict[str, str] = {
     DisclosureMethod.SUPPRESSION: "Small-cell suppression",

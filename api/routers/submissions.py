@@ -13,6 +13,8 @@ import hashlib
 import logging
 import re
 import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,7 +44,8 @@ router = APIRouter(prefix="/v1", tags=["submissions"])
 Writer = Annotated[RequestContext, Depends(require("records:write", write=True))]
 Reader = Annotated[RequestContext, Depends(require("submissions:read"))]
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-UPLOAD_PATH = re.compile(r"^/v1/datasets/[^/]+/submissions$")
+# The API's upload and the console's upload form: the upload size limit, not the body limit.
+UPLOAD_PATH = re.compile(r"^/(v1/datasets/[^/]+/submissions|console/datasets/[^/]+/upload)$")
 _swept: set[Path] = set()
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
@@ -95,7 +98,7 @@ async def _heartbeat(st: AppState, reservation: Reservation) -> None:
 
 
 async def _receive(
-    request: Request, st: AppState, spec: IngestSpec, reservation: Reservation | None
+    body: AsyncIterator[bytes], st: AppState, spec: IngestSpec, reservation: Reservation | None
 ) -> tuple[Prepared, str]:
     """Stream the body into the ingest pipeline; return its result and the body's SHA-256."""
     pipe = intake.BodyPipe()
@@ -104,7 +107,7 @@ async def _receive(
 
     async def feed() -> None:
         try:
-            async for chunk in request.stream():
+            async for chunk in body:
                 if chunk:
                     digest.update(chunk)
                     await pipe.feed(chunk)
@@ -138,10 +141,10 @@ async def _receive(
     return result[0], digest.hexdigest()
 
 
-async def _hash_body(request: Request) -> str:
+async def _hash_body(body: AsyncIterator[bytes]) -> str:
     digest = hashlib.sha256()
     try:
-        async for chunk in request.stream():
+        async for chunk in body:
             digest.update(chunk)
     except ClientDisconnect:
         raise IncompleteBody("The connection closed before the whole body arrived.") from None
@@ -182,16 +185,53 @@ async def create_submission(
         ),
     ] = None,
 ) -> JSONResponse:
+    upload = Upload(
+        request.stream(),
+        request.headers.get("content-type"),
+        request.headers.get("content-encoding"),
+    )
+    receipt, replayed = await submit(
+        dataset, request, session, ctx, policy, upload, idempotency_key, period, replaces, sheet
+    )
+    return _receipt_response(receipt, replayed=replayed)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A submission's body as it arrives, with what its headers (or a form's file part) say it
+    is: the request's own stream for the API, a form's file part for the console."""
+
+    body: AsyncIterator[bytes]
+    content_type: str | None
+    content_encoding: str | None
+
+
+async def submit(
+    dataset: str,
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    policy: PolicySet,
+    upload: Upload,
+    idempotency_key: str | None,
+    period: str | None,
+    replaces: str | None,
+    sheet: str | None = None,
+) -> tuple[service.Receipt, bool]:
+    """The one ingest path of ``POST /v1/datasets/{dataset}/submissions`` and of the console's
+    upload form: receive, check and store one submission, counted in the metrics; its receipt,
+    and whether it was replayed. The caller has the route's scopes, audited action and unit of
+    work."""
     try:
         receipt, replayed = await _submit(
-            dataset, request, session, ctx, policy, idempotency_key, period, replaces, sheet
+            dataset, request, session, ctx, policy, upload, idempotency_key, period, replaces, sheet
         )
     except DomainError as exc:
         metrics.submission_refused(exc, exc.rows if isinstance(exc, SubmissionRejected) else 0)
         raise
     # Counted once stored: the unit of work commits after this returns.
     after_commit(request, partial(metrics.submission_stored, receipt.row_count, replayed=replayed))
-    return _receipt_response(receipt, replayed=replayed)
+    return receipt, replayed
 
 
 async def _submit(
@@ -200,6 +240,7 @@ async def _submit(
     session: Session,
     ctx: RequestContext,
     policy: PolicySet,
+    upload: Upload,
     idempotency_key: str | None,
     period: str | None,
     replaces: str | None,
@@ -209,8 +250,8 @@ async def _submit(
     st = state(request)
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters.")
-    fmt = intake.media_format(request.headers.get("content-type"))
-    coding = intake.content_coding(request.headers.get("content-encoding"))
+    fmt = intake.media_format(upload.content_type)
+    coding = intake.content_coding(upload.content_encoding)
     assert ctx.principal is not None
     client_id = ctx.principal.client_id
     opening = await run_in_threadpool(
@@ -232,7 +273,7 @@ async def _submit(
     await run_in_threadpool(session.commit)
 
     if previous is not None:
-        sha = await _hash_body(request)
+        sha = await _hash_body(upload.body)
         receipt = await run_in_threadpool(service.replay, session, ctx, previous, dataset, sha)
         return receipt, True
 
@@ -275,7 +316,7 @@ async def _submit(
             spill=scratch / "segment.sealed",
             sheet=sheet,
         )
-        prepared, sha = await _receive(request, st, spec, reservation)
+        prepared, sha = await _receive(upload.body, st, spec, reservation)
         envelope = service.Envelope(
             body_sha256=sha,
             fmt=fmt,
