@@ -286,6 +286,25 @@ def record_many(
     return logged
 
 
+def record_listing(
+    session: Session,
+    ctx: RequestContext,
+    action: AuditAction,
+    resource_type: str,
+    count: int,
+    detail: str = "list",
+) -> LoggedEvent:
+    """Audit a read of a list (how many items were shown, never which): the one event a JSON
+    route and the console's page both leave for the same listing."""
+    return record(
+        session,
+        ctx,
+        AuditRecord(
+            action=action, resource_type=resource_type, counts={resource_type: count}, detail=detail
+        ),
+    )
+
+
 def record(session: Session, ctx: RequestContext, rec: AuditRecord) -> LoggedEvent:
     """Append one event to the log, in the session's transaction, and return its index.
 

@@ -23,7 +23,7 @@ from api.console.auth import check_csrf, signed_in
 from api.console.pages import page
 from api.deps import UnitOfWork, audited, state
 from audit.actions import AuditAction
-from audit.service import AuditRecord, record
+from audit.service import AuditRecord, record, record_listing
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound
 from identity import people, service
@@ -66,12 +66,8 @@ def _redirect(path: str, **params: Any) -> Response:
 
 
 def _viewed(session: Session, ctx: RequestContext, action: AuditAction, kind: str, n: int) -> None:
-    # The GET routes of the API leave no event; the console audits every view, naming the person.
-    record(
-        session,
-        ctx,
-        AuditRecord(action=action, resource_type=kind, counts={kind: n}, detail="list"),
-    )
+    # The same event as the API's listing (GET /v1/organizations, /v1/clients), naming the person.
+    record_listing(session, ctx, action, kind, n)
 
 
 def _roles() -> list[dict[str, str]]:

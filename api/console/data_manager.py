@@ -32,7 +32,6 @@ from api.routers import agreements as agreements_api
 from api.routers import budgets as budgets_api
 from api.schemas import MAX_VERSION, ApprovalIn
 from audit.actions import AuditAction
-from audit.service import AuditRecord, record
 from core.context import RequestContext
 from core.errors import InvalidInput
 from policy.review import APPROVE, OBJECT
@@ -88,18 +87,8 @@ def _redirect(path: str, **params: Any) -> Response:
     dependencies=[Depends(audited(AuditAction.AGREEMENT_READ, "agreement"))],
 )
 def agreements(request: Request, session: UnitOfWork, ctx: Reader) -> Response:
+    # The route's own function: it audits the listing, naming the person.
     items = agreements_api.list_agreements(session, ctx)
-    # GET /v1/agreements leaves no event; the console audits every view, naming the person.
-    record(
-        session,
-        ctx,
-        AuditRecord(
-            action=AuditAction.AGREEMENT_READ,
-            resource_type="agreement",
-            counts={"agreements": len(items)},
-            detail="list",
-        ),
-    )
     return page(
         request,
         "console/dm/agreements.html",
@@ -447,18 +436,8 @@ def review_object(
     dependencies=[Depends(audited(AuditAction.AGREEMENT_READ, "privacy_budget"))],
 )
 def budgets(request: Request, session: UnitOfWork, ctx: Reader) -> Response:
+    # The route's own function: it audits the listing, naming the person.
     items = budgets_api.list_budgets(session, ctx)
-    # GET /v1/budgets leaves no event; the console audits every view, naming the person.
-    record(
-        session,
-        ctx,
-        AuditRecord(
-            action=AuditAction.AGREEMENT_READ,
-            resource_type="privacy_budget",
-            counts={"budgets": len(items)},
-            detail="privacy budgets",
-        ),
-    )
     return page(
         request,
         "console/dm/budgets.html",

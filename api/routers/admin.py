@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from api.deps import UnitOfWork, audited, require, state
 from api.schemas import ClientIn, ClientOut, JwksIn, OrganizationIn, OrganizationOut, SigningKeyOut
 from audit.actions import AuditAction
+from audit.service import record_listing
 from core.context import RequestContext
 from identity import service
 from identity.models import Client
@@ -43,10 +44,9 @@ def create_organization(body: OrganizationIn, session: UnitOfWork, ctx: Admin) -
 
 @router.get("/organizations", response_model=list[OrganizationOut])
 def list_organizations(session: UnitOfWork, ctx: Admin) -> list[OrganizationOut]:
-    return [
-        OrganizationOut(id=o.id, name=o.name, kind=o.kind)
-        for o in service.list_organizations(session)
-    ]
+    items = service.list_organizations(session)
+    record_listing(session, ctx, AuditAction.ORGANIZATION_READ, "organization", len(items))
+    return [OrganizationOut(id=o.id, name=o.name, kind=o.kind) for o in items]
 
 
 @router.post(
@@ -74,7 +74,9 @@ def create_client(body: ClientIn, session: UnitOfWork, ctx: Admin) -> ClientOut:
 def list_clients(
     session: UnitOfWork, ctx: Admin, organization: str | None = None
 ) -> list[ClientOut]:
-    return [_client_out(c) for c in service.list_clients(session, organization)]
+    items = service.list_clients(session, organization)
+    record_listing(session, ctx, AuditAction.CLIENT_READ, "client", len(items))
+    return [_client_out(c) for c in items]
 
 
 @router.post(

@@ -31,6 +31,7 @@ from api.schemas import (
     VersionOut,
 )
 from audit.actions import AuditAction
+from audit.service import record_listing
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound, PolicyDenied, UnsupportedMediaType
 from policy.engine import decide
@@ -168,6 +169,7 @@ def governing(
         raise InvalidInput("Give the moment with a time zone, e.g. 2026-01-31T12:00:00Z.")
     row = service.governing_version(session, agreement_id, moment)
     version = None if row is None else _version_out(row, moment)
+    service.record_read(session, ctx, agreement_id, "governing version")
     return {"agreement": agreement_id, "at": moment.isoformat(), "version": version}
 
 
@@ -213,6 +215,7 @@ def list_agreements(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
                 ],
             }
         )
+    record_listing(session, ctx, AuditAction.AGREEMENT_READ, "agreement", len(out))
     return out
 
 

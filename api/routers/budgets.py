@@ -11,6 +11,8 @@ from agreements import repository as agreements
 from agreements.service import in_force
 from api.deps import UnitOfWork, require
 from api.schemas import BudgetOut
+from audit.actions import AuditAction
+from audit.service import record_listing
 from core.context import RequestContext
 from policy.vocabulary import is_steward
 
@@ -31,4 +33,8 @@ def list_budgets(session: UnitOfWork, ctx: Reader) -> list[dict[str, Any]]:
         a.id
         for a in agreements.visible_to(session, None if steward else ctx.principal.organization_id)
     ]
-    return budgets(session, None if steward else visible, in_force(session, visible, ctx.now))
+    items = budgets(session, None if steward else visible, in_force(session, visible, ctx.now))
+    record_listing(
+        session, ctx, AuditAction.AGREEMENT_READ, "privacy_budget", len(items), "privacy budgets"
+    )
+    return items
