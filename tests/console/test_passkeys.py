@@ -324,11 +324,15 @@ def test_a_passkey_assertion_is_good_once(client, clock, auditor, rp):
 
 
 def test_another_persons_passkey_does_not_sign_you_in(client, app, clock, auditor, district, rp):
+    mine = _register(client, clock, auditor, rp)
+    _sign_out(client)
     with TestClient(app, base_url=BASE_URL) as other:
         theirs = _register(other, clock, district, rp)
     _password_step(client, auditor)
     options = client.post("/sign-in/passkey/options").json()
-    assert options["allowCredentials"] == []
+    assert [c["id"] for c in options["allowCredentials"]] == [
+        bytes_to_base64url(mine.credential_id)
+    ]
     r = client.post("/sign-in/passkey", json={"credential": theirs.get(options, rp.origin)})
     assert r.status_code == 401
     assert "Wrong username, password or code." in r.json()["detail"]
