@@ -148,17 +148,18 @@ def passkey_remove_page(
     request: Request, session: UnitOfWork, ctx: Person, passkey_id: str
 ) -> Response:
     person = _me(session, ctx)
-    found = [p for p in passkeys.list_passkeys(session, person.id) if p.id == passkey_id]
-    if not found:
+    mine = passkeys.list_passkeys(session, person.id)
+    found = next((p for p in mine if p.id == passkey_id), None)
+    if found is None:
         raise NotFound("You have no passkey with this id.")
     return page(
         request,
         "console/passkey_remove.html",
-        title=f"Remove the passkey {found[0].name}?",
+        title=f"Remove the passkey {found.name}?",
         section="console_account",
         section_title="Your account",
-        passkey=found[0],
-        others=len(passkeys.list_passkeys(session, person.id)) - 1,
+        passkey=found,
+        others=len(mine) - 1,
     )
 
 

@@ -440,6 +440,21 @@ def test_failed_second_factors_count_against_the_sign_in_limits(app, clock, audi
         assert client.post("/sign-in/passkey/options").status_code == 429
 
 
+def test_refused_passkeys_count_against_the_sign_in_limits(app, clock, auditor):
+    app.state.backbone.limiter = RateLimiter("memory://", "100/hour", "100/hour", "3/hour")
+    forged = {"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}}
+    with TestClient(app, base_url=BASE_URL) as client:
+        _password_step(client, auditor)
+        statuses = []
+        for _ in range(4):
+            assert client.post("/sign-in/passkey/options").status_code in (200, 429)
+            statuses.append(
+                client.post("/sign-in/passkey", json={"credential": forged}).status_code
+            )
+        assert statuses == [401, 401, 401, 429]
+        assert not _alive(client)
+
+
 def _remove(client: Any, passkey_id: str, csrf: str | None) -> Any:
     data = {"csrf": csrf} if csrf is not None else {}
     return client.post(
