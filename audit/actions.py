@@ -40,6 +40,8 @@ class AuditAction(StrEnum):
     ORGANIZATION_READ = "organization.read"
     PERSON_CREATE = "person.create"
     PERSON_DISABLE = "person.disable"
+    PERSON_PASSKEY_ADD = "person.passkey.add"
+    PERSON_PASSKEY_REMOVE = "person.passkey.remove"
     PERSON_READ = "person.read"
     PERSON_SIGN_IN = "person.sign_in"
     PERSON_SIGN_OUT = "person.sign_out"

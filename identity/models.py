@@ -134,3 +134,53 @@ class PersonSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     # The synchronizer token every state-changing form of this session carries.
     csrf_secret: Mapped[str] = mapped_column(String(64))
+
+
+class Passkey(Base):
+    """A WebAuthn credential (a passkey) a person signs in with instead of their TOTP code.
+
+    ``user_handle`` is the random WebAuthn user id of the person, the same on each of their
+    passkeys (never their Backbone id, which an authenticator would keep and show)."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(Integer)
+    transports: Mapped[list[str]] = mapped_column(JSONType)
+    aaguid: Mapped[str] = mapped_column(String(36))
+    user_handle: Mapped[bytes] = mapped_column(LargeBinary)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PasskeyChallenge(Base):
+    """A WebAuthn challenge waiting for its answer, single use and short-lived. ``binding`` is
+    the SHA-256 of what it belongs to: a signed-in session (adding a passkey) or a pending
+    sign-in (signing in with one)."""
+
+    __tablename__ = "passkey_challenges"
+
+    binding: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)  # register | sign_in
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    challenge: Mapped[bytes] = mapped_column(LargeBinary)
+    # The user handle a new passkey will carry (adding one); None when signing in.
+    user_handle: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class PendingSignIn(Base):
+    """A person whose password was right and whose second factor (TOTP code or passkey) is still
+    to come. The browser holds a random token in a short-lived HttpOnly cookie; only its SHA-256
+    is stored. It is no session: it opens no page but the second factor's."""
+
+    __tablename__ = "pending_sign_ins"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the token, hex
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -7,7 +7,7 @@ person exactly as for a client, and every audit event of theirs names them.
 
 Local accounts only: a password (argon2id) and a second factor by TOTP (RFC 6238, six digits,
 30 seconds), whose secret is sealed at rest under the master key's ``totp/v1`` purpose key and
-shown once, at enrolment.
+shown once, at enrolment, or by a passkey the person adds (:mod:`identity.passkeys`).
 
 Sessions are kept on the server: the browser holds a random 256-bit token, the table its SHA-256.
 A session ends after ``idle`` without use, after ``absolute`` in any case, or at sign-out.
@@ -211,6 +211,38 @@ def _accepted_step(secret: str, code: str, now: datetime, last: int | None) -> i
     return None
 
 
+def check_password(session: Session, username: str, password: str) -> Person:
+    """The enabled person whose username and password these are (the first of the two factors);
+    raises :class:`~identity.errors.SignInFailed`, saying nothing of which was wrong, otherwise.
+    A wrong username costs what a wrong password does."""
+    person = session.scalar(select(Person).where(Person.username == username[:64]))
+    if person is None:
+        verify_password(password, _DUMMY_HASH)
+        raise SignInFailed()
+    if not verify_password(password, person.password_hash) or person.disabled_at is not None:
+        raise SignInFailed()
+    if _HASHER.check_needs_rehash(person.password_hash):
+        person.password_hash = hash_password(password)
+    return person
+
+
+def check_totp(
+    session: Session, ctx: RequestContext, master: MasterKey, person: Person, code: str
+) -> None:
+    """Accept ``person``'s current TOTP code (once: the step is remembered) or raise
+    :class:`~identity.errors.SignInFailed`. Flushes."""
+    code = code.strip().replace(" ", "")
+    step = (
+        _accepted_step(totp_secret_of(master, person), code, ctx.now, person.totp_last_step)
+        if _CODE.match(code)
+        else None
+    )
+    if step is None:
+        raise SignInFailed()
+    person.totp_last_step = step
+    session.flush()
+
+
 def authenticate(
     session: Session,
     ctx: RequestContext,
@@ -221,24 +253,8 @@ def authenticate(
 ) -> Person:
     """The person whose username, password and current TOTP code these are; raises
     :class:`~identity.errors.SignInFailed`, saying nothing of which was wrong, otherwise."""
-    person = session.scalar(select(Person).where(Person.username == username[:64]))
-    if person is None:
-        verify_password(password, _DUMMY_HASH)
-        raise SignInFailed()
-    if not verify_password(password, person.password_hash) or person.disabled_at is not None:
-        raise SignInFailed()
-    code = code.strip().replace(" ", "")
-    step = (
-        _accepted_step(totp_secret_of(master, person), code, ctx.now, person.totp_last_step)
-        if _CODE.match(code)
-        else None
-    )
-    if step is None:
-        raise SignInFailed()
-    person.totp_last_step = step
-    if _HASHER.check_needs_rehash(person.password_hash):
-        person.password_hash = hash_password(password)
-    session.flush()
+    person = check_password(session, username, password)
+    check_totp(session, ctx, master, person, code)
     return person
 
 

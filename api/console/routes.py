@@ -22,7 +22,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 
-from api.console import auth
+from api.console import account, auth
 from api.console.auth import check_csrf, local_path, session_id, signed_in
 from api.console.pages import error_page, page
 from api.deps import UnitOfWork, anonymous_context, audited, state
@@ -211,7 +211,8 @@ def sign_in(
     code: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
-    """Username, password and TOTP code in one form. Failures count per source address (over
+    """Username, password and TOTP code in one form, or without the code the first of two steps
+    (:mod:`api.console.account`). Failures count per source address (over
     the limit, that address is refused before anything is checked) and per username (over it, a
     *failed* attempt is answered 429): a stranger cannot lock the real person out, whose right
     password and code still work from their own address."""
@@ -225,10 +226,14 @@ def sign_in(
         return _too_many(request, retry, next)
     username = username.strip().lower()[:64]
     ctx = anonymous_context(request)
+    two_steps = not code.strip()
     try:
-        person = people.authenticate(
-            session, ctx, st.master, username, password[:1024], code[:MAX_FIELD]
-        )
+        if two_steps:
+            person = people.check_password(session, username, password[:1024])
+        else:
+            person = people.authenticate(
+                session, ctx, st.master, username, password[:1024], code[:MAX_FIELD]
+            )
     except SignInFailed:
         limiter.take(limiter.failure_limit, "signin-fail-addr", address)
         if username:
@@ -236,6 +241,9 @@ def sign_in(
             if retry is not None:
                 return _too_many(request, retry, next)
         return _sign_in_form(request, 401, error=SIGN_IN_FAILED, next_path=next)
+    if two_steps:
+        # No code: the second factor (a passkey, or the code) comes on a page of its own.
+        return account.to_second_factor(request, session, person, next)
     started = people.start_session(
         session,
         ctx,
