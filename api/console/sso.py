@@ -25,6 +25,7 @@ from api.console.pages import page
 from api.deps import UnitOfWork, anonymous_context, state
 from api.pages import content
 from api.ratelimit import source_address
+from core.db import read_only
 from identity import identity_providers, people
 from identity.identity_providers import SsoFailed
 from identity.oidc_client import PENDING_SECONDS, RelyingParty, open_pending, seal_pending
@@ -49,6 +50,8 @@ def relying_party(request: Request) -> RelyingParty:
 def sign_in_choices(request: Request) -> list[tuple[str, str]]:
     """The organizations whose people sign in through their provider, for the sign-in page."""
     with state(request).sessions() as session:
+        # Beside the request's own unit of work, which on SQLite holds the write lock already.
+        read_only(session)
         return identity_providers.sign_in_choices(session)
 
 

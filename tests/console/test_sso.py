@@ -106,18 +106,14 @@ def _refused(r, status=401, says="") -> None:
     assert 'role="alert"' in r.text and says in r.text
 
 
-def test_happy_path_opens_the_same_session_as_a_local_sign_in(
-    client, session, district_idp, pat
-):
+def test_happy_path_opens_the_same_session_as_a_local_sign_in(client, session, district_idp, pat):
     r = start(client, next_path="/console/dm/agreements")
     location = urlsplit(r.headers["location"])
     query = parse_qs(location.query)
     assert location.netloc == "login.district.example" and location.path == "/authorize"
     assert query["redirect_uri"] == ["http://127.0.0.1:8000/sign-in/sso/callback"]
     assert query["code_challenge_method"] == ["S256"]
-    assert "client_secret" not in location.query and district_idp.client_secret not in str(
-        location
-    )
+    assert "client_secret" not in location.query and district_idp.client_secret not in str(location)
     flow = r.headers["set-cookie"]
     assert flow.startswith(f"{FLOW_COOKIE}=") and "httponly" in flow.lower()
     assert "path=/sign-in/sso" in flow.lower() and "samesite=lax" in flow.lower()
@@ -361,9 +357,7 @@ def test_no_token_or_claim_in_the_page_or_the_log(client, district_idp, pat, cap
         assert secret not in r.headers.get("location", "")
 
 
-def test_a_person_who_signs_in_with_a_provider_cannot_sign_in_locally(
-    client, session, clock, pat
-):
+def test_a_person_who_signs_in_with_a_provider_cannot_sign_in_locally(client, session, clock, pat):
     with pytest.raises(SignInFailed):
         people.authenticate(session, RequestContext("t", clock()), MASTER, "pat.sso", "", "")
     r = client.post(
