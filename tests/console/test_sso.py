@@ -124,7 +124,7 @@ def test_happy_path_opens_the_same_session_as_a_local_sign_in(client, session, d
     back = client.get(district_idp.authorize(r.headers["location"], PAT), follow_redirects=False)
     assert back.status_code == 303, back.text
     assert back.headers["location"] == "/console/dm/agreements"
-    cookie = [c for c in back.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE)][0]
+    cookie = next(c for c in back.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
     lowered = cookie.lower()
     assert "httponly" in lowered and "samesite=lax" in lowered and "path=/" in lowered
     assert "secure" not in lowered  # http://127.0.0.1: the only place without Secure
