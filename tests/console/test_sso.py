@@ -107,7 +107,7 @@ def _refused(r, status=401, says="") -> None:
 
 
 def test_happy_path_opens_the_same_session_as_a_local_sign_in(client, session, district_idp, pat):
-    r = start(client, next_path="/console/dm/agreements")
+    r = start(client, next_path="/console/agreements")
     location = urlsplit(r.headers["location"])
     query = parse_qs(location.query)
     assert location.netloc == "login.district.example" and location.path == "/authorize"
@@ -123,7 +123,7 @@ def test_happy_path_opens_the_same_session_as_a_local_sign_in(client, session, d
 
     back = client.get(district_idp.authorize(r.headers["location"], PAT), follow_redirects=False)
     assert back.status_code == 303, back.text
-    assert back.headers["location"] == "/console/dm/agreements"
+    assert back.headers["location"] == "/console/agreements"
     cookie = next(c for c in back.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
     lowered = cookie.lower()
     assert "httponly" in lowered and "samesite=lax" in lowered and "path=/" in lowered
@@ -153,9 +153,9 @@ def test_client_secret_post_and_the_sign_in_page_offers_the_organizations(
     client, session, clock, health_idp, providers
 ):
     page = client.get("/sign-in")
-    assert 'action="/sign-in/sso"' in page.text
-    assert "Riverton Unified School District" in page.text
-    assert "Riverton County Department of Public Health" in page.text
+    assert 'href="/sign-in/sso?organization=district&amp;next=' in page.text
+    assert "Riverton Unified School District</a>" in page.text
+    assert "Riverton County Department of Public Health</a>" in page.text
     _person(session, clock, org="health", username="hana.health", login="hana@health.example")
     r = sso(
         client,
