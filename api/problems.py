@@ -98,6 +98,11 @@ PROBLEMS: dict[str, ProblemType] = {
     "sign-in-failed": ProblemType(
         401, "Sign-in failed", "Wrong username, password or code (which one is not said)."
     ),
+    "sso-failed": ProblemType(
+        401,
+        "Sign-in with the identity provider failed",
+        "The organization's identity provider did not vouch for a person set up to sign in here.",
+    ),
     "object-access-denied": ProblemType(
         403, "Not allowed on this object", "The object belongs to another organization."
     ),

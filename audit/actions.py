@@ -30,6 +30,8 @@ class AuditAction(StrEnum):
     CLIENT_READ = "client.read"
     DATASET_LIST = "dataset.list"
     DATASET_READ = "dataset.read"
+    IDENTITY_PROVIDER_REMOVE = "identity_provider.remove"
+    IDENTITY_PROVIDER_SET = "identity_provider.set"
     INDICATOR_DEFINE = "indicator.define"
     JOB_READ = "job.read"
     KEYS_REWRAP = "keys.rewrap"

@@ -86,8 +86,13 @@ org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 client_app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 user_app = typer.Typer(help="People who sign in to the console.", no_args_is_help=True)
+idp_app = typer.Typer(
+    help="Organizations' own identity providers (OpenID Connect) for signing in.",
+    no_args_is_help=True,
+)
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
+app.add_typer(idp_app, name="idp")
 app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 
@@ -361,12 +366,40 @@ def user_create(
             help="read the password from the first line of stdin instead of generating one",
         ),
     ] = False,
+    oidc: Annotated[
+        bool,
+        typer.Option(
+            "--oidc",
+            help="signs in through the organization's identity provider (no password, no TOTP)",
+        ),
+    ] = False,
+    login: Annotated[
+        str | None,
+        typer.Option(
+            "--login",
+            help="with --oidc: what the provider's claim says at first sign-in (default: USERNAME)",
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", help="with --oidc: the provider's `sub`, if known already"),
+    ] = None,
 ) -> None:
     """Create a person who signs in to the console. The generated password and the TOTP
-    secret (with its otpauth:// URI for an authenticator app) are printed once, never again."""
+    secret (with its otpauth:// URI for an authenticator app) are printed once, never again.
+    With --oidc, they sign in through their organization's identity provider instead."""
     from core.keys import load_master_key
     from identity import people
 
+    if oidc:
+        if password_stdin:
+            _fail(
+                "--oidc and --password-stdin: a person who signs in with a provider has no password"
+            )
+        _user_create_oidc(org, role, username, name, login, subject)
+        return
+    if login is not None or subject is not None:
+        _fail("--login and --subject go with --oidc")
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     settings = _settings()
     with unit_of_work() as session:
@@ -394,6 +427,33 @@ def user_create(
     typer.echo(json.dumps(shown, indent=2))
 
 
+def _user_create_oidc(
+    org: str, role: str, username: str, name: str | None, login: str | None, subject: str | None
+) -> None:
+    from identity import identity_providers
+
+    with unit_of_work() as session:
+        person = identity_providers.create_oidc_person(
+            session,
+            command_context(),
+            organization_id=org,
+            username=username,
+            role=role,
+            name=name,
+            login=login,
+            subject=subject,
+        )
+        shown = {
+            "id": person.id,
+            "username": username,
+            "organization": org,
+            "role": role,
+            "auth": person.auth,
+            "login": person.oidc_login,
+        }
+    typer.echo(json.dumps(shown, indent=2))
+
+
 @user_app.command("disable")
 def user_disable(username: str) -> None:
     """Disable a person: they can no longer sign in, and their sessions end at once."""
@@ -402,6 +462,88 @@ def user_disable(username: str) -> None:
     with unit_of_work() as session:
         people.disable_person(session, command_context(), username)
     typer.echo(f"person {username} disabled")
+
+
+@idp_app.command("set")
+def idp_set(
+    organization: str,
+    issuer: Annotated[str, typer.Option("--issuer", help="the provider's issuer URL (https)")],
+    client_id: Annotated[str, typer.Option("--client-id", help="Backbone's client id there")],
+    client_secret_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--client-secret-stdin", help="read the client secret from stdin's first line"
+        ),
+    ] = False,
+    auth_method: Annotated[
+        str,
+        typer.Option("--auth-method", help="client_secret_basic or client_secret_post"),
+    ] = "client_secret_basic",
+    scope: Annotated[
+        str, typer.Option("--scope", help="the scopes asked for (openid is always among them)")
+    ] = "openid profile email",
+    claim: Annotated[
+        str,
+        typer.Option(
+            "--claim", help="the ID token claim that names the person: preferred_username or email"
+        ),
+    ] = "preferred_username",
+    allowed_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-domain",
+            help="only accounts with a verified email in this domain; repeat for more",
+        ),
+    ] = None,
+) -> None:
+    """Set (or replace) ORGANIZATION's identity provider; its people then sign in through it.
+    The client secret is sealed under the master key and never shown again."""
+    from core.keys import load_master_key
+    from identity import identity_providers
+
+    if not client_secret_stdin:
+        _fail("give the client secret on stdin with --client-secret-stdin (never as an argument)")
+    secret = sys.stdin.readline().rstrip("\r\n")
+    settings = _settings()
+    with unit_of_work() as session:
+        row = identity_providers.set_provider(
+            session,
+            command_context(),
+            load_master_key(settings),
+            organization_id=organization,
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=secret,
+            token_endpoint_auth_method=auth_method,
+            scopes=scope,
+            claim=claim,
+            allowed_domains=allowed_domain or [],
+        )
+        shown = identity_providers.describe(row)
+    shown["redirect_uri"] = settings.issuer.rstrip("/") + "/sign-in/sso/callback"
+    typer.echo(json.dumps(shown, indent=2))
+
+
+@idp_app.command("show")
+def idp_show(organization: str) -> None:
+    """ORGANIZATION's identity provider settings (never the client secret)."""
+    from identity import identity_providers
+
+    settings = _settings()
+    with unit_of_work() as session:
+        shown = identity_providers.describe(identity_providers.get_provider(session, organization))
+    shown["redirect_uri"] = settings.issuer.rstrip("/") + "/sign-in/sso/callback"
+    typer.echo(json.dumps(shown, indent=2))
+
+
+@idp_app.command("remove")
+def idp_remove(organization: str) -> None:
+    """Remove ORGANIZATION's identity provider: its people can no longer sign in through it."""
+    from identity import identity_providers
+
+    with unit_of_work() as session:
+        identity_providers.remove_provider(session, command_context(), organization)
+    typer.echo(f"identity provider of {organization} removed")
 
 
 @keys_app.command("rotate")

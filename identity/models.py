@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, JSONType, UTCDateTime
@@ -110,14 +110,46 @@ class Person(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(32))
-    password_hash: Mapped[str] = mapped_column(String(255))
-    totp_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    # None for a person who signs in through their organization's identity provider.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    totp_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     # The last TOTP time step accepted: a code is good once (RFC 6238 section 5.2).
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # local (password and TOTP) | oidc (the organization's identity provider, identity.sso)
+    auth: Mapped[str] = mapped_column(String(8), default="local", server_default="local")
+    # oidc: the value the provider's configured claim names them by at first sign-in, and the
+    # provider's ``sub`` then pinned: later sign-ins must present that same ``sub``.
+    oidc_login: Mapped[str | None] = mapped_column(String(255))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+
     organization: Mapped[Organization] = relationship()
+
+    __table_args__ = (UniqueConstraint("organization_id", "oidc_subject"),)
+
+
+class IdentityProvider(Base):
+    """An organization's OpenID Connect provider, through which its people sign in.
+
+    The client secret is sealed under the master key's ``oidc-client-secret/v1`` purpose key,
+    bound to the organization's id."""
+
+    __tablename__ = "identity_providers"
+
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    scopes: Mapped[str] = mapped_column(String(500))  # space-separated, with openid
+    claim: Mapped[str] = mapped_column(String(64))  # names the person: preferred_username | email
+    allowed_domains: Mapped[str | None] = mapped_column(Text)  # space-separated; None: any
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PersonSession(Base):

@@ -95,6 +95,7 @@ def _totp_key(master: MasterKey) -> bytes:
 
 def totp_secret_of(master: MasterKey, person: Person) -> str:
     """The person's TOTP secret (base32), unsealed; for checking codes, never for display."""
+    assert person.totp_sealed is not None
     return unseal(_totp_key(master), person.totp_sealed, person.id.encode()).decode()
 
 
@@ -107,6 +108,26 @@ def principal_of(person: Person) -> Principal:
         organization_kind=person.organization.kind,
         scopes=scopes,
     )
+
+
+def check_new_person(
+    session: Session, *, organization_id: str, username: str, role: str
+) -> Organization:
+    """The organization of a person about to be created, once the role fits its kind and the
+    username is well-formed and free."""
+    org = session.get(Organization, organization_id)
+    if org is None:
+        raise NotFound("No such organization.")
+    if role not in ROLES:
+        raise InvalidInput(f"Role must be one of {', '.join(sorted(ROLES))}.")
+    kind, _ = ROLES[role]
+    if kind not in ("*", org.kind):
+        raise InvalidInput(f"Role {role} is for organizations of kind {kind}.")
+    if not _USERNAME.match(username):
+        raise InvalidInput("A username is 2-64 lower-case letters, digits, '.', '_' or '-'.")
+    if session.scalar(select(Person.id).where(Person.username == username)) is not None:
+        raise Conflict("A person with this username already exists.")
+    return org
 
 
 def create_person(
@@ -123,18 +144,7 @@ def create_person(
 ) -> EnrolledPerson:
     """Create a person of ``organization_id`` with ``role``; the password (generated unless
     given) and the TOTP secret are returned once. Flushes; audited as ``person.create``."""
-    org = session.get(Organization, organization_id)
-    if org is None:
-        raise NotFound("No such organization.")
-    if role not in ROLES:
-        raise InvalidInput(f"Role must be one of {', '.join(sorted(ROLES))}.")
-    kind, _ = ROLES[role]
-    if kind not in ("*", org.kind):
-        raise InvalidInput(f"Role {role} is for organizations of kind {kind}.")
-    if not _USERNAME.match(username):
-        raise InvalidInput("A username is 2-64 lower-case letters, digits, '.', '_' or '-'.")
-    if session.scalar(select(Person.id).where(Person.username == username)) is not None:
-        raise Conflict("A person with this username already exists.")
+    org = check_new_person(session, organization_id=organization_id, username=username, role=role)
     if password is None:
         password = generate_password()
     elif not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
@@ -216,7 +226,8 @@ def check_password(session: Session, username: str, password: str) -> Person:
     raises :class:`~identity.errors.SignInFailed`, saying nothing of which was wrong, otherwise.
     A wrong username costs what a wrong password does."""
     person = session.scalar(select(Person).where(Person.username == username[:64]))
-    if person is None:
+    if person is None or person.password_hash is None:
+        # Nobody, or a person who signs in through their organization's identity provider.
         verify_password(password, _DUMMY_HASH)
         raise SignInFailed()
     if not verify_password(password, person.password_hash) or person.disabled_at is not None:

@@ -670,3 +670,101 @@ def test_user_create_prints_the_password_and_totp_once_and_the_person_signs_in(
                 # Disabled: the session ends at once.
                 assert "disabled" in served.run("user", "disable", username).stdout
                 assert browser.get("/console").status_code == 303
+
+
+def test_idp_commands_and_people_who_sign_in_with_their_organizations_provider(
+    served: Deployment,
+):
+    secret = "idp-client-secret-from-the-provider"
+    # The secret only ever from stdin, never as an argument.
+    done = served.run(
+        "idp", "set", "district", "--issuer", "https://127.0.0.1:1", "--client-id", "bb", status=2
+    )
+    assert "--client-secret-stdin" in done.stderr
+    served.run(
+        "idp",
+        "set",
+        "district",
+        "--issuer",
+        "http://login.district.example",
+        "--client-id",
+        "bb",
+        "--client-secret-stdin",
+        input=secret + "\n",
+        status=1,
+    )
+    served.run(
+        "idp",
+        "set",
+        "nowhere",
+        "--issuer",
+        "https://127.0.0.1:1",
+        "--client-id",
+        "bb",
+        "--client-secret-stdin",
+        input=secret + "\n",
+        status=1,
+    )
+    shown = json.loads(
+        served.run(
+            "idp",
+            "set",
+            "district",
+            "--issuer",
+            "https://127.0.0.1:1/",
+            "--client-id",
+            "backbone-console",
+            "--client-secret-stdin",
+            "--auth-method",
+            "client_secret_post",
+            "--claim",
+            "email",
+            "--allowed-domain",
+            "district.example",
+            input=secret + "\n",
+        ).stdout
+    )
+    assert shown["issuer"] == "https://127.0.0.1:1" and shown["claim"] == "email"
+    assert shown["allowed_domains"] == ["district.example"]
+    assert shown["redirect_uri"].endswith("/sign-in/sso/callback")
+    again = served.run("idp", "show", "district")
+    assert (
+        secret not in again.stdout and json.loads(again.stdout)["client_id"] == "backbone-console"
+    )
+
+    created = json.loads(
+        served.run(
+            "user",
+            "create",
+            "--org",
+            "district",
+            "--role",
+            "data-manager",
+            "--username",
+            "cli.sso",
+            "--oidc",
+            "--login",
+            "sso@district.example",
+        ).stdout
+    )
+    assert created["auth"] == "oidc" and created["login"] == "sso@district.example"
+    assert "password" not in created and "totp_secret" not in created
+    served.run(
+        "user", "create", "--org", "district", "--role", "data-manager", "--username", "cli.x",
+        "--login", "x", status=2,
+    )  # fmt: skip
+    with httpx.Client(base_url=served.base, timeout=60) as browser:
+        page = browser.get("/sign-in")
+        assert 'href="/sign-in/sso?organization=district' in page.text
+        # No password signs this person in.
+        r = browser.post(
+            "/sign-in", data={"username": "cli.sso", "password": "x" * 16, "code": "000000"}
+        )
+        assert r.status_code == 401
+        # The provider is set up but unreachable: a page says so.
+        r = browser.get("/sign-in/sso", params={"organization": "district"})
+        assert r.status_code == 502 and "could not be reached" in r.text
+
+    assert "removed" in served.run("idp", "remove", "district").stdout
+    served.run("idp", "show", "district", status=1)
+    served.run("idp", "remove", "district", status=1)

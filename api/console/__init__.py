@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.console import account, admin, analyst, auth, data_manager, routes, staff
+from api.console import account, admin, analyst, auth, data_manager, routes, sso, staff
 
 
 def install(app: FastAPI) -> None:
     """Add the sign-in pages and the console to ``app``."""
     app.router.routes.extend(routes.router.routes)
+    app.router.routes.extend(sso.router.routes)
     app.router.routes.extend(analyst.router.routes)
     app.router.routes.extend(data_manager.router.routes)
     app.router.routes.extend(admin.router.routes)

@@ -22,7 +22,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 
-from api.console import account, auth
+from api.console import account, auth, sso
 from api.console.auth import check_csrf, local_path, session_id, signed_in
 from api.console.pages import error_page, page
 from api.deps import UnitOfWork, anonymous_context, audited, state
@@ -193,6 +193,7 @@ def _sign_in_form(
         title="Sign in",
         error=error,
         next_path=local_path(next_path),
+        sso_organizations=sso.sign_in_choices(request),
     )
 
 
