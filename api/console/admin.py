@@ -480,7 +480,7 @@ def signing_key(request: Request, session: UnitOfWork, ctx: Admin, done: str | N
         ],
         explanation=[
             "Rotating makes a new key that signs every access token from now on. The old key "
-            "is retired but stays published at /.well-known/jwks.json until the last token it "
+            "is retired but stays published at /oauth/jwks.json until the last token it "
             f"signed has expired: for {ttl + 60} seconds (the token lifetime and a minute), so "
             "no live token stops working. After that it is no longer published.",
             "Rotate when the key may have leaked, or on your schedule. Resource servers that "
