@@ -250,7 +250,6 @@ def publish_due(session: Session, ctx: RequestContext) -> list[Settled]:
     return out
 
 
-
 def preview_due(session: Session, ctx: RequestContext) -> list[Settled]:
     """What :func:`publish_due` would do at ``ctx.now``, changing nothing: each held release
     and the state its reviews allow (for a confirmation before running it)."""
@@ -263,6 +262,7 @@ def preview_due(session: Session, ctx: RequestContext) -> list[Settled]:
             Settled(release.id, release.indicator_id, decision.state, decision.by, decision.reasons)
         )
     return out
+
 
 # -- reviewers ------------------------------------------------------------------------------------
 

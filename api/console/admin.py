@@ -446,8 +446,7 @@ def register_client_keys(
         body = JwksIn.model_validate_json(jwks)
     except ValueError:
         raise InvalidInput(
-            "Paste the client's public keys as a JWK set: "
-            '{"keys": [{"kty": "EC", ...}]}.'
+            'Paste the client\'s public keys as a JWK set: {"keys": [{"kty": "EC", ...}]}.'
         ) from None
     # POST /v1/clients/{id}/keys itself: the same checks (public keys only) and audit event.
     admin_api.register_keys(client_id, body, session, ctx)
@@ -461,7 +460,9 @@ def register_client_keys(
     name="console_admin_signing_key",
     dependencies=[Depends(audited(AuditAction.CLIENT_READ, "signing_key"))],
 )
-def signing_key(request: Request, session: UnitOfWork, ctx: Admin, done: str | None = None) -> Response:
+def signing_key(
+    request: Request, session: UnitOfWork, ctx: Admin, done: str | None = None
+) -> Response:
     st = state(request)
     current = signing_keys.current_signing_key(session)
     published = signing_keys.published_jwks(session, ctx.now)["keys"]

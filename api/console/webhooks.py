@@ -10,7 +10,7 @@ context, under the same audited action.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -75,7 +75,9 @@ def _count_write(request: Request, ctx: RequestContext) -> None:
 
 
 @router.get("/console/webhooks", name="console_dm_webhooks")
-def webhooks(request: Request, session: UnitOfWork, ctx: Manager, done: str | None = None) -> Response:
+def webhooks(
+    request: Request, session: UnitOfWork, ctx: Manager, done: str | None = None
+) -> Response:
     items = webhooks_api.list_webhooks(session, ctx)  # GET /v1/webhooks
     return page(
         request,
@@ -175,7 +177,9 @@ def replay(
 
 
 @router.get("/console/webhooks/{webhook_id}/delete", name="console_dm_webhook_delete_confirm")
-def delete_confirm(request: Request, webhook_id: str, session: UnitOfWork, ctx: Manager) -> Response:
+def delete_confirm(
+    request: Request, webhook_id: str, session: UnitOfWork, ctx: Manager
+) -> Response:
     hook = webhooks_api.get_webhook(_id(webhook_id, "webhook"), session, ctx)
     back = request.url_for("console_dm_webhook", webhook_id=hook["id"]).path
     return confirm_page(
@@ -220,4 +224,3 @@ def delete(
     _count_write(request, ctx)
     webhooks_api.delete_webhook(_id(webhook_id, "webhook"), session, ctx)
     return _redirect(request.url_for("console_dm_webhooks").path, "deleted")
-

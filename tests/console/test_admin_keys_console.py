@@ -47,9 +47,10 @@ def test_a_clients_keys_are_replaced_by_public_keys_only(
     client_id, old_key = _key_client(api)
     new_key = ECKey.generate_key("P-256", parameters={"kid": "k2"})
     sign_in(client, clock, ada)
-    assert f'href="/console/admin/clients/{client_id}/keys"' in client.get(
-        "/console/admin/clients"
-    ).text
+    assert (
+        f'href="/console/admin/clients/{client_id}/keys"'
+        in client.get("/console/admin/clients").text
+    )
     page = client.get(f"/console/admin/clients/{client_id}/keys")
     assert page.status_code == 200, page.text
     assert "<code>k1</code>" in page.text and "private_key_jwt" in page.text
@@ -78,9 +79,7 @@ def test_a_clients_keys_are_replaced_by_public_keys_only(
     assert all(who == person for _, who in outcomes)
 
 
-def test_the_signing_key_is_rotated_after_its_effect_is_explained(
-    client, clock, ada, api, session
-):
+def test_the_signing_key_is_rotated_after_its_effect_is_explained(client, clock, ada, api, session):
     old_token = api.token("district-sis")
     sign_in(client, clock, ada)
     assert 'href="/console/admin/signing-key"' in client.get("/console").text
@@ -124,8 +123,6 @@ def test_no_one_else_reaches_keys(client, clock, district, api, session):
         ).status_code
         == 403
     )
-    r = client.post(
-        "/console/admin/signing-key/rotate", data={"csrf": csrf, "confirm": "rotate"}
-    )
+    r = client.post("/console/admin/signing-key/rotate", data={"csrf": csrf, "confirm": "rotate"})
     assert r.status_code == 403
     assert [e.outcome for e in _events(session, "signing_key.rotate")] == ["denied"]

@@ -8,6 +8,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
+
+from tests.console.conftest import DemoPerson, sign_in
 from tests.console.test_staff_console import (
     CSV,
     DATASET,
@@ -16,9 +19,13 @@ from tests.console.test_staff_console import (
     _person,
     _submissions,
     _upload,
-    staff,  # noqa: F401 - the fixture
 )
-from tests.console.conftest import sign_in
+
+
+@pytest.fixture
+def staff(demo_people: dict[str, DemoPerson]) -> DemoPerson:
+    return demo_people["sam.sis"]
+
 
 ROWS = [
     ["student_id", "school_year", "neighborhood", "race_ethnicity", "ready"],
@@ -84,7 +91,7 @@ def test_a_scheduled_withdrawal_is_cancelled_after_its_terms_are_explained(
     page = client.get(f"/console/submissions/{submission_id}")
     link = f"/console/submissions/{submission_id}/withdrawal/cancel"
     assert f'href="{link}"' in page.text
-    assert f"/console/submissions/{submission_id}/withdraw\"" not in page.text
+    assert f'/console/submissions/{submission_id}/withdraw"' not in page.text
     confirm = client.get(link)
     assert confirm.status_code == 200, confirm.text
     assert "withdrawal.notice_days: 30" in confirm.text  # the district agreement's terms
@@ -99,9 +106,7 @@ def test_a_scheduled_withdrawal_is_cancelled_after_its_terms_are_explained(
     assert "The scheduled withdrawal is cancelled" in client.get(r.headers["location"]).text
     receipt = api.get(f"/v1/submissions/{submission_id}", as_="district-sis").json()
     assert receipt["status"] == "accepted" and receipt["withdrawal"] is None
-    event = next(
-        e for e in _last_events(session, 5) if e.action == "submission.withdrawal_cancel"
-    )
+    event = next(e for e in _last_events(session, 5) if e.action == "submission.withdrawal_cancel")
     assert event.client_id == _person(session, "sam.sis") and event.outcome == "succeeded"
     # Nothing is scheduled any more: the page says so, and the form is the API's conflict.
     assert client.get(link).status_code == 409

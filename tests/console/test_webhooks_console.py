@@ -142,9 +142,7 @@ def test_deliveries_with_state_attempts_and_next_retry_and_a_replay(
     assert shown["items"][0]["state"] == "pending" and shown["items"][0]["attempts"] == 0
     outcomes = [e.outcome for e in _events(session, "webhook.replay")]
     assert outcomes == ["rejected", "denied", "succeeded"]
-    assert _events(session, "webhook.replay")[-1].client_id == _person(
-        session, district.username
-    )
+    assert _events(session, "webhook.replay")[-1].client_id == _person(session, district.username)
 
 
 def test_deletion_asks_for_a_confirmation_and_needs_the_csrf_token(
