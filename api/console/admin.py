@@ -233,13 +233,27 @@ def disable_client_confirm(
             detail="disable-confirm",
         ),
     )
-    return page(
+    done = client.disabled_at is not None
+    return confirm_page(
         request,
-        "console/admin/client_disable.html",
         title=f"Disable {client.name}?",
+        explanation=[
+            "The client is already disabled."
+            if done
+            else f"Disabling the client {client.id} of {client.organization_id} stops it at "
+            "once: its access tokens are refused from the next request on and it can get no "
+            "new one. It cannot be undone."
+        ],
+        action_url=None
+        if done
+        else request.url_for("console_admin_client_disable", client_id=client.id).path,
+        button="Disable the client",
+        back_url=request.url_for("console_admin_clients").path,
+        back_text="Back to the clients" if done else "Keep it and go back",
         section="console_admin_clients",
         section_title="Clients",
-        client=client,
+        confirm=("disable", "I understand that the client stops working now."),
+        form_id="disable-form",
     )
 
 
@@ -257,8 +271,7 @@ def disable_client(
     confirm: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf)
-    if confirm != "disable":
-        raise InvalidInput("Tick the box to confirm that the client stops working now.")
+    confirmed(confirm, "disable", "Tick the box to confirm that the client stops working now.")
     _count_write(request, ctx)
     service.disable_client(session, ctx, client_id)
     return _redirect(request.url_for("console_admin_clients").path, done="client-disabled")
@@ -351,13 +364,26 @@ def disable_person_confirm(
             detail="disable-confirm",
         ),
     )
-    return page(
+    done = person.disabled_at is not None
+    return confirm_page(
         request,
-        "console/admin/person_disable.html",
         title=f"Disable {person.name}?",
+        explanation=[
+            "This person is already disabled."
+            if done
+            else f"Disabling {person.username} ({person.role} of {person.organization_id}) ends "
+            "every session of theirs now, and they can no longer sign in."
+        ],
+        action_url=None
+        if done
+        else request.url_for("console_admin_person_disable", username=person.username).path,
+        button="Disable the person",
+        back_url=request.url_for("console_admin_people").path,
+        back_text="Back to the people" if done else "Keep them and go back",
         section="console_admin_people",
         section_title="People",
-        person=person,
+        confirm=("disable", "I understand that this person can no longer sign in."),
+        form_id="disable-form",
     )
 
 
@@ -375,8 +401,7 @@ def disable_person(
     confirm: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf)
-    if confirm != "disable":
-        raise InvalidInput("Tick the box to confirm that the person can no longer sign in.")
+    confirmed(confirm, "disable", "Tick the box to confirm that the person can no longer sign in.")
     _count_write(request, ctx)
     people.disable_person(session, ctx, username)
     return _redirect(request.url_for("console_admin_people").path, done="person-disabled")

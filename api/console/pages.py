@@ -45,7 +45,7 @@ def confirm_page(
     *,
     title: str,
     explanation: Sequence[str],
-    action_url: str,
+    action_url: str | None,
     button: str,
     back_url: str,
     back_text: str = "Go back",
@@ -55,13 +55,15 @@ def confirm_page(
     hidden: Mapping[str, str] | None = None,
     facts: Sequence[tuple[str, str]] = (),
     done: str | None = None,
+    form_id: str = "confirm-form",
     status: int = 200,
 ) -> HTMLResponse:
     """The page before an action that cannot be taken back: what it does (``explanation``, one
     paragraph each), what it acts on (``facts``, label and value), and a POST form to
     ``action_url`` carrying the session's CSRF token, ``hidden`` fields and, with ``confirm``
     (value, label), a box to tick whose value the route checks with :func:`confirmed`; ``done``,
-    the note of a form that succeeded and came back here."""
+    the note of a form that succeeded and came back here. Without ``action_url`` (nothing left
+    to do: already done, say) the page explains and links back, with no form."""
     return page(
         request,
         "console/confirm.html",
@@ -78,6 +80,7 @@ def confirm_page(
         confirm=confirm,
         hidden=dict(hidden or {}),
         done=done,
+        form_id=form_id,
     )
 
 
