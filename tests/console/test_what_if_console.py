@@ -84,8 +84,10 @@ def test_the_form_shows_the_engines_decision_for_the_same_question(
     assert "Denied by the agreements" in r.text
     assert expected["effect"] == "deny"
     assert _explanation(r.text) == expected["explanation"]
-    if expected["failed_constraints"]:
-        assert 'id="failed-constraints"' in r.text
+    failed = re.search(r'<table class="events" id="failed-constraints">.*?</table>', r.text, re.S)
+    assert expected["failed_constraints"] and failed
+    for f in expected["failed_constraints"]:
+        assert f"<code>{f['rule']}</code>" in failed.group(0)
     # The form keeps the question, to ask again.
     assert '<option value="address" selected>' in r.text
     # Nothing was done.
