@@ -250,6 +250,20 @@ def publish_due(session: Session, ctx: RequestContext) -> list[Settled]:
     return out
 
 
+def preview_due(session: Session, ctx: RequestContext) -> list[Settled]:
+    """What :func:`publish_due` would do at ``ctx.now``, changing nothing: each held release
+    and the state its reviews allow (for a confirmation before running it)."""
+    out: list[Settled] = []
+    for release in session.scalars(
+        select(Release).where(Release.state == PENDING).order_by(Release.created_at, Release.id)
+    ).all():
+        decision = decide_publication(_statuses(reviews_of(session, release.id)), ctx.now)
+        out.append(
+            Settled(release.id, release.indicator_id, decision.state, decision.by, decision.reasons)
+        )
+    return out
+
+
 # -- reviewers ------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.console import account, admin, analyst, auth, data_manager, routes, sso, staff
+from api.console import (
+    account,
+    admin,
+    analyst,
+    auth,
+    data_manager,
+    publication,
+    routes,
+    sso,
+    staff,
+    webhooks,
+    whatif,
+)
 
 
 def install(app: FastAPI) -> None:
@@ -19,4 +31,7 @@ def install(app: FastAPI) -> None:
     app.router.routes.extend(admin.router.routes)
     app.router.routes.extend(staff.router.routes)
     app.router.routes.extend(account.router.routes)
+    app.router.routes.extend(webhooks.router.routes)
+    app.router.routes.extend(whatif.router.routes)
+    app.router.routes.extend(publication.router.routes)
     app.add_exception_handler(auth.SignInRequired, auth.redirect_to_sign_in)

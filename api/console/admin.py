@@ -20,13 +20,15 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from api.console.auth import check_csrf, signed_in
-from api.console.pages import page
+from api.console.pages import confirm_page, confirmed, page
 from api.deps import UnitOfWork, audited, state
+from api.routers import admin as admin_api
+from api.schemas import JwksIn
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record, record_listing
 from core.context import RequestContext
 from core.errors import InvalidInput, NotFound
-from identity import people, service
+from identity import people, service, signing_keys
 from identity.scopes import ROLES
 from policy.vocabulary import OrganizationKind
 
@@ -39,6 +41,8 @@ DONE = {
     "organization": "The organization is created.",
     "client-disabled": "The client is disabled: its tokens stop working from the next request.",
     "person-disabled": "The person is disabled and every session of theirs has ended.",
+    "keys": "The client's public keys are registered: they replace the keys it had.",
+    "rotated": "The signing key is rotated: new tokens are signed with the new key.",
 }
 
 
@@ -225,13 +229,27 @@ def disable_client_confirm(
             detail="disable-confirm",
         ),
     )
-    return page(
+    done = client.disabled_at is not None
+    return confirm_page(
         request,
-        "console/admin/client_disable.html",
         title=f"Disable {client.name}?",
+        explanation=[
+            "The client is already disabled."
+            if done
+            else f"Disabling the client {client.id} of {client.organization_id} stops it at "
+            "once: its access tokens are refused from the next request on and it can get no "
+            "new one. It cannot be undone."
+        ],
+        action_url=None
+        if done
+        else request.url_for("console_admin_client_disable", client_id=client.id).path,
+        button="Disable the client",
+        back_url=request.url_for("console_admin_clients").path,
+        back_text="Back to the clients" if done else "Keep it and go back",
         section="console_admin_clients",
         section_title="Clients",
-        client=client,
+        confirm=("disable", "I understand that the client stops working now."),
+        form_id="disable-form",
     )
 
 
@@ -249,8 +267,7 @@ def disable_client(
     confirm: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf)
-    if confirm != "disable":
-        raise InvalidInput("Tick the box to confirm that the client stops working now.")
+    confirmed(confirm, "disable", "Tick the box to confirm that the client stops working now.")
     _count_write(request, ctx)
     service.disable_client(session, ctx, client_id)
     return _redirect(request.url_for("console_admin_clients").path, done="client-disabled")
@@ -343,13 +360,26 @@ def disable_person_confirm(
             detail="disable-confirm",
         ),
     )
-    return page(
+    done = person.disabled_at is not None
+    return confirm_page(
         request,
-        "console/admin/person_disable.html",
         title=f"Disable {person.name}?",
+        explanation=[
+            "This person is already disabled."
+            if done
+            else f"Disabling {person.username} ({person.role} of {person.organization_id}) ends "
+            "every session of theirs now, and they can no longer sign in."
+        ],
+        action_url=None
+        if done
+        else request.url_for("console_admin_person_disable", username=person.username).path,
+        button="Disable the person",
+        back_url=request.url_for("console_admin_people").path,
+        back_text="Back to the people" if done else "Keep them and go back",
         section="console_admin_people",
         section_title="People",
-        person=person,
+        confirm=("disable", "I understand that this person can no longer sign in."),
+        form_id="disable-form",
     )
 
 
@@ -367,8 +397,142 @@ def disable_person(
     confirm: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf)
-    if confirm != "disable":
-        raise InvalidInput("Tick the box to confirm that the person can no longer sign in.")
+    confirmed(confirm, "disable", "Tick the box to confirm that the person can no longer sign in.")
     _count_write(request, ctx)
     people.disable_person(session, ctx, username)
     return _redirect(request.url_for("console_admin_people").path, done="person-disabled")
+
+
+# -- client keys and the token signing key ------------------------------------------------------
+
+MAX_JWKS = 20_000
+
+
+def _client_row(session: Session, client_id: str) -> Any:
+    client = next((c for c in service.list_clients(session) if c.id == client_id), None)
+    if client is None:
+        raise NotFound("No such client.")
+    return client
+
+
+@router.get(
+    "/console/admin/clients/{client_id}/keys",
+    name="console_admin_client_keys",
+    dependencies=[Depends(audited(AuditAction.CLIENT_READ, "client", "client_id"))],
+)
+def client_keys(
+    request: Request, client_id: str, session: UnitOfWork, ctx: Admin, done: str | None = None
+) -> Response:
+    client = _client_row(session, client_id)
+    record(
+        session,
+        ctx,
+        AuditRecord(
+            action=AuditAction.CLIENT_READ,
+            resource_type="client",
+            resource_id=client.id,
+            detail="keys",
+        ),
+    )
+    return page(
+        request,
+        "console/admin/client_keys.html",
+        title=f"Public keys of {client.name}",
+        section="console_admin_clients",
+        section_title="Clients",
+        client=client,
+        keys=(client.jwks or {}).get("keys", []),
+        done=_done(done, "keys"),
+    )
+
+
+@router.post(
+    "/console/admin/clients/{client_id}/keys",
+    name="console_admin_client_keys_register",
+    dependencies=[Depends(audited(AuditAction.CLIENT_REGISTER_KEYS, "client", "client_id"))],
+)
+def register_client_keys(
+    request: Request,
+    client_id: str,
+    session: UnitOfWork,
+    ctx: Admin,
+    csrf: Annotated[str, Form()] = "",
+    jwks: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(request, csrf)
+    _count_write(request, ctx)
+    if len(jwks) > MAX_JWKS:
+        raise InvalidInput(f"A JWK set is at most {MAX_JWKS} characters here.")
+    try:
+        body = JwksIn.model_validate_json(jwks)
+    except ValueError:
+        raise InvalidInput(
+            'Paste the client\'s public keys as a JWK set: {"keys": [{"kty": "EC", ...}]}.'
+        ) from None
+    # POST /v1/clients/{id}/keys itself: the same checks (public keys only) and audit event.
+    admin_api.register_keys(client_id, body, session, ctx)
+    return _redirect(
+        request.url_for("console_admin_client_keys", client_id=client_id).path, done="keys"
+    )
+
+
+@router.get(
+    "/console/admin/signing-key",
+    name="console_admin_signing_key",
+    dependencies=[Depends(audited(AuditAction.CLIENT_READ, "signing_key"))],
+)
+def signing_key(
+    request: Request, session: UnitOfWork, ctx: Admin, done: str | None = None
+) -> Response:
+    st = state(request)
+    current = signing_keys.current_signing_key(session)
+    published = signing_keys.published_jwks(session, ctx.now)["keys"]
+    ttl = int(st.oauth.token_ttl.total_seconds())
+    return confirm_page(
+        request,
+        title="The token signing key",
+        facts=[
+            ("Current key", current.kid if current else "None yet (made at the first token)"),
+            (
+                "Created (UTC)",
+                current.created_at.isoformat()[:19].replace("T", " ") if current else "—",
+            ),
+            ("Keys published now", ", ".join(str(k.get("kid")) for k in published) or "None"),
+            ("Access tokens live", f"{ttl} seconds"),
+        ],
+        explanation=[
+            "Rotating makes a new key that signs every access token from now on. The old key "
+            "is retired but stays published at /oauth/jwks.json until the last token it "
+            f"signed has expired: for {ttl + 60} seconds (the token lifetime and a minute), so "
+            "no live token stops working. After that it is no longer published.",
+            "Rotate when the key may have leaked, or on your schedule. Resource servers that "
+            "cache the key set pick up the new key on their next fetch.",
+        ],
+        action_url=request.url_for("console_admin_signing_key_rotate").path,
+        button="Rotate the signing key",
+        back_url=request.url_for("console_home").path,
+        back_text="Back to the console",
+        section="console_admin_signing_key",
+        confirm=("rotate", "I understand that new tokens are signed with a new key from now on."),
+        done=_done(done, "rotated"),
+    )
+
+
+@router.post(
+    "/console/admin/signing-key/rotate",
+    name="console_admin_signing_key_rotate",
+    dependencies=[Depends(audited(AuditAction.SIGNING_KEY_ROTATE, "signing_key"))],
+)
+def rotate_signing_key(
+    request: Request,
+    session: UnitOfWork,
+    ctx: Admin,
+    csrf: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(request, csrf)
+    confirmed(confirm, "rotate", "Tick the box to confirm that the signing key is rotated.")
+    _count_write(request, ctx)
+    # POST /v1/keys/rotate itself: the same service, audit event and key cache invalidation.
+    admin_api.rotate_signing_key(request, session, ctx)
+    return _redirect(request.url_for("console_admin_signing_key").path, done="rotated")

@@ -93,6 +93,13 @@ SECTIONS: tuple[Section, ...] = (
         "A definition checked against the agreements before it is saved.",
     ),
     Section(
+        "indicators:write",
+        "console_publication",
+        "Publication",
+        "Every release and where it stands: published, awaiting its providers' review, held or "
+        "objected; publish what is due.",
+    ),
+    Section(
         "indicators:read",
         "console_results",
         "Results and stories",
@@ -117,6 +124,18 @@ SECTIONS: tuple[Section, ...] = (
         "The privacy loss spent and left under your agreements.",
     ),
     Section(
+        "agreements:approve",
+        "console_dm_webhooks",
+        "Webhooks",
+        "Where your systems are told of what happens; each webhook's deliveries, and replay.",
+    ),
+    Section(
+        "agreements:approve",
+        "console_dm_what_if",
+        "What if…",
+        "Ask the policy engine what it would decide, with its reasons, without doing anything.",
+    ),
+    Section(
         "admin",
         "console_admin_organizations",
         "Organizations",
@@ -127,6 +146,12 @@ SECTIONS: tuple[Section, ...] = (
         "console_admin_clients",
         "Clients",
         "Create a client, rotate its secret or disable it.",
+    ),
+    Section(
+        "admin",
+        "console_admin_signing_key",
+        "Token signing key",
+        "The key that signs access tokens, and its rotation.",
     ),
     Section(
         "admin",

@@ -23,13 +23,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from api.console.auth import check_csrf, signed_in
-from api.console.pages import error_page, page
+from api.console.pages import confirm_page, error_page, page
 from api.deps import Policy, UnitOfWork, audited, state
 from api.routers import submissions as submissions_api
 from api.routers.audit import inclusion_proof
 from audit.actions import AuditAction
 from core.context import RequestContext
-from core.errors import DomainError, InvalidInput
+from core.errors import Conflict, DomainError, InvalidInput
 from records import datasets, intake, service
 from records.errors import SubmissionRejected
 
@@ -55,6 +55,8 @@ DONE = {
     "replayed": "This form was already sent: the submission it stored is shown (nothing new "
     "was stored).",
     "withdrawn": "The withdrawal was recorded.",
+    "cancelled": "The scheduled withdrawal is cancelled: the submission stays in use under the "
+    "agreement's terms.",
 }
 
 
@@ -215,6 +217,7 @@ async def upload(
             idempotency_key=_text(form.get("idempotency_key"), "idempotency_key"),
             period=_text(form.get("period"), "period"),
             replaces=_text(form.get("replaces"), "replaces"),
+            sheet=_text(form.get("sheet"), "sheet"),
         )
     return _redirect(
         request.url_for("console_staff_submission", submission_id=receipt.submission_id).path,
@@ -271,6 +274,9 @@ def submission_page(
         can_withdraw="records:write" in ctx.principal.scopes
         and receipt["status"] == "accepted"
         and receipt["withdrawal"] is None,
+        can_cancel="records:write" in ctx.principal.scopes
+        and receipt["withdrawal"] is not None
+        and receipt["withdrawal"]["state"] == "scheduled",
     )
 
 
@@ -337,4 +343,75 @@ def withdraw(
     return _redirect(
         request.url_for("console_staff_submission", submission_id=receipt.submission_id).path,
         done="withdrawn",
+    )
+
+
+@router.get(
+    "/console/submissions/{submission_id}/withdrawal/cancel",
+    name="console_staff_cancel_withdrawal_confirm",
+    dependencies=[Depends(audited(AuditAction.SUBMISSION_READ, "submission", "submission_id"))],
+)
+def cancel_withdrawal_confirm(
+    submission_id: str, request: Request, session: UnitOfWork, ctx: Writer
+) -> Response:
+    if len(submission_id) > 64:
+        raise InvalidInput("A submission id is at most 64 characters.")
+    receipt = service.summary(service.get(session, ctx, submission_id))
+    terms = service.own_withdrawal_terms(session, ctx, submission_id)
+    back = request.url_for("console_staff_submission", submission_id=receipt["id"]).path
+    scheduled = receipt["withdrawal"]
+    if scheduled is None or scheduled["state"] != "scheduled":
+        raise Conflict("No withdrawal of this submission is scheduled.")
+    return confirm_page(
+        request,
+        title=f"Cancel the withdrawal of submission {receipt['id']}?",
+        facts=[
+            ("Dataset", receipt["dataset"]),
+            ("Rows", str(receipt["row_count"])),
+            ("Withdrawal requested (UTC)", scheduled["requested_at"]),
+            ("Takes effect (UTC)", scheduled["effective_at"]),
+        ],
+        explanation=[
+            f"Agreement {terms.agreement_id} version {terms.version} governs this submission. "
+            f"It allows withdrawal with {terms.notice_days} days' notice "
+            f"(withdrawal.notice_days: {terms.notice_days}): the submission stays in use until "
+            "the notice has run, then leaves every computation, and its records are destroyed "
+            "after the agreement's grace period.",
+            "Cancelling keeps the submission in use as if the withdrawal had never been asked "
+            "for. To withdraw it later, ask again: the notice then starts over.",
+        ],
+        action_url=request.url_for(
+            "console_staff_cancel_withdrawal", submission_id=receipt["id"]
+        ).path,
+        button="Cancel the withdrawal",
+        back_url=back,
+        back_text="Keep the withdrawal scheduled and go back",
+        section="console_staff_submissions",
+        section_title="Your organization's submissions",
+    )
+
+
+@router.post(
+    "/console/submissions/{submission_id}/withdrawal/cancel",
+    name="console_staff_cancel_withdrawal",
+    dependencies=[
+        Depends(audited(AuditAction.SUBMISSION_WITHDRAWAL_CANCEL, "submission", "submission_id"))
+    ],
+)
+def cancel_withdrawal(
+    submission_id: str,
+    request: Request,
+    session: UnitOfWork,
+    ctx: Writer,
+    csrf: Annotated[str | None, Form(max_length=MAX_FIELD)] = None,
+) -> Response:
+    check_csrf(request, csrf)
+    _count_write(request, ctx)
+    if len(submission_id) > 64:
+        raise InvalidInput("A submission id is at most 64 characters.")
+    # DELETE /v1/submissions/{id}/withdrawal itself.
+    receipt = submissions_api.cancel_withdrawal(submission_id, session, ctx)
+    return _redirect(
+        request.url_for("console_staff_submission", submission_id=receipt["id"]).path,
+        done="cancelled",
     )

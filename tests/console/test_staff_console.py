@@ -290,7 +290,9 @@ def test_submissions_list_page_and_withdrawal_under_the_agreements_terms(
     assert withdrawn.outcome == "succeeded"
     shown = client.get(r.headers["location"])
     assert "The withdrawal was recorded." in shown.text
-    assert confirm_link not in shown.text
+    assert f'href="{confirm_link}"' not in shown.text
+    # A scheduled withdrawal is offered for cancellation instead.
+    assert f'href="{confirm_link}al/cancel"' in shown.text
     # withdrawing again: the API's conflict
     r = client.post(confirm_link, data={"csrf": _csrf(confirm.text)}, follow_redirects=False)
     assert r.status_code == 409
