@@ -58,8 +58,14 @@ def test_the_form_shows_the_engines_decision_for_the_same_question(
 
     r = _ask(client, action="submit", agreement=AGREEMENT, datasets=DATASET, client_id=sis)
     assert r.status_code == 200, r.text
-    event = session.scalars(select(AuditEvent).order_by(AuditEvent.idx.desc()).limit(1)).one()
-    assert event.action == "policy.decide" and event.decision == "permit"
+    # The form also lists the agreements (an audited read): the decision is the last decide.
+    event = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == "policy.decide")
+        .order_by(AuditEvent.idx.desc())
+        .limit(1)
+    ).one()
+    assert event.decision == "permit"
     assert event.client_id == _person(session, district.username)
     expected = _api(api, sis, "submit", agreement=AGREEMENT, datasets=[DATASET])
     assert expected["effect"] == "permit"
