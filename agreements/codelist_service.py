@@ -7,7 +7,7 @@ commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -138,7 +138,7 @@ def catalog_for(session: Session, document: AgreementDocument) -> CodeListCatalo
     return catalog(session, references(document))
 
 
-def resolve(session: Session, document: AgreementDocument) -> dict[str, ResolvedCodeList]:
+def resolve(session: Session, document: AgreementDocument) -> Mapping[str, ResolvedCodeList]:
     """The code list versions ``document`` refers to; :class:`InvalidAgreement` naming each
     reference that does not resolve."""
     found = catalog_for(session, document).resolved
@@ -160,4 +160,3 @@ def resolve(session: Session, document: AgreementDocument) -> dict[str, Resolved
             missing,
         )
     return found
-

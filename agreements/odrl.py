@@ -9,9 +9,9 @@ ODRL action named in :data:`policy.vocabulary.ACTIONS`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
-from collections.abc import Mapping
 from typing import Any
 
 from agreements.codelists import ResolvedCodeList
@@ -116,7 +116,9 @@ def _codelists(
     for d in document.datasets:
         for f in d.fields:
             if f.constraints.codelist is not None:
-                used.setdefault(f.constraints.codelist, []).append(f"{dataset_iri(d.name)}#{f.name}")
+                used.setdefault(f.constraints.codelist, []).append(
+                    f"{dataset_iri(d.name)}#{f.name}"
+                )
     if not used:
         return {}
     out = []

@@ -64,7 +64,7 @@ def code_lists() -> list[CodeListIn]:
         CodeListIn(
             id=slug,
             title=title,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             standard=standard,
             codes=[Code(code=c) for c in codes],
         )

@@ -21,8 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from aggregation import review
-from agreements import codelist_service
-from agreements import service
+from agreements import codelist_service, service
 from agreements.document import AgreementDocument
 from agreements.lint import lint
 from api.console.agreement_text import canonical_yaml, diff_rows, plain_language

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from agreements import codelist_service
+from agreements import codelist_service, service
 from agreements import repository as repo
-from agreements import service
 from agreements.document import AgreementDocument, vocabulary_summary
 from agreements.lint import lint
 from agreements.models import AgreementVersion

@@ -28,9 +28,7 @@ KR = "/v1/datasets/kindergarten_readiness"
 def demo_datasets():
     for path in sorted(DEMO.glob("*.yaml")):
         document = AgreementDocument.model_validate(yaml.safe_load(path.read_text()))
-        terms = compile_terms(
-            document, version=1, status="active", codelists=code_list_versions()
-        )
+        terms = compile_terms(document, version=1, status="active", codelists=code_list_versions())
         yield from terms.datasets
 
 
