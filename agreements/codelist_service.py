@@ -111,7 +111,6 @@ def resolved(row: CodeList) -> ResolvedCodeList:
         kind=row.kind,
         codes=tuple(str(c["code"]) for c in row.codes),
         standard=row.standard,
-        labels=tuple(c.get("label") for c in row.codes),
     )
 
 

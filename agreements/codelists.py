@@ -84,7 +84,6 @@ class ResolvedCodeList:
     kind: str
     codes: tuple[str, ...]
     standard: str | None = None
-    labels: tuple[str | None, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -136,10 +135,6 @@ def parse_ref(ref: str) -> tuple[str, int]:
             "a code list reference is the list's id and version, e.g. 'neighborhoods@1'"
         )
     return match.group(1), int(match.group(2))
-
-
-def is_slug(text: str) -> bool:
-    return _SLUG.match(text) is not None
 
 
 class UnresolvedCodeList(LookupError):
