@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
+from agreements.codelists import ResolvedCodeList, field_enum
 from agreements.document import (
     LEGACY_REVIEW_ON_TIMEOUT,
     LEGACY_REVIEW_WINDOW_DAYS,
@@ -68,9 +70,24 @@ def publication_review(document: AgreementDocument) -> PublicationReview | None:
 
 
 def compile_terms(
-    document: AgreementDocument, *, version: int, status: str, content_hash: str | None = None
+    document: AgreementDocument,
+    *,
+    version: int,
+    status: str,
+    content_hash: str | None = None,
+    codelists: Mapping[str, ResolvedCodeList] | None = None,
 ) -> AgreementTerms:
-    """Build :class:`policy.model.AgreementTerms` for one version of an agreement."""
+    """Build :class:`policy.model.AgreementTerms` for one version of an agreement.
+
+    A field that refers to a code list gets the list's codes as its ``enum``, so that
+    validation, the dataset schema, the template and the aggregation's categories read them
+    exactly like declared values; ``codelists`` must hold every version the document refers to
+    (:class:`agreements.codelists.UnresolvedCodeList` otherwise: never "any value")."""
+
+    def standard(ref: str | None) -> str | None:
+        found = (codelists or {}).get(ref) if ref is not None else None
+        return found.standard if found is not None else None
+
     datasets = tuple(
         DatasetTerms(
             name=d.name,
@@ -82,13 +99,17 @@ def compile_terms(
                     type=f.type,
                     role=f.role,
                     required=f.constraints.required,
-                    enum=tuple(f.constraints.enum) if f.constraints.enum is not None else None,
+                    enum=tuple(allowed)
+                    if (allowed := field_enum(f.constraints, codelists)) is not None
+                    else None,
                     minimum=f.constraints.minimum,
                     maximum=f.constraints.maximum,
                     pattern=f.constraints.pattern,
                     min_length=f.constraints.min_length,
                     max_length=f.constraints.max_length,
                     geography=f.geography,
+                    codelist=f.constraints.codelist,
+                    codelist_standard=standard(f.constraints.codelist),
                 )
                 for f in d.fields
             ),

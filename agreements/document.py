@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agreements.codelists import parse_ref
 from policy import vocabulary as vocab
 from policy.vocabulary import DisclosureMethod, FieldRole, FieldType, RoundingScheme
 
@@ -34,6 +35,8 @@ class FieldConstraints(_Strict):
     required: bool = False
     unique: bool = False
     enum: list[Scalar] | None = None
+    # A shared code list, pinned: ``"<id>@<version>"`` (see agreements.codelists).
+    codelist: str | None = Field(default=None, max_length=80)
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
@@ -41,6 +44,19 @@ class FieldConstraints(_Strict):
     # 65-bit one overflowed the validator at submission time.
     min_length: int | None = Field(default=None, alias="minLength", ge=0, le=1 << 20)
     max_length: int | None = Field(default=None, alias="maxLength", ge=1, le=1 << 20)
+
+    @field_validator("codelist")
+    @classmethod
+    def _codelist_pinned(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_ref(value)
+        return value
+
+    @model_validator(mode="after")
+    def _enum_or_codelist(self) -> FieldConstraints:
+        if self.enum is not None and self.codelist is not None:
+            raise ValueError("give either enum or codelist, not both")
+        return self
 
     @field_validator("pattern")
     @classmethod

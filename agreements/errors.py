@@ -18,3 +18,8 @@ class InvalidAgreement(InvalidInput):
 class AgreementStateConflict(Conflict):
     kind = "agreement-state-conflict"
     title = "The agreement is not in a state that allows this"
+
+
+class CodeListConflict(Conflict):
+    kind = "code-list-conflict"
+    title = "The code list already has this content"

@@ -16,7 +16,11 @@ prohibition always overrides, duplicate rules); permissions Backbone never grant
 rule is an obligation naming, with ``isAnyOf``, the events it covers and the parties to tell,
 and nothing else: the service then notifies those parties of those events itself); and the
 review before publication (a window of 1 to 60 days and what happens when it passes; the
-superseded ``publication_review_by_provider``).
+superseded ``publication_review_by_provider``); and references to shared code lists (each must
+name a stored version of a code list, on a string field; a newer version of the list is a
+warning, the one kind of finding that does not block). Lint reads no database: the caller
+passes what it knows of the code lists the document refers to (a
+:class:`agreements.codelists.CodeListCatalog`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agreements.codelists import CodeListCatalog, field_enum, parse_ref
 from agreements.document import AgreementDocument, ConstraintSpec, PrivacySpec, RuleSpec
 from agreements.expressions import InvalidExpression, compile_filter
 from notifications.events import EVENT_OPERAND, EVENT_TYPES, NOTIFY, RECIPIENT_OPERAND
@@ -50,9 +55,20 @@ class Finding:
     code: str
     path: str
     message: str
+    # "error" blocks the agreement; "warning" (a newer code list version) only informs.
+    severity: str = "error"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "path": self.path, "message": self.message}
+        return {
+            "code": self.code,
+            "path": self.path,
+            "message": self.message,
+            "severity": self.severity,
+        }
 
 
 def _values(spec: ConstraintSpec) -> list[Any]:
@@ -61,15 +77,56 @@ def _values(spec: ConstraintSpec) -> list[Any]:
 
 
 class _Linter:
-    def __init__(self, document: AgreementDocument, k_floor: int) -> None:
+    def __init__(
+        self, document: AgreementDocument, k_floor: int, codelists: CodeListCatalog | None
+    ) -> None:
         self.doc = document
         self.k_floor = k_floor
+        self.codelists = codelists
         self.findings: list[Finding] = []
         self.datasets = {d.name: d for d in document.datasets}
         self.parties = {p.org for p in document.parties}
 
-    def add(self, code: str, path: str, message: str) -> None:
-        self.findings.append(Finding(code, path, message))
+    def add(self, code: str, path: str, message: str, severity: str = "error") -> None:
+        self.findings.append(Finding(code, path, message, severity))
+
+    def codelist(self, path: str, f: Any) -> None:
+        """A code list reference names a stored version, of a string field."""
+        ref = f.constraints.codelist
+        slug, version = parse_ref(ref)
+        if f.type != FieldType.STRING:
+            self.add(
+                "bad-code-list-field",
+                path,
+                f"Field {f.name}: a code list's codes are text; only a string field can refer "
+                "to one.",
+            )
+        if self.codelists is None:
+            self.add(
+                "unchecked-code-list",
+                path,
+                f"Code list {ref} is not checked here: the service checks it when the "
+                "agreement is linted or drafted there.",
+                severity="warning",
+            )
+            return
+        latest = self.codelists.latest.get(slug)
+        if latest is None:
+            self.add("unknown-code-list", path, f"Code list {slug} does not exist.")
+        elif ref not in self.codelists.resolved:
+            self.add(
+                "unknown-code-list-version",
+                path,
+                f"Code list {slug} has no version {version} (the latest is {latest}).",
+            )
+        elif latest > version:
+            self.add(
+                "newer-code-list-version",
+                path,
+                f"Field {f.name} refers to version {version} of code list {slug}; version "
+                f"{latest} exists. Amend the agreement to refer to it if the parties agree.",
+                severity="warning",
+            )
 
     def run(self) -> list[Finding]:
         self.vocabulary()
@@ -180,10 +237,13 @@ class _Linter:
                         f"{path}.geography",
                         "Only a dimension can hold a geographic level.",
                     )
+                if f.constraints.codelist is not None:
+                    self.codelist(f"{path}.constraints.codelist", f)
                 if (
                     f.role == FieldRole.DIMENSION
                     and f.type != FieldType.BOOLEAN
                     and not f.constraints.enum
+                    and f.constraints.codelist is None
                 ):
                     self.add(
                         "undeclared-categories",
@@ -232,12 +292,21 @@ class _Linter:
                             f"datasets.{i}.derived.{j}.{where}",
                             f"Derived field {derived.name}: {exc.detail}",
                         )
-            declared: dict[str, tuple[str, ...]] = {}
+            # None: the values of a code list this lint was not given (checked by the service).
+            declared: dict[str, tuple[str, ...] | None] = {}
+            resolved = self.codelists.resolved if self.codelists is not None else {}
             for f in ds.fields:
                 if f.role == FieldRole.DIMENSION and f.type == FieldType.BOOLEAN:
                     declared[f.name] = ("true", "false")
                 elif f.role == FieldRole.DIMENSION and f.constraints.enum:
                     declared[f.name] = tuple(label_of(v) for v in f.constraints.enum)
+                elif f.role == FieldRole.DIMENSION and f.constraints.codelist is not None:
+                    ref = f.constraints.codelist
+                    declared[f.name] = (
+                        tuple(label_of(v) for v in field_enum(f.constraints, resolved) or [])
+                        if ref in resolved
+                        else None
+                    )
             for derived in ds.derived:
                 declared[derived.name] = derived.labels
             for j, combination in enumerate(ds.structural_zeros):
@@ -250,7 +319,7 @@ class _Linter:
                             f"A structural zero names {name}, which is not a dimension with"
                             f" declared values or a derived field of dataset {ds.name}.",
                         )
-                    elif label_of(value) not in declared[name]:
+                    elif (known := declared[name]) is not None and label_of(value) not in known:
                         self.add(
                             "unknown-category",
                             f"{path}.{name}",
@@ -503,6 +572,15 @@ class _Linter:
             )
 
 
-def lint(document: AgreementDocument, *, k_floor: int = 5) -> list[Finding]:
-    """Every mechanical problem with ``document``; an empty list means it lints clean."""
-    return _Linter(document, k_floor).run()
+def lint(
+    document: AgreementDocument,
+    *,
+    k_floor: int = 5,
+    codelists: CodeListCatalog | None = None,
+) -> list[Finding]:
+    """Every mechanical problem with ``document``; an empty list means it lints clean.
+
+    ``codelists`` is what the caller knows of the code lists the document refers to (the
+    service always passes it); without it, as in a local lint, each reference is only noted
+    as unchecked (a warning)."""
+    return _Linter(document, k_floor, codelists).run()

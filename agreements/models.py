@@ -1,4 +1,5 @@
-"""Tables of agreements, their versions, parties, datasets, approvals and status history."""
+"""Tables of agreements, their versions, parties, datasets, approvals and status history, and
+of the shared code lists agreements refer to."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ class AgreementVersion(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     end_reason: Mapped[str | None] = mapped_column(Text)
+    # The code list versions the document refers to, as they are (``{"<id>@<n>": {...}}``), kept
+    # when the version is stored: both are immutable, so compiling the terms needs no lookup.
+    codelists: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     def document_parties(self) -> frozenset[str]:
         return frozenset(str(p["org"]) for p in self.document.get("parties", []))
@@ -118,3 +122,22 @@ class AgreementStatusChange(Base):
         ),
         Index("ix_agreement_status_changes_agreement", "agreement_id", "version"),
     )
+
+
+class CodeList(Base):
+    """One version of a shared code list; a new version is a new row, and rows never change."""
+
+    __tablename__ = "code_lists"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text)
+    standard: Mapped[str | None] = mapped_column(String(500))
+    # geography | period | category
+    kind: Mapped[str] = mapped_column(String(16))
+    codes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    code_count: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(ForeignKey("organizations.id"))

@@ -9,10 +9,12 @@ ODRL action named in :data:`policy.vocabulary.ACTIONS`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from agreements.codelists import ResolvedCodeList
 from agreements.compile import publication_review
 from agreements.document import AgreementDocument, ConstraintSpec, PrivacySpec, RuleSpec, Term
 from policy import vocabulary as vocab
@@ -105,10 +107,47 @@ def _privacy_constraints(privacy: PrivacySpec | None) -> list[dict[str, Any]]:
     return out
 
 
-def to_odrl(
-    document: AgreementDocument, *, version: int, status: str, content_hash: str
+def _codelists(
+    document: AgreementDocument, codelists: Mapping[str, ResolvedCodeList]
 ) -> dict[str, Any]:
-    """The ODRL 2.2 JSON-LD form of one agreement version."""
+    """The shared code lists the version's fields refer to, with their codes: the export must
+    say what values the parties agreed to without the reader looking anything up."""
+    used: dict[str, list[str]] = {}
+    for d in document.datasets:
+        for f in d.fields:
+            if f.constraints.codelist is not None:
+                used.setdefault(f.constraints.codelist, []).append(
+                    f"{dataset_iri(d.name)}#{f.name}"
+                )
+    if not used:
+        return {}
+    out = []
+    for ref, fields in sorted(used.items()):
+        found = codelists[ref]
+        entry: dict[str, Any] = {
+            "uid": f"urn:backbone:codelist:{found.id}:v{found.version}",
+            "bb:ref": ref,
+            "title": found.title,
+            "bb:kind": found.kind,
+            "bb:fields": fields,
+            "bb:codes": list(found.codes),
+        }
+        if found.standard is not None:
+            entry["bb:standard"] = found.standard
+        out.append(entry)
+    return {"bb:codeLists": out}
+
+
+def to_odrl(
+    document: AgreementDocument,
+    *,
+    version: int,
+    status: str,
+    content_hash: str,
+    codelists: Mapping[str, ResolvedCodeList] | None = None,
+) -> dict[str, Any]:
+    """The ODRL 2.2 JSON-LD form of one agreement version; ``codelists`` must hold every code
+    list version its fields refer to (their codes are part of the export)."""
     uid = f"urn:backbone:agreement:{document.uid}:v{version}"
     assigners = [p.org for p in document.parties if p.role == "assigner"]
     assignees = [p.org for p in document.parties if p.role == "assignee"]
@@ -154,6 +193,7 @@ def to_odrl(
         "obligation": obligations,
         "bb:actionProfile": {name: parent for name, parent in vocab.ACTIONS.items()},
         **_review(document),
+        **_codelists(document, codelists or {}),
     }
 
 

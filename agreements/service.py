@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from agreements import codelist_service as codelists
 from agreements import repository as repo
+from agreements.codelists import CodeListCatalog, ResolvedCodeList
 from agreements.compile import compile_terms
 from agreements.document import AgreementDocument, Term
 from agreements.errors import AgreementStateConflict, InvalidAgreement
@@ -69,9 +71,12 @@ def _status(
     )
 
 
-def check(document: AgreementDocument, *, k_floor: int) -> None:
-    """Raise :class:`InvalidAgreement` with every lint finding, if there are any."""
-    findings = lint(document, k_floor=k_floor)
+def check(
+    document: AgreementDocument, *, k_floor: int, catalog: CodeListCatalog | None = None
+) -> None:
+    """Raise :class:`InvalidAgreement` with every lint error, if there are any (warnings, such
+    as a newer version of a code list, do not block)."""
+    findings = [f for f in lint(document, k_floor=k_floor, codelists=catalog) if f.is_error]
     if findings:
         raise InvalidAgreement(
             f"The agreement has {len(findings)} problem(s); nothing was stored.",
@@ -84,7 +89,9 @@ def create(
 ) -> AgreementVersion:
     """Lint ``document`` and store it as a new draft version (version 1, or the next amendment)."""
     org, _client, kind = _principal(ctx)
-    check(document, k_floor=k_floor)
+    catalog = codelists.catalog_for(session, document)
+    check(document, k_floor=k_floor, catalog=catalog)
+    resolved = codelists.resolve(session, document)
     if org not in document.party_ids and kind != OrganizationKind.BACKBONE:
         raise Forbidden("Only a party to the agreement or the backbone may draft it.")
     agreement = repo.get(session, document.uid)
@@ -117,6 +124,8 @@ def create(
         expires_at=Term.as_datetime(document.term.expires),
         created_at=ctx.now,
     )
+    if resolved:
+        version.codelists = {ref: found.snapshot() for ref, found in sorted(resolved.items())}
     session.add(version)
     session.flush()
     for party in document.parties:
@@ -376,10 +385,22 @@ def in_force(session: Session, agreement_ids: Sequence[str], at: datetime) -> di
     return out
 
 
+def codelists_of(row: AgreementVersion) -> dict[str, ResolvedCodeList]:
+    """The code list versions a stored agreement version refers to, as it keeps them."""
+    return {
+        ref: ResolvedCodeList.from_snapshot(ref, data)
+        for ref, data in (row.codelists or {}).items()
+    }
+
+
 def terms_of(row: AgreementVersion) -> AgreementTerms:
     document = AgreementDocument.model_validate(row.document)
     return compile_terms(
-        document, version=row.version, status=row.status, content_hash=row.content_hash
+        document,
+        version=row.version,
+        status=row.status,
+        content_hash=row.content_hash,
+        codelists=codelists_of(row),
     )
 
 
@@ -443,7 +464,9 @@ def with_draft(session: Session, policy: PolicySet, document: AgreementDocument)
     """``policy`` as if ``document`` were the active version of its agreement."""
     agreement = repo.get(session, document.uid)
     version = (agreement.latest_version if agreement else 0) + 1
-    draft = compile_terms(document, version=version, status="active")
+    draft = compile_terms(
+        document, version=version, status="active", codelists=codelists.resolve(session, document)
+    )
     others = [t for t in policy.agreements if t.id != document.uid]
     return PolicySet([*others, draft])
 

@@ -126,6 +126,12 @@ PROBLEMS: dict[str, ProblemType] = {
         "The agreement document is invalid",
         "See findings: each has a code, a path and a message.",
     ),
+    "code-list-conflict": ProblemType(
+        409,
+        "The code list already has this content",
+        "The latest version of the code list holds exactly these codes and terms; a new "
+        "version is stored only when something changes.",
+    ),
     "invalid-indicator": ProblemType(
         422,
         "The indicator definition is invalid",

@@ -296,6 +296,20 @@ class DecisionOut(_Out):
     breaks: list[dict[str, Any]] | None = None
 
 
+class CodeListSummaryOut(_Out):
+    id: str
+    version: int
+    ref: str
+    title: str
+    kind: str
+    code_count: int
+    content_hash: str
+
+
+class CodeListOut(CodeListSummaryOut):
+    codes: list[dict[str, Any]]
+
+
 class IndicatorOut(_Out):
     id: str
     version: int

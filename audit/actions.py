@@ -24,6 +24,8 @@ class AuditAction(StrEnum):
     AUDIT_PROOF_INCLUSION = "audit.proof.inclusion"
     AUDIT_PROOF_CONSISTENCY = "audit.proof.consistency"
     CLIENT_CREATE = "client.create"
+    CODELIST_CREATE = "codelist.create"
+    CODELIST_READ = "codelist.read"
     CLIENT_ROTATE_SECRET = "client.rotate_secret"
     CLIENT_REGISTER_KEYS = "client.register_keys"
     CLIENT_DISABLE = "client.disable"

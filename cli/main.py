@@ -103,7 +103,7 @@ def _register_remote() -> None:
     from cli.records import purge as records_purge
     from cli.records import records_app
     from cli.releases import releases_app
-    from cli.remote import agreement_app, indicator_app
+    from cli.remote import agreement_app, codelist_app, indicator_app
     from cli.webhooks import webhooks_app
 
     app.add_typer(records_app, name="records")
@@ -112,6 +112,7 @@ def _register_remote() -> None:
     app.command("worker")(worker)
     app.add_typer(agreement_app, name="agreement")
     app.add_typer(indicator_app, name="indicator")
+    app.add_typer(codelist_app, name="codelist")
     app.add_typer(audit_app, name="audit")
     app.add_typer(webhooks_app, name="webhooks")
 

@@ -23,6 +23,9 @@ agreement_app = typer.Typer(
 indicator_app = typer.Typer(
     help="Indicators: define and release (the backbone's tools).", no_args_is_help=True
 )
+codelist_app = typer.Typer(
+    help="Shared code lists: define and list them (the backbone's tools).", no_args_is_help=True
+)
 
 Url = Annotated[
     str | None,
@@ -92,7 +95,8 @@ def _document(path: Path) -> tuple[bytes, str]:
 
 @agreement_app.command("lint")
 def lint(path: Path, k_floor: int = 5) -> None:
-    """Lint an agreement file locally, without a service."""
+    """Lint an agreement file locally, without a service (code list references are checked by
+    the service: ``POST /v1/agreements/lint``)."""
     from agreements.errors import InvalidAgreement
     from agreements.lint import lint as run
     from agreements.parse import parse_document
@@ -105,8 +109,8 @@ def lint(path: Path, k_floor: int = 5) -> None:
         raise typer.Exit(1) from None
     findings = run(document, k_floor=k_floor)
     for f in findings:
-        typer.echo(f"{f.code}: {f.path}: {f.message}")
-    if findings:
+        typer.echo(f"{'' if f.is_error else 'warning: '}{f.code}: {f.path}: {f.message}")
+    if any(f.is_error for f in findings):
         raise typer.Exit(1)
     typer.echo(f"{document.uid}: lints clean ({document.content_hash()})")
 
@@ -263,3 +267,35 @@ def release(
             )
         )
         typer.echo(f"{len(out['rows'])} cells by status: {statuses}")
+
+
+@codelist_app.command("create")
+def codelist_create(
+    path: Path,
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    credentials: Credentials = None,
+    as_: As = None,
+) -> None:
+    """Define a code list from a YAML or JSON file (its next version, if the id exists)."""
+    data = yaml.safe_load(path.read_text())
+    with _client(url, client_id, client_secret, credentials, as_) as http:
+        _show(http.post("/v1/codelists", json=data))
+
+
+@codelist_app.command("list")
+def codelist_list(
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    credentials: Credentials = None,
+    as_: As = None,
+) -> None:
+    """The latest version of every code list: reference, kind, number of codes and title."""
+    with _client(url, client_id, client_secret, credentials, as_) as http:
+        r = http.get("/v1/codelists")
+        if r.status_code >= 400:
+            _show(r)
+        for item in r.json():
+            typer.echo(f"{item['ref']}\t{item['kind']}\t{item['code_count']}\t{item['title']}")

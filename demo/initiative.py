@@ -57,6 +57,20 @@ NEIGHBORHOODS = (
 )
 PREK_PROGRAMS = ("Head Start", "State Pre-K", "Community-based")
 
+# The shared code lists the demo agreements refer to (``constraints.codelist``), defined once by
+# the backbone: (id, title, kind, standard, codes).
+CODE_LISTS: tuple[tuple[str, str, str, str | None, tuple[str, ...]], ...] = (
+    ("neighborhoods", "Riverton neighborhoods", "geography", None, NEIGHBORHOODS),
+    ("school-years", "School years (July to June)", "period", None, SCHOOL_YEARS),
+    (
+        "race-ethnicity",
+        "Race/ethnicity, seven categories",
+        "category",
+        "OMB SPD 15 (1997), the seven aggregate categories of the U.S. Department of Education",
+        RACE_ETHNICITY,
+    ),
+)
+
 ORGANIZATIONS = (
     ("district", "Riverton Unified School District", "partner"),
     ("health", "Riverton County Department of Public Health", "partner"),

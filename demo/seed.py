@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 
 from aggregation import definitions, releases, review
 from aggregation.definition import IndicatorDefinition
+from agreements import codelist_service
 from agreements import service as agreements
+from agreements.codelists import Code, CodeListCatalog, CodeListIn, ResolvedCodeList
 from agreements.parse import parse_document
 from agreements.service import PolicyCache
 from core.clock import utcnow
@@ -28,7 +30,7 @@ from core.context import RequestContext
 from core.ids import new_id
 from core.keys import MasterKey
 from demo.generator import DemoData, generate
-from demo.initiative import CLIENTS, ORGANIZATIONS, PEOPLE
+from demo.initiative import CLIENTS, CODE_LISTS, ORGANIZATIONS, PEOPLE
 from identity import people as people_service
 from identity import service as identity
 from identity.models import Client, Organization
@@ -54,6 +56,42 @@ SUBMITTERS = {
     "births": "health-vitals",
     "prek_enrollment": "elnet-enrollment",
 }
+
+
+def code_lists() -> list[CodeListIn]:
+    """The demo's shared code lists, as the backbone defines them."""
+    return [
+        CodeListIn(
+            id=slug,
+            title=title,
+            kind=kind,
+            standard=standard,
+            codes=[Code(code=c) for c in codes],
+        )
+        for slug, title, kind, standard, codes in CODE_LISTS
+    ]
+
+
+def code_list_versions() -> dict[str, ResolvedCodeList]:
+    """Version 1 of each demo code list, as a freshly seeded service holds it (for compiling or
+    linting the demo agreements without a database)."""
+    return {
+        f"{body.id}@1": ResolvedCodeList(
+            id=body.id,
+            version=1,
+            title=body.title,
+            kind=body.kind,
+            codes=tuple(c.code for c in body.codes),
+            standard=body.standard,
+        )
+        for body in code_lists()
+    }
+
+
+def code_list_catalog() -> CodeListCatalog:
+    """What lint knows of the demo code lists on a freshly seeded service."""
+    versions = code_list_versions()
+    return CodeListCatalog(versions, {found.id: found.version for found in versions.values()})
 
 
 def agreement_texts() -> dict[str, str]:
@@ -178,6 +216,9 @@ def seed(
         "early-learning": "elnet-data-manager",
         "backbone": "backbone-manager",
     }
+    # The code lists the agreements refer to come first: a reference must resolve.
+    for body in code_lists():
+        codelist_service.create(session, _ctx(session, "backbone-manager"), body)
     for text in agreement_texts().values():
         document = parse_document(text)
         version = agreements.create(session, _ctx(session, "backbone-manager"), document)

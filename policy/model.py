@@ -232,6 +232,9 @@ class FieldTerms:
     min_length: int | None = None
     max_length: int | None = None
     geography: str | None = None  # the geographic level a dimension field holds
+    # The shared code list ``enum`` comes from (``"<id>@<version>"``) and the standard it follows.
+    codelist: str | None = None
+    codelist_standard: str | None = None
 
 
 def label_of(value: object) -> str:

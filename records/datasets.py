@@ -159,6 +159,12 @@ def _field(dataset: DatasetTerms, spec: FieldTerms, doc: DatasetSpec | None) -> 
         out["falseValues"] = list(validate.FALSE_VALUES)
     out["constraints"] = constraints(dataset, spec)
     out["x-backbone-role"] = spec.role
+    if spec.codelist is not None:
+        # constraints.enum holds the codes; this says where they come from.
+        note: dict[str, Any] = {"ref": spec.codelist}
+        if spec.codelist_standard is not None:
+            note["standard"] = spec.codelist_standard
+        out["x-backbone-codelist"] = note
     return out
 
 

@@ -341,6 +341,35 @@ def test_data_manager_commands(served: Deployment, tmp_path: Path):
     assert "cells by status" in done.stdout
 
 
+def test_codelist_commands(served: Deployment, tmp_path: Path):
+    creds = str(served.data_dir / "demo-credentials.json")
+    path = tmp_path / "wards.yaml"
+    path.write_text(
+        "id: cli-wards\ntitle: City wards\nkind: geography\n"
+        "standard: https://example.org/wards\ncodes:\n- code: W1\n  label: Ward 1\n- code: W2\n"
+    )
+    done = served.run(
+        "codelist", "create", str(path), "--credentials", creds, "--as", "backbone-manager"
+    )
+    created = json.loads(done.stdout)
+    assert (created["ref"], created["code_count"]) == ("cli-wards@1", 2)
+    # The same content again is refused with the problem document and a non-zero status.
+    again = served.run(
+        "codelist", "create", str(path), "--credentials", creds, "--as", "backbone-manager",
+        status=1,
+    )  # fmt: skip
+    assert "code-list-conflict" in again.stdout
+    refused = served.run(
+        "codelist", "create", str(path), "--credentials", creds, "--as", "district-data-manager",
+        status=1,
+    )  # fmt: skip
+    assert "insufficient-scope" in refused.stdout
+    listed = served.run("codelist", "list", "--credentials", creds, "--as", "district-sis").stdout
+    lines = {line.split("\t")[0]: line.split("\t") for line in listed.splitlines()}
+    assert lines["cli-wards@1"] == ["cli-wards@1", "geography", "2", "City wards"]
+    assert lines["neighborhoods@1"][1:3] == ["geography", "40"]
+
+
 def test_demo_walkthrough_follows_backbone_url(served: Deployment):
     done = served.run("demo", BACKBONE_URL=served.base)
     assert "receipt:" in done.stdout

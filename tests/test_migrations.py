@@ -150,3 +150,87 @@ def test_0007_keeps_past_withdrawals_and_its_downgrade_lets_pending_ones_take_ef
             assert got == {"gone": ("withdrawn", True), "kept": ("withdrawn", True)}
     finally:
         engine.dispose()
+
+
+def test_0015_keeps_code_lists_and_refuses_to_drop_what_an_agreement_version_refers_to(
+    fresh_databases,
+):
+    from datetime import UTC, datetime
+
+    import pytest
+    from sqlalchemy import Integer, String, column, inspect, table
+
+    from core.db import JSONType, UTCDateTime
+
+    url = fresh_databases.url()
+    upgrade(url, "0015")
+    then = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    orgs = table(
+        "organizations",
+        column("id", String),
+        column("name", String),
+        column("kind", String),
+        column("created_at", UTCDateTime()),
+    )
+    lists = table(
+        "code_lists",
+        *(column(n) for n in ("id", "version", "title", "kind", "code_count", "content_hash")),
+        column("codes", JSONType),
+        column("created_at", UTCDateTime()),
+        column("created_by", String),
+    )
+    agreements = table(
+        "agreements",
+        *(column(n) for n in ("id", "title", "created_by", "latest_version")),
+        column("created_at", UTCDateTime()),
+    )
+    versions = table(
+        "agreement_versions",
+        column("agreement_id", String),
+        column("version", Integer),
+        column("content_hash", String),
+        column("status", String),
+        column("document", JSONType),
+        column("codelists", JSONType),
+        *(column(n, UTCDateTime()) for n in ("effective_at", "expires_at", "created_at")),
+    )
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                orgs.insert(), [{"id": "b", "name": "B", "kind": "backbone", "created_at": then}]
+            )
+            conn.execute(
+                lists.insert(),
+                [{"id": "wards", "version": 1, "title": "Wards", "kind": "geography",
+                  "code_count": 1, "content_hash": "sha256:x", "codes": [{"code": "W1"}],
+                  "created_at": then, "created_by": "b"}],
+            )  # fmt: skip
+            conn.execute(
+                agreements.insert(),
+                [
+                    {
+                        "id": "a",
+                        "title": "A",
+                        "created_by": "b",
+                        "latest_version": 1,
+                        "created_at": then,
+                    }
+                ],
+            )
+            conn.execute(
+                versions.insert(),
+                [{"agreement_id": "a", "version": 1, "content_hash": "sha256:y", "status": "draft",
+                  "document": {}, "codelists": {"wards@1": {"title": "Wards", "kind": "geography",
+                  "codes": ["W1"]}}, "effective_at": then, "expires_at": then, "created_at": then}],
+            )  # fmt: skip
+        with pytest.raises(RuntimeError, match="refer to code lists"):
+            downgrade(url, "0014")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE agreement_versions SET codelists = NULL"))
+        downgrade(url, "0014")
+        inspector = inspect(engine)
+        assert "code_lists" not in inspector.get_table_names()
+        assert "codelists" not in {c["name"] for c in inspector.get_columns("agreement_versions")}
+    finally:
+        engine.dispose()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from agreements.codelists import ResolvedCodeList
 from agreements.document import AgreementDocument, ConstraintSpec, RuleSpec, Term
 from policy.vocabulary import LEGAL_BASES
 
@@ -149,8 +151,33 @@ def _recipients(document: AgreementDocument) -> list[str]:
     return found
 
 
-def plain_language(document: AgreementDocument) -> list[Section]:
-    """The document, section by section, as sentences a data manager can check."""
+def _values_text(d: Any, codelists: Mapping[str, ResolvedCodeList]) -> list[str]:
+    """What values each field with declared values takes, naming the shared code list."""
+    out = []
+    for f in d.fields:
+        ref = f.constraints.codelist
+        if ref is not None:
+            found = codelists.get(ref)
+            if found is None:
+                out.append(f"{f.name} takes a value of code list {ref}, which does not exist.")
+                continue
+            standard = f", following {found.standard}" if found.standard else ""
+            out.append(
+                f"{f.name} takes one of the {len(found.codes)} values of the shared code list"
+                f" {found.title} ({found.id}, version {found.version}{standard}):"
+                f" {_list(list(found.codes))}."
+            )
+        elif f.constraints.enum is not None:
+            values = [str(v) for v in f.constraints.enum]
+            out.append(f"{f.name} takes one of {len(values)} values: {_list(values)}.")
+    return out
+
+
+def plain_language(
+    document: AgreementDocument, codelists: Mapping[str, ResolvedCodeList] | None = None
+) -> list[Section]:
+    """The document, section by section, as sentences a data manager can check;
+    ``codelists`` holds the code list versions its fields refer to."""
     out: list[Section] = []
     parties = Section("Who is party")
     for p in document.parties:
@@ -183,6 +210,9 @@ def plain_language(document: AgreementDocument) -> list[Section]:
         )
         if d.derived:
             text += " Categories computed from them: " + _list([x.name for x in d.derived]) + "."
+        values = _values_text(d, codelists or {})
+        if values:
+            text += " " + " ".join(values)
         data.items.append(text)
     out.append(data)
 

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from aggregation import review
-from agreements import service
+from agreements import codelist_service, service
 from agreements.document import AgreementDocument
 from agreements.lint import lint
 from api.console.agreement_text import canonical_yaml, diff_rows, plain_language
@@ -128,7 +128,11 @@ def agreement(
     wanted = _version(version) or max(v["version"] for v in whole["versions"])
     shown = agreements_api.get_version(agreement_id, wanted, session, ctx, policy)
     document = AgreementDocument.model_validate(shown["document"])
-    findings = [f.as_dict() for f in lint(document, k_floor=state(request).settings.k_floor)]
+    catalog = codelist_service.catalog_for(session, document)
+    findings = [
+        f.as_dict()
+        for f in lint(document, k_floor=state(request).settings.k_floor, codelists=catalog)
+    ]
     parties = sorted(document.party_ids)
     org = ctx.principal.organization_id
     live = next((v for v in whole["versions"] if v["status"] in ("active", "suspended")), None)
@@ -142,7 +146,7 @@ def agreement(
         agreement=whole,
         shown=shown,
         document=document,
-        sections=plain_language(document),
+        sections=plain_language(document, catalog.resolved),
         findings=findings,
         can_approve=_can_approve(ctx, shown, parties),
         live=live if may_change else None,

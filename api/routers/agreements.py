@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from agreements import codelist_service, service
 from agreements import repository as repo
-from agreements import service
 from agreements.document import AgreementDocument, vocabulary_summary
 from agreements.lint import lint
 from agreements.models import AgreementVersion
@@ -149,6 +149,7 @@ def get_odrl(
         version=row.version,
         status=service.effective_status(row, ctx.now),
         content_hash=row.content_hash,
+        codelists=service.codelists_of(row),
     )
     service.record_read(session, ctx, agreement_id, f"odrl of version {row.version}")
     return JSONResponse(body, media_type="application/ld+json")
@@ -179,14 +180,15 @@ def governing(
     response_model_exclude_unset=True,
     summary="Lint an agreement document without storing it",
 )
-async def lint_agreement(request: Request, ctx: Reader) -> dict[str, Any]:
+async def lint_agreement(request: Request, ctx: Reader, session: UnitOfWork) -> dict[str, Any]:
     fmt = _format(request)
     raw = await request.body()
     k_floor = state(request).settings.k_floor
 
     def run() -> dict[str, Any]:
         document = parse_document(raw, fmt)
-        findings = [f.as_dict() for f in lint(document, k_floor=k_floor)]
+        catalog = codelist_service.catalog_for(session, document)
+        findings = [f.as_dict() for f in lint(document, k_floor=k_floor, codelists=catalog)]
         return {"uid": document.uid, "content_hash": document.content_hash(), "findings": findings}
 
     return await run_in_threadpool(run)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from aggregation.impact import breaking_indicators
+from agreements import codelist_service
 from agreements import service as agreements
 from agreements.parse import document_from_data
 from api.deps import Policy, UnitOfWork, audited, require, state
@@ -59,7 +60,11 @@ def decide_what_if(
     impact: list[dict[str, Any]] | None = None
     if body.draft is not None:
         document = document_from_data(body.draft)
-        agreements.check(document, k_floor=state(request).settings.k_floor)
+        agreements.check(
+            document,
+            k_floor=state(request).settings.k_floor,
+            catalog=codelist_service.catalog_for(session, document),
+        )
         evaluated = agreements.with_draft(session, policy, document)
         impact = breaking_indicators(session, policy, evaluated, now)
     r = body.resource

@@ -22,7 +22,11 @@ import yaml
 
 from agreements.document import AgreementDocument
 from agreements.lint import lint
+from demo.seed import code_list_catalog, code_list_versions
 from policy import vocabulary as vocab
+
+CATALOG = code_list_catalog()
+VERSIONS = code_list_versions()
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +58,7 @@ class Descriptive:
 Kept = Enforced | Refused | Descriptive
 
 POLICY = "tests/policy/test_cases.py::test_case"
+CODELISTS = "tests/agreements/test_codelists.py::"
 LINT = "tests/agreements/test_lint.py::"
 API = "tests/agreements/test_api.py::"
 VALIDATE = "tests/records/test_validate.py::"
@@ -194,6 +199,12 @@ KEPT: dict[str, Kept] = {
     "datasets[].fields[].constraints.unique": Refused("unsupported-term", _set_unique),
     "datasets[].fields[].constraints.enum": Enforced(
         (VALIDATE + "test_each_rule", LINT + "test_dimensions_must_declare_their_values")
+    ),
+    "datasets[].fields[].constraints.codelist": Enforced(
+        (
+            CODELISTS + "test_a_value_outside_the_code_list_is_refused_like_an_enum",
+            CODELISTS + "test_lint_checks_every_reference",
+        )
     ),
     "datasets[].fields[].constraints.minimum": Enforced((VALIDATE + "test_each_rule",)),
     "datasets[].fields[].constraints.maximum": Enforced((VALIDATE + "test_each_rule",)),
@@ -475,10 +486,10 @@ def test_each_refused_field_is_refused_by_lint(path: str) -> None:
     kept = KEPT[path]
     assert isinstance(kept, Refused)
     doc = _demo()
-    assert not lint(AgreementDocument.model_validate(doc))
+    assert not lint(AgreementDocument.model_validate(doc), codelists=CATALOG)
     changed = copy.deepcopy(doc)
     kept.set(changed)
-    findings = lint(AgreementDocument.model_validate(changed))
+    findings = lint(AgreementDocument.model_validate(changed), codelists=CATALOG)
     assert kept.code in {f.code for f in findings}, findings
 
 

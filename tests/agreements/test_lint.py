@@ -14,6 +14,10 @@ from agreements.errors import InvalidAgreement
 from agreements.lint import lint
 from agreements.service import check
 from core.errors import InvalidInput
+from demo.seed import code_list_catalog, code_list_versions
+
+CATALOG = code_list_catalog()
+VERSIONS = code_list_versions()
 
 
 def _demo(name: str = "district.yaml") -> dict[str, Any]:
@@ -21,7 +25,10 @@ def _demo(name: str = "district.yaml") -> dict[str, Any]:
 
 
 def _codes(data: dict[str, Any], k_floor: int = 5) -> set[tuple[str, str]]:
-    return {(f.code, f.path) for f in lint(AgreementDocument.model_validate(data), k_floor=k_floor)}
+    return {
+        (f.code, f.path)
+        for f in lint(AgreementDocument.model_validate(data), k_floor=k_floor, codelists=CATALOG)
+    }
 
 
 @pytest.mark.parametrize("name", ["district.yaml", "health.yaml", "early-learning.yaml"])
@@ -142,7 +149,9 @@ def test_a_share_cap_below_the_loss_of_one_release_is_refused():
         assert _codes(data) == set()
     privacy["max_share_per_release"] = 0.2
     [finding] = [
-        f for f in lint(AgreementDocument.model_validate(data), k_floor=5) if f.path == cap
+        f
+        for f in lint(AgreementDocument.model_validate(data), k_floor=5, codelists=CATALOG)
+        if f.path == cap
     ]
     assert finding.code == "contradiction"
     assert "at most 0.8" in finding.message and "every release would be refused" in finding.message
@@ -154,8 +163,14 @@ def test_a_share_cap_below_the_loss_of_one_release_is_refused():
 
 def test_dimensions_must_declare_their_values():
     data = _demo()
-    del data["datasets"][0]["fields"][2]["constraints"]["enum"]
+    field = data["datasets"][0]["fields"][2]
+    assert field["name"] == "neighborhood"
+    del field["constraints"]["codelist"]
     assert ("undeclared-categories", "datasets.0.fields.2.constraints.enum") in _codes(data)
+    data = _demo()
+    assert data["datasets"][1]["fields"][3]["name"] == "grade"
+    del data["datasets"][1]["fields"][3]["constraints"]["enum"]
+    assert ("undeclared-categories", "datasets.1.fields.3.constraints.enum") in _codes(data)
 
 
 def test_the_review_term_is_checked():
@@ -182,7 +197,7 @@ def test_the_review_term_is_checked():
 def test_the_superseded_boolean_is_refused_and_points_to_the_new_term():
     data = _demo("district.yaml")
     data["publication_review_by_provider"] = True
-    findings = lint(AgreementDocument.model_validate(data))
+    findings = lint(AgreementDocument.model_validate(data), codelists=CATALOG)
     assert [(f.code, f.path) for f in findings] == [
         ("superseded-term", "publication_review_by_provider")
     ]
@@ -195,11 +210,16 @@ def test_a_stored_version_with_the_boolean_is_held_to_it_with_the_documented_def
 
     data = _demo("district.yaml")
     data["publication_review_by_provider"] = True
-    terms = compile_terms(AgreementDocument.model_validate(data), version=1, status="active")
+    terms = compile_terms(
+        AgreementDocument.model_validate(data), version=1, status="active", codelists=VERSIONS
+    )
     assert terms.publication_review == PublicationReview(10, "hold")
     del data["publication_review_by_provider"]
     plain = AgreementDocument.model_validate(data)
-    assert compile_terms(plain, version=1, status="active").publication_review is None
+    assert (
+        compile_terms(plain, version=1, status="active", codelists=VERSIONS).publication_review
+        is None
+    )
     # Agreements stored before the term existed keep their content hash.
     assert b'"publication_review":' not in plain.canonical_json()
     assert b'"publication_review_by_provider":false' in plain.canonical_json()

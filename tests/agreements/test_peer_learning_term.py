@@ -17,9 +17,13 @@ from agreements.compile import compile_terms
 from agreements.document import AgreementDocument, vocabulary_summary
 from agreements.lint import lint
 from agreements.odrl import to_odrl
+from demo.seed import code_list_catalog, code_list_versions
 from policy import vocabulary as vocab
 from policy.engine import decide
 from policy.model import Context, Principal, Resource
+
+CATALOG = code_list_catalog()
+VERSIONS = code_list_versions()
 
 NOW = datetime(2026, 1, 15, tzinfo=UTC)
 BACKBONE = Principal("backbone-manager", "backbone", "backbone", frozenset({"indicators:write"}))
@@ -37,11 +41,16 @@ def _peer_rule(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _codes(data: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(f.code, f.path) for f in lint(AgreementDocument.model_validate(data), k_floor=5)}
+    return {
+        (f.code, f.path)
+        for f in lint(AgreementDocument.model_validate(data), k_floor=5, codelists=CATALOG)
+    }
 
 
 def _decide(data: dict[str, Any], purpose: str, recipients: set[str]) -> Any:
-    terms = compile_terms(AgreementDocument.model_validate(data), version=1, status="active")
+    terms = compile_terms(
+        AgreementDocument.model_validate(data), version=1, status="active", codelists=VERSIONS
+    )
     return decide(
         BACKBONE,
         "publish",
@@ -82,6 +91,7 @@ def test_the_odrl_export_names_the_term_in_the_backbone_vocabulary():
         version=1,
         status="active",
         content_hash="sha256:0",
+        codelists=VERSIONS,
     )
     # The compact IRI expands in the shipped context to urn:backbone:vocab:PeerLearning.
     assert policy["@context"]["bb"] == "urn:backbone:vocab:"

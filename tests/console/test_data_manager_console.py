@@ -507,3 +507,16 @@ def test_a_wrong_version_is_a_clear_page_and_audited(client, clock, district, se
         assert (event.client_id, event.outcome) == (person, "rejected"), path
     same = client.get(f"/console/agreements/{DISTRICT}/diff?old=1&new=1")
     assert same.status_code == 200 and "The two documents are the same." in same.text
+
+
+def test_the_plain_language_names_the_shared_code_lists(client, clock, health):
+    sign_in(client, clock, health)
+    r = client.get(f"/console/agreements/{HEALTH}")
+    assert r.status_code == 200, r.text
+    text = html.unescape(r.text)
+    assert (
+        "neighborhood takes one of the 40 values of the shared code list Riverton neighborhoods"
+        " (neighborhoods, version 1)" in text
+    )
+    assert "race_ethnicity takes one of the 7 values of the shared code list" in text
+    assert "following OMB SPD 15 (1997)" in text

@@ -15,6 +15,7 @@ import yaml
 from agreements.compile import compile_terms
 from agreements.document import AgreementDocument
 from core.db import make_engine, make_session_factory
+from demo.seed import code_list_catalog, code_list_versions
 from identity.models import Organization
 from migrations.commands import upgrade
 from notifications.delivery import deliver_due
@@ -23,6 +24,9 @@ from notifications.service import emit
 from tests.conftest import MASTER, FreshDatabase
 from tests.notifications.helpers import config, subscribe
 from tests.notifications.receiver import Receiver
+
+CATALOG = code_list_catalog()
+VERSIONS = code_list_versions()
 
 NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 EVENTS = 40
@@ -40,7 +44,7 @@ def test_two_deliverers_deliver_each_event_once_and_in_order(
     document = AgreementDocument.model_validate(
         yaml.safe_load((resources.files("demo") / "agreements" / "district.yaml").read_text())
     )
-    terms = compile_terms(document, version=1, status="active")
+    terms = compile_terms(document, version=1, status="active", codelists=VERSIONS)
     # A receiver that is a little slow, so that the two deliverers overlap.
     with Receiver(status=lambda n: (time.sleep(0.002), 204)[1]) as rx:
         with sessions() as session:

@@ -12,7 +12,11 @@ import yaml
 from agreements.compile import compile_terms
 from agreements.document import AgreementDocument
 from agreements.lint import lint
+from demo.seed import code_list_catalog, code_list_versions
 from notifications.events import EventType, audience
+
+CATALOG = code_list_catalog()
+VERSIONS = code_list_versions()
 
 
 def _demo() -> dict[str, Any]:
@@ -26,7 +30,9 @@ def _with(rule: dict[str, Any], kind: str = "obligation") -> dict[str, Any]:
 
 
 def _codes(data: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(f.code, f.path) for f in lint(AgreementDocument.model_validate(data))}
+    return {
+        (f.code, f.path) for f in lint(AgreementDocument.model_validate(data), codelists=CATALOG)
+    }
 
 
 EVENT = {"leftOperand": "event", "operator": "isAnyOf", "rightOperand": ["release.published"]}
@@ -37,7 +43,9 @@ DUTY = {"id": "tell-district", "action": "notify", "assignee": "backbone"}
 def test_a_notify_obligation_naming_events_and_parties_lints_clean_and_is_enforced() -> None:
     data = _with({**DUTY, "target": "kindergarten_readiness", "constraint": [EVENT, TO_DISTRICT]})
     assert _codes(data) == set()
-    terms = compile_terms(AgreementDocument.model_validate(data), version=1, status="active")
+    terms = compile_terms(
+        AgreementDocument.model_validate(data), version=1, status="active", codelists=VERSIONS
+    )
     told = audience(EventType.RELEASE_PUBLISHED, [terms], ["kindergarten_readiness"])
     assert told.obligated == {"district": f"{terms.id}/v1/tell-district"}
     assert audience(EventType.SUBMISSION_ACCEPTED, [terms]).obligated == {}

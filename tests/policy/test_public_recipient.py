@@ -20,8 +20,12 @@ from agreements.document import AgreementDocument
 from agreements.lint import lint
 from agreements.odrl import PUBLIC_PARTY, to_odrl
 from agreements.parse import parse_document
+from demo.seed import code_list_catalog, code_list_versions
 from policy.engine import PolicySet, decide
 from policy.model import PUBLIC, PUBLIC_PRINCIPAL, Context, Decision, Effect, Principal, Resource
+
+CATALOG = code_list_catalog()
+VERSIONS = code_list_versions()
 
 ROOT = Path(__file__).resolve().parents[2]
 LINKAGE = Path(__file__).parent / "cases" / "linkage.yaml"
@@ -62,7 +66,9 @@ def _recipients(data: dict[str, Any], operator: str, values: list[str] | None) -
 
 def _policy(*documents: dict[str, Any]) -> PolicySet:
     return PolicySet(
-        compile_terms(AgreementDocument.model_validate(d), version=1, status="active")
+        compile_terms(
+            AgreementDocument.model_validate(d), version=1, status="active", codelists=VERSIONS
+        )
         for d in documents
     )
 
@@ -184,9 +190,9 @@ def test_a_prohibition_can_forbid_publishing_to_the_public() -> None:
 
 def test_lint_accepts_public_and_the_odrl_export_names_the_public_party() -> None:
     doc = parse_document((ROOT / "demo" / "agreements" / "district.yaml").read_text())
-    assert [f for f in lint(doc) if "public" in f.message.lower()] == []
-    assert lint(doc) == []
-    exported = to_odrl(doc, version=1, status="active", content_hash="sha256:x")
+    assert [f for f in lint(doc, codelists=CATALOG) if "public" in f.message.lower()] == []
+    assert lint(doc, codelists=CATALOG) == []
+    exported = to_odrl(doc, version=1, status="active", content_hash="sha256:x", codelists=VERSIONS)
     (publish,) = [
         p for p in exported["permission"] if p["uid"].endswith("publish-community-indicators")
     ]

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from agreements.compile import compile_terms
 from agreements.document import AgreementDocument
 from audit.models import AuditEvent
+from demo.seed import code_list_versions
 from records import datasets
 from records.models import Submission
 from records.validate import Validator
@@ -27,7 +28,7 @@ KR = "/v1/datasets/kindergarten_readiness"
 def demo_datasets():
     for path in sorted(DEMO.glob("*.yaml")):
         document = AgreementDocument.model_validate(yaml.safe_load(path.read_text()))
-        terms = compile_terms(document, version=1, status="active")
+        terms = compile_terms(document, version=1, status="active", codelists=code_list_versions())
         yield from terms.datasets
 
 
