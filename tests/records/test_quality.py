@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from functools import partial
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
