@@ -129,7 +129,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
         sheet=spec.sheet,
     )
     validator = Validator(spec.dataset, period=spec.period)
-    collector = Collector(spec.dataset)
+    collector = Collector(spec.dataset, period=spec.period)
     columns: list[str] = []
     delimiter: str | None = None
     if isinstance(reader, intake.CsvReader | intake.SpreadsheetReader):

@@ -69,8 +69,10 @@ def _round(x: float) -> float:
 class Collector:
     """Counts of the typed parts of one submission, added as they pass (one thread)."""
 
-    def __init__(self, dataset: DatasetTerms) -> None:
+    def __init__(self, dataset: DatasetTerms, *, period: str | None = None) -> None:
         self.dataset = dataset
+        # The declared period: validation has made every record's period field this or blank.
+        self._declared = period
         self.rows = 0
         self._missing: dict[str, int] = {f.name: 0 for f in dataset.fields}
         period = dataset.field(dataset.period_field) if dataset.period_field else None
@@ -92,13 +94,18 @@ class Collector:
         for name, nulls in typed.null_count().row(0, named=True).items():
             if name in self._missing:
                 self._missing[name] += int(nulls)
-        if self._period is not None:
-            _count(self._periods, typed.get_column(self._period))
+        if self._period is not None and self._declared is not None:
+            self._periods[self._declared] += (
+                typed.height - typed.get_column(self._period).null_count()
+            )
+        elif self._period is not None:
+            _count(self._periods, typed, self._period)
         for name in self._geographies:
-            _count(self._by_geography[name], typed.get_column(name))
+            _count(self._by_geography[name], typed, name)
 
     def report(self) -> dict[str, Any]:
         """The report as far as this submission alone tells it (no warnings yet)."""
+        self._periods = Counter({k: n for k, n in self._periods.items() if n})
         fields = {}
         for f in self.dataset.fields:
             missing = self._missing[f.name]
@@ -119,8 +126,9 @@ class Collector:
         }
 
 
-def _count(counter: Counter[str], column: pl.Series) -> None:
-    counts = column.drop_nulls().value_counts()
+def _count(counter: Counter[str], typed: pl.DataFrame, name: str) -> None:
+    # A lazy group-by: measured faster than Series.value_counts on a million short strings.
+    counts = typed.lazy().select(name).drop_nulls().group_by(name).len().collect()
     for value, n in counts.iter_rows():
         counter[str(value)] += int(n)
 
