@@ -193,6 +193,8 @@ def test_a_geography_that_drops_warns_even_when_the_total_does_not(submit):
 def test_overlap_warns_only_without_replaces(submit):
     first = submit(body({"Ashland": 5}), period="2025-26")
     assert codes(first) == []
+    assert first.quality is not None
+    assert first.quality["periods"] == {"field": "school_year", "rows": {"2025-26": 5}}
     second = submit(body({"Ashland": 5}, start=100), period="2025-26")
     assert second.status == "accepted"
     w = warning(second, "period-overlap")
