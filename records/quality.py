@@ -75,11 +75,9 @@ class Collector:
         self._declared = period
         self.rows = 0
         self._missing: dict[str, int] = {f.name: 0 for f in dataset.fields}
-        period = dataset.field(dataset.period_field) if dataset.period_field else None
+        spec = dataset.field(dataset.period_field) if dataset.period_field else None
         # The period field's values are shown unless they identify people.
-        self._period = (
-            period.name if period is not None and period.role != FieldRole.IDENTIFIER else None
-        )
+        self._period = spec.name if spec is not None and spec.role != FieldRole.IDENTIFIER else None
         self._geographies = [
             f.name
             for f in dataset.fields
