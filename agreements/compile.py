@@ -128,6 +128,9 @@ def compile_terms(
                 tuple(sorted((name, label_of(value)) for name, value in combination.items()))
                 for combination in d.structural_zeros
             ),
+            schedule=tuple(sorted(d.submission_schedule.due.items()))
+            if d.submission_schedule is not None
+            else (),
         )
         for d in document.datasets
     )

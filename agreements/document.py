@@ -130,6 +130,21 @@ class DerivedField(_Strict):
         return (*(c.value for c in self.categories), self.otherwise)
 
 
+PeriodLabel = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
+
+
+class SubmissionSchedule(_Strict):
+    """When the provider's submission for each period is due. A submission that declares one of
+    these periods and arrives after its date is accepted with a ``late`` warning in its
+    data-quality report (never refused)."""
+
+    due: dict[PeriodLabel, date] = Field(
+        min_length=1,
+        max_length=200,
+        description="the last day (UTC) a submission for each period is on time, by period",
+    )
+
+
 class DatasetSpec(_Strict):
     name: Slug
     title: str | None = None
@@ -146,6 +161,11 @@ class DatasetSpec(_Strict):
         default_factory=list,
         max_length=20,
         description="categories computed from the fields, declared once (thresholds, bands, flags)",
+    )
+    submission_schedule: SubmissionSchedule | None = Field(
+        default=None,
+        description="the date each period's submission is due; a later one is accepted with a "
+        "late warning in its data-quality report",
     )
     structural_zeros: list[dict[FieldName, Scalar]] = Field(
         default_factory=list,

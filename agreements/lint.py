@@ -134,6 +134,7 @@ class _Linter:
         self.disclosure()
         self.fields()
         self.categories()
+        self.schedule()
         for kind in ("permission", "prohibition", "obligation"):
             for i, rule in enumerate(getattr(self.doc.rules, kind)):
                 self.rule(kind, i, rule)
@@ -267,6 +268,23 @@ class _Linter:
                         "bad-identifier",
                         f"{path}.type",
                         "An identifier must be a string or an integer.",
+                    )
+
+    def schedule(self) -> None:
+        for i, ds in enumerate(self.doc.datasets):
+            if ds.submission_schedule is None or ds.period_field is None:
+                continue
+            period = next((f for f in ds.fields if f.name == ds.period_field), None)
+            if period is None or not period.constraints.enum:
+                continue
+            declared = {str(v) for v in period.constraints.enum}
+            for label in sorted(ds.submission_schedule.due):
+                if label not in declared:
+                    self.add(
+                        "dead-clause",
+                        f"datasets.{i}.submission_schedule.due.{label}",
+                        f"Period '{label}' is not a value of the period field {period.name}: "
+                        "no submission can declare it, so its due date never applies.",
                     )
 
     def categories(self) -> None:

@@ -205,6 +205,44 @@ class CsvDialectOut(_Out):
     delimiter: str
 
 
+class FieldQualityOut(_Out):
+    present: int
+    missing: int
+    completeness: float = Field(description="present / rows, 0 to 1")
+
+
+class GroupRowsOut(_Out):
+    """Rows per value of one field (the period field or a geography dimension)."""
+
+    field: str
+    rows: dict[str, int]
+    other_rows: int | None = Field(
+        default=None, description="rows of the values beyond the 500 most frequent"
+    )
+
+
+class QualityWarningOut(_Out):
+    """A warning: never blocks. Besides code and message, the numbers of its kind: ``rows``,
+    ``previous_rows``, ``drop``, ``submission`` (rows-dropped; and ``field``, ``geography`` for
+    geography-rows-dropped), ``submissions`` (period-overlap), ``count``, ``submissions``
+    (duplicate-keys), ``days_late``, ``due`` (late)."""
+
+    code: Literal[
+        "rows-dropped", "geography-rows-dropped", "duplicate-keys", "period-overlap", "late"
+    ]
+    message: str
+
+
+class QualityOut(_Out):
+    """The data-quality report of an accepted submission: counts, never values."""
+
+    rows: int
+    fields: dict[str, FieldQualityOut]
+    periods: GroupRowsOut | None
+    geographies: dict[str, GroupRowsOut | None]
+    warnings: list[QualityWarningOut]
+
+
 class ReceiptOut(_Out):
     id: str
     dataset: str
@@ -218,6 +256,9 @@ class ReceiptOut(_Out):
     period: str | None
     csv: CsvDialectOut | None = None
     withdrawal: WithdrawalOut | None
+    quality: QualityOut | None = Field(
+        default=None, description="the data-quality report (null for submissions made before it)"
+    )
 
 
 class ReceiptPage(_Out):

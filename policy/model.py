@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
@@ -275,6 +275,8 @@ class DatasetTerms:
     derived: tuple[DerivedTerms, ...] = ()
     # Combinations that cannot occur, each as sorted (attribute, label) pairs.
     structural_zeros: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # The agreement's submission schedule: (period, due date) pairs; a later submission warns.
+    schedule: tuple[tuple[str, date], ...] = ()
     field_names: frozenset[str] = field(init=False, compare=False, repr=False)
     dimension_names: frozenset[str] = field(init=False, compare=False, repr=False)
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -32,6 +33,7 @@ from policy.model import DatasetTerms
 from records import intake
 from records.errors import MalformedBody, SubmissionRejected
 from records.pseudonymize import Tokenizer
+from records.quality import Collector
 from records.validate import Validator
 from records.vault import SegmentContext, SegmentWriter
 
@@ -69,6 +71,10 @@ class Prepared:
     raw_bytes: int = 0
     # The CSV delimiter told from the header (None for other formats): stated in the receipt.
     delimiter: str | None = None
+    # The data-quality report as far as this body alone tells it (see records.quality).
+    quality: dict[str, Any] = field(default_factory=dict)
+    # The 64-bit hash of each stored record's key (None without a primary key).
+    key_hashes: pl.Series | None = None
 
     @property
     def row_count(self) -> int:
@@ -123,6 +129,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
         sheet=spec.sheet,
     )
     validator = Validator(spec.dataset, period=spec.period)
+    collector = Collector(spec.dataset, period=spec.period)
     columns: list[str] = []
     delimiter: str | None = None
     if isinstance(reader, intake.CsvReader | intake.SpreadsheetReader):
@@ -149,6 +156,7 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
                 spec.on_columns(list(columns))
             typed = validator.check(frame)
             if typed is not None and validator.ok:
+                collector.add(typed)
                 yield typed
 
     def offer(item: object) -> bool:
@@ -214,4 +222,6 @@ def ingest(source: intake.Readable, spec: IngestSpec) -> Prepared:
         text_bytes=stream.text_bytes,
         raw_bytes=stream.raw_bytes,
         delimiter=delimiter,
+        quality=collector.report(),
+        key_hashes=validator.key_hashes,
     )

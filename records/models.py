@@ -96,6 +96,8 @@ class Submission(Base):
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     audit_index: Mapped[int | None] = mapped_column(BigInteger)
     columns: Mapped[list[str]] = mapped_column(JSONType)
+    # The data-quality report (counts only, see records.quality); None before revision 0019.
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         Index("ix_submissions_organization_id", "organization_id", "received_at"),

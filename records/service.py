@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,12 @@ from core.errors import (
 )
 from core.ids import new_id
 from core.keys import MasterKey
-from notifications.events import EventType
+from notifications.events import EventType, audience
 from notifications.service import emit
 from policy.engine import PolicySet, decide
 from policy.explain import explanation
 from policy.model import AgreementTerms, Context, DatasetTerms, Decision, Principal, Resource
-from records import idempotency, intake, vault
+from records import idempotency, intake, quality, vault
 from records.errors import (
     IdempotencyConflict,
     IdempotencyInFlight,
@@ -77,6 +77,8 @@ class Receipt:
     withdrawal_scheduled: bool
     # The CSV delimiter the header was read with (None for other formats).
     csv_delimiter: str | None = None
+    # The data-quality report (see records.quality); None for submissions made before it.
+    quality: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, row: Submission, now: datetime) -> Receipt:
@@ -102,6 +104,7 @@ class Receipt:
             withdrawal_scheduled=row.withdrawal_effective_at is not None
             and not withdrawal_effective(row, now),
             csv_delimiter=csv_delimiter(row.content_type),
+            quality=row.quality,
         )
 
 
@@ -406,6 +409,16 @@ def store(
     replaced = check_replacement(
         session, ctx, segment_ctx.dataset, envelope.period, envelope.replaces
     )
+    report = quality_report(
+        session,
+        master,
+        prepared,
+        organization_id=principal.organization_id,
+        dataset=target.dataset,
+        period=envelope.period,
+        replaced=replaced,
+        now=ctx.now,
+    )
     submission = Submission(
         id=segment_ctx.submission_id,
         dataset=segment_ctx.dataset,
@@ -422,6 +435,7 @@ def store(
         idempotency_key=envelope.idempotency_key,
         received_at=ctx.now,
         columns=list(prepared.columns),
+        quality=report,
     )
     session.add(submission)
     session.flush()
@@ -448,23 +462,108 @@ def store(
     )
     submission.audit_index = event.idx
     session.flush()
+    accepted = {
+        "submission": submission.id,
+        "dataset": submission.dataset,
+        "agreement": {"id": target.agreement_id, "version": target.version},
+        "organization": submission.organization_id,
+        "row_count": submission.row_count,
+        "period": submission.period,
+        "replaces": submission.replaces_id,
+    }
+    terms = _terms_of(policy, target)
+    # The full report (counts per period and per geography, which can be small) goes to the
+    # submitting organization only, as its receipt does; every other party of the agreement is
+    # told of the submission with the report's warning codes, never its counts: a cell of rows
+    # per neighborhood is a count about people that no suppression rule has passed.
     emit(
         session,
         EventType.SUBMISSION_ACCEPTED,
-        {
-            "submission": submission.id,
-            "dataset": submission.dataset,
-            "agreement": {"id": target.agreement_id, "version": target.version},
-            "organization": submission.organization_id,
-            "row_count": submission.row_count,
-            "period": submission.period,
-            "replaces": submission.replaces_id,
-        },
+        {**accepted, "quality": report},
         now=ctx.now,
-        agreements=_terms_of(policy, target),
+        agreements=terms,
         datasets=(submission.dataset,),
+        recipients=(submission.organization_id,),
     )
+    told = audience(EventType.SUBMISSION_ACCEPTED, terms, (submission.dataset,))
+    others = (told.parties | set(told.obligated)) - {submission.organization_id}
+    if others:
+        emit(
+            session,
+            EventType.SUBMISSION_ACCEPTED,
+            {**accepted, "quality": quality.summary(report)},
+            now=ctx.now,
+            agreements=terms,
+            datasets=(submission.dataset,),
+            recipients=others,
+        )
     return Receipt.of(submission, ctx.now), True
+
+
+def quality_report(
+    session: Session,
+    master: MasterKey,
+    prepared: Prepared,
+    *,
+    organization_id: str,
+    dataset: DatasetTerms,
+    period: str | None,
+    replaced: Submission | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The quality report of a submission about to be stored: the body's own counts and the
+    warnings that compare it with the organization's earlier submissions of the dataset for the
+    same declared ``period`` (none without one), see :mod:`records.quality`."""
+    earlier = quality.Earlier(due=dataset_due(dataset, period), received_at=now)
+    if period is not None:
+        same = session.scalars(
+            select(Submission)
+            .where(
+                Submission.organization_id == organization_id,
+                Submission.dataset == dataset.name,
+                Submission.period == period,
+                Submission.id != prepared.writer.ctx.submission_id,
+            )
+            .order_by(Submission.received_at.desc(), Submission.id.desc())
+        ).all()
+        previous = next(
+            (
+                row
+                for row in same
+                if row.status in ("accepted", "replaced")
+                and row.quality is not None
+                and not withdrawal_effective(row, now)
+            ),
+            None,
+        )
+        in_use = [
+            row
+            for row in same
+            if row.status == "accepted"
+            and not withdrawal_effective(row, now)
+            and (replaced is None or row.id != replaced.id)
+        ]
+        duplicates = 0
+        if dataset.key and in_use and prepared.key_hashes is not None:
+            keys = load_frame(session, master, in_use, list(dataset.key))
+            duplicates = quality.duplicate_count(prepared.key_hashes, keys, dataset.key)
+        earlier = quality.Earlier(
+            previous_id=previous.id if previous is not None else None,
+            previous_report=previous.quality if previous is not None else None,
+            in_use=[row.id for row in in_use],
+            replaces=replaced.id if replaced is not None else None,
+            duplicate_keys=duplicates,
+            due=earlier.due,
+            received_at=now,
+        )
+    return quality.compare(prepared.quality, earlier)
+
+
+def dataset_due(dataset: DatasetTerms, period: str | None) -> date | None:
+    """The date the agreement's submission schedule sets for ``period`` (None: no schedule)."""
+    if period is None:
+        return None
+    return dict(dataset.schedule).get(period)
 
 
 def _terms_of(policy: PolicySet, target: Target) -> list[AgreementTerms]:
@@ -876,6 +975,7 @@ def summary(receipt: Receipt) -> dict[str, Any]:
         "replaces": receipt.replaces,
         "period": receipt.period,
         **({"csv": {"delimiter": receipt.csv_delimiter}} if receipt.csv_delimiter else {}),
+        "quality": receipt.quality,
         "withdrawal": (
             None
             if receipt.withdrawal_effective_at is None or receipt.withdrawal_requested_at is None

@@ -253,6 +253,9 @@ class Validator:
         # duplicate keys are reported in the same pass as every other error of a rejected body.
         self._typed_keys: list[pl.Series] = []
         self._plans: dict[tuple[tuple[tuple[str, pl.DataType], ...], bool], _Plan] = {}
+        # After :meth:`finish` of a valid body: the 64-bit hash of each stored record's key, for
+        # the quality report's duplicates across submissions (see :mod:`records.quality`).
+        self.key_hashes: pl.Series | None = None
 
     @property
     def ok(self) -> bool:
@@ -368,6 +371,7 @@ class Validator:
         if not hashes:
             return
         series = pl.concat(hashes) if len(hashes) > 1 else hashes[0]
+        self.key_hashes = series
         candidates = series.is_duplicated().arg_true()
         if not candidates.len():
             return

@@ -261,6 +261,15 @@ KEPT: dict[str, Kept] = {
             "tests/records/test_structural_zeros.py::test_derived_flags_and_bands_give_each_record_its_category",
         )
     ),
+    "datasets[].submission_schedule": Enforced(
+        ("tests/records/test_quality.py::test_a_late_submission_warns_with_the_days_late",)
+    ),
+    "datasets[].submission_schedule.due": Enforced(
+        (
+            "tests/records/test_quality.py::test_a_late_submission_warns_with_the_days_late",
+            "tests/records/test_quality.py::test_lint_knows_the_submission_schedule",
+        )
+    ),
     "datasets[].structural_zeros": Enforced(
         (
             "tests/records/test_structural_zeros.py::test_a_record_in_a_structural_zero_is_refused",

@@ -96,7 +96,7 @@ def test_receipt_shape(api):
     receipt = r.json()
     assert set(receipt) == {
         "id", "dataset", "agreement", "row_count", "body_sha256", "received_at", "status",
-        "audit_index", "replaces", "period", "withdrawal", "csv",
+        "audit_index", "replaces", "period", "withdrawal", "csv", "quality",
     }  # fmt: skip
     assert receipt["csv"] == {"delimiter": ","}
     assert receipt["dataset"] == "kindergarten_readiness"
