@@ -52,6 +52,8 @@ class CuttingProxy:
 
     upstream: int
     cut_after: int = 0
+    # How many submissions or upload creations to answer 503 (Retry-After: 0) before passing.
+    unavailable: int = 0
     port: int = field(default_factory=free_port)
     sent: int = 0
     cut: bool = False
@@ -79,6 +81,13 @@ class CuttingProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
         try:
             while data := src.recv(65536):
+                if upstream and self.unavailable and data.startswith(b"POST /v1/datasets/"):
+                    self.unavailable -= 1
+                    src.sendall(
+                        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n"
+                        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    return
                 if upstream:
                     self._note(data)
                     if self.cut_after and not self.cut and self.sent > self.cut_after:
