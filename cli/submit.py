@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -94,38 +93,45 @@ def media_of(path: Path) -> tuple[str, bool]:
     return MEDIA[ext], gz
 
 
-def idempotency_key(
-    path: Path, dataset: str, period: str | None, replaces: str | None, sheet: str | None
-) -> str:
-    """``submit-`` and a SHA-256 of what is submitted as what: the same file sent the same way
-    is the same submission."""
+def _key_digest(dataset: str, period: str | None, replaces: str | None, sheet: str | None) -> Any:
     digest = hashlib.sha256()
     for part in (dataset, period or "", replaces or "", sheet or ""):
         digest.update(part.encode() + b"\0")
-    with path.open("rb") as fh:
-        while chunk := fh.read(_READ):
-            digest.update(chunk)
-    return f"submit-{digest.hexdigest()}"
+    return digest
 
 
-def prepare(path: Path, workdir: Path) -> Payload:
-    """The payload: the file itself, or a gzip of it (deterministic: no name, no time, so that
-    a rerun sends the same bytes)."""
+def prepare(
+    path: Path,
+    workdir: Path,
+    dataset: str,
+    period: str | None,
+    replaces: str | None,
+    sheet: str | None,
+) -> tuple[Payload, str]:
+    """The payload (the file itself, or a gzip of it: deterministic, no name and no time, so
+    that a rerun sends the same bytes) and the Idempotency-Key: ``submit-`` and a SHA-256 of
+    what is submitted as what (the same file sent the same way is the same submission). One
+    pass over the file."""
     ctype, gz = media_of(path)
-    if gz:
-        return Payload(path, ctype, "gzip", path.stat().st_size)
-    if ctype not in COMPRESSIBLE:
-        return Payload(path, ctype, None, path.stat().st_size)
-    out = workdir / "body.gz"
-    with (
-        path.open("rb") as src,
-        out.open("wb") as raw,
-        gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0
-        ) as gz_out,
-    ):
-        shutil.copyfileobj(src, gz_out, _READ)
-    return Payload(out, ctype, "gzip", out.stat().st_size)
+    digest = _key_digest(dataset, period, replaces, sheet)
+    compress = not gz and ctype in COMPRESSIBLE
+    out = workdir / "body.gz" if compress else path
+    with ExitStack() as stack:
+        src = stack.enter_context(path.open("rb"))
+        sink: Any = None
+        if compress:
+            raw = stack.enter_context(out.open("wb"))
+            sink = stack.enter_context(
+                gzip.GzipFile(
+                    filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0
+                )
+            )
+        while chunk := src.read(_READ):
+            digest.update(chunk)
+            if sink is not None:
+                sink.write(chunk)
+    payload = Payload(out, ctype, "gzip" if gz or compress else None, out.stat().st_size)
+    return payload, f"submit-{digest.hexdigest()}"
 
 
 # -- progress ------------------------------------------------------------------------------------
@@ -497,11 +503,10 @@ def submit(
     2 usage error, 3 service unreachable after the retries."""
     media_of(file)
     cid, secret = _credentials(client_id, client_secret, credentials, as_)
-    key = idempotency_key(file, dataset, period, replaces, sheet)
     query = {k: v for k, v in (("period", period), ("replaces", replaces), ("sheet", sheet)) if v}
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="backbone-submit-")))
-        payload = prepare(file, workdir)
+        payload, key = prepare(file, workdir, dataset, period, replaces, sheet)
         session = Session(service_url(url), cid, secret, retries, retry_delay)
         stack.callback(session.close)
         try:

@@ -234,13 +234,19 @@ def advance(session: Session, upload_id: str, offset: int, *, release: bool) -> 
     session.commit()
 
 
-def finish(session: Session, upload_id: str, submission_id: str) -> None:
+def finish(
+    session: Session, upload_id: str, submission_id: str, *, offset: int | None = None
+) -> None:
     """The upload became a submission (stored, or the original one replayed): in the
-    transaction that stores it."""
+    transaction that stores it (with its final ``offset`` when the bytes came in it)."""
+    values: dict[str, Any] = {"state": COMPLETE, "submission_id": submission_id}
+    values["busy_until"] = None
+    if offset is not None:
+        values["offset"] = offset
     session.execute(
         update(ResumableUpload)
         .where(ResumableUpload.id == upload_id)
-        .values(state=COMPLETE, submission_id=submission_id, busy_until=None)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
 

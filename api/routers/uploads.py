@@ -55,6 +55,9 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
 OFFSET_TYPE = "application/offset+octet-stream"
 _CHUNK = 1 << 20
+# Refusals that say nothing of the upload itself: it stays complete but unprocessed, and a
+# PATCH at its end (no bytes) tries again.
+TRANSIENT = ("idempotency-in-flight", "database-unavailable", "service-not-ready")
 
 
 def upload_dir(st: AppState) -> Path:
@@ -312,6 +315,9 @@ async def append(
         raise PayloadTooLarge("The bytes would go past the upload's Upload-Length.")
     row = await run_in_threadpool(uploads.claim, session, ctx, upload_id, offset)
     path = uploads.file_of(directory, row.id)
+    last = content_length is not None and content_length.isdigit()
+    if last and offset + int(str(content_length)) == row.length:
+        return await _last_piece(request, session, ctx, policy, row, path)
     received = offset
     too_long = False
     fh = await run_in_threadpool(_open_at, path, offset)
@@ -353,6 +359,101 @@ async def append(
     return await _ingest(request, session, ctx, policy, row, path)
 
 
+async def _last_piece(
+    request: Request,
+    session: Any,
+    ctx: RequestContext,
+    policy: Any,
+    row: ResumableUpload,
+    path: Path,
+) -> Response:
+    """A PATCH that carries the upload to its end: its bytes are ingested as they arrive
+    (after those already on disk), while they are also written to the file, so that the last
+    piece costs what a submission in one request costs rather than an upload and then a
+    second pass. If the connection is cut, what arrived is kept as in any PATCH and the ingest
+    is abandoned; a refusal is kept on the upload."""
+    offset = row.offset
+    fh = await run_in_threadpool(_open_at, path, offset)
+    progress = {"received": offset, "cut": False, "too_long": False}
+
+    async def body() -> AsyncIterator[bytes]:
+        if offset:
+            prefix = await anyio.open_file(path, "rb")
+            try:
+                left = offset
+                while left and (chunk := await prefix.read(min(_CHUNK, left))):
+                    left -= len(chunk)
+                    yield chunk
+            finally:
+                await prefix.aclose()
+        try:
+            async for chunk in request.stream():
+                if not chunk:
+                    continue
+                if progress["received"] + len(chunk) > row.length:
+                    progress["too_long"] = True
+                    raise PayloadTooLarge("The bytes would go past the upload's Upload-Length.")
+                await run_in_threadpool(fh.write, chunk)
+                progress["received"] += len(chunk)
+                yield chunk
+        except ClientDisconnect:
+            progress["cut"] = True
+            raise
+
+    params = uploads.UploadParams.of(row.params)
+    upload = Upload(body(), params.content_type, params.content_encoding)
+    try:
+        receipt, _replayed = await submit(
+            row.dataset,
+            request,
+            session,
+            ctx,
+            policy,
+            upload,
+            None,
+            params.period,
+            params.replaces,
+            params.sheet,
+            key_hash=row.idempotency_key,
+        )
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(session.rollback)
+            if progress["too_long"]:
+                await run_in_threadpool(fh.truncate, offset)
+                progress["received"] = offset
+            await run_in_threadpool(partial(_close, fh, sync=True))
+            received = int(progress["received"])
+            refused = (
+                isinstance(exc, DomainError)
+                and not progress["cut"]
+                and not progress["too_long"]
+                and exc.kind not in TRANSIENT
+            )
+            if refused:
+                assert isinstance(exc, DomainError)
+                await run_in_threadpool(uploads.advance, session, row.id, received, release=False)
+                await run_in_threadpool(uploads.refuse, session, row.id, exc)
+                await anyio.Path(path).unlink(missing_ok=True)
+            else:
+                await run_in_threadpool(uploads.advance, session, row.id, received, release=True)
+        if progress["cut"]:
+            # The client is gone; what arrived is recorded for its HEAD.
+            row.offset = int(progress["received"])
+            return Response(status_code=204, headers=_headers(row))
+        raise
+    await run_in_threadpool(partial(_close, fh, sync=True))
+    await run_in_threadpool(
+        partial(uploads.finish, session, row.id, receipt.submission_id, offset=row.length)
+    )
+    row.offset = row.length
+    after_commit(request, partial(path.unlink, missing_ok=True))
+    return Response(
+        status_code=204,
+        headers=_headers(row, Location=f"/v1/submissions/{receipt.submission_id}"),
+    )
+
+
 async def _ingest(
     request: Request,
     session: Any,
@@ -382,7 +483,7 @@ async def _ingest(
         )
         await run_in_threadpool(uploads.finish, session, row.id, receipt.submission_id)
     except DomainError as exc:
-        if exc.kind in ("idempotency-in-flight", "database-unavailable"):
+        if exc.kind in TRANSIENT:
             await run_in_threadpool(uploads.advance, session, row.id, row.offset, release=True)
             raise
         with anyio.CancelScope(shield=True):

@@ -219,3 +219,15 @@ def test_idempotency_key_answers_the_same_upload_and_stores_once(api, session):
     assert r.status_code == 201, r.text
     assert r.json()["id"] == receipt["id"]
     assert submissions(session) == before + 1
+
+
+def test_a_last_piece_without_content_length_is_ingested_from_disk(api, session):
+    body = csv(9, prefix="CH")
+    before = submissions(session)
+    location = create(api, len(body), period="2025-26").headers["location"]
+    assert patch(api, location, 0, body[:50]).status_code == 204
+    r = patch(api, location, 50, iter([body[50:100], body[100:]]))  # chunked: no length
+    assert r.status_code == 204, r.text
+    assert r.headers["location"].startswith("/v1/submissions/")
+    assert api.get(location, as_="district-sis").json()["submission"]["row_count"] == 9
+    assert submissions(session) == before + 1
