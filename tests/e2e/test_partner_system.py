@@ -9,6 +9,7 @@ Run it alone with ``.venv/bin/pytest -m e2e tests/e2e``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -98,10 +99,8 @@ class CuttingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
 
     def _note(self, data: bytes) -> None:
@@ -210,7 +209,7 @@ def write_xlsx(path: Path, rows: list[dict[str, Any]]) -> None:
     sheet = workbook.create_sheet("Records")
     sheet.append(list(rows[0]))
     for row in rows:
-        sheet.append([row[k] if not isinstance(row[k], str) else row[k] for k in row])
+        sheet.append(list(row.values()))
     workbook.save(path)
 
 
@@ -225,9 +224,7 @@ def submissions(engine: Any) -> int:
         )
 
 
-def test_a_partner_system_submits_through_a_cut_connection(
-    service: dict[str, Any], tmp_path: Path
-):
+def test_a_partner_system_submits_through_a_cut_connection(service: dict[str, Any], tmp_path: Path):
     base = f"http://127.0.0.1:{service['port']}"
     creds = {c["client_id"]: c for c in json.loads(service["creds"].read_text())["clients"]}
     secret = creds[PARTNER]["client_secret"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+
 from sqlalchemy import func, select
 
 from records.models import ResumableUpload, Submission
@@ -127,7 +128,8 @@ def test_bad_headers_change_nothing(api, session):
         location,
         content=b"abc",
         headers=api.headers(
-            "district-sis", **{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+            "district-sis",
+            **{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
         ),
     )
     problem(r, 412, "tus-version-unsupported")
@@ -203,7 +205,9 @@ def test_idempotency_key_answers_the_same_upload_and_stores_once(api, session):
     assert again.status_code == 201
     assert again.headers["location"] == first.headers["location"]
     assert again.headers["idempotent-replayed"] == "true"
-    problem(create(api, len(body) + 1, key="file-1", period="2025-26"), 422, "idempotency-key-reused")
+    problem(
+        create(api, len(body) + 1, key="file-1", period="2025-26"), 422, "idempotency-key-reused"
+    )
     assert patch(api, first.headers["location"], 0, body).status_code == 204
     done = create(api, len(body), key="file-1", period="2025-26")
     assert done.headers["location"] == first.headers["location"]
@@ -231,3 +235,10 @@ def test_a_last_piece_without_content_length_is_ingested_from_disk(api, session)
     assert r.headers["location"].startswith("/v1/submissions/")
     assert api.get(location, as_="district-sis").json()["submission"]["row_count"] == 9
     assert submissions(session) == before + 1
+
+
+def test_the_bytes_wait_in_the_upload_dir(api_with, tmp_path):
+    with api_with(upload_dir=tmp_path / "elsewhere") as api:
+        location = create(api, 100).headers["location"]
+        assert patch(api, location, 0, b"x" * 10).status_code == 204
+        assert (tmp_path / "elsewhere" / location.rsplit("/", 1)[1]).stat().st_size == 10
