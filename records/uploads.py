@@ -53,6 +53,7 @@ class UploadParams:
     content_encoding: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """As stored in ``uploads.params``."""
         return {
             "period": self.period,
             "replaces": self.replaces,
@@ -63,6 +64,7 @@ class UploadParams:
 
     @classmethod
     def of(cls, stored: dict[str, Any]) -> UploadParams:
+        """From ``uploads.params``."""
         return cls(**{k: stored.get(k) for k in cls.__dataclass_fields__})
 
 
@@ -103,6 +105,7 @@ def parse_metadata(header: str | None) -> UploadParams:
 
 
 def file_of(directory: Path, upload_id: str) -> Path:
+    """The file an upload's bytes are written to (named by its unguessable id)."""
     return directory / upload_id
 
 
