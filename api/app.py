@@ -37,6 +37,7 @@ from api.routers import (
     results,
     reviews,
     submissions,
+    uploads,
     webhooks,
 )
 from api.state import AppState
@@ -103,7 +104,12 @@ def create_app(
             # Retention is enforced at start too: data past its agreement's grace period is
             # destroyed before the service answers anything.
             purge_and_scrub(
-                backbone.sessions, engine, backbone.clock(), settings.data_dir, scrub_attempts=4
+                backbone.sessions,
+                engine,
+                backbone.clock(),
+                settings.data_dir,
+                scrub_attempts=4,
+                upload_dir=settings.upload_dir,
             )
         backbone.auth.load()
         backbone.policies.refresh()
@@ -184,6 +190,7 @@ def create_app(
         budgets,
         oauth,
         submissions,
+        uploads,
         datasets,
         agreements,
         codelists,

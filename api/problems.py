@@ -150,6 +150,22 @@ PROBLEMS: dict[str, ProblemType] = {
         "A request with this Idempotency-Key is still being processed",
         "Retry after the first request has completed.",
     ),
+    "upload-offset-mismatch": ProblemType(
+        409,
+        "Upload-Offset does not match the upload's offset",
+        "Ask HEAD /v1/uploads/{id} for the offset (another PATCH of the upload may still be "
+        "running) and send the bytes from there.",
+    ),
+    "upload-expired": ProblemType(
+        410,
+        "The upload has expired",
+        "A resumable upload must be completed before its Upload-Expires; create a new one.",
+    ),
+    "tus-version-unsupported": ProblemType(
+        412,
+        "Unsupported Tus-Resumable version",
+        "Send Tus-Resumable: 1.0.0 (see OPTIONS /v1/uploads).",
+    ),
     "replacement-invalid": ProblemType(
         409,
         "The submission cannot replace the one it names",

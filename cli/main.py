@@ -104,12 +104,14 @@ def _register_remote() -> None:
     from cli.records import records_app
     from cli.releases import releases_app
     from cli.remote import agreement_app, codelist_app, indicator_app
+    from cli.submit import submit
     from cli.webhooks import webhooks_app
 
     app.add_typer(records_app, name="records")
     app.add_typer(releases_app, name="releases")
     app.command("purge")(records_purge)
     app.command("worker")(worker)
+    app.command("submit")(submit)
     app.add_typer(agreement_app, name="agreement")
     app.add_typer(indicator_app, name="indicator")
     app.add_typer(codelist_app, name="codelist")

@@ -54,6 +54,8 @@ def _print_report(report: Any, as_json: bool) -> None:
         )
     if report.scratch_removed:
         typer.echo(f"removed {report.scratch_removed} upload directory(ies) of stopped processes")
+    if report.uploads_removed:
+        typer.echo(f"removed the bytes of {report.uploads_removed} expired resumable upload(s)")
 
 
 def purge(
@@ -88,7 +90,9 @@ def purge(
                 report = retention.purge(session, RequestContext(new_id("purge"), now, None), now)
                 session.rollback()
         else:
-            report = retention.purge_and_scrub(sessions, engine, now, settings.data_dir)
+            report = retention.purge_and_scrub(
+                sessions, engine, now, settings.data_dir, upload_dir=settings.upload_dir
+            )
     finally:
         engine.dispose()
     if dry_run and not as_json:

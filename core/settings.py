@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_submission_bytes: int = Field(default=512 * 1_048_576, ge=1024)
     max_decompression_ratio: int = Field(default=100, ge=2)
+    upload_dir: Path | None = Field(
+        default=None,
+        description="where resumable uploads' bytes wait until complete; default: DATA_DIR/uploads",
+    )
+    upload_expiry_hours: float = Field(
+        default=24,
+        gt=0,
+        le=24 * 30,
+        description="a resumable upload not completed this long after its creation expires",
+    )
 
     k_floor: int = Field(
         default=5, ge=2, description="smallest minimum cell size an agreement may set"

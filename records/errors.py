@@ -85,3 +85,21 @@ class WithdrawalNotAllowed(Forbidden):
 
     kind = "withdrawal-not-allowed"
     title = "The agreement does not allow withdrawing submissions"
+
+
+class UploadOffsetMismatch(Conflict):
+    """A tus PATCH whose Upload-Offset is not where the upload stands (or another PATCH of the
+    same upload is still running)."""
+
+    kind = "upload-offset-mismatch"
+    title = "Upload-Offset does not match the upload's offset"
+
+
+class UploadExpired(DomainError):
+    kind = "upload-expired"
+    title = "The upload has expired"
+
+
+class TusVersionUnsupported(DomainError):
+    kind = "tus-version-unsupported"
+    title = "Unsupported Tus-Resumable version"

@@ -158,3 +158,35 @@ class IdempotencyReservation(Base):
     request_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ResumableUpload(Base):
+    """A tus upload in progress (or finished): its bytes land in a file under the upload
+    directory; once complete they go through the one ingest path and the outcome (the
+    submission, or the problem) is kept here for the client to read."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The OAuth client or the person (``person:<id>``) who created it: the only one who sees it.
+    client_id: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    # period, replaces, sheet, content_type, content_encoding
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # A keyed hash of the Idempotency-Key (see records.idempotency), never the key itself.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    # receiving | complete | refused | expired
+    state: Mapped[str] = mapped_column(String(16))
+    # Held by the one PATCH appending bytes (until it ends or the lease lapses).
+    busy_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    submission_id: Mapped[str | None] = mapped_column(String(64))
+    problem: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key"),
+        Index("ix_uploads_state_expires_at", "state", "expires_at"),
+    )

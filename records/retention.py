@@ -85,6 +85,7 @@ class PurgeReport:
     withdrawals: list[dict[str, Any]] = field(default_factory=list)  # took effect in this run
     scrubbed: bool | None = None
     scratch_removed: int = 0
+    uploads_removed: int = 0  # files of expired (or forgotten) resumable uploads
     skipped: bool = False  # another purge held the lock
 
     @property
@@ -99,6 +100,7 @@ class PurgeReport:
             "withdrawals": self.withdrawals,
             "scrubbed": self.scrubbed,
             "scratch_removed": self.scratch_removed,
+            "uploads_removed": self.uploads_removed,
             "skipped": self.skipped,
         }
 
@@ -497,9 +499,13 @@ def purge_and_scrub(
     data_dir: Path | None = None,
     *,
     scrub_attempts: int = 20,
+    upload_dir: Path | None = None,
 ) -> PurgeReport:
     """The start-up check and ``backbone records purge``: purge, commit, scrub, and clear what
-    interrupted uploads left behind. Call it from the application's start-up."""
+    interrupted uploads left behind, and the bytes of resumable uploads that expired (under
+    ``upload_dir``, by default ``data_dir/uploads``). Call it from the application's start-up."""
+    from records.uploads import purge_expired
+
     ctx = RequestContext(new_id("purge"), now, None)
     with sessions() as session:
         report = purge(session, ctx, now)
@@ -508,5 +514,8 @@ def purge_and_scrub(
         report.scrubbed = scrub(engine, scrub_attempts)
     if data_dir is not None:
         report.scratch_removed = sweep_scratch(data_dir)
+    directory = upload_dir or (data_dir / "uploads" if data_dir is not None else None)
+    if directory is not None:
+        report.uploads_removed = purge_expired(sessions, directory, now)
     clean_reservations(sessions, now)
     return report

@@ -623,18 +623,20 @@ def open_submission(
     idempotency_key: str | None,
     period: str | None,
     replaces: str | None,
+    key_hash: str | None = None,
 ) -> Opening:
     """Everything decided before a body is read, in one order for every way a body comes (a
     stream over HTTP, a file from the demo or a tool): the client must be allowed to submit to
     ``dataset`` first, so that a replayed key never answers a client the agreements no longer
     allow; then a repeated key is a replay; otherwise the submission it replaces must be its
-    own and current."""
+    own and current. ``key_hash`` stands for an Idempotency-Key already hashed (a resumable
+    upload keeps only the hash)."""
     principal = _principal(ctx)
     target = authorize(ctx, policy, dataset, session)
     hashed = (
         idempotency.key_hash(master, principal.client_id, idempotency_key)
         if idempotency_key is not None
-        else None
+        else key_hash
     )
     previous = (
         idempotency.previous_submission(session, principal.client_id, hashed)

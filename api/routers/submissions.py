@@ -44,8 +44,11 @@ router = APIRouter(prefix="/v1", tags=["submissions"])
 Writer = Annotated[RequestContext, Depends(require("records:write", write=True))]
 Reader = Annotated[RequestContext, Depends(require("submissions:read"))]
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-# The API's upload and the console's upload form: the upload size limit, not the body limit.
-UPLOAD_PATH = re.compile(r"^/(v1/datasets/[^/]+/submissions|console/datasets/[^/]+/upload)$")
+# The API's upload, a resumable upload's PATCH and the console's upload form: the upload size
+# limit, not the body limit.
+UPLOAD_PATH = re.compile(
+    r"^/(v1/datasets/[^/]+/submissions|v1/uploads/[^/]+|console/datasets/[^/]+/upload)$"
+)
 _swept: set[Path] = set()
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
@@ -217,14 +220,27 @@ async def submit(
     period: str | None,
     replaces: str | None,
     sheet: str | None = None,
+    *,
+    key_hash: str | None = None,
 ) -> tuple[service.Receipt, bool]:
     """The one ingest path of ``POST /v1/datasets/{dataset}/submissions`` and of the console's
-    upload form: receive, check and store one submission, counted in the metrics; its receipt,
-    and whether it was replayed. The caller has the route's scopes, audited action and unit of
-    work."""
+    upload form (and of a completed resumable upload): receive, check and store one submission,
+    counted in the metrics; its receipt, and whether it was replayed. The caller has the route's
+    scopes, audited action and unit of work. ``key_hash`` is an Idempotency-Key already hashed
+    (a resumable upload keeps only the hash), in place of ``idempotency_key``."""
     try:
         receipt, replayed = await _submit(
-            dataset, request, session, ctx, policy, upload, idempotency_key, period, replaces, sheet
+            dataset,
+            request,
+            session,
+            ctx,
+            policy,
+            upload,
+            idempotency_key,
+            period,
+            replaces,
+            sheet,
+            key_hash=key_hash,
         )
     except DomainError as exc:
         metrics.submission_refused(exc, exc.rows if isinstance(exc, SubmissionRejected) else 0)
@@ -245,6 +261,8 @@ async def _submit(
     period: str | None,
     replaces: str | None,
     sheet: str | None = None,
+    *,
+    key_hash: str | None = None,
 ) -> tuple[service.Receipt, bool]:
     """Receive, check and store one submission: its receipt, and whether it was replayed."""
     st = state(request)
@@ -265,6 +283,7 @@ async def _submit(
             idempotency_key=idempotency_key,
             period=period,
             replaces=replaces,
+            key_hash=key_hash,
         )
     )
     target, hashed, previous = opening.target, opening.idempotency_key, opening.previous
