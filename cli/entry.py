@@ -12,14 +12,10 @@ from typing import Any
 
 def main() -> Any:
     if len(sys.argv) > 1 and sys.argv[1] == "submit":
-        import typer
+        from cli.submit import main as submit
 
-        from cli.submit import submit
-
-        app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        app.command()(submit)
         try:
-            return app(prog_name="backbone submit", args=sys.argv[2:])
+            return submit(sys.argv[2:])
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as exc:
@@ -28,7 +24,7 @@ def main() -> Any:
             from cli.main import error_message
 
             message, status = error_message(exc)
-            typer.secho(message, fg=typer.colors.RED, err=True)
+            print(message, file=sys.stderr)
             sys.exit(status)
     from cli.main import app as full
 

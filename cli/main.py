@@ -97,6 +97,14 @@ app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 
 
+def _submit(ctx: typer.Context) -> None:
+    """Submit a file of records from a partner system and print the receipt (safe to rerun;
+    `backbone submit --help` for its options)."""
+    from cli.submit import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
 def _register_remote() -> None:
     from cli.audit import audit_app
     from cli.jobs import worker
@@ -104,14 +112,17 @@ def _register_remote() -> None:
     from cli.records import records_app
     from cli.releases import releases_app
     from cli.remote import agreement_app, codelist_app, indicator_app
-    from cli.submit import submit
     from cli.webhooks import webhooks_app
 
     app.add_typer(records_app, name="records")
     app.add_typer(releases_app, name="releases")
     app.command("purge")(records_purge)
     app.command("worker")(worker)
-    app.command("submit")(submit)
+    app.command(
+        "submit",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )(_submit)
     app.add_typer(agreement_app, name="agreement")
     app.add_typer(indicator_app, name="indicator")
     app.add_typer(codelist_app, name="codelist")

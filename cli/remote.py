@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-import yaml
 
 agreement_app = typer.Typer(
     help="Agreements: lint, draft, approve, inspect (a data manager's tools).", no_args_is_help=True
@@ -161,6 +160,8 @@ def approve(
         if r.status_code != 200:
             _show(r)
         body = r.json()
+        import yaml
+
         typer.echo(yaml.safe_dump(body["document"], sort_keys=False))
         typer.echo(f"content hash: {body['content_hash']}")
         if not yes and not typer.confirm(
@@ -203,6 +204,8 @@ def define(
     as_: As = None,
 ) -> None:
     """Define an indicator from a YAML or JSON file (checked against the agreements)."""
+    import yaml  # imported here: `backbone submit` shares these options and never reads YAML
+
     data = yaml.safe_load(path.read_text())
     with _client(url, client_id, client_secret, credentials, as_) as http:
         _show(http.post("/v1/indicators", json=data))
@@ -279,6 +282,8 @@ def codelist_create(
     as_: As = None,
 ) -> None:
     """Define a code list from a YAML or JSON file (its next version, if the id exists)."""
+    import yaml  # imported here: `backbone submit` shares these options and never reads YAML
+
     data = yaml.safe_load(path.read_text())
     with _client(url, client_id, client_secret, credentials, as_) as http:
         _show(http.post("/v1/codelists", json=data))

@@ -5,8 +5,9 @@ period, replaces, sheet), so a rerun of the same command stores nothing twice: i
 original receipt. CSV, TSV, NDJSON and JSON are gzip-compressed on the way (the service accepts
 ``Content-Encoding: gzip``); spreadsheets and ``.gz`` files are sent as they are.
 
-A file up to ``--resumable-above`` bytes (after compression) goes in one request, retried whole;
-a larger one goes as a resumable upload (tus 1.0.0, with tuspy, the tus project's client): after
+A file up to ``--resumable-above`` bytes (256 MiB by default) goes in one request, compressed
+while it is sent (the service ingests as the bytes arrive, so the compression overlaps its work)
+and retried whole; a larger one goes as a resumable upload (tus 1.0.0, with tuspy, the tus project's client): after
 a cut connection it asks the service how much arrived and sends the rest. Connection errors,
 timeouts and 503s are retried with exponential backoff (honouring Retry-After), ``--retries``
 times.
@@ -14,12 +15,18 @@ times.
 Exit status: 0 stored (or an earlier identical submission's receipt); 1 refused (the problem's
 title, detail and row report on stderr); 2 a usage error; 3 the service could not be reached or
 kept failing after the retries.
+
+It is a command of its own, parsed with the standard library's argparse and started without the
+operator's commands: a partner system runs it from cron, often for a small file, and Typer (which
+builds a pydantic adapter for every option) with the service's modules took longer to import than
+a small upload takes.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import sys
@@ -31,12 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-import httpx
-import typer
-
-from cli.remote import As, ClientId, ClientSecret, Credentials, Url, service_url
+from typing import Any
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -52,7 +54,10 @@ MEDIA = {
     ".ods": "application/vnd.oasis.opendocument.spreadsheet",
 }
 COMPRESSIBLE = {"text/csv", "application/x-ndjson", "application/json"}
-DEFAULT_RESUMABLE_ABOVE = 8 * 1024 * 1024
+# A file up to this size is streamed in one request, compressed as it goes (a failure sends it
+# again whole: at most a few tens of MB compressed). A larger one is a resumable upload, which
+# must know its compressed length first and so compresses the file before sending a byte.
+DEFAULT_RESUMABLE_ABOVE = 256 * 1024 * 1024
 DEFAULT_CHUNK = 64 * 1024 * 1024
 # gzip level 1: on a fast link the upload is not the bottleneck and a higher level costs more
 # client time than it saves in bytes; on a slow one it still shrinks CSV about fivefold.
@@ -83,16 +88,19 @@ class Payload:
     size: int
 
 
+class UsageError(Exception):
+    """A command line that cannot run (exit status 2)."""
+
+
 def media_of(path: Path) -> tuple[str, bool]:
     """The content type from the file's extension, and whether it is already gzip-compressed."""
     suffixes = [s.lower() for s in path.suffixes]
     gz = bool(suffixes) and suffixes[-1] == ".gz"
     ext = suffixes[-2] if gz and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
     if ext not in MEDIA or (gz and MEDIA[ext] not in COMPRESSIBLE):
-        raise typer.BadParameter(
-            f"cannot tell the format from the extension; use one of {', '.join(sorted(MEDIA))} "
-            "(optionally .gz for the text formats)",
-            param_hint="FILE",
+        raise UsageError(
+            f"FILE: cannot tell the format from the extension; use one of "
+            f"{', '.join(sorted(MEDIA))} (optionally .gz for the text formats)"
         )
     return MEDIA[ext], gz
 
@@ -104,6 +112,59 @@ def _key_digest(dataset: str, period: str | None, replaces: str | None, sheet: s
     return digest
 
 
+def idempotency_key(
+    path: Path, dataset: str, period: str | None, replaces: str | None, sheet: str | None
+) -> str:
+    """``submit-`` and a SHA-256 of what is submitted as what, read in one pass over the file
+    (about 70 ms for 100 MB): the same file sent the same way is the same submission, whether it
+    goes whole or resumable."""
+    digest = _key_digest(dataset, period, replaces, sheet)
+    with path.open("rb") as src:
+        while chunk := src.read(_BLOCK):
+            digest.update(chunk)
+    return f"submit-{digest.hexdigest()}"
+
+
+def compressed_blocks(path: Path) -> Iterator[bytes]:
+    """The gzip of the file as :func:`prepare` writes it (the same bytes), made while it is
+    read: blocks compressed on every core, in order, each a gzip member of its own (a gzip
+    stream may hold several; the service reads them in order). Read-ahead is bounded, so the
+    memory held is a few blocks per core whatever the file's size."""
+    workers = os.cpu_count() or 1
+    with path.open("rb") as src, ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[bytes]] = deque()
+        while block := src.read(_BLOCK):
+            pending.append(pool.submit(gzip.compress, block, GZIP_LEVEL, mtime=0))
+            while len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def on_this_machine(url: str) -> bool:
+    """Is the service at ``url`` on a loopback address (the bytes never cross a network)?"""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def compresses(path: Path, mode: str, url: str) -> bool:
+    """Whether to gzip the file on the way: a text format not compressed already, unless
+    ``mode`` is ``never``, or ``auto`` and the service is on this machine (compressing there
+    saves no network and takes CPU from the service that ingests it)."""
+    ctype, gz = media_of(path)
+    if gz or ctype not in COMPRESSIBLE or mode == "never":
+        return False
+    return mode == "always" or not on_this_machine(url)
+
+
 def prepare(
     path: Path,
     workdir: Path,
@@ -111,36 +172,21 @@ def prepare(
     period: str | None,
     replaces: str | None,
     sheet: str | None,
+    compress: bool = True,
 ) -> tuple[Payload, str]:
     """The payload (the file itself, or a gzip of it: deterministic, no name and no time, so
     that a rerun sends the same bytes) and the Idempotency-Key: ``submit-`` and a SHA-256 of
     what is submitted as what (the same file sent the same way is the same submission). One
     pass over the file."""
     ctype, gz = media_of(path)
-    digest = _key_digest(dataset, period, replaces, sheet)
-    compress = not gz and ctype in COMPRESSIBLE
+    key = idempotency_key(path, dataset, period, replaces, sheet)
     out = workdir / "body.gz" if compress else path
-    with ExitStack() as stack:
-        src = stack.enter_context(path.open("rb"))
-        if not compress:
-            while chunk := src.read(_READ):
-                digest.update(chunk)
-        else:
-            # Blocks compressed on every core, each a gzip member of its own (a gzip stream may
-            # hold several; the service reads them in order): the same bytes for the same file.
-            sink = stack.enter_context(out.open("wb"))
-            workers = os.cpu_count() or 1
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
-            pending: deque[Future[bytes]] = deque()
-            while block := src.read(_BLOCK):
-                digest.update(block)
-                pending.append(pool.submit(gzip.compress, block, GZIP_LEVEL, mtime=0))
-                while len(pending) > 2 * workers:
-                    sink.write(pending.popleft().result())
-            while pending:
-                sink.write(pending.popleft().result())
+    if compress:
+        with out.open("wb") as sink:
+            for block in compressed_blocks(path):
+                sink.write(block)
     payload = Payload(out, ctype, "gzip" if gz or compress else None, out.stat().st_size)
-    return payload, f"submit-{digest.hexdigest()}"
+    return payload, key
 
 
 # -- progress ------------------------------------------------------------------------------------
@@ -191,15 +237,145 @@ class Progress:
 
 
 def log(message: str) -> None:
-    typer.echo(f"backbone submit: {message}", err=True)
+    print(f"backbone submit: {message}", file=sys.stderr, flush=True)
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
 
-RETRYABLE = (httpx.TransportError,)
+RETRYABLE = (OSError, http.client.HTTPException)
 
 
-def _retry_after(r: httpx.Response | None, fallback: float) -> float:
+@dataclass(frozen=True)
+class Response:
+    """A whole response: its status, headers and body."""
+
+    status_code: int
+    headers: Any  # http.client.HTTPMessage: case-insensitive .get
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Http:
+    """Requests to one service over one kept-alive connection, with the standard library's
+    http.client: the command makes a handful of requests, and importing httpx (with httpcore)
+    took longer than sending a small file. Proxies from ``HTTPS_PROXY``/``HTTP_PROXY`` and
+    ``NO_PROXY``, as other tools read them; certificates checked against the operating system's
+    trust store (where an organization installs its own CA)."""
+
+    def __init__(self, base: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--url: {base} is not an http(s) URL")
+        self.base = base.rstrip("/")
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.https else 80)
+        self.prefix = parts.path.rstrip("/")
+        self._conn: http.client.HTTPConnection | None = None
+        self._proxy: tuple[str, int] | None = None
+        from urllib.request import (  # type: ignore[attr-defined]
+            getproxies_environment,
+            proxy_bypass_environment,
+        )
+
+        proxy = getproxies_environment().get(parts.scheme)
+        if proxy and not proxy_bypass_environment(self.host):
+            pp = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            self._proxy = (pp.hostname or "", pp.port or 80)
+
+    def join(self, location: str) -> str:
+        from urllib.parse import urljoin
+
+        return urljoin(self.base + "/", location)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            host, port = self._proxy or (self.host, self.port)
+            conn: http.client.HTTPConnection
+            if self.https:
+                import ssl
+
+                conn = http.client.HTTPSConnection(
+                    host, port, timeout=60, context=ssl.create_default_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+            if self._proxy and self.https:
+                conn.set_tunnel(self.host, self.port)
+            conn.connect()
+            # Connected: the answer to a large body comes when the service has ingested it.
+            if conn.sock is not None:
+                conn.sock.settimeout(None)
+            self._conn = conn
+        return self._conn
+
+    def _target(self, url: str, params: dict[str, str] | None) -> str:
+        from urllib.parse import urlencode, urlsplit
+
+        if "://" in url:
+            parts = urlsplit(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+        else:
+            path = self.prefix + url
+        if params:
+            path += ("&" if "?" in path else "?") + urlencode(params)
+        if self._proxy and not self.https:
+            return f"http://{self.host}:{self.port}{path}"
+        return path
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: Any = None,
+        params: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> Response:
+        import base64
+
+        sent = {"User-Agent": "backbone-submit", **(headers or {})}
+        if data is not None:
+            from urllib.parse import urlencode
+
+            content = urlencode(data).encode()
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        if auth is not None:
+            from urllib.parse import quote
+
+            pair = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}".encode()
+            sent["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        if content is None and method in ("POST", "PATCH", "PUT"):
+            content = b""
+        try:
+            conn = self._connection()
+            conn.request(method, self._target(url, params), body=content, headers=sent)
+            r = conn.getresponse()
+            body = r.read()
+        except BaseException:
+            self.close()
+            raise
+        if r.will_close:
+            self.close()
+        return Response(r.status, r.headers, body)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _retry_after(r: Response | None, fallback: float) -> float:
     if r is not None:
         value = r.headers.get("retry-after", "")
         if value.isdigit():
@@ -212,11 +388,11 @@ def backoff(attempt: int, base: float) -> float:
 
 
 class Session:
-    """An httpx client with a bearer token that is renewed before it lapses (a long upload
+    """A connection to the service with a bearer token that is renewed before it lapses (a long upload
     outlives an access token)."""
 
     def __init__(self, base: str, client_id: str, secret: str, retries: int, base_delay: float):
-        self.http = httpx.Client(base_url=base, timeout=httpx.Timeout(60.0, read=None))
+        self.http = Http(base)
         self.client_id, self.secret = client_id, secret
         self.retries, self.base_delay = retries, base_delay
         self._token: str | None = None
@@ -258,11 +434,11 @@ class Session:
         authenticated: bool = True,
         body: Callable[[], Any] | None = None,
         **kw: Any,
-    ) -> httpx.Response:
+    ) -> Response:
         """One request, retried on connection errors, timeouts and 503."""
         given = dict(kw.pop("headers", {}))
         last: BaseException | None = None
-        r: httpx.Response | None = None
+        r: Response | None = None
         for attempt in range(self.retries + 1):
             headers = {**given, **(self.auth() if authenticated else {})}
             try:
@@ -303,7 +479,7 @@ class _TokenHeaders(Mapping[str, str]):
         return 1
 
 
-def _problem(r: httpx.Response) -> dict[str, Any]:
+def _problem(r: Response) -> dict[str, Any]:
     try:
         body = r.json()
     except ValueError:
@@ -317,22 +493,41 @@ def _problem(r: httpx.Response) -> dict[str, Any]:
 
 
 def send_whole(
-    session: Session, dataset: str, payload: Payload, query: dict[str, str], key: str
+    session: Session,
+    dataset: str,
+    path: Path,
+    query: dict[str, str],
+    key: str,
+    compress: bool = True,
 ) -> dict[str, Any]:
-    """One POST of the whole body (retried whole)."""
-    progress = Progress(payload.size, "uploading")
+    """One POST of the whole file, compressed as it is sent (retried whole). The service
+    ingests while the bytes arrive, so compressing here overlaps its work instead of preceding
+    it. Progress counts the file's bytes read."""
+    ctype, gz = media_of(path)
+    size = path.stat().st_size
+    progress = Progress(size, "sending")
 
     def chunks() -> Iterator[bytes]:
         done = 0
-        with payload.path.open("rb") as fh:
-            while chunk := fh.read(_READ):
-                done += len(chunk)
-                progress.update(done)
-                yield chunk
+        if not compress:
+            with path.open("rb") as fh:
+                while chunk := fh.read(_BLOCK):
+                    done += len(chunk)
+                    progress.update(done)
+                    yield chunk
+            return
+        for block in compressed_blocks(path):
+            done = min(size, done + _BLOCK)
+            progress.update(done)
+            yield block
 
-    headers = {"Content-Type": payload.content_type, "Idempotency-Key": key}
-    if payload.content_encoding:
-        headers["Content-Encoding"] = payload.content_encoding
+    headers = {"Content-Type": ctype, "Idempotency-Key": key}
+    if compress or gz:
+        headers["Content-Encoding"] = "gzip"
+    if not compress:
+        # The length is known: sent as is rather than in chunks, which the service reads
+        # without chunk framing.
+        headers["Content-Length"] = str(size)
     try:
         r = session.request(
             "POST",
@@ -383,7 +578,7 @@ def send_resumable(
     )
     if r.status_code != 201:
         raise Refused(_problem(r))
-    location = str(session.http.base_url.join(r.headers["location"]))
+    location = session.http.join(r.headers["location"])
     if r.headers.get("idempotent-replayed"):
         log("an upload of this file was started before; resuming it")
     client = TusClient(location, headers=_TokenHeaders(session))  # type: ignore[arg-type]
@@ -451,10 +646,10 @@ def _credentials(
     if credentials is not None:
         entries = {c["client_id"]: c for c in json.loads(credentials.read_text())["clients"]}
         if as_ not in entries:
-            raise typer.BadParameter(f"--as must be one of: {', '.join(sorted(entries))}")
+            raise UsageError(f"--as must be one of: {', '.join(sorted(entries))}")
         return str(as_), str(entries[as_]["client_secret"])
     if not client_id or not secret:
-        raise typer.BadParameter(
+        raise UsageError(
             "give --client-id and --client-secret (or BACKBONE_CLIENT_ID and "
             "BACKBONE_CLIENT_SECRET), or --credentials with --as"
         )
@@ -462,71 +657,151 @@ def _credentials(
 
 
 def report_refusal(problem: dict[str, Any]) -> None:
-    title = problem.get("title", "refused")
-    typer.secho(f"refused: {title}", fg=typer.colors.RED, err=True)
+    err = sys.stderr
+    print(f"refused: {problem.get('title', 'refused')}", file=err)
     if problem.get("detail"):
-        typer.echo(str(problem["detail"]), err=True)
+        print(str(problem["detail"]), file=err)
     if problem.get("report"):
-        typer.echo(json.dumps(problem["report"], indent=2), err=True)
+        print(json.dumps(problem["report"], indent=2), file=err)
     if problem.get("type"):
-        typer.echo(f"({problem['type']})", err=True)
+        print(f"({problem['type']})", file=err)
 
 
-def submit(
-    file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="the records")
-    ],
-    dataset: Annotated[str, typer.Option(help="the dataset to submit to")],
-    period: Annotated[str | None, typer.Option(help="the period the records are for")] = None,
-    replaces: Annotated[
-        str | None, typer.Option(help="the id of the submission this one replaces")
-    ] = None,
-    sheet: Annotated[
-        str | None, typer.Option(help="the sheet of a spreadsheet (the first by default)")
-    ] = None,
-    resumable_above: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="send bodies larger than this many bytes (after compression) as a resumable "
-            "upload; 0: always",
-        ),
-    ] = DEFAULT_RESUMABLE_ABOVE,
-    chunk_size: Annotated[
-        int, typer.Option(min=65536, help="bytes per request of a resumable upload")
-    ] = DEFAULT_CHUNK,
-    retries: Annotated[
-        int, typer.Option(min=0, max=50, help="retries after connection errors and 503s")
-    ] = 5,
-    retry_delay: Annotated[
-        float, typer.Option(min=0, help="the first retry's delay in seconds (then doubled)")
-    ] = 1.0,
-    url: Url = None,
-    client_id: ClientId = None,
-    client_secret: ClientSecret = None,
-    credentials: Credentials = None,
-    as_: As = None,
-) -> None:
-    """Submit a file of records (CSV, TSV, NDJSON, JSON, .xlsx, .ods; .gz) and print the
-    receipt. Safe to rerun: the same file is stored once. Exit status: 0 stored, 1 refused,
-    2 usage error, 3 service unreachable after the retries."""
-    media_of(file)
-    cid, secret = _credentials(client_id, client_secret, credentials, as_)
-    query = {k: v for k, v in (("period", period), ("replaces", replaces), ("sheet", sheet)) if v}
+def _bounded(kind: Callable[[str], Any], low: float, high: float | None = None) -> Any:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
+            raise ValueError(bounds)
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def parser() -> Any:
+    """The command line of ``backbone submit``."""
+    import argparse
+
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="backbone submit",
+        description="Submit a file of records (CSV, TSV, NDJSON, JSON, .xlsx, .ods; .gz) and "
+        "print the receipt. Safe to rerun: the same file is stored once. Exit status: 0 stored, "
+        "1 refused, 2 usage error, 3 service unreachable after the retries.",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="the records")
+    p.add_argument("--dataset", required=True, help="the dataset to submit to")
+    p.add_argument("--period", help="the period the records are for")
+    p.add_argument("--replaces", help="the id of the submission this one replaces")
+    p.add_argument("--sheet", help="the sheet of a spreadsheet (the first by default)")
+    p.add_argument(
+        "--compress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="gzip CSV, TSV, NDJSON and JSON on the way: always, never, or auto (always, except "
+        "to a service on this machine's loopback address; default: %(default)s)",
+    )
+    p.add_argument(
+        "--resumable-above",
+        type=_bounded(int, 0),
+        default=DEFAULT_RESUMABLE_ABOVE,
+        metavar="BYTES",
+        help="send files larger than this as a resumable upload (smaller ones are streamed in "
+        "one request, compressed as they go); 0: always (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_bounded(int, 65536),
+        default=DEFAULT_CHUNK,
+        metavar="BYTES",
+        help="bytes per request of a resumable upload (default: %(default)s)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_bounded(int, 0, 50),
+        default=5,
+        help="retries after connection errors and 503s (default: %(default)s)",
+    )
+    p.add_argument(
+        "--retry-delay",
+        type=_bounded(float, 0),
+        default=1.0,
+        metavar="SECONDS",
+        help="the first retry's delay (then doubled; default: %(default)s)",
+    )
+    p.add_argument(
+        "--url", default=env("BACKBONE_URL"), help="the service's base URL [env: BACKBONE_URL]"
+    )
+    p.add_argument(
+        "--client-id", default=env("BACKBONE_CLIENT_ID"), help="[env: BACKBONE_CLIENT_ID]"
+    )
+    p.add_argument(
+        "--client-secret",
+        default=env("BACKBONE_CLIENT_SECRET"),
+        help="[env: BACKBONE_CLIENT_SECRET]",
+    )
+    p.add_argument(
+        "--credentials", type=Path, help="a credentials file, e.g. var/demo-credentials.json"
+    )
+    p.add_argument(
+        "--as",
+        dest="as_",
+        metavar="CLIENT_ID",
+        help="the client id to use from the credentials file",
+    )
+    return p
+
+
+def service_url(url: str | None) -> str:
+    """``--url`` (or ``BACKBONE_URL``), else the issuer every command derives the same way."""
+    if url:
+        return url
+    from core.settings import get_settings
+
+    return str(get_settings().issuer)
+
+
+def main(argv: list[str]) -> int:
+    """Run ``backbone submit`` with ``argv`` (the words after ``submit``); the exit status."""
+    p = parser()
+    args = p.parse_args(argv)
+    file: Path = args.file
+    try:
+        if not file.is_file():
+            raise UsageError(f"FILE: {file} is not a readable file")
+        media_of(file)
+        cid, secret = _credentials(args.client_id, args.client_secret, args.credentials, args.as_)
+        base = service_url(args.url)
+        session = Session(base, cid, secret, args.retries, args.retry_delay)
+    except UsageError as exc:
+        p.error(str(exc))
+    query = {
+        k: v
+        for k, v in (("period", args.period), ("replaces", args.replaces), ("sheet", args.sheet))
+        if v
+    }
+    dataset = args.dataset
+    compress = compresses(file, args.compress, base)
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="backbone-submit-")))
-        payload, key = prepare(file, workdir, dataset, period, replaces, sheet)
-        session = Session(service_url(url), cid, secret, retries, retry_delay)
         stack.callback(session.close)
         try:
-            if payload.size > resumable_above:
-                receipt = send_resumable(session, dataset, payload, query, key, chunk_size)
+            if file.stat().st_size > args.resumable_above:
+                workdir = Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="backbone-submit-"))
+                )
+                payload, key = prepare(
+                    file, workdir, dataset, args.period, args.replaces, args.sheet, compress
+                )
+                receipt = send_resumable(session, dataset, payload, query, key, args.chunk_size)
             else:
-                receipt = send_whole(session, dataset, payload, query, key)
+                key = idempotency_key(file, dataset, args.period, args.replaces, args.sheet)
+                receipt = send_whole(session, dataset, file, query, key, compress)
         except Refused as exc:
             report_refusal(exc.problem)
-            raise typer.Exit(EXIT_REFUSED) from None
+            return EXIT_REFUSED
         except Unreachable as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(EXIT_UNREACHABLE) from None
-    typer.echo(json.dumps(receipt, indent=2))
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    print(json.dumps(receipt, indent=2))
+    return 0

@@ -81,6 +81,48 @@ def test_503_is_retried_and_the_rerun_stores_nothing_twice(service: dict[str, An
     assert json.loads(resumable.stdout)["id"] == receipt["id"]
 
 
+def test_a_gzipped_stream_is_stored_once_whole_or_resumable(
+    service: dict[str, Any], tmp_path: Path
+):
+    good = tmp_path / "gz.csv"
+    good.write_text(body(2000, prefix="GZ"))
+    args = (str(good), "--dataset", DATASET, "--period", "2025-26", "--compress", "always")
+    receipt = json.loads(submit(service, *args).stdout)
+    assert receipt["row_count"] == 2000
+    # The gzip is the same bytes whichever way it goes: the resumable rerun is the same one.
+    again = submit(service, *args, "--resumable-above", "0")
+    assert json.loads(again.stdout)["id"] == receipt["id"]
+    # Sent uncompressed, the same file is a different body under the same key: refused, never
+    # stored a second time.
+    changed = submit(service, *args[:-1], "never", status=1)
+    assert "/problems/idempotency-key-reused" in changed.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "mode", "expected"),
+    [
+        ("http://127.0.0.1:8000", "auto", False),
+        ("http://localhost:8000", "auto", False),
+        ("http://[::1]:8000", "auto", False),
+        ("https://backbone.example.org", "auto", True),
+        ("http://10.1.2.3", "auto", True),
+        ("http://127.0.0.1:8000", "always", True),
+        ("https://backbone.example.org", "never", False),
+    ],
+)
+def test_compression_is_for_a_service_across_a_network(
+    tmp_path: Path, url: str, mode: str, expected: bool
+):
+    from cli.submit import compresses
+
+    records = tmp_path / "r.csv"
+    records.write_text(HEADER)
+    assert compresses(records, mode, url) is expected
+    already = tmp_path / "r.csv.gz"
+    already.write_bytes(b"")
+    assert compresses(already, "always", url) is False
+
+
 def test_an_unreachable_service_exits_3(service: dict[str, Any], tmp_path: Path):
     from tests.e2e.test_partner_system import free_port
 

@@ -258,6 +258,8 @@ def test_a_partner_system_submits_through_a_cut_connection(service: dict[str, An
     command = [
         str(BACKBONE), "submit", str(records), "--dataset", DATASET, "--period", period,
         "--resumable-above", "65536", "--retry-delay", "0.2",
+        # Gzip on the way, as to a service across a network (the proxy is on this machine).
+        "--compress", "always",
     ]  # fmt: skip
 
     def run(*args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
@@ -283,9 +285,25 @@ def test_a_partner_system_submits_through_a_cut_connection(service: dict[str, An
         assert receipt["period"] == period
         assert submissions(service["engine"]) == before + 1
 
-        # Read the receipt back, as the partner would.
+        # Read the receipt back, as the partner would, with its data-quality report: counts of
+        # the partner's own records, never a value.
         r = httpx.get(f"{base}/v1/submissions/{receipt['id']}", headers=auth, timeout=60)
         assert r.status_code == 200 and r.json()["row_count"] == ROWS
+        quality = r.json()["quality"]
+        assert quality == receipt["quality"]
+        assert quality["rows"] == ROWS
+        assert set(quality["fields"]) == {f["name"] for f in dataset["schema"]["fields"]}
+        assert all(f["present"] + f["missing"] == ROWS for f in quality["fields"].values())
+        assert quality["periods"]["rows"] == {period: ROWS}
+        # The demo's own submission for this period is still in use and this one does not
+        # replace it: a warning, which never blocks.
+        assert "period-overlap" in [w["code"] for w in quality["warnings"]]
+        ident = next(
+            f["name"]
+            for f in dataset["schema"]["fields"]
+            if f.get("x-backbone-role") == "identifier"
+        )
+        assert all(str(rows[i][ident]) not in json.dumps(quality) for i in range(100))
 
         # Rerun from cron: the same submission, nothing stored twice.
         again = json.loads(run().stdout)
@@ -305,6 +323,11 @@ def test_a_partner_system_submits_through_a_cut_connection(service: dict[str, An
     replacement = json.loads(done.stdout)
     assert replacement["row_count"] == ROWS
     assert replacement["id"] != receipt["id"]
+    assert replacement["csv"] == {"delimiter": ";"}
+    # A replacement is no overlap; the same rows are no drop.
+    assert not {"period-overlap", "rows-dropped"} & {
+        w["code"] for w in replacement["quality"]["warnings"]
+    }
 
     # And as a workbook.
     workbook = tmp_path / "readiness.xlsx"
