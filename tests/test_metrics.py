@@ -247,6 +247,8 @@ def test_budgets_audit_log_size_and_checkpoint_age_are_read_at_scrape_time(
     )
     assert dp.status_code == 201, dp.text
     samples = scrape(local)
+    # Read before the budgets are: reading them is an audited event of its own.
+    size = session.scalar(select(AuditHead.size).where(AuditHead.id == 1))
     budgets = local_api.get("/v1/budgets", as_="backbone-manager").json()
     assert budgets and any(b["epsilon_spent"] > 0 for b in budgets)
     for b in budgets:
@@ -260,7 +262,6 @@ def test_budgets_audit_log_size_and_checkpoint_age_are_read_at_scrape_time(
             == b["epsilon_spent"]
         )
     assert _value(samples, "backbone_metrics_database_ok") == 1
-    size = session.scalar(select(AuditHead.size).where(AuditHead.id == 1))
     assert _value(samples, "backbone_audit_log_events") == size > 0
 
     # A checkpoint made now, then 90 seconds pass: its age is read at each scrape.
