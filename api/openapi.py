@@ -58,7 +58,8 @@ DESCRIPTIONS = {
     404: "No such resource, or it is not visible to you",
     406: "None of the media types in Accept can be produced",
     409: "The resource is not in a state that allows this",
-    410: "The data has been destroyed (crypto-shredded)",
+    410: "Gone: the data has been destroyed (crypto-shredded), or the upload expired",
+    412: "Tus-Resumable is missing or not 1.0.0 (resumable uploads)",
     413: "The body exceeds the configured limit",
     415: "Unsupported Content-Type or Content-Encoding",
     422: "Parameters or body are invalid (see errors, report or findings)",
@@ -117,6 +118,9 @@ def _statuses(
         codes |= {406, 410}
     if route.path.startswith("/v1/indicators/") and route.path.endswith("/releases"):
         codes.add(410)
+    if route.path.startswith("/v1/uploads") or route.path.endswith("/uploads"):
+        # The tus protocol's own answers: an expired upload, a missing Tus-Resumable.
+        codes |= {410, 412} if method != "get" else {410}
     return codes
 
 

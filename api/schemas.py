@@ -261,6 +261,24 @@ class ReceiptOut(_Out):
     )
 
 
+class UploadOut(_Out):
+    """A resumable upload (tus) as its creator reads it: GET /v1/uploads/{id}."""
+
+    id: str
+    dataset: str
+    state: Literal["receiving", "complete", "refused", "expired"]
+    offset: int
+    length: int
+    created_at: datetime
+    expires_at: datetime
+    submission: ReceiptOut | None = Field(
+        default=None, description="the receipt, once the upload is complete and stored"
+    )
+    problem: dict[str, Any] | None = Field(
+        default=None, description="the problem document, when the upload was refused"
+    )
+
+
 class ReceiptPage(_Out):
     items: list[ReceiptOut]
     next: str | None

@@ -37,6 +37,7 @@ from starlette.requests import ClientDisconnect
 from api.deps import Policy, UnitOfWork, after_commit, audited, require, state
 from api.errors import stored_problem
 from api.routers.submissions import _KEY, Upload, submit
+from api.schemas import UploadOut
 from api.state import AppState
 from audit.actions import AuditAction
 from audit.service import AuditRecord, record
@@ -190,6 +191,7 @@ def upload_offset(upload_id: UploadId, session: UnitOfWork, ctx: Owner) -> Respo
 
 @router.get(
     "/uploads/{upload_id}",
+    response_model=UploadOut,
     summary="An upload's state, and its receipt or problem once complete",
     description="state: receiving, complete (submission holds the receipt), refused (problem "
     "holds the problem document) or expired.",
