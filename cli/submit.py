@@ -62,7 +62,6 @@ DEFAULT_CHUNK = 64 * 1024 * 1024
 # gzip level 1: on a fast link the upload is not the bottleneck and a higher level costs more
 # client time than it saves in bytes; on a slow one it still shrinks CSV about fivefold.
 GZIP_LEVEL = 1
-_READ = 1 << 20
 _BLOCK = 4 << 20
 
 
